@@ -1,0 +1,193 @@
+"""Typed configs: dataclasses, YAML presets and dotted command-line overrides.
+
+Every command's config is a dataclass tree whose fields carry a help text
+(``field(default=..., metadata={"help": "..."})``). A run's config is built as
+
+    dataclass defaults  <-  preset YAML (presets/<command>/<name>.yaml)  <-  overrides "a.b=value"
+
+and every value is checked against its field's type, so a typo or a wrong type is an error that
+names the key, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key, value or preset that cannot be used; the message names the culprit."""
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help text; mutable defaults are copied per instance."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        factory = (lambda d=default: type(d)(d)) if isinstance(default, (list, dict)) else type(default)
+        return dataclasses.field(default_factory=factory, metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def available_presets(command: str) -> list[str]:
+    return sorted(p.stem for p in (PRESET_DIR / command).glob("*.yaml"))
+
+
+def load_config(cls: type[T], command: str, preset: str | None, overrides: list[str]) -> T:
+    """Build ``cls`` from its defaults, a named preset (or a YAML file path) and dotted overrides."""
+    values: dict[str, Any] = {}
+    if preset:
+        values = _read_preset(command, preset)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. env.resolution=96)")
+        _set_dotted(values, key.strip(), _parse_value(raw))
+    return from_dict(cls, values)
+
+
+def _read_preset(command: str, preset: str) -> dict[str, Any]:
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PRESET_DIR / command / f"{preset}.yaml"
+        if not path.is_file():
+            known = ", ".join(available_presets(command)) or "none"
+            raise ConfigError(f"unknown preset '{preset}' for '{command}' (available: {known})")
+    if not path.is_file():
+        raise ConfigError(f"preset file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"preset file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset file {path} must hold a mapping of options")
+    return data
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{key}': '{part}' is a value, not a group of options")
+        node = child
+    node[parts[-1]] = value
+
+
+def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    """Instantiate dataclass ``cls`` from a nested dict, checking names and types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        name = prefix + unknown[0]
+        raise ConfigError(f"unknown option '{name}' (known here: {', '.join(prefix + f for f in fields)})")
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"option '{key}' is a group of options; set its members, e.g. {key}.<name>=...")
+        return from_dict(hint, value, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"option '{key}' must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option '{key}' must be a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"option '{key}' must have {len(args)} values, got {len(value)}")
+            return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+        item = args[0] if args else Any
+        coerced = [_coerce(item, v, key) for v in value]
+        return tuple(coerced) if origin is tuple else coerced
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"option '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"option '{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"option '{key}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"option '{key}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"option '{key}' must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"option '{key}' has an unsupported type {hint!r}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return yaml.safe_dump(plain(to_dict(cfg)), sort_keys=False)
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(dotted name, type, default, help) for every leaf option of ``cls``, for --help."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            rows.extend(describe(hint, prefix + f.name + "."))
+            continue
+        type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        rows.append((prefix + f.name, type_name, getattr(default, f.name), f.metadata.get("help", "")))
+    return rows
