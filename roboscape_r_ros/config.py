@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from roboscape_r_ros.errors import RoboscapeError
+
 PRESET_DIR = Path(__file__).parent / "presets"
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(RoboscapeError, ValueError):
     """A config key, value or preset that cannot be used; the message names the culprit."""
 
 

@@ -1,0 +1,117 @@
+"""`roboscape-r`: the command line of roboscape_r_ros.
+
+    roboscape-r <command> [--preset NAME|FILE.yaml] [key.sub=value ...]
+
+Each command owns a typed config dataclass. Its values come from the dataclass defaults, then the
+preset, then the dotted overrides; `roboscape-r <command> --help` lists every option with its type,
+default and meaning. Predictable bad input (an unknown task, a bad value, an unwritable folder, a
+corrupt file) ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from roboscape_r_ros.config import available_presets, describe, load_config, to_yaml
+from roboscape_r_ros.errors import RoboscapeError
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    config: str  # "module:ConfigClass", imported only when the command is used
+    run: str  # "module:function(cfg)"
+    default_preset: str | None = None
+
+    def load(self, attr: str) -> Any:
+        module, _, name = getattr(self, attr).partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+COMMANDS = [
+    Command(
+        name="collect",
+        summary="record scripted-expert, noisy, failed and random Meta-World episodes to a dataset",
+        config="roboscape_r_ros.data.collect:CollectConfig",
+        run="roboscape_r_ros.data.collect:run_collect",
+    ),
+]
+
+
+def _options_help(command: Command) -> str:
+    rows = describe(command.load("config"))
+    lines = ["options (set as key=value; lists as a,b,c or [a, b]):"]
+    for name, type_name, default, help_text in rows:
+        lines.append(f"  {name} ({type_name}, default: {default!r})")
+        lines.extend(textwrap.wrap(help_text, width=88, initial_indent="      ", subsequent_indent="      "))
+    presets = ", ".join(available_presets(command.name)) or "none"
+    lines.append(f"\npresets: {presets}")
+    return "\n".join(lines)
+
+
+class _HelpWithOptions(argparse.Action):
+    """-h/--help of a command: lists every option of its config (imported only now)."""
+
+    def __init__(self, option_strings: list[str], dest: str, command: Command) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show every option of this command and exit")
+        self.command = command
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        parser.epilog = _options_help(self.command)
+        parser.print_help()
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roboscape-r",
+        description="Train manipulation policies in a learned world model (RoboScape-R) and run them with ROS 2.",
+        epilog="Run 'roboscape-r <command> --help' for every option of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for command in COMMANDS:
+        p = sub.add_parser(
+            command.name,
+            help=command.summary,
+            description=command.summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            add_help=False,
+        )
+        p.add_argument("-h", "--help", action=_HelpWithOptions, command=command)
+        p.set_defaults(command_spec=command)
+        p.add_argument("--preset", default=command.default_preset, help="preset name or path to a YAML file")
+        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. env.resolution=96")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    command: Command = args.command_spec
+    try:
+        cfg = load_config(command.load("config"), command.name, args.preset, args.overrides)
+        if args.print_config:
+            print(to_yaml(cfg), end="")
+            return 0
+        run: Callable[[Any], Any] = command.load("run")
+        result = run(cfg)
+    except RoboscapeError as err:
+        print(f"roboscape-r {command.name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"roboscape-r {command.name}: interrupted", file=sys.stderr)
+        return 130
+    if result is not None:
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""What every roboscape_r_ros node shares: described parameters, throttled logs, a clean spin."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+
+def declare(node: Node, name: str, default: object, description: str, *, low: float | None = None, high: float | None = None) -> object:
+    """Declare a typed, described parameter (with a range when given) and return its value."""
+    descriptor = ParameterDescriptor(description=description)
+    if low is not None and high is not None:
+        if isinstance(default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    return node.declare_parameter(name, default, descriptor).value
+
+
+class ThrottledWarnings:
+    """At most one warning per key per period; each warning says how many were suppressed."""
+
+    def __init__(self, node: Node, period_s: float) -> None:
+        self._logger = node.get_logger()
+        self._period_s = period_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -float("inf")) < self._period_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        suppressed = self._suppressed.pop(key, 0)
+        suffix = f" ({suppressed} more like this since the last warning)" if suppressed else ""
+        self._last[key] = now
+        self._logger.warning(message + suffix)
+
+
+class StartupError(Exception):
+    """A node cannot start with the parameters it was given; the message says which and why."""
+
+
+def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Run one node until Ctrl-C or SIGTERM. Bad startup parameters end with one line, exit 2."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except (StartupError, InvalidParameterTypeException, InvalidParameterValueException) as err:
+        print(f"[ERROR] {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,77 @@
+"""Real rclpy across processes for tests: a private ROS_DOMAIN_ID, node subprocesses, a spin helper.
+
+Each RosHarness gets its own domain id, so test runs on one machine (and tests inside a run) never
+see each other's traffic; discovery stays on loopback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+REPO = Path(__file__).resolve().parents[1]
+_domain_ids = itertools.count((os.getpid() * 7) % 80 + 1)
+
+
+class RosHarness:
+    def __init__(self) -> None:
+        self.domain_id = next(_domain_ids) % 100 + 1
+        self.env = dict(
+            os.environ,
+            ROS_DOMAIN_ID=str(self.domain_id),
+            ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+            FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA",
+            PYTHONUNBUFFERED="1",
+        )
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=self.domain_id)
+        self.node = rclpy.create_node("test_harness", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, target: str, *ros_args: str) -> subprocess.Popen:
+        """Run a module (or a .py script) with `--ros-args ...` in its own process on this domain."""
+        cmd = [sys.executable, target] if target.endswith(".py") else [sys.executable, "-m", target]
+        if ros_args:
+            cmd += ["--ros-args", *ros_args]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.processes.append(proc)
+        return proc
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float, tick: Callable[[], None] | None = None) -> bool:
+        """Spin the harness node until condition() holds; tick() runs between spins (e.g. republish)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if tick is not None:
+                tick()
+            self.executor.spin_once(timeout_sec=0.05)
+            if condition():
+                return True
+        return False
+
+    def stop(self, proc: subprocess.Popen, timeout_s: float = 10.0) -> str:
+        """SIGINT the process (as Ctrl-C or ros2 launch would) and return everything it printed."""
+        if proc.poll() is None:
+            proc.send_signal(2)
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        return out
+
+    def close(self) -> None:
+        for proc in self.processes:
+            self.stop(proc)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
