@@ -58,7 +58,7 @@ def as_array(msg: Image) -> np.ndarray:
 
 
 def test_every_encoding_becomes_rgb8_at_model_size(ros):
-    ros.start("roboscape_r_ros.nodes.camera_ingest", "-p", "output_size:=64")
+    ros.start("roboscape_r_ros.nodes.camera_ingest", "--params-file", "config/camera_ingest.yaml", "-p", "output_size:=64")
     link = Link(ros)
     scene = split_scene(160, 120)
     for encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):

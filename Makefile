@@ -1,0 +1,58 @@
+# Set-up and everyday commands. `make demo` and `make test` each create the environment they need.
+#
+#   make venv     virtual environment: pinned deps, ROS 2 Kilted wheels, our messages, the package
+#   make demo     the main job on the embedded default (see README)
+#   make test     the test suite
+#   make colcon   build the package the way ROS users do (colcon, install space in ./install)
+#   make bench    benchmarks (JSON in bench/results/)
+
+# Outside the checkout: CMake refuses exported include paths (numpy's, in the venv) that lie inside
+# the source folder, which would break `make colcon` against a venv in ./.venv.
+VENV ?= $(HOME)/.venvs/roboscape_r_ros
+PYTHON ?= python3
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
+export AMENT_PREFIX_PATH := $(VIRTUAL_ENV)
+export MUJOCO_GL ?= egl
+PY := $(VIRTUAL_ENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
+MSG_BUILD := $(VIRTUAL_ENV)/build/roboscape_r_ros
+
+.PHONY: venv demo test colcon bench clean
+
+venv: $(VIRTUAL_ENV)/.installed
+
+$(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xml executables.txt msg/*.msg
+	test -x $(PY) || $(PYTHON) -m venv $(VIRTUAL_ENV)
+	# torch alone first: it must never be resolved as a dependency (that pulls a CUDA build).
+	$(PIP) torch==2.13.0
+	$(PIP) -r requirements/core.txt -r requirements/ros.txt -r requirements/dev.txt
+	# colcon must not crawl the ROS packages that the wheels put under share/.
+	touch $(VIRTUAL_ENV)/COLCON_IGNORE
+	$(PY) tools/fix_ros_wheel_cmake.py
+	# Messages: built with the wheels' rosidl into the venv, out of source (never in this folder).
+	cmake -S . -B $(MSG_BUILD) -DCMAKE_INSTALL_PREFIX=$(VIRTUAL_ENV) -DINSTALL_PYTHON_SOURCES=OFF \
+		-DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(PY) > $(VIRTUAL_ENV)/msg-build.log 2>&1 \
+		|| { tail -30 $(VIRTUAL_ENV)/msg-build.log; exit 1; }
+	cmake --build $(MSG_BUILD) -j2 >> $(VIRTUAL_ENV)/msg-build.log 2>&1 || { tail -30 $(VIRTUAL_ENV)/msg-build.log; exit 1; }
+	cmake --install $(MSG_BUILD) >> $(VIRTUAL_ENV)/msg-build.log 2>&1 || { tail -30 $(VIRTUAL_ENV)/msg-build.log; exit 1; }
+	# The sources, editable: compat mode puts this folder on sys.path, where extend_path finds it.
+	$(PIP) --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	$(PY) -c "import roboscape_r_ros.msg, roboscape_r_ros.cli, rclpy, metaworld, torch" 
+	touch $@
+
+demo: venv
+	$(VIRTUAL_ENV)/bin/roboscape-r collect --preset demo
+
+# pytest exits 5 when it collected no test: for us that means a broken suite, so it fails loudly.
+test: venv
+	$(PY) -m pytest; rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests: failing"; exit $$rc
+
+colcon: venv
+	colcon build --base-paths . --build-base build --install-base install --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(PY)
+
+bench: venv
+	$(PY) bench/bench_loader.py
+
+clean:
+	rm -rf build install log outputs bench/results
