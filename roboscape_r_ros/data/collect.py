@@ -1,0 +1,175 @@
+"""Episodes from Meta-World's scripted experts, labelled for the world model and written as a dataset.
+
+Every task gets ``episodes_per_task`` episodes of four kinds, in fixed shares:
+    expert  the scripted expert as is
+    noisy   the expert plus Gaussian action noise (it mostly still succeeds)
+    failed  the expert aiming beside the object and the goal (it mostly misses)
+    random  uniform random actions
+The kind says how an episode was made; ``success`` and the done labels say what happened (Meta-World's
+success flag), so a failed-kind episode that succeeds anyway is recorded as a success.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.data.done_labels import done_labels
+from roboscape_r_ros.data.lerobot import KINDS, DatasetSummary, DatasetWriter, Episode
+from roboscape_r_ros.envs.metaworld_env import ACTION_NAMES, CONTROL_HZ, STATE_NAMES, EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.envs.tasks import expert_policy
+
+Actor = Callable[[np.ndarray], np.ndarray]  # 39-d Meta-World observation -> action [4]
+ACTOR_STREAM = 1  # an actor seeded (seed, 1) draws apart from the env reset with the same seed
+
+
+@dataclass
+class CollectConfig:
+    env: EnvConfig = option(EnvConfig(), help="environment: tasks, resolution, camera, step cap, scene")
+    episodes_per_task: int = option(20, help="episodes recorded per task, all kinds together")
+    noisy_fraction: float = option(0.3, help="share of 'noisy' episodes: expert plus Gaussian action noise")
+    expert_action_noise: float = option(0.1, help="std of the Gaussian noise on each action of a 'noisy' episode")
+    failed_fraction: float = option(0.2, help="share of 'failed' episodes: the expert aims beside the object and goal")
+    failed_target_offset: float = option(0.15, help="metres (horizontal) a 'failed' expert aims beside its targets")
+    random_fraction: float = option(0.1, help="share of 'random' episodes: uniform random actions")
+    steps_after_success: int = option(5, help="control steps recorded after the first success, then the episode ends")
+    seed: int = option(0, help="seed of every episode's initial scene and action noise")
+    output: str = option("outputs/datasets/metaworld", help="dataset folder")
+    overwrite: bool = option(False, help="replace an existing dataset at output")
+    video: bool = option(False, help="store frames as video (lossy) instead of lossless PNG")
+    fps: int = option(CONTROL_HZ, help="frame rate recorded in the dataset (Meta-World controls at 80 Hz)")
+
+    def __post_init__(self) -> None:
+        fractions = {name: getattr(self, name) for name in ("noisy_fraction", "failed_fraction", "random_fraction")}
+        for name, value in fractions.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        if sum(fractions.values()) > 1.0 + 1e-9:
+            total = sum(fractions.values())
+            raise ConfigError(f"noisy, failed and random fractions add up to {total:.3g}, more than 1")
+        for name in ("expert_action_noise", "failed_target_offset"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("episodes_per_task", "steps_after_success", "fps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def episode_kinds(cfg: CollectConfig, rng: np.random.Generator) -> list[str]:
+    """The kinds of one task's episodes, in shuffled order; counts follow the shares exactly."""
+    shares = {
+        "expert": 1.0 - cfg.noisy_fraction - cfg.failed_fraction - cfg.random_fraction,
+        "noisy": cfg.noisy_fraction,
+        "failed": cfg.failed_fraction,
+        "random": cfg.random_fraction,
+    }
+    # rounding the running total keeps the counts summing to episodes_per_task
+    edges = np.round(np.cumsum([0.0, *shares.values()]) * cfg.episodes_per_task).astype(int)
+    kinds = np.repeat(list(shares), np.diff(edges))
+    return [str(k) for k in rng.permutation(kinds)]
+
+
+def make_actor(kind: str, task: str, cfg: CollectConfig, rng: np.random.Generator) -> Actor:
+    if kind == "random":
+        return lambda obs: rng.uniform(-1.0, 1.0, len(ACTION_NAMES))
+    expert = expert_policy(task)
+    if kind == "expert":
+        return expert.get_action
+    if kind == "noisy":
+        return lambda obs: expert.get_action(obs) + rng.normal(0.0, cfg.expert_action_noise, len(ACTION_NAMES))
+    if kind == "failed":
+        angle = rng.uniform(0.0, 2 * np.pi)
+        offset = cfg.failed_target_offset * np.array([np.cos(angle), np.sin(angle), 0.0])
+        return lambda obs: expert.get_action(_shift_targets(obs, offset))
+    raise ValueError(f"unknown episode kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def _shift_targets(obs: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The 39-d observation with both object positions and the goal moved by ``offset``."""
+    shifted = obs.copy()
+    for start in (4, 11, 36):  # object 1 xyz, object 2 xyz, goal xyz
+        shifted[start : start + 3] += offset
+    return shifted
+
+
+def record_episode(env: PixelMetaWorldEnv, kind: str, cfg: CollectConfig, seed: int) -> Episode:
+    """Roll out one episode: frame t is the observation before action t."""
+    actor = make_actor(kind, env.task, cfg, np.random.default_rng((seed, ACTOR_STREAM)))
+    obs, info = env.reset(seed=seed)
+    frames, actions, states = [], [], []
+    success_frame: Optional[int] = None  # index of the first frame that shows success
+    while True:
+        with warnings.catch_warnings():
+            # the experts' proportional gains overshoot [-1, 1] by design: clipped here
+            warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
+            action = np.clip(actor(info["metaworld_obs"]), -1.0, 1.0).astype(np.float32)
+        frames.append(obs["image"])
+        states.append(obs["state"])
+        actions.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        if info["success"] and success_frame is None:
+            success_frame = len(frames)
+        if success_frame is not None and len(frames) - success_frame >= cfg.steps_after_success:
+            break
+        if terminated or truncated:
+            break
+    # A success on the very last allowed step shows in no recorded frame: nothing to label it by.
+    success = success_frame is not None and success_frame < len(frames)
+    done, subtask_index = done_labels(len(frames), [success_frame] if success else [])
+    return Episode(
+        frames=np.stack(frames),
+        actions=np.stack(actions),
+        states=np.stack(states),
+        done=done,
+        subtask_index=subtask_index,
+        task=env.task,
+        instruction=env.instruction,
+        success=success,
+        kind=kind,
+    )
+
+
+def task_rng(cfg: CollectConfig, task: str) -> np.random.Generator:
+    """Draws a task's episode seeds and kinds; depends on the task's name, not its place in the list."""
+    return np.random.default_rng((cfg.seed, zlib.crc32(task.encode())))
+
+
+def run_collect(cfg: CollectConfig, progress: bool = True) -> DatasetSummary:
+    """Record every task's episodes into a new dataset at ``cfg.output``."""
+    size = cfg.env.resolution
+    writer = DatasetWriter(
+        Path(cfg.output),
+        fps=cfg.fps,
+        camera=cfg.env.camera,
+        image_shape=(size, size, 3),
+        action_names=ACTION_NAMES,
+        state_names=STATE_NAMES,
+        video=cfg.video,
+        robot_type="sawyer",
+        overwrite=cfg.overwrite,
+    )
+    bar = tqdm(total=len(cfg.env.tasks) * cfg.episodes_per_task, unit="episode", disable=not progress)
+    with writer, bar:
+        for task in cfg.env.tasks:
+            rng = task_rng(cfg, task)
+            episode_seeds = rng.integers(2**31, size=cfg.episodes_per_task).tolist()
+            kinds = episode_kinds(cfg, rng)
+            env = PixelMetaWorldEnv(task, cfg.env)
+            try:
+                successes = 0
+                for kind, seed in zip(kinds, episode_seeds):
+                    episode = record_episode(env, kind, cfg, seed)
+                    writer.add_episode(episode)
+                    successes += episode.success
+                    bar.set_postfix(task=task, successes=successes)
+                    bar.update()
+            finally:
+                env.close()
+        return writer.finalize()

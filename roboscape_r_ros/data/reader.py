@@ -1,0 +1,362 @@
+"""Read and validate an episode dataset written by ``lerobot.DatasetWriter`` (LeRobot v3.0 layout).
+
+``EpisodeDataset.open`` checks the metadata and every referenced file up front (parquet footers,
+not frames), so a broken dataset fails at open with the file named, not in the middle of training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from roboscape_r_ros.data.codecs import CodecError, decode_png, read_mp4
+from roboscape_r_ros.data.lerobot import (
+    CODEBASE_VERSION,
+    EPISODES_DIR,
+    INFO_PATH,
+    KINDS,
+    STATS_PATH,
+    TASKS_PATH,
+    DatasetCorruptError,
+    DatasetNotFoundError,
+    DatasetSchemaError,
+    DatasetSummary,
+    DatasetVersionError,
+    Episode,
+    EpisodeMeta,
+    arrow_schema,
+    build_features,
+    camera_of,
+    image_key,
+    numpy_column,
+)
+
+_INFO_TYPES = {
+    "codebase_version": str,
+    "fps": int,
+    "total_episodes": int,
+    "total_frames": int,
+    "total_tasks": int,
+    "chunks_size": int,
+    "data_path": str,
+    "features": dict,
+}
+_EPISODE_COLUMNS = [
+    "episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+    "dataset_to_index", "task_name", "instruction", "success", "kind",
+]  # fmt: skip
+_FRAME_COLUMNS = ["action", "observation.state", "done_label", "subtask_index", "episode_index", "index"]
+
+
+@dataclass(frozen=True)
+class EpisodeArrays:
+    """Episodes decoded into contiguous arrays; episode e is rows ``starts[e]:starts[e] + lengths[e]``."""
+
+    frames: np.ndarray  # uint8 [N,H,W,3]
+    actions: np.ndarray  # float32 [N,A]
+    states: np.ndarray  # float32 [N,S]
+    done: np.ndarray  # float32 [N]
+    subtask_index: np.ndarray  # int64 [N]
+    episode_index: np.ndarray  # int64 [E] dataset index of each episode
+    starts: np.ndarray  # int64 [E]
+    lengths: np.ndarray  # int64 [E]
+    task_index: np.ndarray  # int64 [E]
+
+
+class EpisodeDataset:
+    """A validated dataset on disk. ``episode(i)`` decodes one episode; ``load_arrays()`` decodes
+    all of them once into memory (cached) for training."""
+
+    def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], episodes: list[EpisodeMeta]):
+        self.root, self.info, self.episodes = root, info, episodes
+        self.tasks = tasks  # instruction of each task_index
+        features = info["features"]
+        self.camera = camera_of(features)
+        self.image_key = image_key(self.camera)
+        self.image_shape: tuple[int, int, int] = tuple(features[self.image_key]["shape"])
+        self.video = features[self.image_key]["dtype"] == "video"
+        self.action_names: list[str] = features["action"]["names"]
+        self.state_names: list[str] = features["observation.state"]["names"]
+        self._arrays: EpisodeArrays | None = None
+
+    @classmethod
+    def open(cls, root: Path | str) -> EpisodeDataset:
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"{root}: no such folder")
+        if not (root / INFO_PATH).is_file():
+            raise DatasetNotFoundError(f"{root}: not a LeRobot dataset ({INFO_PATH} missing)")
+        info = _load_info(root / INFO_PATH)
+        tasks = _load_tasks(root / TASKS_PATH, info["total_tasks"])
+        episodes = _load_episodes(root, info, tasks)
+        _check_files(root, info, episodes)
+        return cls(root, info, tasks, episodes)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def num_frames(self) -> int:
+        return self.info["total_frames"]
+
+    @property
+    def fps(self) -> int:
+        return self.info["fps"]
+
+    def stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """meta/stats.json as arrays: {feature: {min, max, mean, std, count}}."""
+        raw = _read_json(self.root / STATS_PATH)
+        return {key: {name: np.asarray(value) for name, value in ft.items()} for key, ft in raw.items()}
+
+    def summary(self) -> DatasetSummary:
+        return DatasetSummary.of(self.root, self.info, self.episodes)
+
+    def episode(self, index: int) -> Episode:
+        if not 0 <= index < self.num_episodes:
+            raise IndexError(f"{self.root}: episode {index} out of range (0..{self.num_episodes - 1})")
+        meta = self.episodes[index]
+        arrays = self._decode([meta])
+        return Episode(
+            frames=arrays.frames,
+            actions=arrays.actions,
+            states=arrays.states,
+            done=arrays.done,
+            subtask_index=arrays.subtask_index,
+            task=meta.task,
+            instruction=meta.instruction,
+            success=meta.success,
+            kind=meta.kind,
+        )
+
+    def load_arrays(self) -> EpisodeArrays:
+        """All episodes decoded once into contiguous arrays (cached on this object)."""
+        if self._arrays is None:
+            self._arrays = self._decode(self.episodes)
+        return self._arrays
+
+    def _decode(self, metas: list[EpisodeMeta]) -> EpisodeArrays:
+        """Decode ``metas`` (in dataset order) into contiguous arrays, reading each file once."""
+        lengths = np.array([m.length for m in metas], np.int64)
+        total = int(lengths.sum())
+        out = EpisodeArrays(
+            frames=np.empty((total, *self.image_shape), np.uint8),
+            actions=np.empty((total, len(self.action_names)), np.float32),
+            states=np.empty((total, len(self.state_names)), np.float32),
+            done=np.empty(total, np.float32),
+            subtask_index=np.empty(total, np.int64),
+            episode_index=np.array([m.index for m in metas], np.int64),
+            starts=np.cumsum(lengths) - lengths,
+            lengths=lengths,
+            task_index=np.array([m.task_index for m in metas], np.int64),
+        )
+        for group, rows in _file_groups(metas, lambda m: m.data_file):
+            self._read_rows(group, out, rows)
+        if self.video:
+            for group, rows in _file_groups(metas, lambda m: m.video_file):
+                self._read_video(group, out.frames[rows])
+        return out
+
+    def _read_rows(self, group: list[EpisodeMeta], out: EpisodeArrays, rows: slice) -> None:
+        """Fill ``out[rows]`` with ``group``, consecutive episodes of one data file."""
+        path = _data_path(self.root, self.info, group[0])
+        columns = _FRAME_COLUMNS + ([] if self.video else [self.image_key])
+        wanted = [m.index for m in group]
+        table = _read_parquet(path, columns=columns, filters=[("episode_index", "in", wanted)])
+        expected = np.repeat(wanted, [m.length for m in group])
+        if not np.array_equal(numpy_column(table["episode_index"]), expected):
+            raise DatasetCorruptError(f"{path}: rows of episodes {wanted} are missing or out of order")
+        global_index = np.concatenate([np.arange(m.from_index, m.from_index + m.length) for m in group])
+        if not np.array_equal(numpy_column(table["index"]), global_index):
+            raise DatasetCorruptError(f"{path}: frame 'index' column disagrees with {EPISODES_DIR}")
+        out.actions[rows] = numpy_column(table["action"])
+        out.states[rows] = numpy_column(table["observation.state"])
+        out.done[rows] = numpy_column(table["done_label"])
+        out.subtask_index[rows] = numpy_column(table["subtask_index"])
+        if not self.video:
+            pngs = table[self.image_key].combine_chunks().field("bytes").to_pylist()
+            for row, data in enumerate(pngs):
+                try:
+                    out.frames[rows.start + row] = decode_png(data, self.image_shape)
+                except (CodecError, TypeError) as err:  # TypeError: a null image
+                    raise DatasetCorruptError(f"{path}: image of frame {global_index[row]}: {err}") from None
+
+    def _read_video(self, group: list[EpisodeMeta], out: np.ndarray) -> None:
+        """Fill ``out`` (uint8 [n,H,W,3]) with ``group``, consecutive episodes of one mp4 file."""
+        path = _video_path(self.root, self.info, group[0])
+        first = [round(m.video_from_timestamp * self.fps) for m in group]  # frame number in the file
+        try:
+            decoded = read_mp4(path, first[-1] + group[-1].length, self.image_shape)
+        except CodecError as err:
+            raise DatasetCorruptError(f"{path}: {err}") from None
+        out[:] = np.concatenate([decoded[f : f + m.length] for m, f in zip(group, first, strict=True)])
+
+
+def _file_groups(
+    metas: list[EpisodeMeta], file_of: Callable[[EpisodeMeta], Any]
+) -> list[tuple[list[EpisodeMeta], slice]]:
+    """Runs of consecutive episodes stored in one file, with their rows in the decoded arrays."""
+    groups, row = [], 0
+    for _, run in groupby(metas, key=file_of):
+        group = list(run)
+        length = sum(m.length for m in group)
+        groups.append((group, slice(row, row + length)))
+        row += length
+    return groups
+
+
+def _data_path(root: Path, info: dict[str, Any], meta: EpisodeMeta) -> Path:
+    chunk, file = meta.data_file
+    return root / info["data_path"].format(chunk_index=chunk, file_index=file)
+
+
+def _video_path(root: Path, info: dict[str, Any], meta: EpisodeMeta) -> Path:
+    chunk, file = meta.video_file
+    key = image_key(camera_of(info["features"]))
+    return root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetCorruptError(f"{path}: unreadable JSON ({err})") from None
+
+
+def _read_parquet(path: Path, **kwargs: Any) -> pa.Table:
+    return _parquet(pq.read_table, path, **kwargs)
+
+
+def _read_parquet_metadata(path: Path) -> pq.FileMetaData:
+    return _parquet(pq.read_metadata, path)
+
+
+def _parquet(read: Callable[..., Any], path: Path, **kwargs: Any) -> Any:
+    if not path.is_file():
+        raise DatasetCorruptError(f"{path}: file missing")
+    try:
+        return read(path, **kwargs)
+    except (OSError, pa.ArrowException) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DatasetCorruptError(f"{path}: truncated or corrupt parquet ({reason})") from None
+
+
+def _load_info(path: Path) -> dict[str, Any]:
+    info = _read_json(path)
+    if not isinstance(info, dict):
+        raise DatasetCorruptError(f"{path}: expected a JSON object")
+    if (version := info.get("codebase_version")) != CODEBASE_VERSION:
+        raise DatasetVersionError(f"{path}: codebase_version {version!r}, expected {CODEBASE_VERSION!r}")
+    for key, kind in _INFO_TYPES.items():
+        if not isinstance(info.get(key), kind):
+            raise DatasetCorruptError(f"{path}: '{key}' missing or not a {kind.__name__}")
+    features = info["features"]
+    try:
+        camera = camera_of(features)
+        image = features[image_key(camera)]
+        if len(image["shape"]) != 3 or image["shape"][2] != 3:
+            raise ValueError(f"image shape {image['shape']} is not [height, width, 3]")
+        video = image["dtype"] == "video"
+        names = features["action"]["names"], features["observation.state"]["names"]
+        expected = build_features(camera, tuple(image["shape"]), *names, video, info["fps"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DatasetSchemaError(f"{path}: features are not the ones roboscape writes ({err})") from None
+    have, want = _comparable(features), _comparable(expected)
+    if differing := sorted(key for key in have.keys() | want.keys() if have.get(key) != want.get(key)):
+        raise DatasetSchemaError(f"{path}: features differ from the roboscape layout: {', '.join(differing)}")
+    if "video_path" not in info or (info["video_path"] is None) == video:
+        raise DatasetCorruptError(f"{path}: 'video_path' missing or contradicting the {image['dtype']} dtype")
+    return info
+
+
+def _comparable(features: dict[str, dict[str, Any]]) -> dict[str, tuple]:
+    """Features without their informative ``info`` block (codec details), for a schema comparison."""
+    return {key: (ft.get("dtype"), ft.get("shape"), ft.get("names")) for key, ft in features.items()}
+
+
+def _load_tasks(path: Path, total_tasks: int) -> list[str]:
+    table = _read_parquet(path)
+    if not {"task", "task_index"} <= set(table.column_names):
+        raise DatasetCorruptError(f"{path}: needs columns 'task' and 'task_index', has {table.column_names}")
+    order = numpy_column(table["task_index"])
+    if len(order) != total_tasks or not np.array_equal(np.sort(order), np.arange(total_tasks)):
+        raise DatasetCorruptError(f"{path}: task_index is not 0..{total_tasks - 1} (info.json total_tasks)")
+    tasks = table["task"].to_pylist()
+    return [tasks[i] for i in np.argsort(order)]
+
+
+def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[EpisodeMeta]:
+    where = root / EPISODES_DIR
+    paths = sorted(where.glob("chunk-*/file-*.parquet"))
+    if not paths:
+        raise DatasetCorruptError(f"{where}: no episode metadata files")
+    video = info["video_path"] is not None
+    key = image_key(camera_of(info["features"]))
+    video_columns = [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
+    columns = _EPISODE_COLUMNS + (video_columns if video else [])
+    rows = []
+    for path in paths:
+        table = _read_parquet(path)
+        if missing := [c for c in columns if c not in table.column_names]:
+            raise DatasetCorruptError(f"{path}: missing columns {', '.join(missing)}")
+        if nulls := [c for c in columns if table[c].null_count]:
+            raise DatasetCorruptError(f"{path}: null values in {', '.join(nulls)}")
+        rows += table.select(columns).to_pylist()
+
+    if len(rows) != info["total_episodes"]:
+        raise DatasetCorruptError(f"{where}: {len(rows)} episodes, info.json says {info['total_episodes']}")
+    episodes, from_index = [], 0
+    for i, row in enumerate(rows):
+        if row["episode_index"] != i or row["length"] <= 0:
+            got = f"episode_index {row['episode_index']}, length {row['length']}"
+            raise DatasetCorruptError(f"{where}: row {i}: {got}")
+        if (row["dataset_from_index"], row["dataset_to_index"]) != (from_index, from_index + row["length"]):
+            raise DatasetCorruptError(f"{where}: episode {i}: frame range does not follow episode {i - 1}")
+        if row["tasks"] != [row["instruction"]] or row["instruction"] not in tasks:
+            raise DatasetCorruptError(f"{where}: episode {i}: task {row['tasks']} is not in {TASKS_PATH}")
+        if row["kind"] not in KINDS:
+            raise DatasetCorruptError(f"{where}: episode {i}: unknown kind {row['kind']!r}")
+        episodes.append(
+            EpisodeMeta(
+                index=i,
+                length=row["length"],
+                task=row["task_name"],
+                instruction=row["instruction"],
+                success=row["success"],
+                kind=row["kind"],
+                task_index=tasks.index(row["instruction"]),
+                from_index=from_index,
+                data_file=(row["data/chunk_index"], row["data/file_index"]),
+                video_file=(row[video_columns[0]], row[video_columns[1]]) if video else None,
+                video_from_timestamp=row[video_columns[2]] if video else 0.0,
+            )
+        )
+        from_index += row["length"]
+    if from_index != info["total_frames"]:
+        raise DatasetCorruptError(f"{where}: {from_index} frames, info.json says {info['total_frames']}")
+    return episodes
+
+
+def _check_files(root: Path, info: dict[str, Any], episodes: list[EpisodeMeta]) -> None:
+    """Every referenced data file has a readable footer, the expected columns and row count; every
+    referenced video file exists."""
+    columns = arrow_schema(info["features"]).names
+    for group, rows in _file_groups(episodes, lambda m: m.data_file):
+        path = _data_path(root, info, group[0])
+        metadata = _read_parquet_metadata(path)
+        if (names := metadata.schema.to_arrow_schema().names) != columns:
+            raise DatasetCorruptError(f"{path}: columns {names}, expected {columns}")
+        if metadata.num_rows != (expected := rows.stop - rows.start):
+            raise DatasetCorruptError(f"{path}: {metadata.num_rows} rows, {EPISODES_DIR} says {expected}")
+    if info["video_path"] is not None:
+        for group, _ in _file_groups(episodes, lambda m: m.video_file):
+            if not (path := _video_path(root, info, group[0])).is_file():
+                raise DatasetCorruptError(f"{path}: file missing")

@@ -1,0 +1,126 @@
+"""Done labels, scripted-expert episodes and a small collection run (real Meta-World, EGL)."""
+
+import numpy as np
+import pytest
+
+from roboscape_r_ros.config import ConfigError
+from roboscape_r_ros.data.collect import CollectConfig, episode_kinds, record_episode, run_collect
+from roboscape_r_ros.data.done_labels import DoneLabelError, done_labels, segment_done_curve
+from roboscape_r_ros.envs.metaworld_env import EnvConfig, make_env
+
+CAP = 80  # reach-v3's expert needs 32-59 steps
+
+
+def test_segment_curve_follows_the_formula():
+    n = 7
+    expected = [np.exp(4 * (k / (n - 1) - 1)) for k in range(n)]
+    np.testing.assert_allclose(segment_done_curve(n), expected, rtol=1e-6)
+    assert segment_done_curve(n)[-1] == 1.0 and segment_done_curve(1).tolist() == [1.0]
+
+
+def test_done_labels_of_a_success_rise_to_one_and_stay():
+    done, subtask = done_labels(10, [5])
+    np.testing.assert_allclose(done[:6], segment_done_curve(6))
+    assert done[6:].tolist() == [1.0] * 4
+    assert done.dtype == np.float32 and subtask.dtype == np.int64 and not subtask.any()
+
+
+def test_done_labels_of_a_failure_are_zero():
+    done, subtask = done_labels(8, [])
+    assert not done.any() and not subtask.any() and done.shape == (8,)
+
+
+def test_done_labels_per_subtask():
+    done, subtask = done_labels(10, [3, 7], num_subtasks=2)
+    np.testing.assert_allclose(done[:4], segment_done_curve(4))
+    np.testing.assert_allclose(done[4:8], segment_done_curve(4))
+    assert done[8:].tolist() == [1.0, 1.0] and subtask.tolist() == [0] * 4 + [1] * 6
+    done, subtask = done_labels(10, [3], num_subtasks=2)  # second sub-task never finished
+    assert not done[4:].any() and subtask.tolist() == [0] * 4 + [1] * 6
+
+
+@pytest.mark.parametrize("ends", [[10], [-1], [5, 5]])
+def test_done_labels_reject_ends_outside_or_unordered(ends):
+    with pytest.raises(DoneLabelError, match="must increase strictly within 0..9"):
+        done_labels(10, ends, num_subtasks=2)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10, 17])
+def test_episode_kinds_follow_the_shares(n):
+    cfg = CollectConfig(episodes_per_task=n, noisy_fraction=0.3, failed_fraction=0.2, random_fraction=0.1)
+    kinds = episode_kinds(cfg, np.random.default_rng(0))
+    assert len(kinds) == n and set(kinds) <= {"expert", "noisy", "failed", "random"}
+    if n == 10:
+        assert [kinds.count(k) for k in ("expert", "noisy", "failed", "random")] == [4, 3, 2, 1]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"failed_fraction": 1.5}, r"failed_fraction must be in \[0, 1\], got 1.5"),
+        ({"noisy_fraction": 0.6, "failed_fraction": 0.5}, "add up to 1.2, more than 1"),
+        ({"steps_after_success": 0}, "steps_after_success must be at least 1"),
+        ({"expert_action_noise": -0.1}, "expert_action_noise must be >= 0"),
+    ],
+)
+def test_bad_collect_config_raises(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        CollectConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def reach_setup():
+    cfg = CollectConfig(env=EnvConfig(tasks=["reach-v3"], resolution=32, max_steps=CAP), steps_after_success=5)
+    env = make_env("reach-v3", cfg.env)
+    yield env, cfg, [11, 12, 13]
+    env.close()
+
+
+def test_expert_succeeds_on_reach_within_the_cap_with_done_labels(reach_setup):
+    env, cfg, seeds = reach_setup
+    episode = record_episode(env, "expert", cfg, seeds[0])
+    length = len(episode.frames)
+    assert episode.success and episode.kind == "expert" and length < CAP
+    assert episode.frames.shape == (length, 32, 32, 3) and episode.frames.dtype == np.uint8
+    assert episode.actions.shape == (length, 4) and episode.actions.dtype == np.float32
+    assert np.abs(episode.actions).max() <= 1.0
+    assert episode.states.shape == (length, 4) and episode.states.dtype == np.float32
+    assert episode.instruction == "Move the gripper to the goal."
+    first_success = length - cfg.steps_after_success  # the episode ends 5 steps after it
+    np.testing.assert_allclose(episode.done[: first_success + 1], segment_done_curve(first_success + 1))
+    assert episode.done[first_success:].tolist() == [1.0] * cfg.steps_after_success
+    assert episode.subtask_index.dtype == np.int64 and not episode.subtask_index.any()
+    # frame 0 is the reset observation, before the first action
+    np.testing.assert_array_equal(episode.frames[0], env.reset(seed=seeds[0])[0]["image"])
+
+
+def test_random_and_failed_episodes_mostly_fail_and_are_labelled_zero(reach_setup):
+    env, cfg, seeds = reach_setup
+    kinds_and_seeds = [("random", seeds[0]), ("random", seeds[1]), ("failed", seeds[0])]
+    episodes = [record_episode(env, kind, cfg, seed) for kind, seed in kinds_and_seeds]
+    assert sum(e.success for e in episodes) <= 1
+    for episode in episodes:
+        if not episode.success:
+            assert len(episode.frames) == CAP and not episode.done.any()
+
+
+def test_same_seed_same_episode(reach_setup):
+    env, cfg, seeds = reach_setup
+    first, again = (record_episode(env, "noisy", cfg, seeds[2]) for _ in range(2))
+    np.testing.assert_array_equal(first.actions, again.actions)
+    np.testing.assert_array_equal(first.frames, again.frames)
+
+
+def test_run_collect_writes_a_dataset(tmp_path):
+    cfg = CollectConfig(
+        env=EnvConfig(tasks=["reach-v3"], resolution=32, max_steps=30),
+        episodes_per_task=2,
+        noisy_fraction=0.0,
+        failed_fraction=0.0,
+        random_fraction=0.5,
+        output=str(tmp_path / "reach"),
+    )
+    summary = run_collect(cfg, progress=False)
+    assert summary.episodes == 2 and summary.episodes_per_kind == {"expert": 1, "random": 1}
+    assert summary.image_shape == (32, 32, 3) and summary.fps == 80
+    assert (tmp_path / "reach" / "meta" / "info.json").is_file()
