@@ -41,6 +41,12 @@ COMMANDS = [
         config="roboscape_r_ros.data.collect:CollectConfig",
         run="roboscape_r_ros.data.collect:run_collect",
     ),
+    Command(
+        name="inspect",
+        summary="validate a dataset (layout, files, frames) and print its summary",
+        config="roboscape_r_ros.data.inspect:InspectConfig",
+        run="roboscape_r_ros.data.inspect:run_inspect",
+    ),
 ]
 
 
