@@ -104,8 +104,11 @@ def test_a_killed_collection_leaves_no_dataset_that_loads(tmp_path):
     time.sleep(2.0)  # some episodes written into the temporary folder
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not out.exists()
+    assert not out.exists() and any(tmp_path.glob(".killed*.partial"))
     assert_one_line_error(cli("inspect", f"dataset={out}"), str(out))
+    # The next collection into the same place clears the dead writer's leftovers.
+    assert cli("collect", "--preset", "tiny", f"output={out}", "episodes_per_task=1").returncode == 0
+    assert not any(tmp_path.glob(".killed*.partial"))
 
 
 def test_help_explains_every_option():

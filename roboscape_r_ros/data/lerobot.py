@@ -298,6 +298,24 @@ class _Shards(Generic[W]):
             self.writer, self.size = None, 0
 
 
+def _remove_stale_partials(root: Path) -> None:
+    """Delete partial folders of ``root`` left by writers that were killed (their process is gone)."""
+    for partial in root.parent.glob(f".{root.name}.*.partial"):
+        pid = partial.name[len(root.name) + 2 :].split(".")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    return True
+
+
 class DatasetWriter:
     """Writes episodes to ``root`` atomically. Use as a context manager::
 
@@ -333,7 +351,8 @@ class DatasetWriter:
         _check_target(self.root, overwrite)
         try:
             self.root.parent.mkdir(parents=True, exist_ok=True)
-            prefix = f".{self.root.name}."
+            _remove_stale_partials(self.root)
+            prefix = f".{self.root.name}.{os.getpid()}."
             self._tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=self.root.parent))
         except OSError as err:
             raise DatasetWriteError(f"{self.root}: output folder is not writable ({err.strerror})") from None
