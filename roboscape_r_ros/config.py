@@ -153,6 +153,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"option '{key}' must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            value = _float_or_str(value)  # YAML 1.1 reads "5e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"option '{key}' must be a number, got {value!r}")
         return float(value)
@@ -161,6 +163,13 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"option '{key}' must be a string, got {value!r}")
         return str(value)
     raise ConfigError(f"option '{key}' has an unsupported type {hint!r}")
+
+
+def _float_or_str(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

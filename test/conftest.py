@@ -14,3 +14,14 @@ def ros():
     harness = RosHarness()
     yield harness
     harness.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One intra-op thread in tests: with two, torch's workers spin against the ROS and render
+    processes that tests start on a 2-core machine (a world-model test went from 47 s to 507 s)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,235 @@
+"""Spatial-temporal transformer over frame tokens, MaskGIT-trained, with a done head.
+
+Every block: spatial self-attention within a frame -> causal temporal attention per token position
+(RoPE over time) -> cross-attention to the frame's condition tokens (one per action dimension, or
+the instruction's words) -> MLP; the condition vector also FiLM-modulates the spatial-attention and
+MLP inputs. Frame t is conditioned on what led to it (a_{t-1}); see conditioning.py.
+
+Training is two-stream ("teacher forcing with a masked copy"): the clean frames 0..T-1 attend
+causally to each other; a masked copy of frames 1..T-1 (MaskGIT cosine-schedule mask) attends to
+the clean frames strictly before it and to itself. So all T-1 next-frame predictions train in one
+pass, and each one sees exactly what inference sees: T-1 clean past frames plus the partly decoded
+frame. The done head reads the mean-pooled clean features of a frame; at inference the decoded
+frame gets that clean pass anyway, to fill the KV cache.
+
+Imagination keeps a KV cache of the last C = context_length-1 clean frames (keys stored before
+RoPE, rotated by slot at use, so rolling the window needs no recomputation). Once the window has
+rolled, the oldest cached frames carry context older than the window: the usual streaming
+approximation; until then the cache is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from roboscape_r_ros.world_model.conditioning import Condition
+from roboscape_r_ros.world_model.config import DynamicsConfig
+
+
+def rope(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding. x [S,H,T,hd], pos [T] -> [S,H,T,hd]."""
+    half = x.shape[-1] // 2
+    freqs = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = pos.float()[:, None] * freqs  # [T,hd/2]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention of x [S,L,D] over itself or over `context` [S,M,D]."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [S,L,D] -> [S,H,L,hd]
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        k, v = self.kv(x if context is None else context).chunk(2, -1)
+        out = F.scaled_dot_product_attention(self.split(self.q(x)), self.split(k), self.split(v), attn_mask=mask)
+        return self.out(out.transpose(1, 2).flatten(-2))
+
+
+class TemporalAttention(Attention):
+    """Attention over time per token position, with RoPE and optional cached past keys/values."""
+
+    def forward(self, x, pos, mask, past=None):
+        """x [S,F,D]; pos [P+F] positions of past then x; mask [*,F,P+F] bool; past (k, v) [S,P,D].
+
+        Returns the output [S,F,D] and x's own (k, v) [S,F,D] (keys before RoPE) for a cache.
+        """
+        q = self.q(x)
+        k, v = self.kv(x).chunk(2, -1)
+        new_kv = (k, v)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 1), torch.cat([past[1], v], 1)
+        q = rope(self.split(q), pos[-x.shape[1]:])
+        k = rope(self.split(k), pos)
+        out = F.scaled_dot_product_attention(q, k, self.split(v), attn_mask=mask)
+        return self.out(out.transpose(1, 2).flatten(-2)), new_kv
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        d = cfg.dim
+        self.norm_s, self.spatial = nn.LayerNorm(d, elementwise_affine=False), Attention(d, cfg.heads)
+        self.norm_t, self.temporal = nn.LayerNorm(d), TemporalAttention(d, cfg.heads)
+        self.norm_c, self.cross = nn.LayerNorm(d), Attention(d, cfg.heads)
+        self.norm_m = nn.LayerNorm(d, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
+        self.film = nn.Linear(d, 4 * d)  # condition vector -> shift/scale of the spatial and MLP inputs
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x, cond: Condition, pos, mask, past=None):
+        """x [B,F,N,D]; cond for F frames; temporal pos/mask/past as in TemporalAttention."""
+        B, F_, N, D = x.shape
+        shift_s, scale_s, shift_m, scale_m = self.film(cond.vector)[:, :, None].chunk(4, -1)  # [B,F,1,D] each
+        h = self.norm_s(x) * (1 + scale_s) + shift_s
+        x = x + self.spatial(h.reshape(B * F_, N, D)).reshape(B, F_, N, D)
+        h = self.norm_t(x).transpose(1, 2).reshape(B * N, F_, D)  # one sequence per token position
+        out, kv = self.temporal(h, pos, mask, past)
+        x = x + out.reshape(B, N, F_, D).transpose(1, 2)
+        context = cond.tokens.reshape(B * F_, -1, D)  # [B*F,C,D]
+        valid = cond.valid[:, None, None, None, :].expand(B, F_, 1, 1, -1).reshape(B * F_, 1, 1, -1)
+        x = x + self.cross(self.norm_c(x).reshape(B * F_, N, D), context, valid).reshape(B, F_, N, D)
+        x = x + self.mlp(self.norm_m(x) * (1 + scale_m) + shift_m)
+        return x, kv
+
+
+@dataclass
+class State:
+    """Imagination state: temporal keys/values of the last C clean frames, right-aligned."""
+
+    kv: torch.Tensor  # [L,2,B,N,C,D]
+    valid: torch.Tensor  # [B,C] bool, False for empty slots (context shorter than C)
+
+    def push(self, kv: torch.Tensor) -> State:
+        """Append one frame's kv [L,2,B,N,1,D], dropping the oldest."""
+        ones = torch.ones_like(self.valid[:, :1])
+        return State(torch.cat([self.kv[..., 1:, :], kv], -2), torch.cat([self.valid[:, 1:], ones], 1))
+
+    def replace(self, index: torch.Tensor, other: State) -> State:
+        """Rows `index` [k] replaced by `other` (batch k), e.g. to reset finished environments."""
+        kv, valid = self.kv.clone(), self.valid.clone()
+        kv[:, :, index], valid[index] = other.kv, other.valid
+        return State(kv, valid)
+
+
+class Dynamics(nn.Module):
+    def __init__(self, cfg: DynamicsConfig, vocab_size: int, tokens_per_frame: int, context_length: int):
+        super().__init__()
+        if cfg.dim % cfg.heads or (cfg.dim // cfg.heads) % 2:
+            raise ValueError(f"dynamics.dim={cfg.dim} must split into {cfg.heads} heads of even width")
+        self.cfg = cfg
+        self.capacity = context_length - 1  # cached past frames
+        self.mask_id = vocab_size
+        self.embed = nn.Embedding(vocab_size + 1, cfg.dim)  # last id = [MASK]
+        self.spatial_pos = nn.Parameter(torch.randn(tokens_per_frame, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, vocab_size)
+        self.done_head = nn.Sequential(nn.Linear(cfg.dim, cfg.done_hidden), nn.GELU(), nn.Linear(cfg.done_hidden, 1))
+
+    def _run(self, tokens, cond: Condition, pos, mask, past=None):
+        """tokens [B,F,N] -> features [B,F,N,D] and per-layer (k, v) [B*N,F,D] of these frames."""
+        x = self.embed(tokens) + self.spatial_pos
+        kvs = []
+        for i, block in enumerate(self.blocks):
+            layer_past = None if past is None else (past[i, 0].flatten(0, 1), past[i, 1].flatten(0, 1))
+            x, kv = block(x, cond, pos, mask, layer_past)
+            kvs.append(kv)
+        return self.norm(x), kvs
+
+    def _done_logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.done_head(features.mean(-2)).squeeze(-1)  # [B,F,N,D] -> [B,F]
+
+    def loss(self, tokens: torch.Tensor, cond: Condition, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """tokens [B,T,N], cond for T frames, done labels [B,T] -> token CE + w * MSE(done)."""
+        B, T, N = tokens.shape
+        target = tokens[:, 1:]  # [B,T-1,N]
+        ratio = torch.cos(math.pi / 2 * torch.rand(B, T - 1, 1, device=tokens.device))  # MaskGIT cosine schedule
+        n_masked = (ratio * N).ceil().clamp(min=1)
+        masked = torch.rand(B, T - 1, N, device=tokens.device).argsort(-1).argsort(-1) < n_masked  # [B,T-1,N]
+        stream = torch.cat([tokens, torch.where(masked, self.mask_id, target)], 1)  # [B,2T-1,N]
+        both = Condition(torch.cat([cond.tokens, cond.tokens[:, 1:]], 1),  # clean stream, then masked stream
+                         torch.cat([cond.vector, cond.vector[:, 1:]], 1), cond.valid)
+        t = torch.arange(T, device=tokens.device)
+        pos = torch.cat([t, t[1:]])  # [2T-1]
+        is_clean = torch.arange(2 * T - 1, device=tokens.device) < T
+        # clean keys strictly earlier in time, plus each frame itself (never the clean copy of a target)
+        mask = is_clean[None, :] & (pos[None, :] < pos[:, None])
+        mask |= torch.eye(2 * T - 1, dtype=torch.bool, device=tokens.device)  # [2T-1,2T-1] query x key
+        features, _ = self._run(stream, both, pos, mask)
+        logits = self.head(features[:, T:][masked]).float()  # [M,V] at the masked positions only
+        ce = F.cross_entropy(logits, target[masked])
+        done_mse = F.mse_loss(torch.sigmoid(self._done_logit(features[:, :T]).float()), done)
+        loss = ce + self.cfg.done_weight * done_mse
+        hit = logits.argmax(-1) == target[masked]
+        changed = (target != tokens[:, :-1])[masked]  # tokens that differ from the previous frame
+        metrics = {"loss": loss.item(), "token_ce": ce.item(), "done_mse": done_mse.item(),
+                   "token_acc": hit.float().mean().item(),
+                   "changed_acc": hit[changed].float().mean().item() if changed.any() else float("nan")}
+        return loss, metrics
+
+    def encode(self, tokens: torch.Tensor, cond: Condition) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean causal pass over tokens [B,T,N] -> kv [L,2,B,N,T,D] and done logits [B,T]."""
+        B, T, N = tokens.shape
+        pos = torch.arange(T, device=tokens.device)
+        mask = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
+        features, kvs = self._run(tokens, cond, pos, mask)
+        kv = torch.stack([torch.stack(kv) for kv in kvs]).unflatten(2, (B, N))  # [L,2,B,N,T,D]
+        return kv, self._done_logit(features)
+
+    def prefill(self, tokens: torch.Tensor, cond: Condition) -> tuple[State, torch.Tensor]:
+        """Context tokens [B,T,N] (1 <= T <= C) -> State and done logits [B,T]."""
+        B, T, _ = tokens.shape
+        if not 1 <= T <= self.capacity:
+            raise ValueError(f"context of {T} frames; this model holds 1..{self.capacity} past frames")
+        kv, done_logits = self.encode(tokens, cond)
+        pad = self.capacity - T
+        kv = F.pad(kv, (0, 0, pad, 0))  # right-align in C slots
+        valid = torch.arange(self.capacity, device=tokens.device).expand(B, -1) >= pad
+        return State(kv, valid), done_logits
+
+    def _step_pass(self, tokens, cond: Condition, state: State):
+        """One frame tokens [B,N] against the cache -> features [B,1,N,D], kv [L,2,B,N,1,D]."""
+        B, N = tokens.shape
+        C = self.capacity
+        pos = torch.arange(C + 1, device=tokens.device)
+        valid = torch.cat([state.valid, torch.ones_like(state.valid[:, :1])], 1)  # [B,C+1]
+        mask = valid[:, None, None, :].expand(B, N, 1, C + 1).reshape(B * N, 1, 1, C + 1)
+        features, kvs = self._run(tokens[:, None], cond, pos, mask, state.kv)
+        return features, torch.stack([torch.stack(kv) for kv in kvs]).unflatten(2, (B, N))
+
+    def predict_next(self, state: State, cond: Condition) -> tuple[State, torch.Tensor, torch.Tensor]:
+        """MaskGIT-decode the next frame (cond for 1 frame) -> new state, tokens [B,N], done logit [B]."""
+        B, N = state.kv.shape[2], state.kv.shape[3]
+        K = self.cfg.decode_steps
+        tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=state.kv.device)
+        for k in range(K):
+            features, _ = self._step_pass(tokens, cond, state)
+            logits = self.head(features[:, 0]).float()  # [B,N,V]
+            if self.cfg.temperature > 0:
+                probs = torch.softmax(logits / self.cfg.temperature, -1)
+                sample = torch.multinomial(probs.flatten(0, 1), 1).view(B, N)
+                confidence = probs.gather(-1, sample[..., None])[..., 0]
+            else:
+                confidence, sample = torch.softmax(logits, -1).max(-1)
+            is_masked = tokens == self.mask_id
+            stay_masked = math.floor(N * math.cos(math.pi / 2 * (k + 1) / K))  # cosine schedule, 0 at k=K-1
+            rank = torch.where(is_masked, confidence, math.inf).argsort(-1).argsort(-1)  # least confident first
+            tokens = torch.where(is_masked & (rank >= stay_masked), sample, tokens)
+        features, kv = self._step_pass(tokens, cond, state)
+        return state.push(kv), tokens, self._done_logit(features)[:, 0]

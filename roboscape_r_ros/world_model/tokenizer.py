@@ -1,0 +1,131 @@
+"""Frame tokenizer: convolutional autoencoder with finite scalar quantization (FSQ).
+
+A frame uint8 [H,W,3] becomes [H/8, W/8] token ids in [0, prod(levels)). Each latent channel c is
+squashed to (-L_c/2, L_c/2) and rounded (straight-through gradient), so the codebook is the grid
+of all level combinations: no codebook collapse, no commitment loss (Mentzer et al., 2023).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from roboscape_r_ros.world_model.config import TokenizerConfig
+
+
+class FSQ(nn.Module):
+    def __init__(self, levels: list[int]):
+        super().__init__()
+        levels_t = torch.tensor(levels, dtype=torch.int64)
+        basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.int64), levels_t[:-1]]), 0)
+        self.register_buffer("levels", levels_t, persistent=False)
+        self.register_buffer("basis", basis, persistent=False)
+        self.codebook_size = math.prod(levels)
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """z [...,d] real -> codes [...,d] in [-1,1] on the level grid, straight-through."""
+        levels = self.levels.to(z.dtype)
+        half = (levels - 1) * (1 - 1e-3) / 2
+        offset = (self.levels % 2 == 0).to(z.dtype) * 0.5  # even levels: grid is shifted by a half
+        bounded = torch.tanh(z + torch.atanh(offset / half)) * half - offset
+        rounded = bounded + (bounded.round() - bounded).detach()
+        return rounded / (self.levels // 2).to(z.dtype)
+
+    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [...,d] on the grid -> ids [...] int64."""
+        digits = (codes * (self.levels // 2)).round().long() + self.levels // 2
+        return (digits * self.basis).sum(-1)
+
+    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [...] int64 -> codes [...,d] in [-1,1]."""
+        digits = (ids[..., None] // self.basis) % self.levels
+        return (digits - self.levels // 2).float() / (self.levels // 2)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+            nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+def _encoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """uint8-normalised [N,3,H,W] -> latents [N,d,H/8,W/8]; residual blocks only below full resolution."""
+    layers: list[nn.Module] = [nn.Conv2d(3, cfg.channels[0], 3, padding=1)]
+    for c_in, c_out in zip(cfg.channels, cfg.channels[1:] + [cfg.channels[-1]]):
+        layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))  # /2
+        layers += [ResBlock(c_out) for _ in range(cfg.res_blocks)]
+    layers += [nn.GroupNorm(8, cfg.channels[-1]), nn.SiLU(), nn.Conv2d(cfg.channels[-1], len(cfg.levels), 1)]
+    return nn.Sequential(*layers)
+
+
+def _decoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """Codes [N,d,h,w] -> images [N,3,8h,8w], mirroring the encoder."""
+    ch = cfg.channels[::-1]
+    layers: list[nn.Module] = [nn.Conv2d(len(cfg.levels), ch[0], 3, padding=1)]
+    for c_in, c_out in zip([ch[0]] + ch[:-1], ch):
+        layers += [ResBlock(c_in) for _ in range(cfg.res_blocks)]
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))  # x2
+    layers += [nn.GroupNorm(8, ch[-1]), nn.SiLU(), nn.Conv2d(ch[-1], 3, 3, padding=1)]
+    return nn.Sequential(*layers)
+
+
+def to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [...,H,W,3] -> float [...,3,H,W] in [-1,1]."""
+    return frames.movedim(-1, -3).float() / 127.5 - 1
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [...,3,H,W] in [-1,1] -> uint8 [...,H,W,3]."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+
+
+class Tokenizer(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        if len(cfg.channels) != 3:
+            raise ValueError(f"tokenizer.channels must list 3 stage widths (8x downsampling), got {cfg.channels}")
+        self.encoder = _encoder(cfg)
+        self.decoder = _decoder(cfg)
+        self.fsq = FSQ(cfg.levels)
+        self.vocab_size = self.fsq.codebook_size
+
+    def _encode_codes(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [...,H,W,3] -> codes [...,h,w,d]."""
+        lead = frames.shape[:-3]
+        z = self.encoder(to_unit(frames.reshape(-1, *frames.shape[-3:])))  # [N,d,h,w]
+        codes = self.fsq.quantize(z.float().movedim(1, -1))  # [N,h,w,d], fp32 even under autocast
+        return codes.reshape(*lead, *codes.shape[1:])
+
+    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [...,h,w,d] -> images [...,3,H,W] in [-1,1] (unclamped)."""
+        lead = codes.shape[:-3]
+        images = self.decoder(codes.reshape(-1, *codes.shape[-3:]).movedim(-1, 1))  # [N,3,H,W]
+        return images.reshape(*lead, *images.shape[1:])
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [...,H,W,3] -> token ids int64 [...,h,w]."""
+        return self.fsq.codes_to_ids(self._encode_codes(frames))
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """token ids [...,h,w] -> float frames [...,3,H,W] in [-1,1]."""
+        return self._decode_codes(self.fsq.ids_to_codes(ids)).clamp(-1, 1)
+
+    def loss(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Reconstruction MSE (in [-1,1] units) of uint8 frames [...,H,W,3].
+
+        Plain MSE on purpose: an added L1 term (median-seeking) kept small objects on a static
+        background blurred into the background for much longer.
+        """
+        target = to_unit(frames)
+        mse = F.mse_loss(self._decode_codes(self._encode_codes(frames)).float(), target)
+        psnr = 10 * torch.log10(4 / mse.detach().clamp_min(1e-10))  # peak-to-peak 2 in [-1,1] units
+        return mse, {"loss": mse.item(), "psnr": psnr.item()}

@@ -1,0 +1,226 @@
+"""World model end to end on a tiny synthetic world where motion depends on the action.
+
+A red square moves by 4 px per unit of action (dx, dy); an episode succeeds when it reaches a blue
+goal marker (lengths vary with the start distance), with the paper's done labels
+exp(4 (k/(N-1) - 1)); failed episodes (time-out) are labelled 0. Actions are the direction to the
+goal plus strong noise, so the next frame is unpredictable without the action.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from roboscape_r_ros.config import load_config
+from roboscape_r_ros.perception.metrics import psnr
+from roboscape_r_ros.world_model import CheckpointError, WorldModel, WorldModelConfig
+from roboscape_r_ros.world_model import train_action_model, train_goal_model, train_tokenizer
+from roboscape_r_ros.world_model.checkpoint import save_tensors
+
+SIZE, SQUARE, GRID, MAX_LEN = 32, 8, 4, 16
+GOAL = np.array([12, 12])  # the blue marker surrounds this cell
+INSTRUCTIONS = ["move the red square onto the blue marker"]
+
+
+def render(pos: np.ndarray) -> np.ndarray:
+    frame = np.full((SIZE, SIZE, 3), 40, np.uint8)
+    frame[GOAL[1] - 2 : GOAL[1] + SQUARE + 2, GOAL[0] - 2 : GOAL[0] + SQUARE + 2] = (40, 90, 230)
+    frame[pos[1] : pos[1] + SQUARE, pos[0] : pos[0] + SQUARE] = (230, 50, 40)
+    return frame
+
+
+def move(pos: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """Each action component beyond +-1/3 moves the square one grid cell (4 px) that way."""
+    return np.clip(pos + GRID * np.sign(action) * (np.abs(action) > 1 / 3), 0, SIZE - SQUARE).astype(int)
+
+
+def episode(rng: np.random.Generator, noise: float) -> dict[str, np.ndarray]:
+    """An expert (x first, then y) with action noise; success when the square covers the marker."""
+    cells = np.arange(0, SIZE - SQUARE + 1, GRID)
+    pos = rng.choice(cells, 2)
+    while (pos == GOAL).all():
+        pos = rng.choice(cells, 2)
+    frames, actions = [render(pos)], []
+    while len(frames) < MAX_LEN and not (pos == GOAL).all():
+        axis = 0 if pos[0] != GOAL[0] else 1
+        action = np.clip(0.8 * np.sign(GOAL - pos) * (np.arange(2) == axis) + rng.normal(0, noise, 2), -1, 1)
+        pos = move(pos, action)
+        frames.append(render(pos))
+        actions.append(action)
+    actions.append(np.zeros(2))  # no action after the last frame
+    n = len(frames)
+    success = (pos == GOAL).all()
+    done = np.exp(4 * (np.arange(n) / (n - 1) - 1)) if success else np.zeros(n)
+    return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32),
+            "done": done.astype(np.float32)}
+
+
+def make_episodes(n: int, seed: int, noise: float = 0.6) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [episode(rng, noise) for _ in range(n)]
+
+
+def windows(episodes, T: int, batch: int, seed: int):
+    """Endless loader batches of T-frame windows inside episodes of at least T frames."""
+    rng = np.random.default_rng(seed)
+    usable = [ep for ep in episodes if len(ep["frames"]) >= T]
+    while True:
+        picks = [usable[i] for i in rng.integers(len(usable), size=batch)]
+        starts = [rng.integers(len(ep["frames"]) - T + 1) for ep in picks]
+        yield {
+            **{k: np.stack([ep[k][s : s + T] for ep, s in zip(picks, starts)]) for k in ("frames", "actions", "done")},
+            "task_index": np.zeros(batch, np.int64),
+        }
+
+
+def tiny_config(*overrides: str) -> WorldModelConfig:
+    sizes = ["image_size=32", "action_dim=2", "context_length=3"]
+    return load_config(WorldModelConfig, "world_model", "tiny", [*sizes, *overrides])
+
+
+def mean(history: list[dict[str, float]], key: str, part: slice) -> float:
+    return float(np.nanmean([m[key] for m in history[part]]))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Tokenizer, action model and goal model trained briefly (~30 s on 2 CPU cores)."""
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    run = tmp_path_factory.mktemp("run")
+    wm = WorldModel(cfg)
+    T, B = cfg.context_length, cfg.train.batch_size
+    noisy, experts = make_episodes(400, 0), make_episodes(200, 1, noise=0.1)
+    t0 = time.perf_counter()
+    histories = {
+        "tokenizer": train_tokenizer(wm, windows(noisy, T, B, 0), steps=200, run_dir=run),
+        "action": train_action_model(wm, windows(noisy, T, B, 1), steps=200, run_dir=run),
+        "goal": train_goal_model(wm, windows(experts, T, B, 2), INSTRUCTIONS, steps=120, run_dir=run),
+    }
+    print(f"trained tiny world model in {time.perf_counter() - t0:.1f} s")
+    return wm, histories, run
+
+
+def test_losses_fall(trained):
+    _, h, _ = trained
+    assert mean(h["tokenizer"], "psnr", slice(-20, None)) > 26  # dB; the background alone gives ~18
+    for stage in ("action", "goal"):
+        assert mean(h[stage], "loss", slice(-20, None)) < 0.3 * mean(h[stage], "loss", slice(0, 20))
+        assert mean(h[stage], "changed_acc", slice(-20, None)) > 0.5  # learns motion, not just copying
+
+
+def test_prediction_uses_the_action(trained):
+    wm, _, _ = trained
+    batch = next(windows(make_episodes(100, 5), wm.cfg.context_length, 256, 5))
+    frames, actions = torch.as_tensor(batch["frames"]), torch.as_tensor(batch["actions"])
+    moved = (frames[:, -1] != frames[:, -2]).flatten(1).any(1)
+    context, target = frames[moved, :-1], frames[moved, -1]
+    state = wm.encode_context(context, actions[moved, :-2])
+    _, predicted, _ = wm.step(state, actions[moved, -2])
+    _, wrong, _ = wm.step(state, -actions[moved, -2])
+    copy_db, pred_db, wrong_db = (psnr(x, target).mean().item() for x in (context[:, -1], predicted, wrong))
+    print(f"next-frame PSNR: predicted {pred_db:.1f} dB, copy-last {copy_db:.1f} dB, negated action {wrong_db:.1f} dB")
+    assert pred_db > copy_db + 4
+    assert pred_db > wrong_db + 3
+
+
+def test_done_head_separates_end_frames_from_early_frames(trained):
+    wm, _, _ = trained
+    episodes = [ep for ep in make_episodes(80, 6) if ep["done"][-1] == 1.0 and len(ep["frames"]) >= 4]
+    assert len({len(ep["frames"]) for ep in episodes}) >= 5  # varied lengths: no timing shortcut
+    T = wm.cfg.context_length
+    end = torch.stack([wm.done_probability(ep["frames"][None, -T:], ep["actions"][None, -T:-1])[0, -1]
+                       for ep in episodes])
+    early = torch.stack([wm.done_probability(ep["frames"][None, :2], ep["actions"][None, :1])[0]
+                         for ep in episodes]).flatten()
+    print(f"done probability: end frames min {end.min():.2f}, early frames max {early.max():.2f}")
+    assert end.min() > early.max()
+    assert end.mean() > 0.8 and early.mean() < 0.2
+
+
+def test_goal_model_imagines_the_goal_frame(trained):
+    wm, _, _ = trained
+    episodes = [ep for ep in make_episodes(60, 7, noise=0.1) if len(ep["frames"]) >= 4]
+    first = np.stack([ep["frames"][0] for ep in episodes])
+    final = torch.as_tensor(np.stack([ep["frames"][-1] for ep in episodes]))
+    goals = wm.imagine_goal(first, INSTRUCTIONS * len(episodes), max_steps=MAX_LEN)
+    assert goals.frames.shape == (len(episodes), goals.done.shape[1], SIZE, SIZE, 3)
+    assert (goals.frames[:, 0] == torch.as_tensor(first)).all()
+    fired = goals.fired.float().mean().item()
+    goal_db, first_db = psnr(goals.goal, final).mean().item(), psnr(first, final).mean().item()
+    print(f"goal model: done fired in {fired:.0%} of episodes; "
+          f"goal-vs-true-final PSNR {goal_db:.1f} dB (first frame {first_db:.1f} dB)")
+    assert fired > 0.6
+    assert goal_db > first_db + 5
+
+
+def test_checkpoint_round_trip_and_resume(trained, tmp_path):
+    wm, _, run = trained
+    path = tmp_path / "wm.safetensors"
+    wm.save(path)
+    loaded = WorldModel.from_checkpoint(path)
+    assert loaded.cfg == wm.cfg
+    assert all(torch.equal(a, b) for a, b in zip(wm.state_dict().values(), loaded.state_dict().values()))
+    frames = torch.as_tensor(make_episodes(4, 8)[0]["frames"][None, :2])
+    actions = torch.zeros(1, 1, 2)
+    outputs = [m.step(m.encode_context(frames, actions), torch.ones(1, 2))[1:] for m in (wm, loaded)]
+    assert all(torch.equal(a, b) for a, b in zip(*outputs))
+    # a finished stage resumes to nothing; a longer one continues from the saved optimizer step
+    batches = windows(make_episodes(20, 9), wm.cfg.context_length, 4, 9)
+    assert train_action_model(wm, batches, steps=200, run_dir=run) == []
+    assert len(train_action_model(wm, batches, steps=203, run_dir=run)) == 3
+
+
+def test_kv_cache_step_matches_a_full_pass():
+    """A cached step (context right-aligned in the cache, RoPE by slot) equals recomputing all frames."""
+    torch.manual_seed(0)
+    wm = WorldModel(tiny_config("context_length=4")).eval()
+    tokens = wm.tokens(make_episodes(1, 10, noise=0.0)[0]["frames"][None, :2])  # [1,2,N]
+    actions = torch.randn(1, 2, 2)
+    with torch.no_grad():
+        state, _ = wm.dynamics.prefill(tokens, wm.actions.context(actions[:, :1]))
+        state, new, done_logit = wm.dynamics.predict_next(state, wm.actions.next(actions[:, 1]))
+        _, full = wm.dynamics.encode(torch.cat([tokens, new[:, None]], 1), wm.actions.context(actions))
+    assert torch.allclose(full[:, -1], done_logit, atol=1e-5)
+    for _ in range(3):  # the window rolls: its C=3 slots stay full
+        state, predicted, done = wm.step(state, actions[:, 1])
+    assert state.valid.all() and predicted.shape == (1, SIZE, SIZE, 3) and 0 <= done.item() <= 1
+    # resetting one environment of a batch replaces its row only
+    frames = torch.as_tensor(make_episodes(1, 11)[0]["frames"][None, :1])
+    pair = wm.encode_context(torch.cat([frames, frames]), torch.zeros(2, 0, 2))
+    fresh = wm.encode_context(frames, torch.zeros(1, 0, 2))
+    reset = state.replace(torch.tensor([0]), fresh)
+    assert torch.equal(reset.kv, fresh.kv) and torch.equal(reset.valid, fresh.valid)
+    mixed = pair.replace(torch.tensor([1]), state)
+    assert torch.equal(mixed.kv[:, :, 0], pair.kv[:, :, 0]) and torch.equal(mixed.kv[:, :, 1], state.kv[:, :, 0])
+
+
+@pytest.mark.parametrize("damage", ["missing", "random", "truncated", "foreign", "shapes"])
+def test_bad_checkpoint_raises_checkpoint_error_naming_the_file(tmp_path, damage):
+    wm = WorldModel(tiny_config())
+    path = tmp_path / f"{damage}.safetensors"
+    if damage == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif damage == "truncated":
+        wm.save(path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "foreign":
+        save_tensors(path, {"weight": torch.zeros(3)}, {"note": "someone else's"})
+    elif damage == "shapes":
+        other = WorldModel(tiny_config("dynamics.dim=32"))
+        meta = {"format": "roboscape_r_ros.world_model/1", "config": dataclasses.asdict(other.cfg)}
+        save_tensors(path, wm.state_dict(), meta)  # weights of one config, metadata of another
+    with pytest.raises(CheckpointError, match=str(path)):
+        WorldModel.from_checkpoint(path)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "base", "paper"])
+def test_presets_build(preset):
+    cfg = load_config(WorldModelConfig, "world_model", preset, [])
+    with torch.device("meta"):
+        wm = WorldModel(cfg)
+    assert sum(p.numel() for p in wm.parameters()) > 0
