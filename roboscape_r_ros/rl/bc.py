@@ -1,0 +1,170 @@
+"""Behaviour cloning warm start: regress the policy's mean action onto the demos of a dataset.
+
+Demos are the dataset's successful episodes (Meta-World's success flag, whatever their kind). A
+sample is (frame t, goal frame, actions t..t+K-1); the chunk is padded with the episode's last
+action past its end. The goal frame is
+    episode_end  the episode's own last frame (hindsight: exactly the goal this episode reached)
+    same_task    the last frame of a random successful episode of the same task (its own included),
+                 which teaches the policy to act from a goal frame of another episode
+Loss: mean squared error between the tanh-bounded Gaussian mean and the demo actions (already
+clipped to [-1, 1]); the log std is left at its initial value, which sets PPO's first exploration.
+Optional random-shift augmentation moves frame and goal by the same random offset (as a camera
+jitter would move both). A held-out share of the demo episodes measures the action error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.data.windows import split_episodes
+from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.rl.policy import ImagePolicy
+
+Log = Callable[[int, dict[str, float]], None]
+
+
+class BCDataError(RoboscapeError, ValueError):
+    """A dataset with nothing to clone (no successful episode)."""
+
+
+@dataclass
+class BCConfig:
+    dataset: str = option("outputs/datasets/metaworld", help="dataset folder whose successful episodes are the demos")
+    steps: int = option(2000, help="optimisation steps")
+    batch_size: int = option(64, help="samples per step")
+    lr: float = option(1e-3, help="Adam learning rate")
+    goal: Literal["episode_end", "same_task"] = option(
+        "episode_end", help="goal frame: the episode's last frame, or a random success of the same task"
+    )
+    shift: int = option(0, help="random-shift augmentation in pixels (same shift for frame and goal); 0 = off")
+    held_out_fraction: float = option(0.1, help="share of demo episodes kept out of training to measure action error")
+    eval_every: int = option(200, help="steps between held-out action-error measurements")
+    seed: int = option(0, help="seed of the split, the sampling and the augmentation")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"bc.{name} must be at least 1, got {getattr(self, name)}")
+        if self.shift < 0:
+            raise ConfigError(f"bc.shift must be >= 0, got {self.shift}")
+
+
+class DemoSet:
+    """Samples (frame, goal, action chunk) from chosen successful episodes of a decoded dataset."""
+
+    def __init__(self, dataset: EpisodeDataset, episodes: np.ndarray, chunk: int, goal: str, seed: int):
+        data = dataset.load_arrays()
+        self.frames, self.actions, self.goal_mode = data.frames, data.actions, goal
+        starts, ends = data.starts[episodes], data.starts[episodes] + data.lengths[episodes] - 1  # [E]
+        lengths = data.lengths[episodes]
+        self.rows = np.concatenate([np.arange(s, e + 1) for s, e in zip(starts, ends)])  # [M]
+        self.own_end = np.repeat(ends, lengths)  # [M]
+        self.chunk_rows = np.minimum(self.rows[:, None] + np.arange(chunk), self.own_end[:, None])  # [M,K]
+        task = data.task_index[episodes]  # [E]
+        self.task = np.repeat(task, lengths)  # [M]
+        self.ends_of_task = {int(t): ends[task == t] for t in np.unique(task)}
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def goal_rows(self, pick: np.ndarray) -> np.ndarray:
+        if self.goal_mode == "episode_end":
+            return self.own_end[pick]
+        out = np.empty(len(pick), np.int64)
+        for t, ends in self.ends_of_task.items():
+            mine = self.task[pick] == t
+            out[mine] = ends[self.rng.integers(len(ends), size=int(mine.sum()))]
+        return out
+
+    def batch(self, pick: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        obs = {
+            "image": torch.from_numpy(self.frames[self.rows[pick]]),  # [B,H,W,3]
+            "goal": torch.from_numpy(self.frames[self.goal_rows(pick)]),  # [B,H,W,3]
+        }
+        return obs, torch.from_numpy(self.actions[self.chunk_rows[pick]])  # [B,K,A]
+
+    def sample(self, batch_size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return self.batch(self.rng.integers(len(self.rows), size=batch_size))
+
+
+def demo_episodes(dataset: EpisodeDataset) -> np.ndarray:
+    episodes = np.array([m.index for m in dataset.episodes if m.success], np.int64)
+    if episodes.size == 0:
+        raise BCDataError(f"{dataset.root}: no successful episode to clone (of {dataset.num_episodes})")
+    return episodes
+
+
+def random_shift(obs: dict[str, torch.Tensor], pad: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Shift each sample's frame and goal by one random offset in [-pad, pad] pixels (edges replicated)."""
+    if pad == 0:
+        return obs
+    batch, height, width = obs["image"].shape[:3]
+    offsets = rng.integers(0, 2 * pad + 1, size=(batch, 2))
+    out = {}
+    for key, frames in obs.items():
+        padded = torch.nn.functional.pad(frames.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+        crops = [padded[i, :, y : y + height, x : x + width] for i, (y, x) in enumerate(offsets)]
+        out[key] = torch.stack(crops).permute(0, 2, 3, 1).to(torch.uint8)  # [B,H,W,3]
+    return out
+
+
+@torch.no_grad()
+def action_error(policy: ImagePolicy, demos: DemoSet, batch_size: int = 256) -> float:
+    """Mean squared error of the policy's mean action chunk against every sample of ``demos``."""
+    total, count = 0.0, 0
+    for begin in range(0, len(demos), batch_size):
+        pick = np.arange(begin, min(begin + batch_size, len(demos)))
+        obs, target = demos.batch(pick)
+        obs = {k: v.to(policy.device) for k, v in obs.items()}
+        total += ((policy.mean(obs) - target.to(policy.device)) ** 2).mean(dim=(1, 2)).sum().item()
+        count += len(pick)
+    return total / count
+
+
+def train_bc(
+    policy: ImagePolicy,
+    dataset: EpisodeDataset,
+    cfg: BCConfig,
+    log: Optional[Log] = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Clone the dataset's successful episodes into ``policy`` (in place); returns the logged stats."""
+    policy.check_compatible(len(dataset.action_names), dataset.image_shape, f"dataset {dataset.root}")
+    train_eps, held_out_eps = split_episodes(demo_episodes(dataset), cfg.held_out_fraction, cfg.seed)
+    chunk = policy.cfg.chunk
+    train = DemoSet(dataset, train_eps, chunk, cfg.goal, cfg.seed)
+    held_out = DemoSet(dataset, held_out_eps, chunk, cfg.goal, cfg.seed + 1) if held_out_eps.size else None
+    optimizer = torch.optim.Adam(policy.actor_parameters(), lr=cfg.lr)
+    aug_rng = np.random.default_rng((cfg.seed, 1))
+    history: list[dict[str, float]] = []
+
+    def measure(step: int, loss: float) -> None:
+        stats = {"step": float(step), "bc/loss": loss}
+        if held_out is not None:
+            stats["bc/held_out_action_mse"] = action_error(policy, held_out)
+        history.append(stats)
+        if log is not None:
+            log(step, stats)
+
+    measure(0, float("nan"))
+    bar = tqdm(range(1, cfg.steps + 1), unit="step", desc="bc", disable=not progress)
+    for step in bar:
+        obs, target = train.sample(cfg.batch_size)  # {[B,H,W,3]}, [B,K,A]
+        obs = {k: v.to(policy.device) for k, v in random_shift(obs, cfg.shift, aug_rng).items()}
+        loss = ((policy.mean(obs) - target.to(policy.device)) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            measure(step, loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return history

@@ -1,0 +1,253 @@
+"""Success rates in the physics sim, in-domain and out-of-domain, for several actors on the same episodes.
+
+For every task, scene, evaluation seed and episode a reset seed is drawn and the scripted expert is
+rolled out from it first (``ExpertGoal``): its end frame is the episode's goal frame. A seed the
+expert cannot solve is dropped, counted, and another is drawn (up to ``expert_draws``): that is how
+out-of-range positions are checked, the expert must still succeed there. Every actor then runs the same episode from the
+same seed (a paired comparison) until Meta-World's success flag or the step cap. Scenes draw the same
+reset seeds too, so an in-domain episode and its recoloured or relit twin start from the same state.
+
+Out-of-domain scenes use the scene variation API: colours, lighting, camera jitter, and object/goal
+start positions in a box just outside the task's training range (``outside`` = x+, x-, y+ or y-:
+the box adjoins the training range on that side and reaches ``outside_depth`` metres beyond it).
+Measured: Meta-World clips the observation the experts read to the task's observation space, whose
+goal bounds are the training goal range, so an expert aims at the range's edge and solves goals
+beyond it only within its success radius (reach-v3, 5 cm outside on x: 4 of 8 reset seeds; on y: 7
+of 8; push-v3: 6-8 of 8). Hence the default depth of 5 cm and several expert draws per episode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
+from roboscape_r_ros.rl.actors import Actor, ExpertActor, PolicyActor, RandomActor
+from roboscape_r_ros.rl.goals import DemoGoal, ExpertGoal, GoalSource
+from roboscape_r_ros.rl.policy import ImagePolicy
+from roboscape_r_ros.rl.report import IN_DOMAIN, EpisodeResult, scene_table, success_tables
+
+AXES = {"x": 0, "y": 1}
+
+
+@dataclass
+class SceneSpec:
+    name: str = option("scene", help="label of the scene in the report")
+    scene: SceneVariation = option(SceneVariation(), help="colours, lighting and camera jitter")
+    outside: Literal["none", "x+", "x-", "y+", "y-"] = option(
+        "none", help="start object and goal in a box beside the training range on this side"
+    )
+    outside_depth: float = option(0.05, help="metres the outside box reaches beyond the training range")
+
+
+def default_ood_scenes() -> list[SceneSpec]:
+    v = SceneVariation
+    return [
+        SceneSpec("table-colour", v(table_rgba=(0.25, 0.35, 0.75, 1.0))),
+        SceneSpec("object-colour", v(object_rgba=(0.9, 0.75, 0.1, 1.0))),
+        SceneSpec("background", v(background_rgb=(0.55, 0.45, 0.35))),
+        SceneSpec("lighting", v(light_scale=0.5, headlight_ambient=(0.35, 0.35, 0.35))),
+        SceneSpec("camera-jitter", v(camera_position_jitter=0.03, camera_rotation_jitter=4.0)),
+        SceneSpec("positions-x+", outside="x+"),
+        SceneSpec("positions-x-", outside="x-"),
+        SceneSpec("positions-y+", outside="y+"),
+    ]
+
+
+@dataclass
+class EvaluateConfig:
+    policies: list[str] = option([], help="policies to evaluate, each name=path/to/policy.safetensors")
+    ours: str = option("", help="the policy whose relative improvement over the other actors is reported")
+    random_actor: bool = option(True, help="also evaluate uniform random actions (the floor)")
+    expert_actor: bool = option(False, help="also evaluate the scripted expert (the ceiling)")
+    env: EnvConfig = option(EnvConfig(), help="tasks, resolution, camera and step cap; its scene is the in-domain one")
+    seeds: list[int] = option([0, 1, 2], help="evaluation seeds (each draws its own episodes)")
+    episodes_per_seed: int = option(4, help="episodes per task, scene and seed")
+    expert_draws: int = option(8, help="reset seeds tried per episode until the scripted expert solves one")
+    in_domain: bool = option(True, help="evaluate the in-domain scene")
+    ood_scenes: list[SceneSpec] = option(default_ood_scenes(), help="out-of-domain scenes")
+    goal: Literal["expert", "demo"] = option("expert", help="goal frames: the expert's end frame or a demo's last")
+    goal_dataset: str = option("", help="dataset of demo goal frames (goal=demo)")
+    deterministic: bool = option(True, help="policies act with their mean action")
+    min_baseline: float = option(0.05, help="baselines below this success rate get no relative improvement")
+    device: str = option("cpu", help="torch device of the policies")
+    report: str = option("outputs/eval/report.md", help="markdown report path")
+
+    def __post_init__(self) -> None:
+        for entry in self.policies:
+            name, sep, path = entry.partition("=")
+            if not sep or not name or not path:
+                raise ConfigError(f"policies entry '{entry}' is not name=path")
+        if self.episodes_per_seed < 1 or self.expert_draws < 1 or not self.seeds:
+            raise ConfigError("evaluate needs at least one seed, one episode per seed and one expert draw")
+        if self.goal == "demo" and not self.goal_dataset:
+            raise ConfigError("goal=demo needs goal_dataset=<dataset folder>")
+
+
+@dataclass
+class Evaluation:
+    episodes: list[EpisodeResult]
+    dropped: dict[str, int]  # "task / scene" -> reset seeds dropped because the scripted expert failed
+    scenes: list[str]  # scene names in evaluation order
+    wall_s: float
+
+
+def outside_scene(spec: SceneSpec, low: np.ndarray, high: np.ndarray) -> SceneVariation:
+    """``spec.scene`` with object (and goal) ranges in a box just outside [low, high] on one side."""
+    if spec.outside == "none":
+        return spec.scene
+    axis, side = AXES[spec.outside[0]], spec.outside[1]
+    boxes = []
+    for start in range(0, len(low), 3):  # object xyz, then goal xyz for tasks that draw a goal
+        box_low, box_high = low[start : start + 3].copy(), high[start : start + 3].copy()
+        if side == "+":
+            box_low[axis], box_high[axis] = high[start + axis], high[start + axis] + spec.outside_depth
+        else:
+            box_low[axis], box_high[axis] = low[start + axis] - spec.outside_depth, low[start + axis]
+        boxes.append((tuple(box_low.tolist()), tuple(box_high.tolist())))
+    return dataclasses.replace(spec.scene, object_range=boxes[0], goal_range=boxes[1] if len(boxes) > 1 else None)
+
+
+def run_episode(env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int) -> tuple[bool, int]:
+    """(success, control steps) of one episode from reset ``seed``; chunks run open loop."""
+    obs, info = env.reset(seed=seed)
+    actor.reset(env.task)
+    steps = 0
+    while True:
+        action = actor({"image": obs["image"], "goal": goal}, info)
+        chunk = np.asarray(action, np.float32).reshape(-1, env.action_space.shape[0])  # [K,A]
+        for action in chunk:
+            obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            if info["success"]:
+                return True, steps
+            if terminated or truncated:
+                return False, steps
+
+
+def expert_checked_seed(
+    env: PixelMetaWorldEnv, rng: np.random.Generator, draws: int
+) -> tuple[Optional[int], Optional[np.ndarray], int]:
+    """Draw reset seeds until the scripted expert solves one: (seed, its goal frame, failed draws).
+
+    (None, None, draws) when every draw failed, or the scene rejects its positions outright.
+    """
+    check = ExpertGoal()
+    for failed in range(draws):
+        seed = int(rng.integers(2**31))
+        try:
+            run = check(env, seed)
+        except SceneVariationError:  # the task rejects positions this far out: no draw can succeed
+            return None, None, draws
+        if run.expert_success:
+            return seed, run.image, failed
+    return None, None, draws
+
+
+def evaluate(
+    actors: dict[str, Actor],
+    env_cfg: EnvConfig,
+    scenes: list[SceneSpec],
+    seeds: list[int],
+    episodes_per_seed: int,
+    expert_draws: int = 8,
+    goal_source: Optional[GoalSource] = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Run every actor on the same expert-checked episodes; a scene named IN_DOMAIN counts as in-domain."""
+    start = time.perf_counter()
+    results, dropped = [], {}
+    total = len(env_cfg.tasks) * len(scenes) * len(seeds) * episodes_per_seed
+    with tqdm(total=total, unit="episode", desc="evaluate", disable=not progress) as bar:
+        for task in env_cfg.tasks:
+            for spec in scenes:
+                bar.set_postfix(task=task, scene=spec.name)
+                key = f"{task} / {spec.name}"
+                dropped[key] = 0
+                env = PixelMetaWorldEnv(task, env_cfg)
+                try:
+                    reset_space = env.sim._random_reset_space
+                    env.set_scene(outside_scene(spec, reset_space.low, reset_space.high))
+                    for seed in seeds:
+                        # keyed by seed and task only: every scene starts from the same reset seeds
+                        rng = np.random.default_rng((seed, zlib.crc32(task.encode())))
+                        for episode in range(episodes_per_seed):
+                            bar.update()
+                            reset_seed, goal, failed = expert_checked_seed(env, rng, expert_draws)
+                            dropped[key] += failed
+                            if reset_seed is None:
+                                continue
+                            if goal_source is not None:
+                                goal = goal_source(env, reset_seed).image
+                            for name, actor in actors.items():
+                                success, steps = run_episode(env, actor, goal, reset_seed)
+                                results.append(
+                                    EpisodeResult(name, task, spec.name, seed, episode, reset_seed, success, steps)
+                                )
+                finally:
+                    env.close()
+    return Evaluation(results, dropped, [spec.name for spec in scenes], time.perf_counter() - start)
+
+
+def markdown_report(evaluation: Evaluation, cfg: EvaluateConfig) -> str:
+    lines = [
+        "# Evaluation in the physics sim",
+        "",
+        f"Tasks: {', '.join(cfg.env.tasks)}; {cfg.env.resolution}px frames from camera {cfg.env.camera}; step cap "
+        f"{cfg.env.max_steps}; seeds {cfg.seeds}, {cfg.episodes_per_seed} episodes per task, scene and seed; goal "
+        f"frames: {cfg.goal}; wall time {evaluation.wall_s:.0f} s. Success = Meta-World's success flag within the "
+        "step cap. Every actor ran the same episodes; episodes the scripted expert could not solve were dropped.",
+        "",
+        *success_tables(evaluation.episodes, evaluation.scenes, cfg.ours or None, cfg.min_baseline),
+        "",
+        "### Out-of-domain scenes",
+        "",
+    ]
+    for spec in cfg.ood_scenes:
+        changed = {k: v for k, v in dataclasses.asdict(spec.scene).items() if v != getattr(SceneVariation(), k)}
+        if spec.outside != "none":
+            changed["positions"] = f"outside the training range, {spec.outside}, up to {spec.outside_depth} m"
+        lines.append(f"- {spec.name}: {changed}")
+    drops = {k: v for k, v in evaluation.dropped.items() if v}
+    lines += ["", "### Reset seeds dropped because the scripted expert failed (another seed was drawn)", ""]
+    lines += [f"- {k}: {v}" for k, v in drops.items()] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+def build_actors(cfg: EvaluateConfig) -> dict[str, Actor]:
+    actors: dict[str, Actor] = {}
+    for entry in cfg.policies:
+        name, _, path = entry.partition("=")
+        policy = ImagePolicy.load(path, action_dim=4, image_size=cfg.env.resolution, device=cfg.device)
+        actors[name] = PolicyActor(policy, deterministic=cfg.deterministic)
+    if cfg.expert_actor:
+        actors["scripted expert"] = ExpertActor()
+    if cfg.random_actor:
+        actors["random"] = RandomActor(seed=cfg.seeds[0])
+    if not actors:
+        raise ConfigError("nothing to evaluate: give policies=name=path,... or set random_actor/expert_actor")
+    return actors
+
+
+def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
+    """Evaluate the configured actors, write the markdown report; returns the report's path and table."""
+    actors = build_actors(cfg)
+    scenes = ([SceneSpec(IN_DOMAIN, cfg.env.scene)] if cfg.in_domain else []) + list(cfg.ood_scenes)
+    goal_source = DemoGoal(cfg.goal_dataset, seed=cfg.seeds[0]) if cfg.goal == "demo" else None
+    evaluation = evaluate(
+        actors, cfg.env, scenes, cfg.seeds, cfg.episodes_per_seed, cfg.expert_draws, goal_source, progress
+    )
+    text = markdown_report(evaluation, cfg)
+    path = Path(cfg.report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return "\n".join([f"report: {path}", *scene_table(evaluation.episodes, evaluation.scenes)])

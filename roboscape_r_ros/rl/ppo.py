@@ -1,0 +1,276 @@
+"""PPO for the goal-conditioned image policy against any batched env of the contract in vec.py.
+
+One algorithm, readable top to bottom (after CleanRL's ppo_continuous_action.py):
+  rollout   N envs x T decisions with the current policy; actions are clipped to [-1, 1] when executed
+  rewards   optionally divided by the running std of the discounted return (running reward
+            normalisation); a truncated episode gets gamma * V(final obs) added to its last reward
+            (it did not end, it was cut), a terminated one gets nothing
+  GAE       lambda-returns over the rollout (gamma, lambda)
+  update    clipped surrogate (clip 0.2), value loss (optionally clipped), entropy bonus, several epochs
+            of shuffled minibatches; separate learning rates for actor and critic; optional
+            value-only warm-up iterations so a fresh critic does not wreck a BC-initialised actor
+
+With a chunked policy (K actions per decision) one transition is one decision: the env runs the K
+actions and returns their summed reward, and gamma applies per decision. Env outputs may be numpy or
+torch (any device); rollout storage lives on the policy's device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.rl.policy import ImagePolicy
+from roboscape_r_ros.rl.vec import BatchedEnv, as_tensor, check_env, final_obs, obs_to_tensors
+
+Log = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class PPOConfig:
+    total_steps: int = option(100_000, help="transitions (policy decisions summed over all envs) to train for")
+    num_steps: int = option(128, help="decisions per env per rollout (rollout length T)")
+    update_epochs: int = option(4, help="passes over each rollout")
+    num_minibatches: int = option(4, help="minibatches per pass (each N*T/num_minibatches transitions)")
+    lr: float = option(3e-4, help="actor Adam learning rate")
+    critic_lr: float = option(1e-3, help="critic Adam learning rate")
+    anneal_lr: bool = option(True, help="decay both learning rates linearly to 0 over training")
+    gamma: float = option(0.99, help="discount per decision")
+    gae_lambda: float = option(0.95, help="GAE lambda")
+    clip_coef: float = option(0.2, help="PPO ratio clip")
+    clip_value: bool = option(False, help="clip the value update to +-clip_coef around the rollout's values")
+    ent_coef: float = option(0.0, help="entropy bonus coefficient")
+    vf_coef: float = option(0.5, help="value loss coefficient")
+    max_grad_norm: float = option(0.5, help="global gradient norm clip")
+    target_kl: Optional[float] = option(None, help="stop an update's epochs early past this approximate KL")
+    normalize_reward: bool = option(True, help="divide rewards by the running std of the discounted return")
+    normalize_advantages: bool = option(True, help="standardise advantages per minibatch")
+    value_warmup_iterations: int = option(0, help="first iterations train only the critic (after BC)")
+    seed: int = option(0, help="seed of the env reset and the action sampling")
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "num_steps", "update_epochs", "num_minibatches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ppo.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"ppo.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.clip_coef <= 0:
+            raise ConfigError(f"ppo.clip_coef must be > 0, got {self.clip_coef}")
+
+
+class RewardScaler:
+    """Divides rewards by the running std of each env's discounted return (gymnasium's NormalizeReward)."""
+
+    def __init__(self, num_envs: int, gamma: float, device: torch.device, epsilon: float = 1e-8):
+        self.gamma, self.epsilon = gamma, epsilon
+        self.returns = torch.zeros(num_envs, dtype=torch.float64, device=device)
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def __call__(self, reward: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
+        self.returns = self.returns * self.gamma + reward.double()
+        self._update(self.returns)
+        self.returns[ended] = 0.0
+        return reward / math.sqrt(self.var + self.epsilon)
+
+    def _update(self, x: torch.Tensor) -> None:  # parallel mean/variance merge (Chan et al.)
+        batch_mean, batch_var, n = x.mean().item(), x.var(unbiased=False).item(), x.numel()
+        delta, total = batch_mean - self.mean, self.count + n
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.mean, self.var, self.count = self.mean + delta * n / total, m2 / total, total
+
+
+class EpisodeTracker:
+    """Raw (unnormalised) return, length and success of each env's running episode; finished ones listed."""
+
+    def __init__(self, num_envs: int, device: torch.device):
+        self.ret = torch.zeros(num_envs, device=device)
+        self.length = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.success = torch.zeros(num_envs, dtype=torch.bool, device=device)
+        self.finished: list[tuple[float, int, bool]] = []
+
+    def update(self, reward: torch.Tensor, ended: torch.Tensor, success: Optional[torch.Tensor]) -> None:
+        self.ret += reward
+        self.length += 1
+        if success is not None:
+            self.success |= success
+        for i in torch.nonzero(ended).flatten().tolist():
+            self.finished.append((self.ret[i].item(), self.length[i].item(), self.success[i].item()))
+        self.ret[ended], self.length[ended], self.success[ended] = 0.0, 0, False
+
+    def pop(self) -> dict[str, float]:
+        if not self.finished:
+            return {}
+        returns, lengths, successes = zip(*self.finished)
+        self.finished = []
+        return {
+            "episode/return": float(np.mean(returns)),
+            "episode/length": float(np.mean(lengths)),
+            "episode/success": float(np.mean(successes)),
+            "episode/count": float(len(returns)),
+        }
+
+
+def train_ppo(
+    policy: ImagePolicy, env: BatchedEnv, cfg: PPOConfig, log: Optional[Log] = None, progress: bool = True
+) -> list[dict[str, float]]:
+    """Train ``policy`` in place; returns one stats dict per iteration (also passed to ``log``)."""
+    check_env(env)
+    policy.check_compatible(env.action_dim, env.image_shape, type(env).__name__)
+    device = policy.device
+    N, T, K, A = env.num_envs, cfg.num_steps, policy.cfg.chunk, policy.cfg.action_dim
+    batch_size = N * T
+    minibatch_size = max(1, batch_size // cfg.num_minibatches)
+    iterations = max(1, cfg.total_steps // batch_size)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": policy.actor_parameters(), "lr": cfg.lr},
+            {"params": policy.critic_parameters(), "lr": cfg.critic_lr},
+        ],
+        eps=1e-5,
+    )
+    base_lrs = [cfg.lr, cfg.critic_lr]
+
+    # Rollout storage, one row per decision.
+    images = torch.zeros((T, N, *env.image_shape), dtype=torch.uint8, device=device)  # [T,N,H,W,3]
+    goals = torch.zeros_like(images)  # [T,N,H,W,3]
+    actions = torch.zeros((T, N, K, A), device=device)  # unclipped samples
+    logprobs = torch.zeros((T, N), device=device)
+    rewards = torch.zeros((T, N), device=device)  # normalised, truncation bootstrap included
+    dones = torch.zeros((T, N), device=device)  # 1 where obs[t] is the first of a new episode
+    values = torch.zeros((T, N), device=device)
+
+    torch.manual_seed(cfg.seed)
+    raw_obs, _ = env.reset(seed=cfg.seed)
+    obs = obs_to_tensors(raw_obs, device, N, env.image_shape)
+    next_done = torch.zeros(N, device=device)
+    scaler = RewardScaler(N, cfg.gamma, device)
+    tracker = EpisodeTracker(N, device)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+
+    bar = tqdm(range(1, iterations + 1), unit="iter", desc="ppo", disable=not progress)
+    for iteration in bar:
+        if cfg.anneal_lr:
+            fraction = 1.0 - (iteration - 1) / iterations
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = fraction * lr
+
+        # --- rollout ------------------------------------------------------------------------------
+        for step in range(T):
+            images[step], goals[step] = obs["image"], obs["goal"]
+            dones[step] = next_done
+            with torch.no_grad():
+                action, logprob, _, value = policy.get_action_and_value(obs)  # [N,K,A], [N], _, [N]
+            actions[step], logprobs[step], values[step] = action, logprob, value
+
+            executed = policy.clip_actions(action)
+            raw_obs, reward, terminated, truncated, info = env.step(executed if K > 1 else executed[:, 0])
+            obs = obs_to_tensors(raw_obs, device, N, env.image_shape)
+            reward = as_tensor(reward, device, torch.float32)  # [N]
+            terminated = as_tensor(terminated, device, torch.bool)
+            truncated = as_tensor(truncated, device, torch.bool)
+            ended = terminated | truncated
+            success = as_tensor(info["success"], device, torch.bool) if "success" in info else None
+            tracker.update(reward, ended, success)
+
+            if cfg.normalize_reward:
+                reward = scaler(reward, ended)
+            cut = truncated & ~terminated  # bootstrap: the episode would have gone on
+            if cut.any():
+                with torch.no_grad():
+                    reward = reward + cfg.gamma * policy.value(final_obs(info, obs, cut)) * cut
+            rewards[step] = reward
+            next_done = ended.float()
+
+        # --- generalised advantage estimation -----------------------------------------------------
+        with torch.no_grad():
+            next_value = policy.value(obs)  # [N]
+        advantages = torch.zeros_like(rewards)  # [T,N]
+        last_gae = torch.zeros(N, device=device)
+        for t in reversed(range(T)):
+            next_nonterminal = 1.0 - (next_done if t == T - 1 else dones[t + 1])
+            following = next_value if t == T - 1 else values[t + 1]
+            delta = rewards[t] + cfg.gamma * following * next_nonterminal - values[t]
+            last_gae = delta + cfg.gamma * cfg.gae_lambda * next_nonterminal * last_gae
+            advantages[t] = last_gae
+        returns = advantages + values  # [T,N]
+
+        # --- flatten the batch --------------------------------------------------------------------
+        b_images, b_goals = images.flatten(0, 1), goals.flatten(0, 1)  # [T*N,H,W,3]
+        b_actions = actions.flatten(0, 1)  # [T*N,K,A]
+        b_logprobs, b_advantages = logprobs.flatten(), advantages.flatten()  # [T*N]
+        b_returns, b_values = returns.flatten(), values.flatten()  # [T*N]
+
+        # --- optimise policy and value ------------------------------------------------------------
+        value_only = iteration <= cfg.value_warmup_iterations
+        clipfracs, approx_kl = [], torch.zeros(())
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(batch_size, device=device)
+            for begin in range(0, batch_size, minibatch_size):
+                mb = order[begin : begin + minibatch_size]
+                mb_obs = {"image": b_images[mb], "goal": b_goals[mb]}
+                _, new_logprob, entropy, new_value = policy.get_action_and_value(mb_obs, b_actions[mb])
+                log_ratio = new_logprob - b_logprobs[mb]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()  # http://joschu.net/blog/kl-approx.html
+                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean().item())
+
+                mb_adv = b_advantages[mb]
+                if cfg.normalize_advantages and len(mb) > 1:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = torch.max(
+                    -mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                ).mean()
+
+                if cfg.clip_value:
+                    clipped = b_values[mb] + (new_value - b_values[mb]).clamp(-cfg.clip_coef, cfg.clip_coef)
+                    v_loss = 0.5 * torch.max((new_value - b_returns[mb]) ** 2, (clipped - b_returns[mb]) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((new_value - b_returns[mb]) ** 2).mean()
+                entropy_mean = entropy.mean()
+
+                loss = cfg.vf_coef * v_loss
+                if not value_only:
+                    loss = loss + pg_loss - cfg.ent_coef * entropy_mean
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+            if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
+                break
+
+        # --- statistics ---------------------------------------------------------------------------
+        variance = b_returns.var().item()
+        explained = float("nan") if variance == 0 else 1.0 - (b_returns - b_values).var().item() / variance
+        stats = {
+            "iteration": float(iteration),
+            "decisions": float(iteration * batch_size),
+            "control_steps": float(iteration * batch_size * K),  # upper bound: chunks end early at episode ends
+            "wall_s": time.perf_counter() - start,
+            "loss/policy": pg_loss.item(),
+            "loss/value": v_loss.item(),
+            "loss/entropy": entropy_mean.item(),
+            "loss/approx_kl": approx_kl.item(),
+            "loss/clipfrac": float(np.mean(clipfracs)),
+            "loss/explained_variance": explained,
+            "policy/std": policy.log_std.exp().mean().item(),
+            "lr/actor": optimizer.param_groups[0]["lr"],
+            **tracker.pop(),
+        }
+        history.append(stats)
+        if log is not None:
+            log(iteration, stats)
+        if "episode/return" in stats:
+            bar.set_postfix(ret=f"{stats['episode/return']:.3g}", success=f"{stats['episode/success']:.2f}")
+    return history

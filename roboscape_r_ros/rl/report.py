@@ -1,0 +1,173 @@
+"""Success statistics of evaluation episodes and their markdown report.
+
+Success rates carry Wilson score intervals (95% by default; sound at 0% and 100% and for few
+episodes, unlike the normal approximation). Relative improvement is reported as the paper does
+("+37.5% on average over baselines, out of domain"): for each baseline b, (S_ours - S_b) / S_b
+on the pooled out-of-domain success rate, then the mean over baselines. A baseline below
+``min_baseline`` success makes that ratio meaningless: it is reported as n/a and left out of the
+mean, and the absolute rates with their intervals come first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+IN_DOMAIN = "in-domain"
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    actor: str
+    task: str
+    scene: str  # IN_DOMAIN or the name of an out-of-domain scene
+    seed: int  # evaluation seed
+    episode: int  # episode number under that seed
+    reset_seed: int  # the env reset seed (same for every actor: paired comparison)
+    success: bool
+    steps: int  # control steps until success or the step cap
+
+    @property
+    def in_domain(self) -> bool:
+        return self.scene == IN_DOMAIN
+
+
+@dataclass(frozen=True)
+class Rate:
+    successes: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.successes / self.n if self.n else float("nan")
+
+    def __str__(self) -> str:
+        if not self.n:
+            return "n/a"
+        return f"{100 * self.value:.0f}% [{100 * self.low:.0f}, {100 * self.high:.0f}] n={self.n}"
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(results: Iterable[EpisodeResult]) -> Rate:
+    outcomes = [r.success for r in results]
+    successes = sum(outcomes)
+    return Rate(successes, len(outcomes), *wilson_interval(successes, len(outcomes)))
+
+
+def relative_improvement(ours: float, baseline: float, min_baseline: float = 0.05) -> Optional[float]:
+    """(ours - baseline) / baseline, or None when the baseline is under ``min_baseline``."""
+    if not baseline >= min_baseline:
+        return None
+    return (ours - baseline) / baseline
+
+
+def mean_relative_improvement(
+    ours: float, baselines: dict[str, float], min_baseline: float = 0.05
+) -> tuple[Optional[float], dict[str, Optional[float]]]:
+    """The paper's headline number: the mean over baselines of the relative gain (None if none is defined)."""
+    per_baseline = {name: relative_improvement(ours, b, min_baseline) for name, b in baselines.items()}
+    defined = [g for g in per_baseline.values() if g is not None]
+    return (float(np.mean(defined)) if defined else None), per_baseline
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _percent(x: Optional[float]) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
+
+
+def _points(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f} pts"
+
+
+def _group(results: Sequence[EpisodeResult]) -> dict[tuple, list[EpisodeResult]]:
+    """Results by (actor, scene), (actor, "ood"), and (actor, domain, seed) / (actor, domain, task)."""
+    by = defaultdict(list)
+    for r in results:
+        domain = IN_DOMAIN if r.in_domain else "ood"
+        by[r.actor, r.scene].append(r)
+        by[r.actor, domain, r.seed].append(r)
+        by[r.actor, domain, r.task].append(r)
+        if not r.in_domain:
+            by[r.actor, "ood"].append(r)
+    return by
+
+
+def scene_table(results: Sequence[EpisodeResult], scenes: Optional[Sequence[str]] = None) -> list[str]:
+    """Markdown lines: success per actor (rows) and scene (columns, ``scenes`` order), pooled over tasks and seeds."""
+    by = _group(results)
+    actors = list(dict.fromkeys(r.actor for r in results))
+    scenes = list(scenes or dict.fromkeys(r.scene for r in results))
+    has_ood = any(s != IN_DOMAIN for s in scenes)
+    header = ["policy", *scenes] + (["out-of-domain (all)"] if has_ood else [])
+    rows = []
+    for actor in actors:
+        cells = [str(rate(by[actor, s])) for s in scenes]
+        rows.append([actor, *cells] + ([str(rate(by[actor, "ood"]))] if has_ood else []))
+    return _table(header, rows)
+
+
+def success_tables(
+    results: Sequence[EpisodeResult],
+    scenes: Optional[Sequence[str]] = None,
+    ours: Optional[str] = None,
+    min_baseline: float = 0.05,
+) -> list[str]:
+    """Markdown lines: success per actor and scene, per seed, per task, and the relative improvement."""
+    by = _group(results)
+    actors = list(dict.fromkeys(r.actor for r in results))
+    lines = ["### Success rate (95% Wilson interval, episodes pooled over tasks and seeds)", ""]
+    lines += scene_table(results, scenes)
+
+    seeds = sorted({r.seed for r in results})
+    tasks = list(dict.fromkeys(r.task for r in results))
+    for title, keys in (("seed", seeds), ("task", tasks)):
+        lines += ["", f"### Per {title} (in-domain / out-of-domain success)", ""]
+        rows = []
+        for actor in actors:
+            cells = []
+            for key in keys:
+                parts = [rate(by[actor, domain, key]) for domain in (IN_DOMAIN, "ood")]
+                cells.append(" / ".join("n/a" if not p.n else f"{100 * p.value:.0f}%" for p in parts))
+            rows.append([actor, *cells])
+        lines += _table([title, *map(str, keys)], rows)
+
+    has_ood = any(not r.in_domain for r in results)
+    if ours is not None and ours in actors and has_ood:
+        lines += ["", f"### Relative improvement of {ours}", ""]
+        out = {a: rate(by[a, "ood"]).value for a in actors}
+        within = {a: rate(by[a, IN_DOMAIN]).value for a in actors}
+        baselines = [a for a in actors if a != ours]
+        mean_gain, gains = mean_relative_improvement(out[ours], {a: out[a] for a in baselines}, min_baseline)
+        rows = [
+            [b, _points(out[ours] - out[b]), _percent(gains[b]),
+             _percent(relative_improvement(within[ours], within[b], min_baseline))]
+            for b in baselines
+        ]  # fmt: skip
+        lines += _table(["baseline", "out-of-domain: absolute", "out-of-domain: relative", "in-domain: relative"], rows)
+        lines += [
+            "",
+            f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_percent(mean_gain)}**"
+            f" (relative gains over baselines under {100 * min_baseline:.0f}% success are n/a and left out).",
+        ]
+    return lines
