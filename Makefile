@@ -53,6 +53,7 @@ colcon: venv
 
 bench: venv
 	$(PY) bench/bench_loader.py
+	$(PY) bench/bench_latency.py
 
 clean:
 	rm -rf build install log outputs bench/results

@@ -1,0 +1,211 @@
+"""The one description of the roboscape_r_ros node graph (no rclpy, no launch imports).
+
+Modes (DESIGN.md "ROS 2 graph"): which process provides the observations and executes the actions.
+
+    imagination  the dreamer (world model) is the environment: it consumes ``action`` and publishes
+                 ``observation`` and ``done``; reward_publisher turns frames into ``reward``
+    sim          sim_bridge (Meta-World) consumes ``action`` and publishes ``image_raw``, which
+                 camera_ingest turns into ``observation``; simulated time on /clock
+    real         a real camera's topic is remapped onto ``image_raw`` and ``action`` (or one of the
+                 adapter outputs ``cmd_*``) onto the arm controller's command topic
+
+policy_controller is the same node with the same parameters in every mode: switching is remapping.
+Every topic is relative, inside the graph's namespace (default ``/roboscape``); the *topic
+arguments* below are the only names a user remaps, and every node using that topic gets the same
+remapping, so producer and consumer can never disagree.
+
+Hooks for the world-model nodes: ``dreamer`` and ``reward_publisher`` are in the spec with
+``ready=False``; launchers skip them until their executables exist. To land one: write the node
+(``roboscape_r_ros/nodes/<name>.py``), add it to ``executables.txt``, add ``config/<name>.yaml``, set
+``ready=True`` here (adjust ``topics``/``modes``/``mode_parameters`` if needed). The launch files, the
+runner and the spec tests pick it up without further edits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+PACKAGE = "roboscape_r_ros"
+MODES = ("imagination", "sim", "real")
+DEFAULT_NAMESPACE = "roboscape"
+LARGE_DATA = "LARGE_DATA"  # FASTDDS_BUILTIN_TRANSPORTS for images over ~64 KB (ENV_NOTES)
+
+
+@dataclass(frozen=True)
+class TopicArgument:
+    """A launch argument that remaps one node-relative topic in every node that uses it."""
+
+    name: str
+    topic: str
+    description: str
+
+    @property
+    def default(self) -> str:
+        return self.topic
+
+
+@dataclass(frozen=True)
+class ParameterArgument:
+    """A launch argument that sets one parameter of the listed nodes."""
+
+    name: str
+    parameter: str
+    nodes: tuple[str, ...]
+    default: str
+    description: str
+
+
+TOPIC_ARGUMENTS: tuple[TopicArgument, ...] = (
+    TopicArgument("camera", "image_raw", "camera image topic (sensor_msgs/Image): sim_bridge's camera or a real one"),
+    TopicArgument("command", "action", "roboscape_r_ros/Action command topic: sim_bridge, the dreamer or an arm driver consume it"),
+    TopicArgument("state", "state", "robot state (sensor_msgs/JointState) for backends that read it (the expert reads sim_bridge's)"),
+    TopicArgument("ee_pose", "ee_pose", "current end-effector pose (geometry_msgs/PoseStamped), for the cmd_pose adapter"),
+    TopicArgument("estop", "estop", "e-stop (std_msgs/Bool): true holds the arm until false"),
+    TopicArgument("goal", "goal_image", "goal frame (sensor_msgs/Image, transient local)"),
+    TopicArgument("pose_command", "cmd_pose", "geometry_msgs/PoseStamped target for a Cartesian pose controller"),
+    TopicArgument("twist_command", "cmd_twist", "geometry_msgs/TwistStamped for a velocity/servo controller"),
+    TopicArgument("array_command", "cmd_array", "std_msgs/Float64MultiArray for a forward command controller"),
+    TopicArgument("trajectory_command", "cmd_trajectory", "trajectory_msgs/JointTrajectory for a trajectory controller"),
+)
+
+PARAMETER_ARGUMENTS: tuple[ParameterArgument, ...] = (
+    ParameterArgument("backend", "backend", ("policy_controller",), "random", "policy backend of policy_controller: expert, random, or a learned one"),
+    ParameterArgument("task", "task", ("sim_bridge", "policy_controller"), "reach-v3", "Meta-World task of sim_bridge and of the expert backend"),
+)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    executable: str  # as in executables.txt and lib/roboscape_r_ros/ (ros2 run)
+    entry_point: str  # "module:function", the same line as in executables.txt
+    modes: tuple[str, ...]
+    topics: tuple[str, ...]  # node-relative topics it publishes or subscribes
+    role: str
+    ready: bool = True  # False: planned; launchers skip it until the executable exists
+    clock_source: bool = False  # publishes /clock itself, so never follows use_sim_time
+    mode_parameters: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    @property
+    def params_file(self) -> str:
+        return f"{self.name}.yaml"
+
+    def remappings(self) -> list[tuple[str, str]]:
+        """(topic, argument name) for every topic argument this node uses."""
+        return [(arg.topic, arg.name) for arg in TOPIC_ARGUMENTS if arg.topic in self.topics]
+
+    def parameter_arguments(self) -> list[ParameterArgument]:
+        return [arg for arg in PARAMETER_ARGUMENTS if self.name in arg.nodes]
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec(
+        name="sim_bridge",
+        executable="sim_bridge",
+        entry_point="roboscape_r_ros.nodes.sim_bridge:main",
+        modes=("sim",),
+        topics=("action", "image_raw", "state", "ee_pose", "success", "episode"),
+        role="Meta-World as the arm and camera (stand-in for Gazebo); one step per action; /clock",
+        clock_source=True,
+    ),
+    NodeSpec(
+        name="camera_ingest",
+        executable="camera_ingest",
+        entry_point="roboscape_r_ros.nodes.camera_ingest:main",
+        modes=("sim", "real"),
+        topics=("image_raw", "observation"),
+        role="camera frames of any common encoding -> rgb8 observation at model size",
+    ),
+    NodeSpec(
+        name="policy_controller",
+        executable="policy_controller",
+        entry_point="roboscape_r_ros.nodes.policy_controller:main",
+        modes=("imagination", "sim", "real"),
+        topics=("observation", "goal_image", "state", "ee_pose", "estop", "episode",
+                "action", "cmd_pose", "cmd_twist", "cmd_array", "cmd_trajectory"),  # fmt: skip
+        role="policy inference with safety limits -> Action + arm-controller adapters",
+    ),
+    # Planned (world-model issue): the dreamer is the environment in imagination (it consumes
+    # `action`, publishes `observation`, `done`, `episode` and offers a `reset` service) and a live
+    # monitor beside a real robot in shadow mode (add "real" to modes with {"mode": "shadow"}).
+    NodeSpec(
+        name="dreamer",
+        executable="dreamer",
+        entry_point="roboscape_r_ros.nodes.dreamer:main",
+        modes=("imagination",),
+        topics=("action", "observation", "done", "episode", "dream/image", "dream/prediction", "dream/error"),
+        role="the world model as the environment (imagine) or as a monitor (shadow)",
+        ready=False,
+        mode_parameters={"imagination": {"mode": "imagine"}},
+    ),
+    NodeSpec(
+        name="reward_publisher",
+        executable="reward_publisher",
+        entry_point="roboscape_r_ros.nodes.reward_publisher:main",
+        modes=("imagination",),
+        # reward/marker: a visualization_msgs/Marker (TEXT_VIEW_FACING) with the reward terms, the
+        # Reward display of config/roboscape.rviz (RViz has no scalar plot; rqt_plot/PlotJuggler
+        # read reward/reward directly).
+        topics=("observation", "goal_image", "instruction", "done", "reward", "reward/marker"),
+        role="endogenous reward (1 - D(frame, goal) + done bonus) on dreamed or real frames",
+        ready=False,
+    ),
+)
+
+
+class GraphError(ValueError):
+    """An unknown mode, node or argument."""
+
+
+def node(name: str) -> NodeSpec:
+    for spec in NODES:
+        if spec.name == name:
+            return spec
+    raise GraphError(f"unknown node '{name}' (nodes: {', '.join(n.name for n in NODES)})")
+
+
+def nodes_for(mode: str, include_planned: bool = False) -> list[NodeSpec]:
+    if mode not in MODES:
+        raise GraphError(f"unknown mode '{mode}' (modes: {', '.join(MODES)})")
+    return [n for n in NODES if mode in n.modes and (n.ready or include_planned)]
+
+
+def use_sim_time(spec: NodeSpec, mode: str) -> bool:
+    """Nodes follow sim_bridge's /clock in sim mode (the clock source itself does not)."""
+    return mode == "sim" and not spec.clock_source
+
+
+def inline_parameters(spec: NodeSpec, mode: str) -> dict[str, object]:
+    """Parameters the graph sets on top of the node's YAML in this mode (argument-driven ones apart)."""
+    return {"use_sim_time": use_sim_time(spec, mode), **dict(spec.mode_parameters.get(mode, {}))}
+
+
+def arguments() -> list[tuple[str, str, str]]:
+    """(name, default, description) of every launch argument but the launch-file-only ones."""
+    return [(a.name, a.default, a.description) for a in TOPIC_ARGUMENTS] + [
+        (a.name, a.default, a.description) for a in PARAMETER_ARGUMENTS
+    ]
+
+
+def argument_defaults() -> dict[str, str]:
+    return {name: default for name, default, _ in arguments()}
+
+
+def source_config_dir() -> Optional[Path]:
+    """config/ of a source checkout (editable installs), if this module runs from one."""
+    path = Path(__file__).resolve().parents[2] / "config"
+    return path if (path / "policy_controller.yaml").is_file() else None
+
+
+def config_dir() -> Path:
+    """Where the parameter files are: the checkout's config/, else the package's share folder."""
+    source = source_config_dir()
+    if source is not None:
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+    except ImportError as err:  # pragma: no cover - only without any ROS install
+        raise GraphError("cannot find config/: no source checkout and ament_index_python is missing") from err
+    return Path(get_package_share_directory(PACKAGE)) / "config"

@@ -1,0 +1,182 @@
+"""sim_bridge: Meta-World as a ROS 2 node, the stand-in for Gazebo (a simulated arm with a camera).
+
+Subscribes  action       (roboscape_r_ros/Action, reliable): one control step per valid action
+Publishes   image_raw    (sensor_msgs/Image rgb8, camera_resolution square, sensor-data QoS)
+            state        (sensor_msgs/JointState: the 39-d Meta-World observation by name, reliable)
+            ee_pose      (geometry_msgs/PoseStamped: the hand in the world frame, reliable)
+            success      (std_msgs/Bool: Meta-World's success flag, once per step, reliable)
+            episode      (std_msgs/String: the episode id, transient local; a new value = a reset)
+            /clock       (rosgraph_msgs/Clock: +1 control period per step and per reset)
+Service     reset        (std_srvs/Trigger): start a new episode; the message is its id
+
+Stepping is per action, not at a fixed rate: the sim advances exactly one 12.5 ms control step
+for each valid Action and then publishes what the camera sees, so the topic loop is
+deterministic and a slow policy never makes the arm drift. Simulated time (``/clock``) advances
+with the steps; nodes that compare stamps run with ``use_sim_time:=true``. While no action
+arrives, the current frame is published again every ``republish_period_s`` with its original
+stamp, so a lost frame or a lost action (e.g. sent before discovery matched) cannot stall the
+loop: policy_controller answers a frame it sees again with the same Action, and the sim steps at
+most once per frame (an Action stamped like an earlier frame is dropped silently).
+
+An episode ends at its first success (``end_on_success``) or after ``max_steps``; with
+``auto_reset`` the next one starts at once, else actions are refused until the reset service
+(the policy's answer to the final frame is dropped silently).
+
+Every Action is checked against Meta-World's spec (names dx, dy, dz, gripper; units m, m, m, 1;
+scale 0.01, 0.01, 0.01, 1; mode DELTA; finite values in [-1, 1]; the current episode id or
+none). A bad one is refused with a throttled warning and the arm does not move.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Header, String
+from std_srvs.srv import Trigger
+
+from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.msg import Action
+from roboscape_r_ros.nodes.camera_ingest import rgb8_image
+from roboscape_r_ros.nodes.node_tools import StartupError, ThrottledWarnings, declare, spin
+from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
+from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, SimFrame, SimSession
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def stamp(time_ns: int) -> Time:
+    return Time(sec=time_ns // 1_000_000_000, nanosec=time_ns % 1_000_000_000)
+
+
+class SimBridge(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_bridge")
+        task = declare(self, "task", "reach-v3", "Meta-World v3 task, e.g. reach-v3, push-v3, pick-place-v3")
+        camera = declare(self, "camera", "corner2", "Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV")
+        resolution = declare(self, "camera_resolution", 128, "side of the square rgb8 frames on image_raw (pixels)", low=8, high=1024)
+        seed = declare(self, "seed", 0, "seed of the first episode; episode k uses seed + k", low=0, high=2**31 - 1)
+        max_steps = declare(self, "max_steps", 300, "control steps before an episode is truncated", low=1, high=1_000_000)
+        end_on_success = declare(self, "end_on_success", True, "an episode ends at its first success step (else only at max_steps)")
+        self.auto_reset = declare(self, "auto_reset", True, "start the next episode as soon as one ends (else refuse actions until reset)")
+        self.republish_period_s = declare(self, "republish_period_s", 0.2, "publish the current frame again after this long without an action (s); keep it below the policy's stale_after_s", low=0.01, high=3600.0)
+        self.publish_clock = declare(self, "publish_clock", True, "publish simulated time on /clock (for use_sim_time)")
+        self.world_frame = declare(self, "world_frame_id", "world", "frame of state, ee_pose and the action values")
+        self.camera_frame = declare(self, "camera_frame_id", "sim_camera", "frame_id of image_raw")
+        throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of refused action in this period (s)", low=0.0, high=3600.0)
+        try:
+            self.session = SimSession(task, resolution=resolution, camera=camera, seed=seed, max_steps=max_steps, end_on_success=end_on_success)
+        except RoboscapeError as err:
+            raise StartupError(f"sim_bridge: {err}") from None
+        self.warnings = ThrottledWarnings(self, throttle_s)
+        self.refused = 0
+        self.past_frames: deque[int] = deque(maxlen=64)  # stamps of the latest frames published
+        self.image_pub = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
+        self.state_pub = self.create_publisher(JointState, "state", RELIABLE)
+        self.pose_pub = self.create_publisher(PoseStamped, "ee_pose", RELIABLE)
+        self.success_pub = self.create_publisher(Bool, "success", RELIABLE)
+        self.episode_pub = self.create_publisher(String, "episode", LATCHED)
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
+        self.create_subscription(Action, "action", self.on_action, RELIABLE)
+        self.create_service(Trigger, "reset", self.on_reset)
+        self.last_publish = time.monotonic()
+        self.create_timer(min(self.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.start_episode()
+        self.get_logger().info(
+            f"{task}: {resolution}x{resolution} frames from '{camera}', one {self.session.spec.period_s * 1e3:g} ms step per action, "
+            f"episodes of at most {max_steps} steps"
+        )
+
+    # -- episodes -------------------------------------------------------------------------------
+    def start_episode(self) -> SimFrame:
+        self.previous_episode = self.session.frame.episode_id if self.session.frame is not None else ""
+        frame = self.session.reset()
+        self.episode_pub.publish(String(data=frame.episode_id))
+        self.publish_frame(frame)
+        return frame
+
+    def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        frame = self.start_episode()
+        self.get_logger().info(f"reset: episode {frame.episode_id}")
+        response.success, response.message = True, frame.episode_id
+        return response
+
+    # -- actions --------------------------------------------------------------------------------
+    def refuse(self, reason: str, message: str) -> None:
+        self.refused += 1
+        self.warnings.warn(reason, f"refused an action: {message}; the arm does not move [{self.refused} refused in all]")
+
+    def on_action(self, msg: Action) -> None:
+        frame = self.session.frame
+        answers = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if answers in self.past_frames and (answers != frame.time_ns or frame.ended):
+            # An answer to a frame already stepped from (a policy's repeat: it sends again when it
+            # sees a frame again, in case its first answer was lost) or to an episode's final frame.
+            return
+        if frame.ended:
+            self.refuse("ended", f"episode {frame.episode_id} has ended (call the reset service)")
+            return
+        if msg.episode_id and msg.episode_id != frame.episode_id:
+            if msg.episode_id == self.previous_episode and answers == frame.time_ns:
+                # The first frame of this episode overtook the latched episode id on its way to the
+                # policy: expected; the frame's repeat is answered with the new id.
+                self.get_logger().debug(f"dropped an answer carrying the previous episode id {msg.episode_id}")
+                return
+            self.refuse("episode", f"it belongs to episode '{msg.episode_id}', the current one is '{frame.episode_id}'")
+            return
+        try:
+            values = check_command(self.session.spec, names=msg.names, units=msg.units, values=msg.values, scale=msg.scale, mode=msg.mode)
+        except CommandRejected as err:
+            self.refuse(err.reason, str(err))
+            return
+        frame = self.session.step(values)
+        self.success_pub.publish(Bool(data=frame.success))
+        self.publish_frame(frame)
+        if frame.ended:
+            outcome = "success" if frame.success else "truncated"
+            self.get_logger().info(f"episode {frame.episode_id} ended after {frame.step} steps: {outcome}")
+            if self.auto_reset:
+                self.start_episode()
+
+    # -- output ---------------------------------------------------------------------------------
+    def publish_frame(self, frame: SimFrame) -> None:
+        if not self.past_frames or self.past_frames[-1] != frame.time_ns:
+            self.past_frames.append(frame.time_ns)
+        header = Header(stamp=stamp(frame.time_ns), frame_id=self.world_frame)
+        if self.publish_clock:
+            self.clock_pub.publish(ClockMsg(clock=header.stamp))
+        self.state_pub.publish(JointState(header=header, name=list(METAWORLD_OBS_NAMES), position=frame.metaworld_obs.tolist()))
+        pose = PoseStamped(header=header)
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = frame.hand_position.tolist()
+        pose.pose.orientation.w = 1.0  # Meta-World's hand keeps its orientation
+        self.pose_pub.publish(pose)
+        self.image_pub.publish(rgb8_image(frame.image, Header(stamp=header.stamp, frame_id=self.camera_frame)))
+        self.last_publish = time.monotonic()
+
+    def on_timer(self) -> None:
+        if time.monotonic() - self.last_publish >= self.republish_period_s:
+            self.publish_frame(self.session.frame)  # same stamps: nobody acts on it twice
+
+    def destroy_node(self) -> None:
+        if getattr(self, "session", None) is not None:
+            self.session.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin(SimBridge, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""One Meta-World episode after another, stepped one action at a time: the core of sim_bridge.
+
+Time is simulated: every step (and every reset) advances the clock by one control period, so the
+stamps of consecutive observations always differ and a ``/clock`` driven by it never goes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from roboscape_r_ros.envs.metaworld_env import CONTROL_HZ, EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.runtime.action_spec import ActionSpec, metaworld_action_spec
+
+_OBJECT = ("x", "y", "z", "qw", "qx", "qy", "qz")
+_FRAME = ("hand_x", "hand_y", "hand_z", "gripper_opening") + tuple(f"obj{i}_{k}" for i in (0, 1) for k in _OBJECT)
+# The 39-d Meta-World observation the scripted experts read: this frame's hand, gripper and two
+# object poses (position + w,x,y,z quaternion, zeros when absent), the same 18 of the previous
+# frame, then the goal position.
+METAWORLD_OBS_NAMES: tuple[str, ...] = _FRAME + tuple(f"prev_{n}" for n in _FRAME) + ("goal_x", "goal_y", "goal_z")
+assert len(METAWORLD_OBS_NAMES) == 39
+
+PERIOD_NS = round(1e9 / CONTROL_HZ)  # 12.5 ms
+
+
+@dataclass(frozen=True)
+class SimFrame:
+    image: np.ndarray  # uint8 [H, W, 3] upright RGB
+    metaworld_obs: np.ndarray  # float64 [39], METAWORLD_OBS_NAMES order
+    hand_position: np.ndarray  # float64 [3] metres, world frame
+    success: bool
+    truncated: bool
+    ended: bool  # success (when episodes end on success) or truncation: the next action is refused
+    step: int  # control steps taken in this episode
+    time_ns: int  # simulated time of this frame
+    episode_id: str
+
+
+class SimSession:
+    def __init__(
+        self,
+        task: str,
+        *,
+        resolution: int = 128,
+        camera: str = "corner2",
+        seed: int = 0,
+        max_steps: int = 300,
+        end_on_success: bool = True,
+    ) -> None:
+        cfg = EnvConfig(tasks=[task], resolution=resolution, camera=camera, max_steps=max_steps)
+        self.env = PixelMetaWorldEnv(task, cfg, seed=seed)
+        self.task, self.seed = task, seed
+        self.end_on_success = end_on_success
+        self.spec: ActionSpec = metaworld_action_spec(1.0 / CONTROL_HZ)
+        self.time_ns = 0
+        self.episode_index = -1
+        self.frame: SimFrame | None = None
+
+    def reset(self) -> SimFrame:
+        self.episode_index += 1
+        seed = self.seed + self.episode_index
+        obs, info = self.env.reset(seed=seed)
+        self.time_ns += PERIOD_NS
+        self.frame = self._frame(obs, info, success=False, truncated=False, step=0)
+        return self.frame
+
+    @property
+    def episode_id(self) -> str:
+        return f"{self.task}-seed{self.seed}-ep{self.episode_index:04d}"
+
+    def step(self, values: np.ndarray) -> SimFrame:
+        """One control step with already-validated values (see action_spec.check_command)."""
+        if self.frame is None or self.frame.ended:
+            raise RuntimeError("the episode has ended: reset first")
+        obs, _, _, truncated, info = self.env.step(np.asarray(values, np.float32))
+        self.time_ns += PERIOD_NS
+        self.frame = self._frame(obs, info, success=bool(info["success"]), truncated=truncated, step=self.frame.step + 1)
+        return self.frame
+
+    def _frame(self, obs: dict, info: dict, *, success: bool, truncated: bool, step: int) -> SimFrame:
+        metaworld_obs = np.asarray(info["metaworld_obs"], np.float64)
+        return SimFrame(
+            image=obs["image"],
+            metaworld_obs=metaworld_obs,
+            hand_position=metaworld_obs[:3].copy(),
+            success=success,
+            truncated=truncated,
+            ended=truncated or (success and self.end_on_success),
+            step=step,
+            time_ns=self.time_ns,
+            episode_id=self.episode_id,
+        )
+
+    def close(self) -> None:
+        self.env.close()

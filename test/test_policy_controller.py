@@ -1,0 +1,223 @@
+"""policy_controller as a real process: one complete Action (and adapter messages) per observation,
+and a bad-input battery: bad frames, stale stamps, bad state, missing goal, watchdog, e-stop and
+bad parameters. The test harness plays camera, arm and operator."""
+
+import math
+
+import numpy as np
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+msg = pytest.importorskip("roboscape_r_ros.msg")
+from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray, String  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES  # noqa: E402
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CONTROLLER = "roboscape_r_ros.nodes.policy_controller"
+
+
+def image(stamp, size=64, encoding="rgb8") -> Image:
+    rgb = np.random.default_rng(0).integers(0, 255, (size, size, 3), np.uint8)
+    m = Image(height=size, width=size, encoding=encoding, step=size * 3, data=rgb.tobytes())
+    m.header.stamp, m.header.frame_id = stamp, "camera"
+    return m
+
+
+class Rig:
+    """The harness as camera, arm and operator of one policy_controller."""
+
+    def __init__(self, ros) -> None:
+        self.ros = ros
+        node = ros.node
+        self.obs_pub = node.create_publisher(Image, "observation", qos_profile_sensor_data)
+        self.goal_pub = node.create_publisher(Image, "goal_image", LATCHED)
+        self.state_pub = node.create_publisher(JointState, "state", RELIABLE)
+        self.pose_pub = node.create_publisher(PoseStamped, "ee_pose", RELIABLE)
+        self.estop_pub = node.create_publisher(Bool, "estop", RELIABLE)
+        self.episode_pub = node.create_publisher(String, "episode", LATCHED)
+        self.actions, self.out = [], {}
+        node.create_subscription(msg.Action, "action", self.actions.append, RELIABLE)
+        for kind, topic in ((PoseStamped, "cmd_pose"), (TwistStamped, "cmd_twist"), (Float64MultiArray, "cmd_array"), (JointTrajectory, "cmd_trajectory")):
+            self.out[topic] = []
+            node.create_subscription(kind, topic, self.out[topic].append, RELIABLE)
+
+    def now(self):
+        return self.ros.node.get_clock().now().to_msg()
+
+    def answer(self, obs: Image, timeout_s=15.0):
+        """Publish obs (again each tick: best effort may drop; one stamp is answered once) until answered."""
+        answers = lambda: [a for a in self.actions if a.header.stamp == obs.header.stamp]  # noqa: E731
+        assert self.ros.spin_until(lambda: answers(), timeout_s, tick=lambda: self.obs_pub.publish(obs)), "no action"
+        return answers()[0]
+
+    def warm_up(self, timeout_s=30.0):
+        """Freshly stamped frames until the first action: discovery done, node up."""
+        assert self.ros.spin_until(lambda: len(self.actions) > 0, timeout_s, tick=lambda: self.obs_pub.publish(image(self.now()))), "no action"
+
+    def quiet(self, seconds: float, tick=None) -> int:
+        """Spin for a while; how many actions arrived meanwhile."""
+        seen = len(self.actions)
+        self.ros.spin_until(lambda: False, seconds, tick=tick)
+        return len(self.actions) - seen
+
+
+def test_one_complete_action_per_observation_and_the_adapter_messages(ros):
+    ros.start(CONTROLLER, "--params-file", "config/policy_controller.yaml", "-p", "backend:=random", "-p", "stale_after_s:=5.0",
+              "-p", "publish_pose:=true", "-p", "publish_twist:=true", "-p", "publish_array:=true", "-p", "publish_trajectory:=true")  # fmt: skip
+    rig = Rig(ros)
+    rig.episode_pub.publish(String(data="ep-test"))
+    pose = PoseStamped()
+    pose.pose.position.x, pose.pose.position.y, pose.pose.position.z, pose.pose.orientation.w = 0.1, 0.6, 0.2, 1.0
+    rig.warm_up()  # the first answers may come before ee_pose and episode arrived
+    ros.spin_until(lambda: False, 0.3, tick=lambda: rig.pose_pub.publish(pose))
+    obs = image(rig.now())
+    a = rig.answer(obs)
+    assert a.names == ["dx", "dy", "dz", "gripper"] and a.units == ["m", "m", "m", "1"]
+    assert list(a.scale) == [0.01, 0.01, 0.01, 1.0] and list(a.lower) == [-1.0] * 4 and list(a.upper) == [1.0] * 4
+    assert a.mode == msg.Action.MODE_DELTA and (a.duration.sec, a.duration.nanosec) == (0, 12_500_000)
+    assert a.header.stamp == obs.header.stamp and a.header.frame_id == "world"
+    assert a.episode_id == "ep-test" and a.source == "random"
+    values = np.array(a.values)
+    assert values.shape == (4,) and np.isfinite(values).all() and (np.abs(values) <= 1).all()
+    # The same frame again (a sim waiting for its action) gets the same Action again, never a new
+    # one; a new stamp is the next step.
+    seen = len(rig.actions)
+    rig.quiet(0.5, tick=lambda: rig.obs_pub.publish(obs))
+    assert len(rig.actions) > seen and all(again == a for again in rig.actions[seen:])
+    assert rig.answer(image(rig.now())).step == a.step + 1
+    # Adapters (runtime/adapters.py): each message of the action answering `obs`.
+    assert ros.spin_until(lambda: all(rig.out[t] for t in rig.out), 5)
+    twist = next(m for m in rig.out["cmd_twist"] if m.header.stamp == obs.header.stamp)
+    assert np.allclose([twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z], values[:3] * 0.01 / 0.0125)
+    array = next(m for m in rig.out["cmd_array"] if np.allclose(m.data, values * [0.01, 0.01, 0.01, 1.0]))
+    assert array.layout.dim[0].label == "dx,dy,dz,gripper"
+    target = next(m for m in rig.out["cmd_pose"] if m.header.stamp == obs.header.stamp)
+    assert np.allclose([target.pose.position.x, target.pose.position.y, target.pose.position.z], [0.1, 0.6, 0.2] + values[:3] * 0.01)
+    trajectory = rig.out["cmd_trajectory"][-1]
+    assert trajectory.joint_names == ["dx", "dy", "dz", "gripper"] and trajectory.header.stamp.sec == 0  # zero stamp: start now
+    assert trajectory.points[0].time_from_start.nanosec == 12_500_000 and len(trajectory.points[0].velocities) == 4
+
+
+def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_each(ros):
+    proc = ros.start(CONTROLLER, "--params-file", "config/policy_controller.yaml", "-p", "backend:=expert",
+                     "-p", "warning_period_s:=60.0", "-p", "stale_after_s:=0.3")  # fmt: skip
+    rig = Rig(ros)
+    state = np.random.default_rng(1).uniform(-0.2, 0.8, 39)
+
+    def state_msg(stamp, values=state, names=METAWORLD_OBS_NAMES):
+        m = JointState(name=list(names), position=[float(v) for v in values])
+        m.header.stamp = stamp
+        return m
+
+    def good_pair():
+        stamp = rig.now()
+        rig.state_pub.publish(state_msg(stamp))
+        return image(stamp)
+
+    assert ros.spin_until(lambda: rig.actions, 30.0, tick=lambda: rig.obs_pub.publish(good_pair()))  # the expert answers with a state
+    rig.quiet(0.8)  # answers to the other warm-up frames, then the watchdog's hold
+    wrong_encoding = good_pair()
+    wrong_encoding.encoding = "yuv422"
+    stale = image(rig.now())
+    stale.header.stamp.sec -= 10
+    unstamped = image(rig.now())
+    unstamped.header.stamp.sec, unstamped.header.stamp.nanosec = 0, 0
+    nan_state_stamp = rig.now()
+    nan_state_stamp.sec += 1  # well apart from every other stamp (and ahead of the clock: not stale)
+    nan_state = state.copy()
+    nan_state[5] = math.nan
+    rig.state_pub.publish(state_msg(nan_state_stamp, nan_state))
+    rig.state_pub.publish(state_msg(rig.now(), state[:30], METAWORLD_OBS_NAMES[:30]))  # names missing
+    no_state = image(nan_state_stamp)  # its state was refused: nothing to act on
+    seen = len(rig.actions)
+    for _ in range(10):
+        for bad in (wrong_encoding, stale, unstamped, no_state):
+            rig.obs_pub.publish(bad)
+        ros.spin_until(lambda: False, 0.03)
+    rig.quiet(1.0)
+    assert all(a.source == "hold:watchdog" for a in rig.actions[seen:]), [a.source for a in rig.actions[seen:]]  # no policy action
+    assert proc.poll() is None
+    rig.answer(good_pair())  # still acting on good input
+    log = ros.stop(proc)
+    warnings = [line for line in log.splitlines() if "WARN" in line]
+    for expected in ("encoding 'yuv422' is not supported", "stale observation: its stamp is 10 s old", "NaN or inf positions", "missing ['goal_x'", "without a state stamped like it"):
+        assert sum(expected in w for w in warnings) == 1, (expected, log)
+    assert any("same clock? use_sim_time" in w for w in warnings)  # the unstamped frame: a clock hint
+    assert "Traceback" not in log
+
+
+def test_watchdog_holds_once_and_estop_holds_until_released(ros):
+    """A hold in DELTA mode: no Action (a delta of nothing), a zero twist, the current pose as the
+    pose target; once, then nothing until fresh frames (watchdog) or the release (e-stop)."""
+    # stale_after_s leaves room for a loaded 2-core CI machine to miss a few 20 Hz frames
+    proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "stale_after_s:=1.0", "-p", "max_delta:=[2.0, 2.0, 2.0, 2.0]",
+                     "-p", "publish_twist:=true", "-p", "publish_pose:=true")  # fmt: skip
+    rig = Rig(ros)
+    here = PoseStamped()
+    here.pose.position.x, here.pose.position.y, here.pose.position.z, here.pose.orientation.w = 0.1, 0.6, 0.2, 1.0
+
+    def stream():  # a camera at ~20 Hz, and the arm's pose
+        rig.obs_pub.publish(image(rig.now()))
+        rig.pose_pub.publish(here)
+
+    def is_hold(twist) -> bool:
+        return twist.twist.linear.x == twist.twist.linear.y == twist.twist.linear.z == 0.0
+
+    twists, poses = rig.out["cmd_twist"], rig.out["cmd_pose"]
+    rig.warm_up()
+    assert rig.quiet(0.6, tick=stream) > 3 and twists and not any(is_hold(t) for t in twists)
+    # The camera stops: within ~stale_after_s one hold, then silence.
+    assert ros.spin_until(lambda: is_hold(twists[-1]), 4.0)
+    assert sum(map(is_hold, twists)) == 1
+    pose = poses[-1].pose.position
+    assert (pose.x, pose.y, pose.z) == (0.1, 0.6, 0.2)  # hold: the target is where the hand is
+    n_twists = len(twists)
+    assert rig.quiet(1.0) == 0 and len(twists) == n_twists  # then silence, and never an Action
+    assert rig.quiet(0.5, tick=stream) > 3  # fresh frames: acting again
+    # E-stop: one hold, nothing while engaged although frames keep coming, actions after release.
+    rig.estop_pub.publish(Bool(data=True))
+    assert ros.spin_until(lambda: is_hold(twists[-1]), 3.0, tick=stream)
+    n_twists = len(twists)
+    assert rig.quiet(1.0, tick=stream) == 0 and len(twists) == n_twists and sum(map(is_hold, twists)) == 2
+    rig.estop_pub.publish(Bool(data=False))
+    assert ros.spin_until(lambda: rig.actions[-1].source == "random" and rig.quiet(0.3, tick=stream) > 0, 5.0, tick=stream)
+    log = ros.stop(proc)
+    assert "E-STOP engaged" in log and "e-stop released" in log and "holding the arm" in log and "Traceback" not in log
+
+
+def test_no_action_without_a_goal_when_one_is_required(ros):
+    proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "require_goal:=true", "-p", "warning_period_s:=60.0")
+    rig = Rig(ros)
+    stream = lambda: rig.obs_pub.publish(image(rig.now()))  # noqa: E731
+    ros.spin_until(lambda: rig.obs_pub.get_subscription_count() > 0, 20)
+    assert rig.quiet(1.5, tick=stream) == 0
+    rig.goal_pub.publish(image(rig.now()))  # latched: arrives even though published once
+    assert ros.spin_until(lambda: len(rig.actions) > 0, 10, tick=stream)
+    log = ros.stop(proc)
+    assert log.count("no goal image yet") == 1 and "goal image received (64x64)" in log, log
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        (["backend:=learnd"], "unknown policy backend 'learnd'"),
+        (["backend:=expert", "task:=reach-v9"], "unknown task 'reach-v9'"),
+        (["action_scale:=[0.01, 0.01]"], "action_scale has 2 entries"),
+        (["max_delta:=[0.5]"], "max_delta has 1 entries"),
+        (["action_mode:=jerk"], "action_mode 'jerk'"),
+        (["stale_after_s:=0.0"], "stale_after_s"),
+        (["action_mode:=velocity", "publish_pose:=true"], "publish_pose: a pose target cannot carry velocities"),
+    ],
+)
+def test_bad_startup_parameters_end_with_one_clear_line(ros, params, expected):
+    args = [a for p in params for a in ("-p", p)]
+    proc = ros.start(CONTROLLER, *args)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert expected in out and "Traceback" not in out, out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1, out

@@ -1,0 +1,140 @@
+"""sim_bridge as a real process: one step per valid Action, simulated /clock, reset service, and
+every bad Action refused with a throttled warning while the arm stays put and the node runs on."""
+
+import math
+
+import numpy as np
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+msg = pytest.importorskip("roboscape_r_ros.msg")
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Bool, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+PERIOD_NS = 12_500_000
+
+
+def ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def action(values, **fields):
+    a = msg.Action(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=list(values), scale=[0.01, 0.01, 0.01, 1.0])
+    a.mode = msg.Action.MODE_DELTA
+    for key, value in fields.items():
+        setattr(a, key, value)
+    return a
+
+
+class Sim:
+    """Harness side of sim_bridge: an action publisher and collectors of everything it publishes."""
+
+    def __init__(self, ros) -> None:
+        self.ros = ros
+        self.pub = ros.node.create_publisher(msg.Action, "action", RELIABLE)
+        self.images, self.states, self.success, self.clock, self.episodes = [], [], [], [], []
+        ros.node.create_subscription(Image, "image_raw", self.images.append, qos_profile_sensor_data)
+        ros.node.create_subscription(JointState, "state", self.states.append, RELIABLE)
+        ros.node.create_subscription(Bool, "success", self.success.append, RELIABLE)
+        ros.node.create_subscription(Clock, "/clock", self.clock.append, RELIABLE)
+        ros.node.create_subscription(String, "episode", self.episodes.append, LATCHED)
+        self.reset_client = ros.node.create_client(Trigger, "reset")
+
+    def wait_ready(self) -> None:
+        assert self.ros.spin_until(lambda: self.images and self.states and self.episodes and self.pub.get_subscription_count(), 60), "sim_bridge did not come up"
+
+    def step(self, values, **fields) -> None:
+        seen, stamp = len(self.success), self.latest_stamp()
+        self.pub.publish(action(values, **fields))
+        assert self.ros.spin_until(
+            lambda: len(self.success) > seen and self.latest_stamp() == ns(self.states[-1].header.stamp) == stamp + PERIOD_NS, 10
+        ), "no step"
+
+    def latest_stamp(self) -> int:
+        return ns(self.images[-1].header.stamp) if self.images else -1
+
+
+def test_one_step_per_action_with_simulated_time_and_a_reset_service(ros):
+    ros.start("roboscape_r_ros.nodes.sim_bridge", "--params-file", "config/sim_bridge.yaml", "-p", "camera_resolution:=64", "-p", "republish_period_s:=0.2")
+    sim = Sim(ros)
+    sim.wait_ready()
+    first = sim.images[-1]
+    assert (first.encoding, first.width, first.height, first.step) == ("rgb8", 64, 64, 192)
+    pixels = np.frombuffer(first.data, np.uint8)
+    assert pixels.std() > 0, "black frame"
+    state = sim.states[-1]
+    assert len(state.name) == 39 and state.name[:3] == ["hand_x", "hand_y", "hand_z"] and state.name[-1] == "goal_z"
+    assert ns(state.header.stamp) == ns(first.header.stamp) == PERIOD_NS  # the reset took one control period
+    hand = np.array(state.position[:3])
+    # Idle: the same frame again (same stamp), no step, time stands still.
+    ros.spin_until(lambda: False, 0.6)
+    assert len(sim.success) == 0 and sim.latest_stamp() == PERIOD_NS and len(sim.images) >= 2
+    # +x for 5 steps: the mocap target moves 1 cm per step in +x (the hand follows with some lag);
+    # time advances 12.5 ms per step.
+    for _ in range(5):
+        sim.step([1.0, 0.0, 0.0, -1.0], episode_id=sim.episodes[-1].data)
+    moved = np.array(sim.states[-1].position[:3]) - hand
+    assert 0.01 < moved[0] < 0.05 and abs(moved[1]) < moved[0] / 3 and abs(moved[2]) < moved[0] / 3, moved
+    assert sim.latest_stamp() == 6 * PERIOD_NS
+    assert ros.spin_until(lambda: ns(sim.clock[-1].clock) == 6 * PERIOD_NS, 5)  # /clock is another topic: may trail
+    assert [s.data for s in sim.success] == [False] * 5
+    # An Action answering a frame already stepped from (a policy's repeat) is dropped silently.
+    stale = action([1.0, 0.0, 0.0, -1.0])
+    stale.header.stamp.nanosec = 3 * PERIOD_NS
+    sim.pub.publish(stale)
+    ros.spin_until(lambda: False, 0.5)
+    assert len(sim.success) == 5 and sim.latest_stamp() == 6 * PERIOD_NS
+    # reset: a new episode id on the latched topic, time keeps going forward.
+    assert sim.reset_client.wait_for_service(timeout_sec=10)
+    future = sim.reset_client.call_async(Trigger.Request())
+    assert ros.spin_until(future.done, 20)
+    assert future.result().success and future.result().message.endswith("ep0001")
+    assert ros.spin_until(lambda: sim.episodes[-1].data.endswith("ep0001") and sim.latest_stamp() == 7 * PERIOD_NS, 10)
+
+
+def test_bad_actions_are_refused_with_throttled_warnings_and_the_arm_does_not_move(ros):
+    proc = ros.start("roboscape_r_ros.nodes.sim_bridge", "-p", "camera_resolution:=32", "-p", "warning_period_s:=60.0")
+    sim = Sim(ros)
+    sim.wait_ready()
+    before = (sim.latest_stamp(), list(sim.states[-1].position))
+    bad = [
+        action([math.nan, 0.0, 0.0, 0.0]),
+        action([0.0, math.inf, 0.0, 0.0]),
+        action([0.0, 0.0, 0.0]),  # wrong dimension
+        action([0.0, 0.0, 0.0, 0.0], names=["x", "y", "z", "gripper"]),
+        action([0.0, 0.0, 0.0, 0.0], mode=msg.Action.MODE_ABSOLUTE),
+        action([2.0, 0.0, 0.0, 0.0]),  # out of range
+        action([0.0, 0.0, 0.0, 0.0], scale=[1.0, 1.0, 1.0, 1.0]),
+        action([0.0, 0.0, 0.0, 0.0], episode_id="someone-elses-episode"),
+    ]
+    for _ in range(5):
+        for a in bad:
+            sim.pub.publish(a)
+        ros.spin_until(lambda: False, 0.05)
+    ros.spin_until(lambda: False, 1.0)
+    assert proc.poll() is None, "sim_bridge died on bad input"
+    assert len(sim.success) == 0 and sim.latest_stamp() == before[0] and list(sim.states[-1].position) == before[1]
+    sim.step([0.0, 0.0, 0.5, 0.0])  # a good action (no episode id) still steps
+    log = ros.stop(proc)
+    warnings = [line for line in log.splitlines() if "refused an action" in line]
+    assert len(warnings) == 7, log  # one per kind: nonfinite (NaN and inf), length, names, mode, range, scale, episode
+    for expected in ("not all finite", "lengths differ", "names", "mode absolute", "out of range: dx=2", "scale", "someone-elses-episode"):
+        assert any(expected in w for w in warnings), expected
+    assert all("the arm does not move" in w for w in warnings)
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    "param, expected",
+    [("task:=reach-v9", "unknown task 'reach-v9'"), ("camera:=ceiling", "unknown camera 'ceiling'"), ("camera_resolution:=0", "camera_resolution")],
+)
+def test_bad_startup_parameters_end_with_one_clear_line(ros, param, expected):
+    proc = ros.start("roboscape_r_ros.nodes.sim_bridge", "-p", param)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert expected in out and "Traceback" not in out, out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1, out
