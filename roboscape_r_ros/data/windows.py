@@ -47,7 +47,10 @@ class WindowLoader:
         task_index    int64   [B]
         episode_index int64   [B]
 
-    Episodes shorter than T are skipped and listed in ``skipped_episodes``.
+    Episodes shorter than T are skipped and listed in ``skipped_episodes``. With
+    ``first_window_share`` > 0 that share of each batch (rounded) is drawn from the windows that start
+    at an episode's first frame, e.g. for a model that must learn how episodes begin (the goal model
+    imagines from frame 0); the rest stays uniform over all window starts.
     """
 
     def __init__(
@@ -58,9 +61,13 @@ class WindowLoader:
         batch_size: int,
         episodes: Sequence[int] | None = None,
         seed: int = 0,
+        first_window_share: float = 0.0,
     ):
         if window < 1 or batch_size < 1:
             raise WindowError(f"window and batch_size must be >= 1, got {window} and {batch_size}")
+        if not 0.0 <= first_window_share <= 1.0:
+            raise WindowError(f"first_window_share must lie in [0, 1], got {first_window_share}")
+        self.first_window_share = first_window_share
         self.window, self.batch_size = window, batch_size
         self.data = dataset.load_arrays()
         chosen = np.arange(dataset.num_episodes) if episodes is None else np.asarray(episodes, np.int64)
@@ -84,6 +91,7 @@ class WindowLoader:
         first_window = np.cumsum(per_episode) - per_episode  # [E]
         offset = np.arange(per_episode.sum()) - np.repeat(first_window, per_episode)
         self._starts = self.data.starts[self._episode_of] + offset  # [W]
+        self._first_windows = first_window  # [E] index into _starts of each kept episode's frame-0 window
         self._steps = np.arange(window)  # [T]
         self._rng = np.random.default_rng(seed)
 
@@ -91,10 +99,16 @@ class WindowLoader:
     def num_windows(self) -> int:
         return len(self._starts)
 
-    def sample(self) -> dict[str, np.ndarray]:
+    def sample_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``data`` (``load_arrays()``) of one batch of windows [B,T] and their episodes [B]."""
         pick = self._rng.integers(0, len(self._starts), self.batch_size)  # [B]
-        rows = self._starts[pick, None] + self._steps  # [B,T]
-        episode = self._episode_of[pick]  # [B]
+        first = round(self.batch_size * self.first_window_share)
+        if first:
+            pick[:first] = self._first_windows[self._rng.integers(0, len(self._first_windows), first)]
+        return self._starts[pick, None] + self._steps, self._episode_of[pick]
+
+    def sample(self) -> dict[str, np.ndarray]:
+        rows, episode = self.sample_rows()  # [B,T], [B]
         return {
             "frames": self.data.frames[rows],
             "actions": self.data.actions[rows],

@@ -54,6 +54,9 @@ class WorldModelConfig:
     image_size: int = option(64, help="square frame side in pixels (multiple of 8)")
     action_dim: int = option(4, help="action dimensions (Meta-World: dx, dy, dz, gripper)")
     context_length: int = option(8, help="training window and attention span: context_length-1 past + 1 predicted")
+    frame_skip: int = option(
+        4, help="control steps per world-model step (paper: 4): frames are taken every frame_skip control steps and "
+        "the step's action is the mean of those control steps' actions (in a simulator: repeat it frame_skip times)")
     done_threshold: float = option(0.9, help="done probability at which an episode (or sub-task) ends")
     tokenizer: TokenizerConfig = option(TokenizerConfig(), help="frame tokenizer")
     dynamics: DynamicsConfig = option(DynamicsConfig(), help="spatial-temporal transformer of both world models")

@@ -87,14 +87,15 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def done_probability(self, frames, actions) -> torch.Tensor:
-        """Done probability [B,T] of each of T <= context_length frames [B,T,H,W,3] (actions [B,T-1,A]).
+        """Done probability [B,T] of each of T <= context_length frames [B,T,H,W,3] (actions [B,T-1,A]);
+        integer token ids [B,T,N] (from `tokens`) may stand in for the frames.
 
         Frame t's value uses frames <= t: the reward on real or simulated frames calls this.
         """
-        frames = self._tensor(frames, torch.uint8)
+        frames = torch.as_tensor(frames, device=self.device)
         if frames.shape[1] > self.cfg.context_length:
             raise ValueError(f"{frames.shape[1]} frames given; the model attends to at most {self.cfg.context_length}")
-        tokens = self.tokens(frames)
+        tokens = self._as_tokens(frames)
         _, done_logits = self.dynamics.encode(tokens, self.actions.context(self._tensor(actions, torch.float32)))
         return torch.sigmoid(done_logits)
 
@@ -103,16 +104,21 @@ class WorldModel(nn.Module):
         return self.goal.imagine(self.tokenizer, self._tensor(first_frames, torch.uint8), instructions, max_steps)
 
     # -- training losses (batches as the loader yields them, tensors on the model's device) -------
+    def _as_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B,T,H,W,3] (cast to uint8) -> token ids; token ids [B,T,N] (precomputed) pass through."""
+        frames = torch.as_tensor(frames, device=self.device)
+        if frames.ndim == 5:
+            with torch.no_grad():
+                return self.tokens(frames.to(torch.uint8))
+        return frames.long()
+
     def action_loss(self, frames: torch.Tensor, actions: torch.Tensor, done: torch.Tensor):
-        """frames uint8 [B,T,H,W,3], actions [B,T,A] (a_t follows frame t; the last is unused), done [B,T]."""
-        with torch.no_grad():
-            tokens = self.tokens(frames)
-        return self.dynamics.loss(tokens, self.actions.context(actions[:, :-1]), done)
+        """frames uint8 [B,T,H,W,3] or their token ids [B,T,N], actions [B,T,A] (a_t follows frame t; the
+        last is unused), done [B,T]."""
+        return self.dynamics.loss(self._as_tokens(frames), self.actions.context(actions[:, :-1]), done)
 
     def goal_loss(self, frames: torch.Tensor, instructions: list[str], done: torch.Tensor):
-        with torch.no_grad():
-            tokens = self.tokens(frames)
-        return self.goal.loss(tokens, instructions, done)
+        return self.goal.loss(self._as_tokens(frames), instructions, done)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -2,7 +2,8 @@
 
 Each stage is a plain function over an iterator of loader batches
     {"frames": uint8 [B,T,H,W,3], "actions": float32 [B,T,A], "done": float32 [B,T], "task_index": int64 [B]}
-(numpy or torch). With a run folder a stage saves `world_model.safetensors` and its optimizer state
+(numpy or torch); the action and goal stages also take "tokens" (token ids [B,T,N], precomputed with
+the frozen tokenizer) in place of "frames", which saves re-encoding every window. With a run folder a stage saves `world_model.safetensors` and its optimizer state
 `optim-<stage>.safetensors` (tensors + JSON step counter, no pickle) every `checkpoint_every` steps
 and resumes from them; a finished stage returns at once. `log(stage, step, metrics)` receives the
 metrics of every step (for TensorBoard); tqdm shows progress.
@@ -27,7 +28,8 @@ MODEL_FILE = "world_model.safetensors"
 
 
 def train_tokenizer(model: WorldModel, batches: Iterator[dict], steps: int | None = None,
-                    run_dir: str | Path | None = None, log: Log | None = None) -> list[dict[str, float]]:
+                    run_dir: str | Path | None = None, log: Log | None = None,
+                    progress: bool = True) -> list[dict[str, float]]:
     """Reconstruction training on one random frame per sequence (batch_size frames per step)."""
 
     def loss(batch: Batch):
@@ -36,28 +38,44 @@ def train_tokenizer(model: WorldModel, batches: Iterator[dict], steps: int | Non
         return model.tokenizer.loss(frames[torch.arange(frames.shape[0], device=frames.device), pick])
 
     steps = steps or model.cfg.train.tokenizer_steps
-    return _fit("tokenizer", model, model.tokenizer, loss, batches, steps, run_dir, log)
+    return _fit("tokenizer", model, model.tokenizer, loss, batches, steps, run_dir, log, progress)
 
 
 def train_action_model(model: WorldModel, batches: Iterator[dict], steps: int | None = None,
-                       run_dir: str | Path | None = None, log: Log | None = None) -> list[dict[str, float]]:
+                       run_dir: str | Path | None = None, log: Log | None = None,
+                       progress: bool = True) -> list[dict[str, float]]:
     """Next-frame token prediction + done head of the action world model (tokenizer frozen)."""
 
     def loss(batch: Batch):
-        return model.action_loss(batch["frames"], batch["actions"], batch["done"])
+        return model.action_loss(_frames_or_tokens(batch), batch["actions"], batch["done"])
 
     trained = nn.ModuleList([model.actions, model.dynamics])
-    return _fit("action", model, trained, loss, batches, steps or model.cfg.train.action_steps, run_dir, log)
+    return _fit("action", model, trained, loss, batches, steps or model.cfg.train.action_steps, run_dir, log, progress)
 
 
 def train_goal_model(model: WorldModel, batches: Iterator[dict], instructions: Sequence[str], steps: int | None = None,
-                     run_dir: str | Path | None = None, log: Log | None = None) -> list[dict[str, float]]:
+                     run_dir: str | Path | None = None, log: Log | None = None,
+                     progress: bool = True) -> list[dict[str, float]]:
     """The goal world model; `instructions[task_index]` is each sequence's instruction."""
 
     def loss(batch: Batch):
-        return model.goal_loss(batch["frames"], [instructions[i] for i in batch["task_index"].tolist()], batch["done"])
+        texts = [instructions[i] for i in batch["task_index"].tolist()]
+        return model.goal_loss(_frames_or_tokens(batch), texts, batch["done"])
 
-    return _fit("goal", model, model.goal, loss, batches, steps or model.cfg.train.goal_steps, run_dir, log)
+    return _fit("goal", model, model.goal, loss, batches, steps or model.cfg.train.goal_steps, run_dir, log, progress)
+
+
+def _frames_or_tokens(batch: Batch) -> torch.Tensor:
+    return batch["tokens"] if "tokens" in batch else batch["frames"]
+
+
+def saved_step(run_dir: str | Path, stage: str) -> int:
+    """The step a stage's checkpoint in run_dir holds (0 without one): where a resumed stage continues."""
+    path = Path(run_dir) / f"optim-{stage}.safetensors"
+    if not path.exists():
+        return 0
+    _, meta = load_tensors(path, ("stage", "step"))
+    return int(meta["step"])
 
 
 def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -69,7 +87,8 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 
 
 def _fit(stage: str, model: WorldModel, trained: nn.Module, loss_fn: Callable[[Batch], tuple[torch.Tensor, dict]],
-         batches: Iterator[dict], steps: int, run_dir: str | Path | None, log: Log | None) -> list[dict[str, float]]:
+         batches: Iterator[dict], steps: int, run_dir: str | Path | None, log: Log | None,
+         progress: bool = True) -> list[dict[str, float]]:
     cfg = model.cfg.train
     device = model.device
     model.requires_grad_(False)
@@ -81,7 +100,8 @@ def _fit(stage: str, model: WorldModel, trained: nn.Module, loss_fn: Callable[[B
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     model.train()
-    for step in tqdm(range(start, steps), desc=f"world model: {stage}", initial=start, total=steps, dynamic_ncols=True):
+    for step in tqdm(range(start, steps), desc=f"world model: {stage}", initial=start, total=steps, dynamic_ncols=True,
+                     disable=not progress):
         batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in next(batches).items()}
         lr = _learning_rate(step, steps, cfg.lr, cfg.warmup_steps)
         for group in opt.param_groups:

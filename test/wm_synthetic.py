@@ -1,0 +1,72 @@
+"""A tiny synthetic dataset for train-wm / evaluate-wm tests, written with the real DatasetWriter.
+
+32x32 frames: a red square moved by the action (dx, dy: 2 px per step in each direction whose
+component exceeds 1/3) towards a blue marker whose place depends on the task. Episode kinds as
+`collect` records them: expert (small action noise, succeeds), noisy (strong noise), failed (the
+expert aims at the wrong place: never succeeds, runs to the step cap) and random (uniform actions).
+Success = the square covers the marker; 2 frames are kept after it. Done labels are the paper's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from roboscape_r_ros.data.done_labels import done_labels
+from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
+
+SIZE, SQUARE, STEP, MAX_LEN = 32, 8, 2, 28
+TASKS = {"reach-v3": ("Reach the blue marker.", np.array([20, 6])),
+         "push-v3": ("Push the square onto the blue marker.", np.array([6, 20]))}
+NOISE = {"expert": 0.1, "noisy": 0.5, "failed": 0.1, "random": None}
+
+
+def render(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    frame = np.full((SIZE, SIZE, 3), 40, np.uint8)
+    frame[goal[1] - 2 : goal[1] + SQUARE + 2, goal[0] - 2 : goal[0] + SQUARE + 2] = (40, 90, 230)
+    frame[pos[1] : pos[1] + SQUARE, pos[0] : pos[0] + SQUARE] = (230, 50, 40)
+    return frame
+
+
+def episode(task: str, kind: str, rng: np.random.Generator) -> Episode:
+    instruction, goal = TASKS[task]
+    cells = np.arange(0, SIZE - SQUARE + 1, STEP)
+    pos = rng.choice(cells, 2)
+    while np.abs(pos - goal).sum() < 12:
+        pos = rng.choice(cells, 2)
+    target = goal if kind != "failed" else np.clip(goal + np.array([10, -10]) * rng.choice([-1, 1], 2), 0, 24)
+    frames, actions, success_at = [render(pos, goal)], [], None
+    while len(frames) < MAX_LEN:
+        if NOISE[kind] is None:
+            action = rng.uniform(-1, 1, 2)
+        else:
+            axis = 0 if pos[0] != target[0] else 1
+            action = 0.8 * np.sign(target - pos) * (np.arange(2) == axis) + rng.normal(0, NOISE[kind], 2)
+        action = np.clip(action, -1, 1)
+        pos = np.clip(pos + STEP * np.sign(action) * (np.abs(action) > 1 / 3), 0, SIZE - SQUARE).astype(int)
+        frames.append(render(pos, goal))
+        actions.append(action)
+        if success_at is None and (pos == goal).all():
+            success_at = len(frames) - 1
+        if success_at is not None and len(frames) - 1 - success_at >= 2:
+            break
+    actions.append(np.zeros(2))
+    n = len(frames)
+    done, subtask = done_labels(n, [success_at] if success_at is not None else [])
+    full_actions = np.zeros((n, 4), np.float32)
+    full_actions[:, :2] = np.stack(actions)
+    return Episode(frames=np.stack(frames), actions=full_actions, states=np.zeros((n, 4), np.float32), done=done,
+                   subtask_index=subtask, task=task, instruction=instruction, success=success_at is not None, kind=kind)
+
+
+def write_dataset(root: Path, per_kind: int = 3, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    with DatasetWriter(root, fps=80, camera="corner2", image_shape=(SIZE, SIZE, 3),
+                       action_names=["dx", "dy", "dz", "gripper"],
+                       state_names=["hand_x", "hand_y", "hand_z", "gripper_opening"]) as writer:
+        for task in TASKS:
+            for kind in NOISE:
+                for _ in range(per_kind):
+                    writer.add_episode(episode(task, kind, rng))
+    return root
