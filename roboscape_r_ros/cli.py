@@ -28,6 +28,11 @@ class Command:
     config: str  # "module:ConfigClass", imported only when the command is used
     run: str  # "module:function(cfg)"
     default_preset: str | None = None
+    presets: str = ""  # folder under presets/ (default: the command's name)
+
+    @property
+    def preset_folder(self) -> str:
+        return self.presets or self.name
 
     def load(self, attr: str) -> Any:
         module, _, name = getattr(self, attr).partition(":")
@@ -47,6 +52,59 @@ COMMANDS = [
         config="roboscape_r_ros.data.inspect:InspectConfig",
         run="roboscape_r_ros.data.inspect:run_inspect",
     ),
+    Command(
+        name="train-wm",
+        summary="train the world model (tokenizer, action model with done head, goal model) into a run folder",
+        config="roboscape_r_ros.world_model.command:TrainWMConfig",
+        run="roboscape_r_ros.world_model.command:run_train_wm",
+        presets="train_wm",
+    ),
+    Command(
+        name="evaluate-wm",
+        summary="evaluate a world model on its run's held-out episodes: open-loop rollouts, done head, goal model",
+        config="roboscape_r_ros.world_model.evaluate:EvaluateWMConfig",
+        run="roboscape_r_ros.world_model.evaluate:run_evaluate_wm",
+        presets="evaluate_wm",
+    ),
+    Command(
+        name="train-bc",
+        summary="behaviour-cloning warm start of the goal-conditioned image policy on a dataset's successes",
+        config="roboscape_r_ros.rl.train:PolicyTrainConfig",
+        run="roboscape_r_ros.rl.train:run_bc",
+        presets="policy",
+    ),
+    Command(
+        name="train-sim-ppo",
+        summary="baseline: BC warm start, then PPO in the physics sim with Meta-World's hand-written reward",
+        config="roboscape_r_ros.rl.train:PolicyTrainConfig",
+        run="roboscape_r_ros.rl.train:run_sim_baseline",
+        presets="policy",
+    ),
+    Command(
+        name="train-imagination",
+        summary="BC warm start, then PPO inside the world model with its endogenous reward (RL in imagination)",
+        config="roboscape_r_ros.rl.train:PolicyTrainConfig",
+        run="roboscape_r_ros.rl.train:run_imagination_ppo",
+        presets="policy",
+    ),
+    Command(
+        name="reward-sanity",
+        summary="does the endogenous reward rise toward success on held-out demos, and does done fire at success",
+        config="roboscape_r_ros.imagination.reward_sanity:RewardSanityConfig",
+        run="roboscape_r_ros.imagination.reward_sanity:run_reward_sanity",
+    ),
+    Command(
+        name="evaluate",
+        summary="success rates of policies in the physics sim, in-domain and out-of-domain, as a report",
+        config="roboscape_r_ros.rl.evaluate:EvaluateConfig",
+        run="roboscape_r_ros.rl.evaluate:run_evaluate",
+    ),
+    Command(
+        name="launch",
+        summary="run the ROS 2 node graph (imagination, sim or real) as processes, like ros2 launch",
+        config="roboscape_r_ros.launching.runner:LaunchConfig",
+        run="roboscape_r_ros.launching.runner:run_launch",
+    ),
 ]
 
 
@@ -56,7 +114,7 @@ def _options_help(command: Command) -> str:
     for name, type_name, default, help_text in rows:
         lines.append(f"  {name} ({type_name}, default: {default!r})")
         lines.extend(textwrap.wrap(help_text, width=88, initial_indent="      ", subsequent_indent="      "))
-    presets = ", ".join(available_presets(command.name)) or "none"
+    presets = ", ".join(available_presets(command.preset_folder)) or "none"
     lines.append(f"\npresets: {presets}")
     return "\n".join(lines)
 
@@ -102,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Command = args.command_spec
     try:
-        cfg = load_config(command.load("config"), command.name, args.preset, args.overrides)
+        cfg = load_config(command.load("config"), command.preset_folder, args.preset, args.overrides)
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0

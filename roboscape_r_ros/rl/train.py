@@ -1,17 +1,21 @@
-"""Policy training entry points: BC warm start, then PPO in the physics sim (the exogenous-reward baseline).
+"""Policy training entry points: BC warm start, then PPO in the physics sim (the exogenous-reward baseline)
+or PPO in imagination (the world model as the env, with its endogenous reward).
 
     cfg = load_config(PolicyTrainConfig, "policy", "tiny", ["output=outputs/policies/x"])
-    run_bc(cfg)            -> <output>/bc.safetensors
-    run_sim_baseline(cfg)  -> <output>/bc.safetensors (unless init is given), <output>/policy.safetensors
+    run_bc(cfg)                -> <output>/bc.safetensors
+    run_sim_baseline(cfg)      -> <output>/bc.safetensors (unless init is given), <output>/policy.safetensors
+    run_imagination_ppo(cfg)   -> <output>/bc.safetensors (unless init is given), <output>/imagination.safetensors
 
 Each run writes TensorBoard logs under <output>/tensorboard and a JSON summary of its stats (with
-wall time and environment steps) beside the checkpoints. Imagination PPO uses the same policy, BC
-and PPO configs with the imagination env in place of the sim env.
+wall time and environment steps) beside the checkpoints (bc.json, ppo.json, imagination.json).
+Imagination PPO uses the same policy, BC and PPO configs with the imagination env in place of the
+sim env; its summary counts imagined world-model steps and the control steps they stand for.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +26,13 @@ import torch
 
 from roboscape_r_ros.config import option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.imagination.env import ImaginationConfig, make_imagination_env
 from roboscape_r_ros.rl.bc import BCConfig, train_bc
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
 from roboscape_r_ros.rl.sim_env import SimEnvConfig, SimVectorEnv
 
-BC_FILE, POLICY_FILE = "bc.safetensors", "policy.safetensors"
+BC_FILE, POLICY_FILE, IMAGINATION_FILE = "bc.safetensors", "policy.safetensors", "imagination.safetensors"
 
 
 @dataclass
@@ -36,6 +41,8 @@ class PolicyTrainConfig:
     bc: BCConfig = option(BCConfig(), help="behaviour-cloning warm start on a dataset's successful episodes")
     ppo: PPOConfig = option(PPOConfig(), help="PPO fine-tuning")
     sim: SimEnvConfig = option(SimEnvConfig(), help="physics-sim env of the exogenous-reward baseline")
+    imagination: ImaginationConfig = option(ImaginationConfig(), help="imagination env: world model, context "
+                                            "episodes, goals, step cap, endogenous reward (train-imagination)")
     init: str = option("", help="start PPO from this policy checkpoint instead of running BC first")
     output: str = option("outputs/policies/sim-ppo", help="run folder: checkpoints, stats, TensorBoard logs")
     device: str = option("cpu", help="torch device")
@@ -66,8 +73,10 @@ def _logged(run_dir: Path, prefix: str, train: Callable[[Callable], list[dict[st
         log.close()
 
 
-def _write_summary(path: Path, cfg: PolicyTrainConfig, history: list[dict[str, float]], wall_s: float) -> None:
-    summary: dict[str, Any] = {"config": to_dict(cfg), "wall_s": wall_s, "final": history[-1] if history else {}}
+def _write_summary(path: Path, cfg: PolicyTrainConfig, history: list[dict[str, float]], wall_s: float,
+                   **extra: Any) -> None:
+    summary: dict[str, Any] = {"config": to_dict(cfg), "wall_s": wall_s, "final": history[-1] if history else {},
+                               **extra}
     path.write_text(json.dumps(summary, indent=1, default=str))
 
 
@@ -104,3 +113,66 @@ def run_sim_baseline(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
         env.close()
     _write_summary(run_dir / "ppo.json", cfg, history, time.perf_counter() - start)
     return policy.save(run_dir / POLICY_FILE)
+
+
+def _mean_return(history: list[dict[str, float]], part: slice) -> float | None:
+    values = [h["episode/return"] for h in history[part] if "episode/return" in h]
+    return sum(values) / len(values) if values else None
+
+
+def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
+    """BC warm start (or ``cfg.init``), then PPO inside the world model with the endogenous reward.
+
+    The world model and its held-out context episodes come from ``cfg.imagination``; it is frozen.
+    Imagined returns and "success" (the done head firing) are training signals only: judge the
+    policy by its success in the physics sim (``roboscape-r evaluate``).
+    """
+    run_dir = _setup(cfg)
+    start = time.perf_counter()
+    # the env first: a wrong checkpoint, dataset or goal image fails before BC spends minutes
+    env, wm_run = make_imagination_env(cfg.imagination, cfg.device, action_dim=cfg.policy.action_dim)
+    for warning in env.warnings:
+        print(f"train-imagination: warning: {warning}", file=sys.stderr)
+    try:
+        if not cfg.init:
+            ImagePolicy(cfg.policy).check_compatible(env.action_dim, env.image_shape,
+                                                     f"world model {wm_run.checkpoint}")
+        bc_start = time.perf_counter()
+        init = Path(cfg.init) if cfg.init else run_bc(cfg, progress)
+        bc_s = time.perf_counter() - bc_start if not cfg.init else 0.0
+        policy = ImagePolicy.load(init, device=cfg.device)
+        policy.check_compatible(env.action_dim, env.image_shape, f"world model {wm_run.checkpoint}")
+        ppo_start = time.perf_counter()
+
+        def train(log: Callable[[int, dict[str, float]], None]) -> list[dict[str, float]]:
+            def with_env_steps(step: int, stats: dict[str, float]) -> None:
+                # ppo's control_steps counts decisions x chunk; a world-model step is frame_skip control steps
+                stats.update({"imagined/world_model_steps": float(env.world_steps),
+                              "imagined/control_steps": float(env.control_steps)})
+                log(step, stats)
+
+            return train_ppo(policy, env, cfg.ppo, with_env_steps, progress)
+
+        history = _logged(run_dir, "imagination", train)
+        ppo_s = time.perf_counter() - ppo_start
+        steps = {
+            "decisions": int(history[-1]["decisions"]) if history else 0,
+            "world_model_steps": env.world_steps,
+            "control_steps": env.control_steps,
+            "episodes_started": env.episodes_started,
+        }
+        summary = {
+            "kind": "imagination-ppo", "world_model": str(wm_run.checkpoint), "init": str(init),
+            "env": env.describe(), "imagined_steps": steps,
+            "wall": {"total_s": time.perf_counter() - start, "bc_s": bc_s, "ppo_s": ppo_s,
+                     "world_model_steps_per_s": env.world_steps / ppo_s if ppo_s > 0 else None},
+            "imagined_return": {"first_iterations": _mean_return(history, slice(0, 2)),
+                                "last_iterations": _mean_return(history, slice(-2, None))},
+            "curve": [{k: h[k] for k in ("iteration", "imagined/world_model_steps", "wall_s", "episode/return",
+                                         "episode/success", "episode/length") if k in h} for h in history],
+            "note": "imagined return and success (done head fired) are not real success; evaluate in the sim",
+        }
+    finally:
+        env.close()
+    _write_summary(run_dir / "imagination.json", cfg, history, ppo_s, **summary)
+    return policy.save(run_dir / IMAGINATION_FILE)
