@@ -60,6 +60,11 @@ def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # Ctrl-C can land while the executor takes a message; rclpy then fails the take with a
+        # RuntimeError after the context is shut down. Only that case is a clean stop.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
