@@ -33,14 +33,6 @@ SSIM = RewardConfig(perception=PerceptionConfig(backend="ssim"))
 NEVER_DONE = RewardConfig(perception=PerceptionConfig(backend="ssim"), done_threshold=1.0)  # random done heads vary
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = write_toy_dataset(tmp_path_factory.mktemp("imagination") / "toy", {"expert": 4, "noisy": 4, "random": 4})

@@ -33,14 +33,6 @@ from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
 REWARD = RewardConfig(perception=PerceptionConfig(backend="ssim"), alignment_offset=1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A toy dataset and a world-model run folder trained on its training split."""

@@ -16,14 +16,6 @@ from roboscape_r_ros.rl.train import PolicyTrainConfig, run_sim_baseline
 TINY_POLICY = dict(image_size=32, channels=[16, 32, 32], hidden=128)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("rl") / "tiny"

@@ -11,14 +11,6 @@ from roboscape_r_ros.rl.toy_env import PointMassEnv
 from roboscape_r_ros.rl.vec import EnvContractError, check_env, final_obs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mean_return(stats):
     return float(np.mean([s["episode/return"] for s in stats if "episode/return" in s]))
 
