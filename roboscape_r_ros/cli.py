@@ -100,6 +100,14 @@ COMMANDS = [
         run="roboscape_r_ros.rl.evaluate:run_evaluate",
     ),
     Command(
+        name="demo",
+        summary="the whole method end to end: collect, train-wm, reward sanity, BC, imagination PPO, sim-PPO "
+        "baseline, evaluate, report",
+        config="roboscape_r_ros.pipeline:DemoConfig",
+        run="roboscape_r_ros.pipeline:run_demo",
+        default_preset="demo",
+    ),
+    Command(
         name="launch",
         summary="run the ROS 2 node graph (imagination, sim or real) as processes, like ros2 launch",
         config="roboscape_r_ros.launching.runner:LaunchConfig",

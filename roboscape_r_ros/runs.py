@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from roboscape_r_ros.config import to_dict, to_yaml
+from roboscape_r_ros.config import to_yaml
 from roboscape_r_ros.errors import RoboscapeError
 
 RUNS_DIR = Path("outputs/runs")
@@ -54,7 +54,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
         for key, value in tree.items():
             out.update(_flatten(value, f"{prefix}{key}."))
         return out
-    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+    return {prefix[:-1]: tree}
 
 
 class RunFolder:
@@ -140,7 +140,8 @@ class RunFolder:
         with the settings it started with."""
         path = self.file("config.yaml")
         if path.exists() and must_match:
-            old, new = _flatten(self.read_config()), _flatten(to_dict(cfg))
+            # through YAML, as the old one was read: tuples anywhere in the tree become lists
+            old, new = _flatten(self.read_config()), _flatten(yaml.safe_load(to_yaml(cfg)))
             keys = sorted(k for k in old.keys() | new.keys()
                           if k.startswith(must_match) and not k.startswith(ignore))
             changed = [k for k in keys if old.get(k) != new.get(k)]

@@ -11,24 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import REPO, assert_one_line_error, cli
 
 from roboscape_r_ros.data.collect import CollectConfig, record_episode, task_rng
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "roboscape_r_ros.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

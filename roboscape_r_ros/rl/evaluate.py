@@ -19,6 +19,7 @@ of 8; push-v3: 6-8 of 8). Hence the default depth of 5 cm and several expert dra
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import zlib
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class EvaluateConfig:
     deterministic: bool = option(True, help="policies act with their mean action")
     min_baseline: float = option(0.05, help="baselines below this success rate get no relative improvement")
     device: str = option("cpu", help="torch device of the policies")
-    report: str = option("outputs/eval/report.md", help="markdown report path")
+    report: str = option("outputs/eval/report.md", help="markdown report path (every episode goes beside it as .json)")
 
     def __post_init__(self) -> None:
         for entry in self.policies:
@@ -246,8 +247,17 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
     evaluation = evaluate(
         actors, cfg.env, scenes, cfg.seeds, cfg.episodes_per_seed, cfg.expert_draws, goal_source, progress
     )
-    text = markdown_report(evaluation, cfg)
     path = Path(cfg.report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(markdown_report(evaluation, cfg))
+    # every episode, for tables of your own: load with load_evaluation(<report>.json)
+    path.with_suffix(".json").write_text(json.dumps({
+        "scenes": evaluation.scenes, "dropped": evaluation.dropped, "wall_s": evaluation.wall_s,
+        "episodes": [dataclasses.asdict(r) for r in evaluation.episodes]}, indent=1))
     return "\n".join([f"report: {path}", *scene_table(evaluation.episodes, evaluation.scenes)])
+
+
+def load_evaluation(path: str | Path) -> Evaluation:
+    """The evaluation written beside a report (``<report>.json``)."""
+    data = json.loads(Path(path).read_text())
+    return Evaluation([EpisodeResult(**r) for r in data["episodes"]], data["dropped"], data["scenes"], data["wall_s"])

@@ -244,7 +244,7 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
         if fresh or not any(media_dir.glob("dream_action_*.gif")):
             media(steps["action"])
         # 3. goal world model, on successful episodes only
-        if successful:
+        if successful and steps["goal"] > 0:
             logger.start("goal")
             fresh = train_goal_model(model, goal_batches(), dataset.tasks, run_dir=run.path, log=logger,
                                      progress=cfg.progress)
@@ -252,7 +252,8 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
             if fresh or not (media_dir / "goal.gif").exists():
                 goal_media(model, dataset, arrays, held_out, media_dir / "goal.gif", cfg.media_examples)
         else:
-            run.log("goal: skipped, the training episodes hold no successful episode")
+            run.log("goal: skipped, " + ("model.train.goal_steps=0" if successful
+                                         else "the training episodes hold no successful episode"))
         writer.close()
         seconds = logger.seconds
         total = sum(seconds.values())

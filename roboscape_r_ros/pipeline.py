@@ -1,0 +1,287 @@
+"""`roboscape-r demo`: the whole method end to end in one run folder.
+
+    collect -> train-wm -> reward-sanity -> train-bc -> train-imagination -> train-sim-ppo -> evaluate -> report
+
+Each stage is the same code as its own command; the pipeline only wires their paths inside one run
+folder and gives the baseline its budget:
+
+    <output>/config.yaml        the resolved pipeline config
+    <output>/stages.json        finished stages with wall time and result (a rerun skips them)
+    <output>/dataset/           collect
+    <output>/world_model/       train-wm (resumes inside a stage after a kill)
+    <output>/reward_sanity/     does the endogenous reward rise toward success on held-out demos
+    <output>/policies/{bc,imagination,sim_ppo}/
+    <output>/evaluation/        success in the physics sim, in-domain and out-of-domain
+    <output>/REPORT.md          all of it on one page
+
+One environment, ``collect.env``, is the in-domain scene everywhere: the dataset, the sim baseline
+and the evaluation. The exogenous-reward baseline (PPO in the physics sim with Meta-World's dense
+reward) gets as many environment steps as imagination PPO imagined: with ``baseline_budget =
+control_steps`` (default) as many sim control steps as the world-model steps stood for (x frame_skip),
+with ``decisions`` as many policy decisions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.data.collect import CollectConfig, run_collect
+from roboscape_r_ros.imagination.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
+from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
+from roboscape_r_ros.rl.report import scene_table, success_tables
+from roboscape_r_ros.rl.train import (BC_FILE, IMAGINATION_FILE, POLICY_FILE, PolicyTrainConfig, run_bc,
+                                     run_imagination_ppo, run_sim_baseline)
+from roboscape_r_ros.runs import RunFolder, write_text_atomic
+from roboscape_r_ros.world_model.command import TrainWMConfig, run_train_wm
+
+STAGES_FILE, REPORT_FILE = "stages.json", "REPORT.md"
+OURS = "imagination-ppo"
+
+
+@dataclass
+class DemoConfig:
+    output: str = option("outputs/demo", help="run folder of the whole pipeline; rerunning resumes it")
+    fresh: bool = option(False, help="delete the run folder first and start over")
+    collect: CollectConfig = option(CollectConfig(), help="dataset; its env is the in-domain scene of every stage")
+    world_model: TrainWMConfig = option(TrainWMConfig(), help="world model (dataset and run folder are set here)")
+    reward_sanity: bool = option(True, help="score the endogenous reward on held-out demos before RL")
+    policy: PolicyTrainConfig = option(PolicyTrainConfig(), help="BC warm start, PPO, imagination env, sim env "
+                                       "(paths and the sim env are set here)")
+    baseline_budget: Literal["control_steps", "decisions"] = option(
+        "control_steps", help="sim-PPO budget: imagination's imagined control steps (world-model steps x "
+        "frame_skip) or its decisions")
+    evaluate: EvaluateConfig = option(EvaluateConfig(), help="evaluation in the physics sim (policies, env and "
+                                      "report path are set here)")
+    threads: int = option(0, help="torch CPU threads of every stage (0: torch's default)")
+
+    def __post_init__(self) -> None:
+        sizes = {"collect.env.resolution": self.collect.env.resolution,
+                 "world_model.model.image_size": self.world_model.model.image_size,
+                 "policy.policy.image_size": self.policy.policy.image_size}
+        if len(set(sizes.values())) > 1:
+            raise ConfigError("frame sizes disagree: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    what: str
+    run: Callable[[], str]  # returns a short result line for the summary
+
+
+def stage_configs(cfg: DemoConfig) -> dict[str, object]:
+    """Every stage's config with its paths inside the run folder (copies; ``cfg`` is left alone)."""
+    out = Path(cfg.output)
+    dataset, wm_run, policies = out / "dataset", out / "world_model", out / "policies"
+    collect = copy.deepcopy(cfg.collect)
+    collect.output, collect.overwrite = str(dataset), True  # the pipeline's own dataset: a rerun rewrites it
+
+    world_model = copy.deepcopy(cfg.world_model)
+    world_model.dataset, world_model.run, world_model.threads = str(dataset), str(wm_run), cfg.threads
+
+    policy = copy.deepcopy(cfg.policy)
+    policy.bc.dataset, policy.threads = str(dataset), cfg.threads
+    policy.imagination.world_model, policy.imagination.dataset = str(wm_run), str(dataset)
+    policy.sim.env = copy.deepcopy(cfg.collect.env)
+    if policy.sim.goal == "demo":
+        policy.sim.goal_dataset = str(dataset)
+    bc = copy.deepcopy(policy)
+    bc.output = str(policies / "bc")
+    imagination = copy.deepcopy(policy)
+    imagination.output, imagination.init = str(policies / "imagination"), str(policies / "bc" / BC_FILE)
+    sim_ppo = copy.deepcopy(imagination)
+    sim_ppo.output = str(policies / "sim_ppo")
+
+    goal = policy.imagination.goal if policy.imagination.goal in GOAL_SOURCES else "demo"
+    sanity = RewardSanityConfig(run=str(wm_run), goals=[goal], reward=copy.deepcopy(policy.imagination.reward),
+                                output=str(out / "reward_sanity"), threads=cfg.threads, device=policy.device)
+
+    evaluate = copy.deepcopy(cfg.evaluate)
+    evaluate.env = copy.deepcopy(cfg.collect.env)
+    evaluate.policies = [f"{OURS}={policies / 'imagination' / IMAGINATION_FILE}",
+                         f"bc={policies / 'bc' / BC_FILE}", f"sim-ppo={policies / 'sim_ppo' / POLICY_FILE}"]
+    evaluate.ours, evaluate.device = OURS, policy.device
+    evaluate.report = str(out / "evaluation" / "report.md")
+    if evaluate.goal == "demo":
+        evaluate.goal_dataset = str(dataset)
+    return {"collect": collect, "world_model": world_model, "reward_sanity": sanity, "bc": bc,
+            "imagination": imagination, "sim_ppo": sim_ppo, "evaluate": evaluate}
+
+
+def imagined_budget(imagination_dir: Path) -> dict[str, int]:
+    summary = json.loads((imagination_dir / "imagination.json").read_text())
+    return summary["imagined_steps"]
+
+
+def baseline_steps(cfg: DemoConfig, imagined: dict[str, int]) -> int:
+    """PPO decisions for the sim baseline: the same environment steps imagination PPO had."""
+    if cfg.baseline_budget == "decisions":
+        return imagined["decisions"]
+    return max(1, imagined["control_steps"] // cfg.policy.policy.chunk)
+
+
+def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
+    def collect() -> str:
+        summary = run_collect(configs["collect"])
+        return f"{summary.episodes} episodes, {summary.frames} frames, {summary.size_bytes / 2**20:.1f} MiB"
+
+    def train_wm() -> str:
+        return run_train_wm(configs["world_model"]).splitlines()[1].removeprefix("stages").strip()
+
+    def sanity() -> str:
+        run_reward_sanity(configs["reward_sanity"])
+        report = json.loads((Path(configs["reward_sanity"].output) / "reward_sanity.json").read_text())
+        rows = []
+        for task, row in report["tasks"].items():
+            rho = next(iter(row["goals"].values()), {}).get("spearman_reward_time")
+            fired = row["done_fired_on_success"]
+            rows.append(f"{task} rho {rho:+.2f}" if rho is not None else f"{task} rho n/a")
+            rows[-1] += f", done fired {fired:.0%}" if fired is not None else ""
+        return "; ".join(rows)
+
+    def bc() -> str:
+        run_bc(configs["bc"])
+        final = json.loads((Path(configs["bc"].output) / "bc.json").read_text())["final"]
+        return ", ".join(f"{k.removeprefix('bc/').replace('_', ' ')} {v:.3g}" for k, v in final.items()
+                         if k.startswith("bc/"))
+
+    def imagination() -> str:
+        run_imagination_ppo(configs["imagination"])
+        steps = imagined_budget(Path(configs["imagination"].output))
+        return f"{steps['world_model_steps']} world-model steps = {steps['control_steps']} control steps"
+
+    def sim_ppo() -> str:
+        sim_cfg = configs["sim_ppo"]
+        sim_cfg.ppo.total_steps = baseline_steps(cfg, imagined_budget(Path(configs["imagination"].output)))
+        run_sim_baseline(sim_cfg)
+        return f"{sim_cfg.ppo.total_steps} decisions x {sim_cfg.policy.chunk} control steps in the sim"
+
+    def evaluate() -> str:
+        return run_evaluate(configs["evaluate"]).splitlines()[0]
+
+    stages = [
+        Stage("collect", "record scripted-expert, noisy, failed and random episodes", collect),
+        Stage("train-wm", "tokenizer, action world model with done head, goal model", train_wm),
+        Stage("reward-sanity", "endogenous reward vs progress and done vs success on held-out demos", sanity),
+        Stage("train-bc", "behaviour-cloning warm start on the successful episodes", bc),
+        Stage("train-imagination", "PPO inside the world model with its own reward", imagination),
+        Stage("train-sim-ppo", "baseline: PPO in the physics sim with Meta-World's hand-written reward", sim_ppo),
+        Stage("evaluate", "success in the physics sim, in-domain and out-of-domain", evaluate),
+    ]
+    return [s for s in stages if s.name != "reward-sanity" or cfg.reward_sanity]
+
+
+def _read_stages(run: RunFolder) -> dict[str, dict]:
+    return run.read_json(STAGES_FILE) if run.file(STAGES_FILE).exists() else {}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def run_demo(cfg: DemoConfig) -> str:
+    out = Path(cfg.output)
+    if cfg.fresh and out.exists():
+        shutil.rmtree(out)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    configs = stage_configs(cfg)
+    with RunFolder.open(out, lock=True) as run:
+        run.write_config(cfg, must_match=("",), ignore=("fresh", "threads"))
+        stages, done = build_stages(cfg, configs), _read_stages(run)
+        start = time.perf_counter()
+        print(f"roboscape-r demo: {len(stages)} stages into {out}", file=sys.stderr)
+        for i, stage in enumerate(stages, 1):
+            head = f"[{i}/{len(stages)}] {stage.name}"
+            if stage.name in done:
+                print(f"{head}: done in an earlier run ({done[stage.name]['result']})", file=sys.stderr)
+                continue
+            print(f"\n{head}: {stage.what} (elapsed {_minutes(time.perf_counter() - start)})", file=sys.stderr,
+                  flush=True)
+            began = time.perf_counter()
+            result = stage.run()
+            done[stage.name] = {"wall_s": time.perf_counter() - began, "result": result}
+            run.write_json(STAGES_FILE, done)
+            print(f"{head}: {result} ({_minutes(done[stage.name]['wall_s'])})", file=sys.stderr, flush=True)
+        report = write_report(cfg, configs, done)
+    return summary(done, report, configs)
+
+
+def _evaluation_lines(configs: dict[str, object]) -> list[str]:
+    evaluate = configs["evaluate"]
+    evaluation = load_evaluation(Path(evaluate.report).with_suffix(".json"))
+    return success_tables(evaluation.episodes, evaluation.scenes, OURS, evaluate.min_baseline)
+
+
+def budget_table(configs: dict[str, object]) -> list[str]:
+    """Environment steps and wall time of each policy's training."""
+    imag = json.loads((Path(configs["imagination"].output) / "imagination.json").read_text())
+    sim = json.loads((Path(configs["sim_ppo"].output) / "ppo.json").read_text())
+    bc = json.loads((Path(configs["bc"].output) / "bc.json").read_text())
+    steps = imag["imagined_steps"]
+    chunk = configs["sim_ppo"].policy.chunk
+    sim_decisions = int(sim["final"].get("decisions", configs["sim_ppo"].ppo.total_steps))
+    return [
+        "| policy | trained in | environment steps | decisions | wall time |",
+        "|---|---|---|---|---|",
+        f"| bc | {configs['bc'].bc.steps} gradient steps on the dataset's successful episodes | 0 | 0 | "
+        f"{_minutes(bc['wall_s'])} |",
+        f"| {OURS} | the world model, endogenous reward (BC init) | {steps['world_model_steps']} world-model steps "
+        f"= {steps['control_steps']} control steps | {steps['decisions']} | {_minutes(imag['wall']['ppo_s'])} |",
+        f"| sim-ppo | Meta-World physics, hand-written dense reward (BC init) | {sim_decisions * chunk} control "
+        f"steps | {sim_decisions} | {_minutes(sim['wall_s'])} |",
+    ]
+
+
+def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, dict]) -> Path:
+    out = Path(cfg.output)
+    total = sum(s["wall_s"] for s in done.values())
+    lines = [
+        "# roboscape-r demo report", "",
+        f"Run folder `{out}`; {platform.node()}: {os.cpu_count()} CPU cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, device {configs['bc'].device}. Tasks: "
+        f"{', '.join(cfg.collect.env.tasks)} at {cfg.collect.env.resolution}x{cfg.collect.env.resolution} "
+        f"(camera {cfg.collect.env.camera}). Total stage time **{_minutes(total)}**.", "",
+        "## Stages", "", "| stage | wall time | result |", "|---|---|---|",
+        *[f"| {name} | {_minutes(s['wall_s'])} | {s['result']} |" for name, s in done.items()],
+        "", "## Training budgets", "", *budget_table(configs), "",
+        "One world-model step stands for frame_skip control steps (the action held, as the sim would repeat it); "
+        "the sim baseline gets the same environment steps "
+        f"({cfg.baseline_budget.replace('_', ' ')}).", "",
+        "## Success in the physics sim", "",
+        "Absolute rates with 95% Wilson intervals come first: a relative gain over a baseline near 0% says "
+        "nothing. Imagined returns are training signals only; every policy is judged here, by Meta-World's "
+        "success flag.", "",
+        *_evaluation_lines(configs), "",
+        "Full evaluation: [evaluation/report.md](evaluation/report.md).", "",
+    ]
+    sanity = Path(configs["reward_sanity"].output) / "report.md"
+    if cfg.reward_sanity and sanity.exists():
+        body = sanity.read_text().split("\n", 1)[1]  # without its title
+        lines += ["## Reward sanity on held-out episodes", body]
+    path = out / REPORT_FILE
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> str:
+    evaluation = load_evaluation(Path(configs["evaluate"].report).with_suffix(".json"))
+    total = sum(s["wall_s"] for s in done.values())
+    lines = ["", "roboscape-r demo finished", ""]
+    lines += [f"  {name:<18} {_minutes(s['wall_s']):>9}  {s['result']}" for name, s in done.items()]
+    lines += [f"  {'total':<18} {_minutes(total):>9}", "", *scene_table(evaluation.episodes, evaluation.scenes),
+              "", f"report: {report}"]
+    return "\n".join(lines)

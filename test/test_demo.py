@@ -1,0 +1,84 @@
+"""`roboscape-r demo --preset tiny`: the whole pipeline as a user runs it, then a resume and bad input.
+
+The tiny preset proves the plumbing (every stage runs, in one run folder, with the baseline's budget
+tied to imagination's), not the method: its models are far too small to succeed at anything.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_runner import assert_one_line_error, cli
+
+from roboscape_r_ros.config import ConfigError, load_config
+from roboscape_r_ros.pipeline import DemoConfig, baseline_steps
+
+STAGES = ["collect", "train-wm", "reward-sanity", "train-bc", "train-imagination", "train-sim-ppo", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = cli("demo", "--preset", "tiny", f"output={out}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout + result.stderr
+
+
+def test_every_stage_runs_in_order_with_progress_and_a_summary(demo_run):
+    out, log = demo_run
+    heads = [f"[{i}/{len(STAGES)}] {name}:" for i, name in enumerate(STAGES, 1)]
+    positions = [log.index(head) for head in heads]
+    assert positions == sorted(positions)
+    assert list(json.loads((out / "stages.json").read_text())) == STAGES
+    assert "roboscape-r demo finished" in log and f"report: {out / 'REPORT.md'}" in log
+    for path in ("dataset/meta/info.json", "world_model/world_model.safetensors", "reward_sanity/report.md",
+                 "policies/bc/bc.safetensors", "policies/imagination/imagination.safetensors",
+                 "policies/sim_ppo/policy.safetensors", "evaluation/report.md", "config.yaml"):
+        assert (out / path).is_file(), path
+
+
+def test_the_baseline_gets_the_environment_steps_imagination_had(demo_run):
+    out, _ = demo_run
+    imagined = json.loads((out / "policies/imagination/imagination.json").read_text())["imagined_steps"]
+    sim = json.loads((out / "policies/sim_ppo/ppo.json").read_text())
+    assert imagined["control_steps"] == imagined["world_model_steps"] * 2  # the tiny preset's frame_skip
+    assert sim["config"]["ppo"]["total_steps"] == imagined["control_steps"]
+    assert sim["final"]["decisions"] >= imagined["control_steps"]
+
+
+def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
+    out, _ = demo_run
+    episodes = json.loads((out / "evaluation/report.json").read_text())["episodes"]
+    actors = {"imagination-ppo", "bc", "sim-ppo", "random"}
+    assert {e["actor"] for e in episodes} == actors
+    for scene in ("in-domain", "lighting"):
+        seeds = [sorted(e["reset_seed"] for e in episodes if e["actor"] == a and e["scene"] == scene) for a in actors]
+        assert seeds[0] and all(s == seeds[0] for s in seeds)
+    report = (out / "REPORT.md").read_text()
+    for fragment in ("## Stages", "## Training budgets", "## Success in the physics sim", "| imagination-ppo |",
+                     "| sim-ppo |", "## Reward sanity on held-out episodes", "rho(r, t)"):
+        assert fragment in report, fragment
+
+
+def test_a_rerun_resumes_and_a_changed_setting_is_refused(demo_run):
+    out, _ = demo_run
+    again = cli("demo", "--preset", "tiny", f"output={out}", timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("done in an earlier run") == len(STAGES)
+    changed = cli("demo", "--preset", "tiny", f"output={out}", "collect.episodes_per_task=3")
+    assert_one_line_error(changed, "collect.episodes_per_task=10", "now 3")
+
+
+def test_frame_sizes_must_agree_across_stages():
+    with pytest.raises(ConfigError, match="frame sizes disagree"):
+        load_config(DemoConfig, "demo", "tiny", ["policy.policy.image_size=64"])
+
+
+def test_baseline_budget_counts_control_steps_or_decisions():
+    cfg = load_config(DemoConfig, "demo", "tiny", [])
+    imagined = {"decisions": 100, "world_model_steps": 100, "control_steps": 400}
+    assert baseline_steps(cfg, imagined) == 400
+    cfg.baseline_budget = "decisions"
+    assert baseline_steps(cfg, imagined) == 100
+    cfg.baseline_budget, cfg.policy.policy.chunk = "control_steps", 4
+    assert baseline_steps(cfg, imagined) == 100  # 100 decisions of 4 actions each
