@@ -15,7 +15,8 @@ folder and gives the baseline its budget:
     <output>/REPORT.md          all of it on one page
 
 One environment, ``collect.env``, is the in-domain scene everywhere: the dataset, the sim baseline
-and the evaluation. The exogenous-reward baseline (PPO in the physics sim with Meta-World's dense
+and the evaluation. With ``world_model_run`` an existing world model (and its dataset) is used
+instead of collecting and training one. The exogenous-reward baseline (PPO in the physics sim with Meta-World's dense
 reward) gets as many environment steps as imagination PPO imagined: with ``baseline_budget =
 control_steps`` (default) as many sim control steps as the world-model steps stood for (x frame_skip),
 with ``decisions`` as many policy decisions.
@@ -39,6 +40,7 @@ import torch
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.collect import CollectConfig, run_collect
+from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
 from roboscape_r_ros.rl.report import scene_table, success_tables
@@ -55,6 +57,8 @@ OURS = "imagination-ppo"
 class DemoConfig:
     output: str = option("outputs/demo", help="run folder of the whole pipeline; rerunning resumes it")
     fresh: bool = option(False, help="delete the run folder first and start over")
+    world_model_run: str = option("", help="an existing train-wm run folder: skip collect and train-wm and use it "
+                                  "with the dataset its split.json names (e.g. a world model trained on a GPU)")
     collect: CollectConfig = option(CollectConfig(), help="dataset; its env is the in-domain scene of every stage")
     world_model: TrainWMConfig = option(TrainWMConfig(), help="world model (dataset and run folder are set here)")
     reward_sanity: bool = option(True, help="score the endogenous reward on held-out demos before RL")
@@ -86,6 +90,13 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
     """Every stage's config with its paths inside the run folder (copies; ``cfg`` is left alone)."""
     out = Path(cfg.output)
     dataset, wm_run, policies = out / "dataset", out / "world_model", out / "policies"
+    if cfg.world_model_run:
+        wm_run = Path(cfg.world_model_run)
+        dataset = Path(RunFolder.open(wm_run, create=False).read_json("split.json")["dataset"])
+        tasks = sorted({e.task for e in EpisodeDataset.open(dataset).episodes})
+        if tasks != sorted(cfg.collect.env.tasks):
+            raise ConfigError(f"{dataset} holds tasks {tasks}; set collect.env.tasks to them (collect.env is the "
+                              "in-domain scene of the sim baseline and the evaluation)")
     collect = copy.deepcopy(cfg.collect)
     collect.output, collect.overwrite = str(dataset), True  # the pipeline's own dataset: a rerun rewrites it
 
@@ -181,7 +192,10 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         Stage("train-sim-ppo", "baseline: PPO in the physics sim with Meta-World's hand-written reward", sim_ppo),
         Stage("evaluate", "success in the physics sim, in-domain and out-of-domain", evaluate),
     ]
-    return [s for s in stages if s.name != "reward-sanity" or cfg.reward_sanity]
+    skipped = {"reward-sanity"} if not cfg.reward_sanity else set()
+    if cfg.world_model_run:
+        skipped |= {"collect", "train-wm"}
+    return [s for s in stages if s.name not in skipped]
 
 
 def _read_stages(run: RunFolder) -> dict[str, dict]:
