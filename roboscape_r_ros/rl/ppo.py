@@ -10,6 +10,10 @@ One algorithm, readable top to bottom (after CleanRL's ppo_continuous_action.py)
             of shuffled minibatches; separate learning rates for actor and critic; optional
             value-only warm-up iterations so a fresh critic does not wreck a BC-initialised actor
 
+The update is one function, ``ppo_update`` (GAE, then the clipped-surrogate epochs) on a ``RolloutBuffer``:
+``train_ppo`` fills the buffer from a batched env, ``runtime.learner`` fills it from the ROS topic loop
+(policy_controller's learning mode), so offline and online training share every line of the update.
+
 With a chunked policy (K actions per decision) one transition is one decision: the env runs the K
 actions and returns their summed reward, and gamma applies per decision. Env outputs may be numpy or
 torch (any device); rollout storage lives on the policy's device.
@@ -120,6 +124,119 @@ class EpisodeTracker:
         }
 
 
+class RolloutBuffer:
+    """One rollout of T decisions from N envs (row t, column n), on the policy's device.
+
+    Whoever collects fills the rows (``train_ppo`` from a batched env, ``runtime.learner`` from the ROS
+    topic loop), then ``ppo_update`` computes GAE and optimises on it.
+    """
+
+    def __init__(self, T: int, N: int, image_shape: tuple[int, ...], chunk: int, action_dim: int, device: torch.device):
+        self.images = torch.zeros((T, N, *image_shape), dtype=torch.uint8, device=device)  # [T,N,H,W,3]
+        self.goals = torch.zeros_like(self.images)  # [T,N,H,W,3]
+        self.actions = torch.zeros((T, N, chunk, action_dim), device=device)  # unclipped samples [T,N,K,A]
+        self.logprobs = torch.zeros((T, N), device=device)
+        self.rewards = torch.zeros((T, N), device=device)  # normalised, truncation bootstrap included
+        self.dones = torch.zeros((T, N), device=device)  # 1 where obs[t] is the first of a new episode
+        self.values = torch.zeros((T, N), device=device)
+        self.next_value = torch.zeros(N, device=device)  # V(obs after the last row)
+        self.next_done = torch.zeros(N, device=device)  # 1 where the last row ended its episode
+
+    @property
+    def size(self) -> int:
+        return self.rewards.numel()  # T*N
+
+    def advantages(self, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generalised advantage estimation: advantages [T,N] and lambda-returns [T,N]."""
+        T = self.rewards.shape[0]
+        advantages = torch.zeros_like(self.rewards)  # [T,N]
+        last_gae = torch.zeros_like(self.next_value)  # [N]
+        for t in reversed(range(T)):
+            next_nonterminal = 1.0 - (self.next_done if t == T - 1 else self.dones[t + 1])
+            following = self.next_value if t == T - 1 else self.values[t + 1]
+            delta = self.rewards[t] + gamma * following * next_nonterminal - self.values[t]
+            last_gae = delta + gamma * gae_lambda * next_nonterminal * last_gae
+            advantages[t] = last_gae
+        return advantages, advantages + self.values
+
+
+def make_optimizer(policy: ImagePolicy, cfg: PPOConfig) -> torch.optim.Adam:
+    """Adam with two groups: the actor's parameters (cfg.lr) and the critic's (cfg.critic_lr)."""
+    return torch.optim.Adam(
+        [
+            {"params": policy.actor_parameters(), "lr": cfg.lr},
+            {"params": policy.critic_parameters(), "lr": cfg.critic_lr},
+        ],
+        eps=1e-5,
+    )
+
+
+def ppo_update(
+    policy: ImagePolicy, optimizer: torch.optim.Optimizer, buffer: RolloutBuffer, cfg: PPOConfig, value_only: bool = False
+) -> dict[str, float]:
+    """GAE over ``buffer``, then the clipped-surrogate update (several epochs of shuffled minibatches).
+    ``value_only`` trains the critic alone (warm-up after BC). Returns the losses of the last minibatch."""
+    device = policy.device
+    batch_size = buffer.size
+    minibatch_size = max(1, batch_size // cfg.num_minibatches)
+    advantages, returns = buffer.advantages(cfg.gamma, cfg.gae_lambda)  # [T,N] each
+
+    # --- flatten the batch ------------------------------------------------------------------------
+    b_images, b_goals = buffer.images.flatten(0, 1), buffer.goals.flatten(0, 1)  # [T*N,H,W,3]
+    b_actions = buffer.actions.flatten(0, 1)  # [T*N,K,A]
+    b_logprobs, b_advantages = buffer.logprobs.flatten(), advantages.flatten()  # [T*N]
+    b_returns, b_values = returns.flatten(), buffer.values.flatten()  # [T*N]
+
+    # --- optimise policy and value ----------------------------------------------------------------
+    clipfracs, approx_kl = [], torch.zeros(())
+    for _ in range(cfg.update_epochs):
+        order = torch.randperm(batch_size, device=device)
+        for begin in range(0, batch_size, minibatch_size):
+            mb = order[begin : begin + minibatch_size]
+            mb_obs = {"image": b_images[mb], "goal": b_goals[mb]}
+            _, new_logprob, entropy, new_value = policy.get_action_and_value(mb_obs, b_actions[mb])
+            log_ratio = new_logprob - b_logprobs[mb]
+            ratio = log_ratio.exp()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()  # http://joschu.net/blog/kl-approx.html
+                clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean().item())
+
+            mb_adv = b_advantages[mb]
+            if cfg.normalize_advantages and len(mb) > 1:
+                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+
+            if cfg.clip_value:
+                clipped = b_values[mb] + (new_value - b_values[mb]).clamp(-cfg.clip_coef, cfg.clip_coef)
+                v_loss = 0.5 * torch.max((new_value - b_returns[mb]) ** 2, (clipped - b_returns[mb]) ** 2).mean()
+            else:
+                v_loss = 0.5 * ((new_value - b_returns[mb]) ** 2).mean()
+            entropy_mean = entropy.mean()
+
+            loss = cfg.vf_coef * v_loss
+            if not value_only:
+                loss = loss + pg_loss - cfg.ent_coef * entropy_mean
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+        if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
+            break
+
+    variance = b_returns.var().item()
+    explained = float("nan") if variance == 0 else 1.0 - (b_returns - b_values).var().item() / variance
+    return {
+        "loss/policy": pg_loss.item(),
+        "loss/value": v_loss.item(),
+        "loss/entropy": entropy_mean.item(),
+        "loss/approx_kl": approx_kl.item(),
+        "loss/clipfrac": float(np.mean(clipfracs)),
+        "loss/explained_variance": explained,
+        "policy/std": policy.log_std.exp().mean().item(),
+        "lr/actor": optimizer.param_groups[0]["lr"],
+    }
+
+
 def train_ppo(
     policy: ImagePolicy, env: BatchedEnv, cfg: PPOConfig, log: Optional[Log] = None, progress: bool = True
 ) -> list[dict[str, float]]:
@@ -127,27 +244,12 @@ def train_ppo(
     check_env(env)
     policy.check_compatible(env.action_dim, env.image_shape, type(env).__name__)
     device = policy.device
-    N, T, K, A = env.num_envs, cfg.num_steps, policy.cfg.chunk, policy.cfg.action_dim
+    N, T, K = env.num_envs, cfg.num_steps, policy.cfg.chunk
     batch_size = N * T
-    minibatch_size = max(1, batch_size // cfg.num_minibatches)
     iterations = max(1, cfg.total_steps // batch_size)
-    optimizer = torch.optim.Adam(
-        [
-            {"params": policy.actor_parameters(), "lr": cfg.lr},
-            {"params": policy.critic_parameters(), "lr": cfg.critic_lr},
-        ],
-        eps=1e-5,
-    )
+    optimizer = make_optimizer(policy, cfg)
     base_lrs = [cfg.lr, cfg.critic_lr]
-
-    # Rollout storage, one row per decision.
-    images = torch.zeros((T, N, *env.image_shape), dtype=torch.uint8, device=device)  # [T,N,H,W,3]
-    goals = torch.zeros_like(images)  # [T,N,H,W,3]
-    actions = torch.zeros((T, N, K, A), device=device)  # unclipped samples
-    logprobs = torch.zeros((T, N), device=device)
-    rewards = torch.zeros((T, N), device=device)  # normalised, truncation bootstrap included
-    dones = torch.zeros((T, N), device=device)  # 1 where obs[t] is the first of a new episode
-    values = torch.zeros((T, N), device=device)
+    buffer = RolloutBuffer(T, N, env.image_shape, K, policy.cfg.action_dim, device)
 
     torch.manual_seed(cfg.seed)
     raw_obs, _ = env.reset(seed=cfg.seed)
@@ -167,11 +269,11 @@ def train_ppo(
 
         # --- rollout ------------------------------------------------------------------------------
         for step in range(T):
-            images[step], goals[step] = obs["image"], obs["goal"]
-            dones[step] = next_done
+            buffer.images[step], buffer.goals[step] = obs["image"], obs["goal"]
+            buffer.dones[step] = next_done
             with torch.no_grad():
                 action, logprob, _, value = policy.get_action_and_value(obs)  # [N,K,A], [N], _, [N]
-            actions[step], logprobs[step], values[step] = action, logprob, value
+            buffer.actions[step], buffer.logprobs[step], buffer.values[step] = action, logprob, value
 
             executed = policy.clip_actions(action)
             raw_obs, reward, terminated, truncated, info = env.step(executed if K > 1 else executed[:, 0])
@@ -189,83 +291,20 @@ def train_ppo(
             if cut.any():
                 with torch.no_grad():
                     reward = reward + cfg.gamma * policy.value(final_obs(info, obs, cut)) * cut
-            rewards[step] = reward
+            buffer.rewards[step] = reward
             next_done = ended.float()
 
-        # --- generalised advantage estimation -----------------------------------------------------
         with torch.no_grad():
-            next_value = policy.value(obs)  # [N]
-        advantages = torch.zeros_like(rewards)  # [T,N]
-        last_gae = torch.zeros(N, device=device)
-        for t in reversed(range(T)):
-            next_nonterminal = 1.0 - (next_done if t == T - 1 else dones[t + 1])
-            following = next_value if t == T - 1 else values[t + 1]
-            delta = rewards[t] + cfg.gamma * following * next_nonterminal - values[t]
-            last_gae = delta + cfg.gamma * cfg.gae_lambda * next_nonterminal * last_gae
-            advantages[t] = last_gae
-        returns = advantages + values  # [T,N]
+            buffer.next_value = policy.value(obs)  # [N]
+        buffer.next_done = next_done
+        losses = ppo_update(policy, optimizer, buffer, cfg, value_only=iteration <= cfg.value_warmup_iterations)
 
-        # --- flatten the batch --------------------------------------------------------------------
-        b_images, b_goals = images.flatten(0, 1), goals.flatten(0, 1)  # [T*N,H,W,3]
-        b_actions = actions.flatten(0, 1)  # [T*N,K,A]
-        b_logprobs, b_advantages = logprobs.flatten(), advantages.flatten()  # [T*N]
-        b_returns, b_values = returns.flatten(), values.flatten()  # [T*N]
-
-        # --- optimise policy and value ------------------------------------------------------------
-        value_only = iteration <= cfg.value_warmup_iterations
-        clipfracs, approx_kl = [], torch.zeros(())
-        for _ in range(cfg.update_epochs):
-            order = torch.randperm(batch_size, device=device)
-            for begin in range(0, batch_size, minibatch_size):
-                mb = order[begin : begin + minibatch_size]
-                mb_obs = {"image": b_images[mb], "goal": b_goals[mb]}
-                _, new_logprob, entropy, new_value = policy.get_action_and_value(mb_obs, b_actions[mb])
-                log_ratio = new_logprob - b_logprobs[mb]
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()  # http://joschu.net/blog/kl-approx.html
-                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean().item())
-
-                mb_adv = b_advantages[mb]
-                if cfg.normalize_advantages and len(mb) > 1:
-                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(
-                    -mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
-                ).mean()
-
-                if cfg.clip_value:
-                    clipped = b_values[mb] + (new_value - b_values[mb]).clamp(-cfg.clip_coef, cfg.clip_coef)
-                    v_loss = 0.5 * torch.max((new_value - b_returns[mb]) ** 2, (clipped - b_returns[mb]) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((new_value - b_returns[mb]) ** 2).mean()
-                entropy_mean = entropy.mean()
-
-                loss = cfg.vf_coef * v_loss
-                if not value_only:
-                    loss = loss + pg_loss - cfg.ent_coef * entropy_mean
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-            if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
-                break
-
-        # --- statistics ---------------------------------------------------------------------------
-        variance = b_returns.var().item()
-        explained = float("nan") if variance == 0 else 1.0 - (b_returns - b_values).var().item() / variance
         stats = {
             "iteration": float(iteration),
             "decisions": float(iteration * batch_size),
             "control_steps": float(iteration * batch_size * K),  # upper bound: chunks end early at episode ends
             "wall_s": time.perf_counter() - start,
-            "loss/policy": pg_loss.item(),
-            "loss/value": v_loss.item(),
-            "loss/entropy": entropy_mean.item(),
-            "loss/approx_kl": approx_kl.item(),
-            "loss/clipfrac": float(np.mean(clipfracs)),
-            "loss/explained_variance": explained,
-            "policy/std": policy.log_std.exp().mean().item(),
-            "lr/actor": optimizer.param_groups[0]["lr"],
+            **losses,
             **tracker.pop(),
         }
         history.append(stats)
