@@ -157,7 +157,7 @@ def test_random_backend_is_seeded_and_inside_the_limits():
 
 
 def test_unknown_backend_and_bad_expert_options_are_one_line_errors():
-    with pytest.raises(BackendError, match="unknown policy backend 'learnd'.*expert, random"):
+    with pytest.raises(BackendError, match="unknown policy backend 'learnd'.*expert, learned, random"):
         make_backend("learnd", BackendOptions(SPEC))
     with pytest.raises(BackendError, match="unknown task"):
         make_backend("expert", BackendOptions(SPEC, task="reach-v9"))

@@ -7,7 +7,10 @@ range). Built-in backends:
              (privileged: sim only, the ``state`` topic of sim_bridge)
     random   uniform actions in the spec's limits (seeded): the control of every success test
 
-A learned policy is one more class: subclass ``PolicyBackend``, set ``needs_goal`` (and
+    learned  a trained goal-conditioned ImagePolicy (safetensors checkpoint; runtime/learned_policy.py,
+             imported only when selected so that torch stays out of nodes that do not use it)
+
+Another policy is one more class: subclass ``PolicyBackend``, set ``needs_goal`` (and
 ``needs_state`` if it reads proprioception), load ``options.checkpoint`` in ``__init__``, return an
 action from ``act``, and register it::
 
@@ -17,7 +20,7 @@ action from ``act``, and register it::
         def __init__(self, options): ...          # e.g. an ONNX session on options.checkpoint
         def act(self, inputs): ...                # inputs.image [H,W,3] uint8, inputs.goal, ...
 
-or add ``"learned": "roboscape_r_ros.runtime.<module>:LearnedPolicy"`` to ``BACKENDS`` so that it is
+or add ``"<name>": "roboscape_r_ros.runtime.<module>:<Class>"`` to ``BACKENDS`` so that it is
 imported only when selected (torch/ONNX stay out of nodes that do not use them).
 """
 
@@ -45,6 +48,7 @@ class BackendOptions:
     seed: int = 0
     checkpoint: str = ""  # weights of a learned backend (ONNX or safetensors); unused by expert/random
     device: str = "cpu"
+    sample: bool = False  # stochastic backends: draw actions from the policy's distribution, not its mean
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class PolicyBackend:
 
 
 # Backends living in other modules, imported only when selected: name -> "module:Class".
-BACKENDS: dict[str, str] = {}
+BACKENDS: dict[str, str] = {"learned": "roboscape_r_ros.runtime.learned_policy:LearnedPolicy"}
 # Backends registered with @register_backend (the built-in ones below).
 _REGISTERED: dict[str, type[PolicyBackend]] = {}
 
@@ -99,7 +103,10 @@ def make_backend(name: str, options: BackendOptions) -> PolicyBackend:
     if name not in BACKENDS:
         raise BackendError(f"unknown policy backend '{name}' (known: {', '.join(backend_names())})")
     module, _, attr = BACKENDS[name].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError as err:
+        raise BackendError(f"policy backend '{name}' cannot be loaded: {err} (is its package installed?)") from None
     return cls(options)
 
 
