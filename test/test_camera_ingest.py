@@ -105,7 +105,8 @@ def test_bad_frames_are_dropped_with_one_warning_each_and_the_node_keeps_running
     assert "Traceback" not in log
 
 
-@pytest.mark.parametrize("param, expected", [("interpolation:=cubic", "interpolation 'cubic'"), ("output_size:=0", "output_size")])
+@pytest.mark.parametrize("param, expected", [("interpolation:=cubic", "interpolation 'cubic'"), ("output_size:=0", "output_size"),
+                                             ("record.output:=/tmp/roboscape-not-written", "recording: a task name is needed (record.task)")])
 def test_bad_startup_parameters_end_with_one_clear_line(ros, param, expected):
     proc = ros.start("roboscape_r_ros.nodes.camera_ingest", "-p", param)
     out, _ = proc.communicate(timeout=30)

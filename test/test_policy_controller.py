@@ -212,6 +212,8 @@ def test_no_action_without_a_goal_when_one_is_required(ros):
         (["action_mode:=jerk"], "action_mode 'jerk'"),
         (["stale_after_s:=0.0"], "stale_after_s"),
         (["action_mode:=velocity", "publish_pose:=true"], "publish_pose: a pose target cannot carry velocities"),
+        (["backend:=learned", "checkpoint:=/nowhere/policy.safetensors"], "no such policy checkpoint"),
+        (["learning.enabled:=true"], "learning mode trains the learned backend (backend:=learned), not 'random'"),
     ],
 )
 def test_bad_startup_parameters_end_with_one_clear_line(ros, params, expected):

@@ -1,22 +1,42 @@
 """camera_ingest: any common sensor_msgs/Image encoding in, rgb8 at the model's size out.
 
 Subscribes  image_raw    (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)
+            only when recording (record.output set):
+            action       (roboscape_r_ros/Action, reliable: the answers to the observations)
+            episode      (std_msgs/String, transient local: a new id starts a new episode)
+            success      (std_msgs/Bool, optional: the simulator's success flag after a step)
 Publishes   observation  (sensor_msgs/Image: rgb8, output_size x output_size, same header)
 
 A frame that cannot be converted (unknown encoding, zero size, data/step mismatch) is dropped
 with a throttled warning; the node keeps running and never publishes a garbage frame.
+
+Recording (``record.output``): each published observation with the Action that answers it (same
+stamp) goes into an episode dataset (data/recorder.py, the dataset format of data/lerobot.py).
+Episodes are written as they end; the dataset appears at ``record.output`` when the node stops
+(Ctrl-C, SIGTERM), all at once: a folder there is always a complete dataset. Actions with NaN/inf
+values, other names or a stamp that answers no frame are not recorded (throttled warning, counted).
 """
 
 from __future__ import annotations
 
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, String
 
 from roboscape_r_ros.data.frames import INTERPOLATIONS, FrameError, decode_buffer, to_model_frame
-from roboscape_r_ros.nodes.node_tools import StartupError, ThrottledWarnings, declare, spin
+from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.msg import Action
+from roboscape_r_ros.nodes.node_tools import LATCHED, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns
+
+RECORDED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # actions and success: none lost while busy
+REFUSALS = {
+    "nonfinite": "an action with NaN or inf values",
+    "names": "an action with other names than record.action_names",
+    "unmatched": "an action whose stamp answers no observation seen (lost frame, or another camera's)",
+}
+
 
 class CameraIngest(Node):
     def __init__(self) -> None:
@@ -24,14 +44,37 @@ class CameraIngest(Node):
         self.output_size = declare(self, "output_size", 64, "side of the square rgb8 frame published on observation (pixels)", low=8, high=1024)
         self.interpolation = declare(self, "interpolation", "area", f"OpenCV resize filter: {', '.join(INTERPOLATIONS)}")
         throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of bad frame in this period (seconds)", low=0.0, high=3600.0)
+        output = declare(self, "record.output", "", "record observation + action episodes into a new dataset folder here (empty: no recording)")
+        task = declare(self, "record.task", "", "task name of the recorded episodes (needed when recording)")
+        instruction = declare(self, "record.instruction", "", "instruction of the recorded episodes (empty: the task name)")
+        kind = declare(self, "record.kind", "expert", "how the recorded episodes were made: expert, noisy, failed or random (data/lerobot.py)")
+        fps = declare(self, "record.fps", 80, "frame rate written into the dataset (Meta-World controls at 80 Hz)", low=1, high=10_000)
+        camera = declare(self, "record.camera", "camera", "camera name in the dataset (observation.images.<camera>)")
+        action_names = declare(self, "record.action_names", ["dx", "dy", "dz", "gripper"], "names of the recorded Actions, in order (others are refused)")
+        overwrite = declare(self, "record.overwrite", False, "replace an existing dataset at record.output")
         if self.interpolation not in INTERPOLATIONS:
             raise StartupError(f"camera_ingest: {self._bad_interpolation(self.interpolation)}")
         self.warnings = ThrottledWarnings(self, throttle_s)
         self.dropped = 0
+        self.recorder = None
+        if output:
+            from roboscape_r_ros.data.recorder import EpisodeRecorder  # pyarrow: only when recording
+
+            try:
+                self.recorder = EpisodeRecorder(output, task=task, instruction=instruction or task, kind=kind, fps=fps, camera=camera,
+                                                image_shape=(self.output_size, self.output_size, 3), action_names=action_names, overwrite=overwrite)  # fmt: skip
+            except RoboscapeError as err:
+                raise StartupError(f"camera_ingest: recording: {err}") from None
         self.publisher = self.create_publisher(Image, "observation", qos_profile_sensor_data)
         self.create_subscription(Image, "image_raw", self.on_image, qos_profile_sensor_data)
+        if self.recorder is not None:
+            self.create_subscription(Action, "action", self.on_action, RECORDED)
+            self.create_subscription(String, "episode", self.on_episode, LATCHED)
+            self.create_subscription(Bool, "success", self.on_success, RECORDED)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(f"publishing {self.output_size}x{self.output_size} rgb8 frames ({self.interpolation} resize)")
+        if self.recorder is not None:
+            self.get_logger().info(f"recording observation + action episodes of '{task}' into {output} (the dataset appears when this node stops)")
 
     @staticmethod
     def _bad_interpolation(value: str) -> str:
@@ -40,6 +83,9 @@ class CameraIngest(Node):
     def on_set_parameters(self, params: list) -> SetParametersResult:
         # Ranges are enforced by rclpy from the descriptors; string choices are checked here.
         values = {p.name: p.value for p in params}
+        fixed = [name for name in values if name.startswith("record.") or (name == "output_size" and self.recorder is not None)]
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: set at start only (a recording is one dataset of one frame size)")
         interpolation = values.get("interpolation", self.interpolation)
         if interpolation not in INTERPOLATIONS:
             return SetParametersResult(successful=False, reason=self._bad_interpolation(interpolation))
@@ -56,12 +102,43 @@ class CameraIngest(Node):
             self.warnings.warn(err.reason, f"dropped a frame: {err} [{self.dropped} dropped in all]")
             return
         self.publisher.publish(rgb8_image(frame, msg.header))
+        if self.recorder is not None:
+            self.recorder.observation(stamp_ns(msg.header), frame)
 
+    # -- recording ------------------------------------------------------------------------------
+    def on_action(self, msg: Action) -> None:
+        if self.recorder is None:  # stopped after a write error
+            return
+        try:
+            refused = self.recorder.action(stamp_ns(msg.header), msg.names, msg.values, msg.source, msg.episode_id)
+        except RoboscapeError as err:  # the dataset cannot be written (disk full...): stop recording, keep converting
+            self.get_logger().error(f"recording stopped: {err}")
+            self.recorder = None
+            return
+        if refused in REFUSALS:
+            self.warnings.warn(refused, f"not recorded: {REFUSALS[refused]} [{self.recorder.counts[refused]} in all]")
 
-def rgb8_image(frame: np.ndarray, header) -> Image:
-    """uint8 [H, W, 3] RGB -> sensor_msgs/Image (rgb8), keeping the source header."""
-    height, width = frame.shape[:2]
-    return Image(header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=frame.tobytes())
+    def on_episode(self, msg: String) -> None:
+        if self.recorder is not None:
+            self.recorder.episode(msg.data)
+
+    def on_success(self, msg: Bool) -> None:
+        if msg.data and self.recorder is not None:
+            self.recorder.success()
+
+    def destroy_node(self) -> None:
+        recorder, self.recorder = getattr(self, "recorder", None), None
+        if recorder is not None:
+            try:
+                summary = recorder.close()
+            except RoboscapeError as err:
+                self.get_logger().error(f"recording lost: {err}")
+            else:
+                counts = recorder.counts
+                skipped = ", ".join(f"{counts[k]} {k}" for k in ("unanswered", *REFUSALS) if counts[k]) or "nothing"
+                outcome = f"dataset {summary.root}: {summary.episodes} episodes, {summary.frames} frames" if summary else "nothing recorded, no dataset written"
+                self.get_logger().info(f"recording finished: {outcome} (not recorded: {skipped})")
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""What every roboscape_r_ros node shares: described parameters, throttled logs, a clean spin."""
+"""What every roboscape_r_ros node shares: QoS profiles, stamps, described parameters, throttled
+logs and drops, rgb8 images, a clean spin."""
 
 from __future__ import annotations
 
@@ -6,11 +7,38 @@ import sys
 import time
 from typing import Callable
 
+from typing import Optional
+
+import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from roboscape_r_ros.data.frames import FrameError, decode_buffer
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Latched: a late subscriber still gets the last value (episode id, goal image, instruction).
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def stamp(time_ns: int) -> Time:
+    return Time(sec=time_ns // 1_000_000_000, nanosec=time_ns % 1_000_000_000)
+
+
+def rgb8_image(frame: np.ndarray, header: Header) -> Image:
+    """uint8 [H, W, 3] RGB -> sensor_msgs/Image (rgb8), keeping the source header."""
+    height, width = frame.shape[:2]
+    return Image(header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=frame.tobytes())
 
 
 def declare(node: Node, name: str, default: object, description: str, *, low: float | None = None, high: float | None = None) -> object:
@@ -42,6 +70,25 @@ class ThrottledWarnings:
         suffix = f" ({suppressed} more like this since the last warning)" if suppressed else ""
         self._last[key] = now
         self._logger.warning(message + suffix)
+
+
+class Drops:
+    """Dropped inputs of a node: counted, one throttled warning per kind saying what the drop costs."""
+
+    def __init__(self, warnings: ThrottledWarnings, cost: str) -> None:
+        self.warnings, self.cost, self.count = warnings, cost, 0
+
+    def __call__(self, reason: str, message: str) -> None:
+        self.count += 1
+        self.warnings.warn(reason, f"dropped {message}; {self.cost} [{self.count} dropped in all]")
+
+    def decode(self, msg: Image, what: str) -> Optional[np.ndarray]:
+        """sensor_msgs/Image -> uint8 [H,W,3] RGB, or None after a warning."""
+        try:
+            return decode_buffer(msg.data, width=msg.width, height=msg.height, step=msg.step, encoding=msg.encoding)
+        except FrameError as err:
+            self(f"{what}-{err.reason}", f"{what}: {err}")
+            return None
 
 
 class StartupError(Exception):

@@ -6,6 +6,7 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
             ee_pose      (geometry_msgs/PoseStamped; only read for the PoseStamped adapter)
             estop        (std_msgs/Bool, reliable: true stops, false releases)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
+            reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
 Publishes   action       (roboscape_r_ros/Action, reliable) and, each when enabled,
             cmd_pose (geometry_msgs/PoseStamped), cmd_twist (geometry_msgs/TwistStamped),
             cmd_array (std_msgs/Float64MultiArray), cmd_trajectory (trajectory_msgs/JointTrajectory)
@@ -19,11 +20,19 @@ action republishes it) gets the same Action again, never a new one. The
 policy itself sits behind ``runtime.policies`` (backend parameter), the safety rules in
 ``runtime.safety`` and the adapter mapping in ``runtime.adapters``: this node only converts
 messages. Refused inputs or outputs produce no command and one throttled warning per kind.
+
+Learning mode (``learning.enabled``, learned backend only, actions sampled): every decision that was
+published goes to ``runtime.learner`` with its observation's stamp, every Reward too; each
+``learning.rollout_steps`` settled transitions the learner runs the same PPO update as offline
+training (``rl.ppo.ppo_update``) in a worker thread and saves ``<learning.output>/policy.safetensors``.
+Meanwhile the controller holds (one hold, then no commands) and keeps serving e-stop and watchdog;
+it resumes with the updated policy on the next fresh frame.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -32,27 +41,22 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Header, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import StartupError, ThrottledWarnings, declare, spin
+from roboscape_r_ros.msg import Action, Reward
+from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, StartupError, ThrottledWarnings, declare, spin, stamp_ns
 from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, backend_names, make_backend
 from roboscape_r_ros.runtime.safety import SafetyFilter, Watchdog, is_stale, stamp_age
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MODES = {name: mode for mode, name in MODE_NAMES.items()}
-
-
-def stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class PolicyController(Node):
@@ -61,8 +65,13 @@ class PolicyController(Node):
         backend = declare(self, "backend", "random", f"policy backend: {', '.join(backend_names())}")
         task = declare(self, "task", "reach-v3", "Meta-World task of the expert backend")
         seed = declare(self, "seed", 0, "seed of stochastic backends", low=0, high=2**31 - 1)
-        checkpoint = declare(self, "checkpoint", "", "weights of a learned backend (unused by expert and random)")
+        checkpoint = declare(self, "checkpoint", "", "learned backend: a policy .safetensors checkpoint (unused by expert and random)")
         device = declare(self, "device", "cpu", "inference device of a learned backend")
+        sample = declare(self, "sample_actions", False, "learned backend: draw actions from the policy's Gaussian instead of using its mean")
+        learning = declare(self, "learning.enabled", False, "learning mode: collect transitions and rewards over the topic loop and improve the learned policy with PPO")
+        rollout_steps = declare(self, "learning.rollout_steps", 128, "transitions per PPO update in learning mode", low=2, high=1_000_000)
+        learning_output = declare(self, "learning.output", "outputs/learning", "folder of the updated policy.safetensors and updates.jsonl (learning mode)")
+        ppo_overrides = declare(self, "learning.ppo", "", "PPO settings for learning mode as space-separated key=value (rl/ppo.py PPOConfig), e.g. 'lr=1e-4 update_epochs=2'")
         names = declare(self, "action_names", ["dx", "dy", "dz", "gripper"], "one name per action dimension (Action.names)")
         units = declare(self, "action_units", ["m", "m", "m", "1"], "unit of each dimension's physical quantity (Action.units)")
         scale = declare(self, "action_scale", [0.01, 0.01, 0.01, 1.0], "physical quantity per unit of value (Action.scale)")
@@ -90,7 +99,8 @@ class PolicyController(Node):
             self.spec = ActionSpec(tuple(names), tuple(units), tuple(scale), tuple(lower), tuple(upper), MODES[mode], period, frame_id, tuple(hold_last))
             self.safety = SafetyFilter(self.spec, max_delta)
             self.watchdog = Watchdog(self.stale_after_s)
-            self.backend = make_backend(backend, BackendOptions(self.spec, task, seed, checkpoint, device))
+            self.backend = make_backend(backend, BackendOptions(self.spec, task, seed, checkpoint, device, sample or learning))
+            self.learner = self._learner(rollout_steps, learning_output, ppo_overrides) if learning else None
         except RoboscapeError as err:
             raise StartupError(f"policy_controller: {err}") from None
         if len(self.joint_names) != self.spec.dim:
@@ -114,6 +124,8 @@ class PolicyController(Node):
         self.moving = False  # a non-hold command went out since the last hold
         self.last_action: Optional[Action] = None  # sent again when its frame is seen again
         self.counts = {"published": 0, "refused": 0, "holds": 0}
+        self.update_job: Optional[Future] = None  # the PPO update running in the worker thread
+        self.update_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppo") if self.learner else None
 
         self.action_pub = self.create_publisher(Action, "action", RELIABLE)
         self.adapter_pubs = {
@@ -129,6 +141,8 @@ class PolicyController(Node):
             self.create_subscription(PoseStamped, "ee_pose", self.on_ee_pose, qos_profile_sensor_data)
         self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
         self.create_subscription(String, "episode", self.on_episode, LATCHED)
+        if self.learner is not None:
+            self.create_subscription(Reward, "reward", self.on_reward, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(self.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
@@ -137,6 +151,20 @@ class PolicyController(Node):
             f"backend '{backend}' ({', '.join(names)} in {mode} mode, {period * 1e3:g} ms per step); adapters: {adapters_on}; "
             f"holding after {self.stale_after_s:g} s without fresh observations"
         )
+        if self.learner is not None:
+            self.get_logger().info(
+                f"learning mode: sampled actions, a PPO update every {self.learner.cfg.num_steps} transitions, "
+                f"policy saved to {self.learner.checkpoint}"
+            )
+
+    def _learner(self, rollout_steps: int, output: str, ppo_overrides: str):
+        from roboscape_r_ros.rl.ppo import PPOConfig  # torch: only in learning mode
+        from roboscape_r_ros.runtime.learner import Learner, LearnerError
+
+        if self.backend.name != "learned":
+            raise LearnerError(f"learning mode trains the learned backend (backend:=learned), not '{self.backend.name}'")
+        cfg = load_config(PPOConfig, "ppo", None, [*ppo_overrides.split(), f"num_steps={rollout_steps}"])
+        return Learner(self.backend.policy, cfg, output)
 
     def on_set_parameters(self, params: list) -> SetParametersResult:
         # The policy, action spec and safety limits are fixed at start: a running controller
@@ -245,9 +273,43 @@ class PolicyController(Node):
         self.safety.reset()
         self.get_logger().info(f"episode {msg.data}")
 
+    def on_reward(self, msg: Reward) -> None:
+        self.learner.reward(stamp_ns(msg.header), msg.episode_id, msg.reward, msg.done, msg.truncated)
+        self.maybe_update()
+
+    # -- learning -------------------------------------------------------------------------------
+    def maybe_update(self) -> None:
+        """Start a PPO update in the worker thread once a rollout is complete; hold meanwhile."""
+        if self.update_job is not None or not self.learner.ready():
+            return
+        buffer = self.learner.take_rollout()
+        self.hold("learning")
+        self.get_logger().info(f"learning: PPO update {self.learner.counts['updates'] + 1} on {buffer.size} transitions; holding the arm (no commands) until it is done")
+        self.update_job = self.update_pool.submit(self.learner.update, buffer)
+
+    def check_update(self) -> None:
+        if self.update_job is None or not self.update_job.done():
+            return
+        job, self.update_job = self.update_job, None
+        try:
+            stats = job.result()
+        except Exception as err:  # a failed update must not take the arm's controller down
+            self.get_logger().error(f"learning: the PPO update failed ({type(err).__name__}: {err}); acting on with the policy as it is")
+            return
+        counts = self.learner.counts
+        self.get_logger().info(
+            f"learning: update {stats['update']:.0f} done in {stats['update_s']:.2f} s (mean reward {stats['rollout/reward']:.3g}, "
+            f"policy loss {stats['loss/policy']:.3g}, value loss {stats['loss/value']:.3g}); saved {self.learner.checkpoint}; "
+            f"{counts['unmatched']} rewards matched no transition, {counts['dropped']} transitions without reward; resuming"
+        )
+        self.maybe_update()
+
     # -- acting ---------------------------------------------------------------------------------
     def try_act(self) -> None:
         if self.pending is None or self.safety.estop:
+            return
+        if self.update_job is not None:
+            self.pending = None  # holding while the policy is updated
             return
         header, image, _ = self.pending
         state = None
@@ -277,6 +339,9 @@ class PolicyController(Node):
         self.answered = stamp_ns(header)
         self.moving = True
         self.step += 1
+        if self.learner is not None and self.backend.last_decision is not None:
+            self.learner.record(self.answered, self.episode_id, self.backend.last_decision)
+            self.maybe_update()
 
     def hold(self, why: str) -> None:
         """Once: zero motion on the rate outputs, the current pose on cmd_pose (adapters.hold_outputs);
@@ -288,6 +353,8 @@ class PolicyController(Node):
         self.moving = False
 
     def on_watchdog(self) -> None:
+        if self.learner is not None:
+            self.check_update()
         now = time.monotonic()
         if self.pending is not None and now - self.pending[2] > self.stale_after_s:
             wanted = "a state stamped like it" if self.backend.needs_state else "its inputs"
@@ -340,6 +407,11 @@ class PolicyController(Node):
             msg = JointTrajectory(header=Header(frame_id=spec.frame_id), joint_names=list(self.joint_names))
             msg.points = [JointTrajectoryPoint(positions=point["positions"], velocities=point["velocities"], time_from_start=period)]
             self.adapter_pubs["trajectory"].publish(msg)
+
+    def destroy_node(self) -> None:
+        if getattr(self, "update_pool", None) is not None:
+            self.update_pool.shutdown(wait=True)  # an update in flight finishes and saves its checkpoint
+        super().destroy_node()
 
     def _publish_pose(self, header: Header, target: adapters.Pose) -> None:
         msg = PoseStamped(header=header)

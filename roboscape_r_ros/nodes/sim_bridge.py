@@ -35,11 +35,10 @@ from collections import deque
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
 
-from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Header, String
@@ -47,17 +46,10 @@ from std_srvs.srv import Trigger
 
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.camera_ingest import rgb8_image
-from roboscape_r_ros.nodes.node_tools import StartupError, ThrottledWarnings, declare, spin
+from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp
 from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
 from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, SimFrame, SimSession
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def stamp(time_ns: int) -> Time:
-    return Time(sec=time_ns // 1_000_000_000, nanosec=time_ns % 1_000_000_000)
 
 
 class SimBridge(Node):
