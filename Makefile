@@ -54,6 +54,7 @@ colcon: venv
 bench: venv
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_latency.py
+	$(PY) bench/bench_dreamer.py
 
 clean:
 	rm -rf build install log outputs bench/results

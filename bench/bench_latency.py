@@ -20,7 +20,6 @@ Side by side in one run (each on a private ROS_DOMAIN_ID):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -30,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_results import publish
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "bench_latency.json"
 RATE_HZ = 30.0
 
 
@@ -171,10 +171,7 @@ def main() -> dict:
             "lost_pct": {name: result.get("lost_pct") for name, result in scenarios.items()},
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return publish("bench_latency", report)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ against a CPU training step (ENV_NOTES: 1.7M-param conv encoder, batch 32, 43-48
 
 from __future__ import annotations
 
-import json
 import platform
 import tempfile
 import time
@@ -23,9 +22,10 @@ from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import WindowLoader
 
+from bench_results import publish
+
 EPISODES, LENGTH, SIZE, BATCH = 20, 150, 64, 32
 TRAIN_STEP_MS = 45.0  # ENV_NOTES: CPU train step, batch 32 at 64x64
-RESULTS = Path(__file__).parent / "results" / "bench_loader.json"
 
 
 def camera_like_episode(index: int, rng: np.random.Generator) -> Episode:
@@ -119,10 +119,7 @@ def main() -> dict:
             "train_step_ms": TRAIN_STEP_MS,
             "windows": {f"B{BATCH}_T{t}": windows_per_second(dataset, t) for t in (8, 16)},
         }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return publish("bench_loader", report)
 
 
 if __name__ == "__main__":

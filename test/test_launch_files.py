@@ -216,7 +216,7 @@ def test_launch_files_start_exactly_the_spec(stand_in, launch_file, target, mode
     if not arguments:
         assert launch.arguments["config_dir"] == os.path.join(SHARE, "config")
     started = sorted(n.name for n in launch.nodes)
-    assert started == {"imagination": ["policy_controller"], "sim": ["camera_ingest", "policy_controller", "sim_bridge"],
+    assert started == {"imagination": ["dreamer", "policy_controller", "reward_publisher"], "sim": ["camera_ingest", "policy_controller", "sim_bridge"],
                        "real": ["camera_ingest", "policy_controller"]}[mode]  # fmt: skip
 
 
@@ -239,12 +239,13 @@ def test_the_checker_fails_a_launch_that_drops_a_node_a_parameter_file_or_a_rema
     assert any("not set" in p for p in tampered(lambda l: l.env.pop("FASTDDS_BUILTIN_TRANSPORTS")))
 
 
-def test_planned_nodes_are_in_the_spec_and_skipped_until_they_exist():
-    planned = {n.name for n in graph.NODES if not n.ready}
-    assert planned == {"dreamer", "reward_publisher"}
-    assert {n.name for n in graph.nodes_for("imagination", include_planned=True)} == {"dreamer", "reward_publisher", "policy_controller"}
-    dreamer = graph.node("dreamer")
+def test_the_world_model_nodes_run_in_imagination_on_the_world_model_argument():
+    assert all(n.ready for n in graph.NODES)
+    assert {n.name for n in graph.nodes_for("imagination")} == {"dreamer", "reward_publisher", "policy_controller"}
+    dreamer, reward = graph.node("dreamer"), graph.node("reward_publisher")
     assert ("action", "command") in dreamer.remappings() and graph.inline_parameters(dreamer, "imagination") == {"use_sim_time": False, "mode": "imagine"}
+    assert graph.inline_parameters(reward, "imagination") == {"use_sim_time": False, "done_source": "topic"}  # the dreamer's done
+    assert {n.name for n in graph.NODES if any(a.name == "world_model" for a in n.parameter_arguments())} == {"dreamer", "reward_publisher"}
 
 
 # -- executables, parameter files, the runner --------------------------------------------------------
@@ -265,19 +266,24 @@ def test_every_ready_node_has_its_executable_and_parameter_file():
     assert graph.config_dir() == REPO / "config"
 
 
-def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_described(ros):
+def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_described(ros, tmp_path):
     """Each node, built in this process from its YAML: the YAML sets exactly what the node declares
     (a typo in a YAML would otherwise be ignored silently), and every parameter has a description."""
     import importlib
 
     import rclpy
 
-    for spec in graph.nodes_for("sim"):
+    from test_dreamer import tiny_run
+
+    world_model = ["-p", f"world_model:={tiny_run(tmp_path)}"]  # the YAML leaves it empty (launch argument)
+    for spec in graph.NODES:
         path = REPO / "config" / spec.params_file
         keys = set(yaml.safe_load(path.read_text())[f"/**/{spec.name}"]["ros__parameters"])
         module, _, _ = spec.entry_point.partition(":")
-        classes = {"sim_bridge": "SimBridge", "camera_ingest": "CameraIngest", "policy_controller": "PolicyController"}
-        rclpy.init(args=["--ros-args", "--params-file", str(path)], domain_id=ros.domain_id)
+        classes = {"sim_bridge": "SimBridge", "camera_ingest": "CameraIngest", "policy_controller": "PolicyController",
+                   "dreamer": "Dreamer", "reward_publisher": "RewardPublisher"}  # fmt: skip
+        extra = world_model if spec.name in ("dreamer", "reward_publisher") else []
+        rclpy.init(args=["--ros-args", "--params-file", str(path), *extra], domain_id=ros.domain_id)
         try:
             node = getattr(importlib.import_module(module), classes[spec.name])()
             declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}

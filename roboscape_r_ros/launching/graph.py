@@ -14,11 +14,13 @@ Every topic is relative, inside the graph's namespace (default ``/roboscape``); 
 arguments* below are the only names a user remaps, and every node using that topic gets the same
 remapping, so producer and consumer can never disagree.
 
-Hooks for the world-model nodes: ``dreamer`` and ``reward_publisher`` are in the spec with
-``ready=False``; launchers skip them until their executables exist. To land one: write the node
-(``roboscape_r_ros/nodes/<name>.py``), add it to ``executables.txt``, add ``config/<name>.yaml``, set
-``ready=True`` here (adjust ``topics``/``modes``/``mode_parameters`` if needed). The launch files, the
-runner and the spec tests pick it up without further edits.
+World-model nodes: in imagination the dreamer is the environment (it consumes ``action`` and
+publishes ``observation``, ``done`` and ``episode``) and reward_publisher pairs each dreamed frame with
+the dreamer's ``done`` by stamp; both load the run named by the ``world_model`` argument. The
+dreamer's shadow mode (a monitor beside a real arm: ``dream/prediction``, ``dream/error``) is not in
+the real graph by default, since it needs a world model: run ``ros2 run roboscape_r_ros dreamer
+--ros-args -p mode:=shadow -p world_model:=<run>`` in the graph's namespace beside it.
+A node with ``ready=False`` is planned: launchers skip it until its executable exists.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ TOPIC_ARGUMENTS: tuple[TopicArgument, ...] = (
 PARAMETER_ARGUMENTS: tuple[ParameterArgument, ...] = (
     ParameterArgument("backend", "backend", ("policy_controller",), "random", "policy backend of policy_controller: expert, random, or a learned one"),
     ParameterArgument("task", "task", ("sim_bridge", "policy_controller"), "reach-v3", "Meta-World task of sim_bridge and of the expert backend"),
+    ParameterArgument("world_model", "world_model", ("dreamer", "reward_publisher"), "", "world-model run folder (world_model.safetensors + split.json) or .safetensors of the dreamer and reward_publisher"),
 )
 
 
@@ -127,17 +130,13 @@ NODES: tuple[NodeSpec, ...] = (
                 "action", "cmd_pose", "cmd_twist", "cmd_array", "cmd_trajectory"),  # fmt: skip
         role="policy inference with safety limits -> Action + arm-controller adapters",
     ),
-    # Planned (world-model issue): the dreamer is the environment in imagination (it consumes
-    # `action`, publishes `observation`, `done`, `episode` and offers a `reset` service) and a live
-    # monitor beside a real robot in shadow mode (add "real" to modes with {"mode": "shadow"}).
     NodeSpec(
         name="dreamer",
         executable="dreamer",
         entry_point="roboscape_r_ros.nodes.dreamer:main",
         modes=("imagination",),
-        topics=("action", "observation", "done", "episode", "dream/image", "dream/prediction", "dream/error"),
+        topics=("action", "observation", "done", "episode", "goal_image", "dream/image", "dream/prediction", "dream/error"),
         role="the world model as the environment (imagine) or as a monitor (shadow)",
-        ready=False,
         mode_parameters={"imagination": {"mode": "imagine"}},
     ),
     NodeSpec(
@@ -148,9 +147,9 @@ NODES: tuple[NodeSpec, ...] = (
         # reward/marker: a visualization_msgs/Marker (TEXT_VIEW_FACING) with the reward terms, the
         # Reward display of config/roboscape.rviz (RViz has no scalar plot; rqt_plot/PlotJuggler
         # read reward/reward directly).
-        topics=("observation", "goal_image", "instruction", "done", "reward", "reward/marker"),
+        topics=("observation", "goal_image", "instruction", "done", "episode", "reward", "reward/marker"),
         role="endogenous reward (1 - D(frame, goal) + done bonus) on dreamed or real frames",
-        ready=False,
+        mode_parameters={"imagination": {"done_source": "topic"}},
     ),
 )
 

@@ -1,2 +1,3 @@
 """Runtime core of the ROS graph, importable without rclpy: action specs, safety filter, policy
-backends, command adapters and the sim session that the nodes wrap."""
+backends (scripted, random, learned), command adapters, the topic-loop PPO learner, and the sim,
+dream and reward sessions that the nodes wrap."""

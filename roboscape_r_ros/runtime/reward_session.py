@@ -1,0 +1,95 @@
+"""The endogenous reward of one stream of frames (dreamed, simulated or real): the core of reward_publisher.
+
+    rewards = RewardSession(RewardConfig(), wm)          # wm: for the done head and the goal model
+    rewards.imagine_goal(first_frame, "push the puck")   # or rewards.set_goal(goal_image)
+    terms = rewards(frame)                               # done probability from the done head
+    terms = rewards(frame, done_probability=0.93)        # ... or the dreamer's own
+
+imagination.reward.EndogenousReward with one row: r = scale * ((1 - D(frame, goal)) - offset) +
+bonus * [p >= threshold]. On real or simulated frames p comes from the world model's done head on
+the frame alone (the first position of a window, a case the head is trained on: frames before it
+would need the actions between them); a dreamer passes the probability it predicted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from roboscape_r_ros.imagination.goals import load_goal_image
+from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
+from roboscape_r_ros.runtime.dream_session import DreamError, check_frame
+from roboscape_r_ros.world_model.model import WorldModel
+
+
+@dataclass(frozen=True)
+class StepReward:
+    reward: float
+    alignment: float  # 1 - D
+    bonus: float
+    distance: float  # D
+    done_probability: float
+    backend: str  # the perceptual distance that gave D
+
+
+class RewardSession:
+    def __init__(self, cfg: RewardConfig, wm: WorldModel | None = None, device: str = "cpu", distance=None):
+        self.cfg, self.wm = cfg, wm
+        self.reward = EndogenousReward(cfg, num_envs=1, device=device, distance=distance)
+        self.goal: np.ndarray | None = None  # uint8 [S,S,3]
+
+    @property
+    def size(self) -> int | None:
+        """Side of the frames rewarded: the world model's, else the goal's (None before a goal)."""
+        if self.wm is not None:
+            return self.wm.cfg.image_size
+        return None if self.goal is None else self.goal.shape[0]
+
+    def set_goal(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """Goal frame uint8 [S,S,3] or an image file (S: the world model's size; without one, any square size)."""
+        size = self.size if self.wm is not None else _side(image)
+        goal = np.array(load_goal_image(image, size))  # a writable copy; GoalImageError names the expected shape
+        self.reward.set_goals(None, goal[None])
+        self.goal = goal
+        return goal
+
+    def imagine_goal(self, first_frame: np.ndarray, instruction: str, max_steps: int = 50) -> tuple[np.ndarray, bool]:
+        """The goal model imagines ``instruction`` from ``first_frame``: (goal frame, did done fire)."""
+        model = self._model("imagine a goal from an instruction")
+        imagined = model.imagine_goal(check_frame(model, first_frame, "first frame")[None], [instruction], max_steps)
+        return self.set_goal(imagined.goal[0].cpu().numpy()), bool(imagined.fired[0])
+
+    def done_probability(self, frame: np.ndarray) -> float:
+        model = self._model("compute the done probability")
+        frames = check_frame(model, frame)[None, None]  # [1,1,H,W,3]
+        return float(model.done_probability(frames, np.zeros((1, 0, model.cfg.action_dim), np.float32))[0, 0])
+
+    def __call__(self, frame: np.ndarray, done_probability: float | None = None) -> StepReward:
+        if self.goal is None:
+            raise DreamError("no goal yet: set one (goal image) or imagine one (instruction)")
+        if frame.dtype != np.uint8 or frame.shape != self.goal.shape:
+            raise DreamError(f"frame is {frame.dtype} {list(frame.shape)}; the goal is uint8 {list(self.goal.shape)}")
+        p = self.done_probability(frame) if done_probability is None else float(done_probability)
+        terms = self.reward(np.array(frame[None]), np.array([p], np.float32))  # [1,H,W,3] writable, [1]
+        return StepReward(float(terms.reward[0]), float(terms.alignment[0]), float(terms.bonus[0]),
+                          float(terms.distance[0]), p, terms.backend)
+
+    def _model(self, why: str) -> WorldModel:
+        if self.wm is None:
+            raise DreamError(f"a world model is needed to {why} (set world_model)")
+        return self.wm
+
+
+def _side(image: np.ndarray | str | Path) -> int:
+    """Height of an array or image file (0 when unreadable: load_goal_image then says why)."""
+    if isinstance(image, np.ndarray):
+        return image.shape[0]
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as opened:
+            return opened.size[1]
+    except (OSError, UnidentifiedImageError):
+        return 0

@@ -1,0 +1,286 @@
+"""The dreamer: its rclpy-free core (runtime/dream_session.py) against the WorldModel API, and the node
+as a real process (imagine: one world-model step per valid Action, reset service; shadow: prediction
+and error beside a stream of real frames; a battery of bad input and bad parameters).
+
+Plumbing only, on a tiny world model with random weights saved with WorldModel.save beside the
+synthetic dataset of wm_synthetic (32x32 frames, 4-D Meta-World actions): a train-wm run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from roboscape_r_ros.config import load_config
+from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.runtime.dream_session import (
+    Context, ContextPool, DreamError, DreamSession, ShadowMonitor, load_world_model, side_by_side,
+)
+from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
+from wm_synthetic import write_dataset
+
+HELD_OUT = [6, 7]
+NEUTRAL = [0.0, 0.0, 0.0, 0.0]
+
+
+def tiny_run(folder: Path, *overrides: str) -> Path:
+    """A train-wm run folder: a random tiny world model + split.json over a small synthetic dataset."""
+    data = EpisodeDataset.open(write_dataset(folder / "data", per_kind=1))
+    torch.manual_seed(0)
+    cfg = load_config(WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", *overrides])
+    run = folder / "run"
+    run.mkdir(parents=True)
+    WorldModel(cfg).save(run / "world_model.safetensors")
+    (run / "split.json").write_text(json.dumps({
+        "dataset": str(data.root), "num_episodes": data.num_episodes, "num_frames": data.num_frames,
+        "train": [e for e in range(data.num_episodes) if e not in HELD_OUT], "held_out": HELD_OUT}))  # fmt: skip
+    return run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return tiny_run(tmp_path_factory.mktemp("dreamer"))
+
+
+@pytest.fixture(scope="module")
+def wm(run):
+    return load_world_model(run)[0]
+
+
+# -- the core, without ROS -------------------------------------------------------------------------
+def test_session_steps_the_world_model_from_a_held_out_context(run, wm):
+    _, info = load_world_model(run)
+    pool = ContextPool(wm, info)
+    assert pool.episodes.tolist() == HELD_OUT and pool.frames.shape == (2, 2, 32, 32, 3) and pool.actions.shape == (2, 1, 4)
+    session = DreamSession(wm, pool, max_steps=3, done_threshold=1.0)
+    first = session.reset()
+    arrays = EpisodeDataset.open(info.split["dataset"]).load_arrays()
+    e = int(first.context.label.split()[-1])
+    np.testing.assert_array_equal(first.image, arrays.frames[arrays.starts[e] + 1])  # the window's last real frame
+    assert (first.step, first.episode_id, first.ended, first.context.instruction) == (0, "dream-ep0000", False, pool.instructions[HELD_OUT.index(e)])
+    # One step = wm.step on the encoded context, action held (frame_skip 1 here).
+    state = wm.encode_context(first.context.frames[None], first.context.actions[None])
+    action = np.array([0.5, -0.5, 0.0, 1.0], np.float32)
+    _, expected, done = wm.step(state, action[None])
+    frame = session.step(action)
+    np.testing.assert_array_equal(frame.image, expected[0].numpy())
+    assert frame.done_probability == pytest.approx(float(done[0])) and frame.step == 1
+    # Bad actions raise and leave the state alone: the next good step is the one it would have been.
+    for bad in ([math.nan, 0, 0, 0], [0, math.inf, 0, 0], [0, 0, 0], [2.0, 0, 0, 0]):
+        with pytest.raises(DreamError):
+            session.step(np.array(bad, np.float32))
+    twin = DreamSession(wm, max_steps=3, done_threshold=1.0)
+    twin.reset(first.context)
+    twin.step(action)
+    assert np.array_equal(session.step(action).image, twin.step(action).image)
+    assert session.step(action).truncated and session.frame.ended and session.frame.step == 3
+    with pytest.raises(DreamError, match="reset first"):
+        session.step(action)
+    assert session.reset().episode_id == "dream-ep0001"
+
+
+def test_done_above_the_threshold_terminates_and_bad_contexts_are_refused(wm):
+    context = Context(np.zeros((2, 32, 32, 3), np.uint8), np.zeros((1, 4), np.float32), "zeros")
+    session = DreamSession(wm, done_threshold=0.01)  # a random done head gives ~0.5
+    session.reset(context)
+    frame = session.step(np.zeros(4, np.float32))
+    assert frame.terminated and not frame.truncated
+    with pytest.raises(DreamError, match="no context pool"):
+        session.reset()
+    with pytest.raises(DreamError, match=r"uint8 \[32,32,3\]"):
+        session.reset(Context(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((1, 4), np.float32), "big"))
+    with pytest.raises(DreamError, match="need actions"):
+        session.reset(Context(context.frames, np.zeros((1, 2), np.float32), "2-D"))
+
+
+def test_contexts_are_frame_skip_apart_with_mean_actions(tmp_path):
+    run = tiny_run(tmp_path, "frame_skip=2")
+    wm, info = load_world_model(run)
+    pool = ContextPool(wm, info)
+    arrays = EpisodeDataset.open(info.split["dataset"]).load_arrays()
+    start = arrays.starts[HELD_OUT[0]]
+    np.testing.assert_array_equal(pool.frames[0], arrays.frames[[start, start + 2]])
+    np.testing.assert_allclose(pool.actions[0, 0], arrays.actions[start : start + 2].mean(0), rtol=1e-6)
+
+
+def test_shadow_monitor_predicts_each_next_real_frame_and_scores_it(run, wm):
+    frames = EpisodeDataset.open(load_world_model(run)[1].split["dataset"]).load_arrays().frames[:4]
+    a = np.array([0.5, 0.0, 0.0, 0.0], np.float32)
+    monitor = ShadowMonitor(wm)
+    assert monitor.observe(10, frames[0]) is None and monitor.act(99, a) is None  # answers another frame: ignored
+    prediction = monitor.act(10, a)
+    assert monitor.act(10, a) is None  # the policy's repeat
+    _, expected, _ = wm.step(wm.encode_context(frames[None, :1], np.zeros((1, 0, 4))), a[None])
+    np.testing.assert_array_equal(prediction, expected[0].numpy())
+    result = monitor.observe(20, frames[1])
+    assert result.mse == pytest.approx(((prediction / 255 - frames[1] / 255) ** 2).mean())
+    assert result.psnr_db == pytest.approx(10 * math.log10(1 / result.mse), rel=1e-4)
+    # The context grows to context_length - 1 = 2 real frames with the action between them.
+    second = monitor.act(20, -a)
+    _, expected, _ = wm.step(wm.encode_context(frames[None, :2], a[None, None]), -a[None])
+    np.testing.assert_array_equal(second, expected[0].numpy())
+    # A frame nobody answered breaks the chain: the next one restarts the context, scores nothing.
+    assert monitor.observe(30, frames[2]) is not None and monitor.observe(40, frames[3]) is None
+    assert len(monitor.frames) == 1 and monitor.prediction is None
+    with pytest.raises(DreamError):
+        monitor.observe(50, frames[3][:16])
+
+
+def test_side_by_side_and_checkpoint_errors(tmp_path, wm):
+    panels = side_by_side(32, np.full((64, 64, 3), 255, np.uint8), None, np.zeros((32, 32, 3), np.uint8))
+    assert panels.shape == (32, 100, 3) and panels[:, :32].min() == 255 and panels[:, 34:66].max() == 0
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x00" * 100)
+    for path, message in ((broken, "not a readable safetensors file"), (tmp_path / "nothing", "no world-model checkpoint")):
+        with pytest.raises(RoboscapeError, match=message):
+            load_world_model(path)
+
+
+# -- the node --------------------------------------------------------------------------------------
+def startup_error(ros, node_class, *params: str) -> str:
+    """Build a node in this process with these parameters; the StartupError message it raises."""
+    import rclpy
+
+    from roboscape_r_ros.nodes.node_tools import StartupError
+
+    args = ["--ros-args"] + [arg for p in params for arg in ("-p", p)]
+    rclpy.init(args=args, domain_id=ros.domain_id)
+    try:
+        with pytest.raises(StartupError) as err:
+            node_class()
+        return str(err.value)
+    finally:
+        rclpy.shutdown()
+
+
+def test_bad_startup_parameters_end_with_one_clear_line(ros, run, tmp_path):
+    from roboscape_r_ros.nodes.dreamer import Dreamer
+
+    broken = tmp_path / "world_model.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={tmp_path}")  # a run folder with a corrupt checkpoint
+    out, _ = proc.communicate(timeout=60)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "not a readable safetensors file" in lines[0], out
+    cases = [
+        (["mode:=dream"], "mode 'dream' is not one of imagine, shadow"),
+        (["world_model:=''"], "no world model given"),
+        ([f"world_model:={tmp_path / 'missing'}"], "no world-model checkpoint"),
+        (["action_names:=[dx,dy]"], "action_units has 4 entries but action_names has 2"),
+        (["action_names:=[u,v]", "action_units:=[m,m]", "action_scale:=[1.0,1.0]"], "action_names has 2 names, world model"),
+        (["context_frames:=5"], "holds 1..2 context frames"),
+    ]
+    for params, expected in cases:
+        assert expected in startup_error(ros, Dreamer, f"world_model:={run}", *params), params
+
+
+@pytest.fixture
+def watch(ros):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float32, String
+
+    from roboscape_r_ros.msg import Action, Reward
+
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    seen = {name: [] for name in ("observation", "done", "episode", "dream/image", "dream/prediction", "dream/error")}
+    for name, kind, qos in (("observation", Image, qos_profile_sensor_data), ("done", Reward, reliable), ("episode", String, latched),
+                            ("dream/image", Image, qos_profile_sensor_data), ("dream/prediction", Image, qos_profile_sensor_data),
+                            ("dream/error", Float32, reliable)):  # fmt: skip
+        ros.node.create_subscription(kind, name, seen[name].append, qos)
+    seen["action_pub"] = ros.node.create_publisher(Action, "action", reliable)
+    seen["observation_pub"] = ros.node.create_publisher(Image, "observation", qos_profile_sensor_data)
+    return seen
+
+
+def action(values, stamp=None, **fields):
+    from roboscape_r_ros.msg import Action
+
+    a = Action(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=[float(v) for v in values], scale=[0.01, 0.01, 0.01, 1.0], mode=Action.MODE_DELTA)
+    if stamp is not None:
+        a.header.stamp = stamp
+    for key, value in fields.items():
+        setattr(a, key, value)
+    return a
+
+
+def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=frame.shape[0], width=frame.shape[1], encoding=encoding, step=frame.shape[1] * frame.shape[2], data=frame.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return msg
+
+
+def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ros, run, watch):
+    from std_srvs.srv import Trigger
+
+    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "max_steps:=3", "-p", "done_threshold:=1.0",
+                     "-p", "warning_period_s:=60.0", "-p", "republish_period_s:=0.3")  # fmt: skip
+    pub = watch["action_pub"]
+    assert ros.spin_until(lambda: watch["observation"] and watch["done"] and watch["episode"] and watch["dream/image"] and pub.get_subscription_count(), 60), "no dreamer"
+    first = watch["observation"][-1]
+    assert (first.encoding, first.width, first.height, first.header.frame_id) == ("rgb8", 32, 32, "dream_camera")
+    assert (watch["dream/image"][-1].width, watch["episode"][-1].data) == (100, "dream-ep0000")
+    bad = [action([math.nan, 0, 0, 0]), action([0, math.inf, 0, 0]), action([0, 0, 0]), action(NEUTRAL, names=["x", "y", "z", "g"]),
+           action(NEUTRAL, mode=0), action([2, 0, 0, 0]), action(NEUTRAL, episode_id="someone-elses")]  # fmt: skip
+    for a in bad * 3:
+        pub.publish(a)
+    ros.spin_until(lambda: False, 1.0)  # republishes happen meanwhile: step stays 0
+    assert proc.poll() is None and {d.step for d in watch["done"]} == {0}
+    for step in (1, 2, 3):
+        stamp = watch["done"][-1].header.stamp  # its observation carries the same stamp (and may trail)
+        pub.publish(action(NEUTRAL, stamp, episode_id="dream-ep0000"))
+        pub.publish(action(NEUTRAL, stamp))  # the policy's repeat for the same frame: no second step
+        assert ros.spin_until(lambda: watch["done"][-1].step == step or watch["episode"][-1].data != "dream-ep0000", 10), step
+    ended = [d for d in watch["done"] if d.done]
+    assert len(ended) == 1 and ended[0].truncated and ended[0].step == 3 and ended[0].episode_id == "dream-ep0000"
+    assert ros.spin_until(lambda: watch["episode"][-1].data == "dream-ep0001", 5)  # auto reset
+    stamps = {(o.header.stamp.sec, o.header.stamp.nanosec) for o in watch["observation"]}
+    assert all((d.header.stamp.sec, d.header.stamp.nanosec) in stamps for d in watch["done"][-3:])  # paired by stamp
+    client = ros.node.create_client(Trigger, "reset")
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(Trigger.Request())
+    assert ros.spin_until(future.done, 10) and future.result().message == "dream-ep0002"
+    assert ros.spin_until(lambda: watch["episode"][-1].data == "dream-ep0002" and watch["done"][-1].step == 0, 5)
+    log = ros.stop(proc)
+    warnings = [line for line in log.splitlines() if "refused an action" in line]
+    assert len(warnings) == 6, log  # one per kind (NaN and inf share one), throttled
+    for expected in ("not all finite", "lengths differ", "names", "mode absolute", "out of range", "someone-elses"):
+        assert any(expected in w for w in warnings), expected
+    assert "Traceback" not in log
+
+
+def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, run, watch):
+    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "mode:=shadow", "-p", "warning_period_s:=60.0")
+    pub, obs = watch["action_pub"], watch["observation_pub"]
+    assert ros.spin_until(lambda: pub.get_subscription_count() and obs.get_subscription_count(), 60), "no dreamer"
+    ros.spin_until(lambda: False, 0.5)  # discovery both ways
+    frames = EpisodeDataset.open(load_world_model(run)[1].split["dataset"]).load_arrays().frames
+    short = image(frames[0], 1)
+    short.data = short.data[:100]
+    bad = [image(frames[0], 1, "yuv422"), image(frames[0][:16], 1), short]
+    for msg in bad:
+        obs.publish(msg)
+    for t in range(1, 5):
+        stamp = image(frames[t], t * 10_000_000)
+        obs.publish(stamp)
+        ros.spin_until(lambda: False, 0.1)
+        pub.publish(action([0.5, 0, 0, 0], stamp.header.stamp))
+        assert ros.spin_until(lambda: len(watch["dream/prediction"]) >= t, 10), t
+    obs.publish(image(frames[5], 50_000_000))
+    assert ros.spin_until(lambda: len(watch["dream/error"]) >= 4 and len(watch["dream/image"]) >= 4, 10)
+    assert all(0.0 < e.data < 1.0 for e in watch["dream/error"])
+    assert [p.header.stamp.nanosec for p in watch["dream/prediction"]] == [10_000_000, 20_000_000, 30_000_000, 40_000_000]
+    assert watch["dream/image"][-1].width == 100 and all(o.header.frame_id != "dream_camera" for o in watch["observation"])  # never the env
+    log = ros.stop(proc)
+    assert proc.returncode == 0 and "Traceback" not in log, log
+    for expected in ("encoding 'yuv422' is not supported", "data holds", "the world model takes uint8 [32,32,3]"):
+        assert expected in log, expected
