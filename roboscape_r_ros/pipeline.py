@@ -280,7 +280,8 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
         "nothing. Imagined returns are training signals only; every policy is judged here, by Meta-World's "
         "success flag.", "",
         *_evaluation_lines(configs), "",
-        "Full evaluation: [evaluation/report.md](evaluation/report.md).", "",
+        "![success per scene](evaluation/report_success.png)", "",
+        "Full evaluation, with a GIF of each scene: [evaluation/report.md](evaluation/report.md).", "",
     ]
     sanity = Path(configs["reward_sanity"].output) / "report.md"
     if cfg.reward_sanity and sanity.exists():

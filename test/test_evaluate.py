@@ -85,6 +85,12 @@ def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| tiny |" in summary and "| random |" in summary and "dark" in summary
     assert "### Relative improvement of tiny" in report and "light_scale" in report
+    from PIL import Image
+
+    assert Image.open(tmp_path / "report_success.png").size[1] == 360 and "(report_success.png)" in report
+    for scene in (IN_DOMAIN, "dark"):  # the goal beside each actor's first episode, as long as the longest run
+        gif = Image.open(tmp_path / f"report_{scene}.gif")
+        assert gif.n_frames > 60 // 3 and f"(report_{scene}.gif)" in report
     wrong = ImagePolicy(PolicyConfig(image_size=32, action_dim=2, channels=[8, 8], hidden=16))
     wrong = wrong.save(tmp_path / "w.safetensors")
     with pytest.raises(PolicyMismatchError, match="emits 2-D actions, expected 4-D"):

@@ -6,6 +6,8 @@ expert cannot solve is dropped, counted, and another is drawn (up to ``expert_dr
 out-of-range positions are checked, the expert must still succeed there. Every actor then runs the same episode from the
 same seed (a paired comparison) until Meta-World's success flag or the step cap. Scenes draw the same
 reset seeds too, so an in-domain episode and its recoloured or relit twin start from the same state.
+The report gets a plot of success per scene with its intervals and, per scene, a GIF of each task's
+first episode: the goal frame beside every actor's run.
 
 Out-of-domain scenes use the scene variation API: colours, lighting, camera jitter, and object/goal
 start positions in a box just outside the task's training range (``outside`` = x+, x-, y+ or y-:
@@ -22,7 +24,7 @@ import dataclasses
 import json
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -35,9 +37,11 @@ from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
 from roboscape_r_ros.rl.actors import Actor, ExpertActor, PolicyActor, RandomActor
 from roboscape_r_ros.rl.goals import DemoGoal, ExpertGoal, GoalSource
 from roboscape_r_ros.rl.policy import ImagePolicy
-from roboscape_r_ros.rl.report import IN_DOMAIN, EpisodeResult, scene_table, success_tables
+from roboscape_r_ros.rl.report import IN_DOMAIN, EpisodeResult, rate, scene_table, success_tables
+from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
 
 AXES = {"x": 0, "y": 1}
+CLIP_EVERY = 3  # control steps between the frames of a report GIF
 
 
 @dataclass
@@ -100,6 +104,8 @@ class Evaluation:
     dropped: dict[str, int]  # "task / scene" -> reset seeds dropped because the scripted expert failed
     scenes: list[str]  # scene names in evaluation order
     wall_s: float
+    # scene -> task -> {"goal": [1,H,W,3], actor: [T,H,W,3] every CLIP_EVERY steps}: each task's first episode
+    clips: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
 
 
 def outside_scene(spec: SceneSpec, low: np.ndarray, high: np.ndarray) -> SceneVariation:
@@ -118,17 +124,26 @@ def outside_scene(spec: SceneSpec, low: np.ndarray, high: np.ndarray) -> SceneVa
     return dataclasses.replace(spec.scene, object_range=boxes[0], goal_range=boxes[1] if len(boxes) > 1 else None)
 
 
-def run_episode(env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int) -> tuple[bool, int]:
-    """(success, control steps) of one episode from reset ``seed``; chunks run open loop."""
+def run_episode(env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int,
+                frames: Optional[list[np.ndarray]] = None) -> tuple[bool, int]:
+    """(success, control steps) of one episode from reset ``seed``; chunks run open loop.
+
+    ``frames`` (when given) collects every CLIP_EVERY-th frame and the last one, uint8 [H,W,3].
+    """
     obs, info = env.reset(seed=seed)
     actor.reset(env.task)
     steps = 0
+    if frames is not None:
+        frames.append(obs["image"])
     while True:
         action = actor({"image": obs["image"], "goal": goal}, info)
         chunk = np.asarray(action, np.float32).reshape(-1, env.action_space.shape[0])  # [K,A]
         for action in chunk:
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
+            ended = info["success"] or terminated or truncated
+            if frames is not None and (steps % CLIP_EVERY == 0 or ended):
+                frames.append(obs["image"])
             if info["success"]:
                 return True, steps
             if terminated or truncated:
@@ -166,7 +181,7 @@ def evaluate(
 ) -> Evaluation:
     """Run every actor on the same expert-checked episodes; a scene named IN_DOMAIN counts as in-domain."""
     start = time.perf_counter()
-    results, dropped = [], {}
+    results, dropped, clips = [], {}, {spec.name: {} for spec in scenes}
     total = len(env_cfg.tasks) * len(scenes) * len(seeds) * episodes_per_seed
     with tqdm(total=total, unit="episode", desc="evaluate", disable=not progress) as bar:
         for task in env_cfg.tasks:
@@ -189,17 +204,47 @@ def evaluate(
                                 continue
                             if goal_source is not None:
                                 goal = goal_source(env, reset_seed).image
+                            clip = None if task in clips[spec.name] else {"goal": goal[None]}
                             for name, actor in actors.items():
-                                success, steps = run_episode(env, actor, goal, reset_seed)
+                                frames = [] if clip is not None else None
+                                success, steps = run_episode(env, actor, goal, reset_seed, frames)
                                 results.append(
                                     EpisodeResult(name, task, spec.name, seed, episode, reset_seed, success, steps)
                                 )
+                                if clip is not None:
+                                    clip[name] = np.stack(frames)
+                            if clip is not None:
+                                clips[spec.name][task] = clip
                 finally:
                     env.close()
-    return Evaluation(results, dropped, [spec.name for spec in scenes], time.perf_counter() - start)
+    return Evaluation(results, dropped, [spec.name for spec in scenes], time.perf_counter() - start, clips)
 
 
-def markdown_report(evaluation: Evaluation, cfg: EvaluateConfig) -> str:
+def write_media(evaluation: Evaluation, report: Path) -> list[str]:
+    """Success-per-scene plot and one GIF per scene beside ``report``; markdown lines that show them."""
+    actors = list(dict.fromkeys(r.actor for r in evaluation.episodes))
+    series, errors = {}, {}
+    for k, actor in enumerate(actors):
+        rates = [rate(r for r in evaluation.episodes if r.actor == actor and r.scene == s) for s in evaluation.scenes]
+        xs = [i + 0.08 * (k - (len(actors) - 1) / 2) for i in range(len(rates))]
+        series[actor] = (xs, [100 * r.value for r in rates])
+        errors[actor] = ([100 * r.low for r in rates], [100 * r.high for r in rates])
+    plot = report.with_name(f"{report.stem}_success.png")
+    width = max(560, 110 * len(evaluation.scenes))
+    line_plot(plot, series, "success in the physics sim (95% Wilson interval)", "scene", "success %",
+              size=(width, 360), errors=errors, categories=evaluation.scenes)
+    lines = [f"![success per scene]({plot.name})", ""]
+    for scene, tasks in evaluation.clips.items():
+        if not tasks:
+            continue
+        gif = report.with_name(f"{report.stem}_{scene}.gif")
+        rows = [[clip["goal"], *(clip[a] for a in actors)] for clip in tasks.values()]
+        write_gif(gif, labelled_grid(rows, ["goal", *actors]), fps=8.0)
+        lines.append(f"![{scene}: {', '.join(tasks)} (rows); goal, then each actor]({gif.name})")
+    return lines
+
+
+def markdown_report(evaluation: Evaluation, cfg: EvaluateConfig, media: list[str]) -> str:
     lines = [
         "# Evaluation in the physics sim",
         "",
@@ -209,6 +254,12 @@ def markdown_report(evaluation: Evaluation, cfg: EvaluateConfig) -> str:
         "step cap. Every actor ran the same episodes; episodes the scripted expert could not solve were dropped.",
         "",
         *success_tables(evaluation.episodes, evaluation.scenes, cfg.ours or None, cfg.min_baseline),
+        "",
+        "### Episodes",
+        "",
+        "Each scene's first episode per task (rows), every actor from the same reset seed.",
+        "",
+        *media,
         "",
         "### Out-of-domain scenes",
         "",
@@ -249,7 +300,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
     )
     path = Path(cfg.report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown_report(evaluation, cfg))
+    path.write_text(markdown_report(evaluation, cfg, write_media(evaluation, path)))
     # every episode, for tables of your own: load with load_evaluation(<report>.json)
     path.with_suffix(".json").write_text(json.dumps({
         "scenes": evaluation.scenes, "dropped": evaluation.dropped, "wall_s": evaluation.wall_s,

@@ -89,15 +89,23 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def line_plot(path: str | Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str,
-              xlabel: str, ylabel: str, size: tuple[int, int] = (560, 360), diagonal: bool = False) -> Path:
-    """Lines with markers and a legend as a PNG (no matplotlib). NaN points are skipped."""
+              xlabel: str, ylabel: str, size: tuple[int, int] = (560, 360), diagonal: bool = False,
+              errors: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+              categories: Sequence[str] | None = None) -> Path:
+    """Lines with markers and a legend as a PNG (no matplotlib). NaN points are skipped.
+
+    ``errors``: per series, (low, high) of a vertical interval at each point. ``categories``: the x
+    axis is categorical, x = 0..len-1 labelled with these names, and points are not joined (offset
+    each series' x a little to keep intervals apart).
+    """
     width, height = size
     left, right, top, bottom = 56, 16, 40, 44
     points = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys) if np.isfinite(y) and np.isfinite(x)]
+    points += [(0.0, y) for lows, highs in (errors or {}).values() for y in (*lows, *highs) if np.isfinite(y)]
     if not points:
         points = [(0.0, 0.0), (1.0, 1.0)]
     xs_all, ys_all = [p[0] for p in points], [p[1] for p in points]
-    x0, x1 = min(xs_all), max(xs_all)
+    x0, x1 = (-0.5, len(categories) - 0.5) if categories else (min(xs_all), max(xs_all))
     y0, y1 = min(ys_all), max(ys_all)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
@@ -116,10 +124,11 @@ def line_plot(path: str | Path, series: dict[str, tuple[Sequence[float], Sequenc
         _, y = px(x0, t)
         draw.line([left, y, width - right, y], fill=(230, 230, 230))
         draw.text((4, y - 6), f"{t:g}", fill=(0, 0, 0), font=font)
-    for t in _ticks(x0, x1):
+    ticks = list(enumerate(categories)) if categories else [(t, f"{t:g}") for t in _ticks(x0, x1)]
+    for t, label in ticks:
         x, _ = px(t, y0)
         draw.line([x, height - bottom, x, height - bottom + 4], fill=(0, 0, 0))
-        draw.text((x - 6, height - bottom + 6), f"{t:g}", fill=(0, 0, 0), font=font)
+        draw.text((x - 3 * len(label), height - bottom + 6), label, fill=(0, 0, 0), font=font)
     if diagonal:
         draw.line([px(max(x0, y0), max(x0, y0)), px(min(x1, y1), min(x1, y1))], fill=(180, 180, 180))
     draw.text((left, 4), title, fill=(0, 0, 0), font=font)
@@ -128,8 +137,14 @@ def line_plot(path: str | Path, series: dict[str, tuple[Sequence[float], Sequenc
     for k, (name, (xs, ys)) in enumerate(series.items()):
         colour = COLOURS[k % len(COLOURS)]
         pts = [px(x, y) for x, y in zip(xs, ys) if np.isfinite(y) and np.isfinite(x)]
-        if len(pts) > 1:
+        if len(pts) > 1 and not categories:
             draw.line(pts, fill=colour, width=2)
+        for x, low, high in zip(xs, *(errors or {}).get(name, ((), ()))):
+            if np.isfinite(low) and np.isfinite(high):
+                (bx, by0), (_, by1) = px(x, low), px(x, high)
+                draw.line([bx, by0, bx, by1], fill=colour, width=1)
+                draw.line([bx - 3, by0, bx + 3, by0], fill=colour)
+                draw.line([bx - 3, by1, bx + 3, by1], fill=colour)
         if len(pts) <= 40:
             for x, y in pts:
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
