@@ -42,7 +42,7 @@ $(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xm
 	touch $@
 
 demo: venv
-	$(VIRTUAL_ENV)/bin/roboscape-r collect --preset demo
+	$(VIRTUAL_ENV)/bin/roboscape-r demo
 
 # pytest exits 5 when it collected no test: for us that means a broken suite, so it fails loudly.
 test: venv
