@@ -98,7 +98,16 @@ class FrameRenderer:
         model.vis.quality.offsamples = 0
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, size)
-        self._renderer = mujoco.Renderer(model, size, size)
+        # A Ctrl-C during the GL set-up (a node stopped while it starts) must not leave a half-built
+        # renderer to the garbage collector: mujoco 3.3.0's __del__ reads attributes __init__ sets
+        # late, and at exit EGL is torn down before the context is freed. Both end in tracebacks.
+        self._renderer = mujoco.Renderer.__new__(mujoco.Renderer)
+        self._renderer._gl_context = self._renderer._mjr_context = None
+        try:
+            self._renderer.__init__(model, size, size)
+        except BaseException:
+            self._renderer.close()
+            raise
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False

@@ -3,6 +3,7 @@ logs and drops, rgb8 images, a clean spin."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from typing import Callable
@@ -109,11 +110,18 @@ def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         pass
     except RuntimeError:
         # Ctrl-C can land while the executor takes a message; rclpy then fails the take with a
-        # RuntimeError after the context is shut down. Only that case is a clean stop.
+        # RuntimeError, and its signal handler shuts the context down from another thread, which may
+        # not have happened yet (seen under load). Only a context that goes down is a clean stop.
+        deadline = time.monotonic() + 2.0
+        while rclpy.ok() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if rclpy.ok():
             raise
     finally:
         if node is not None:
             node.destroy_node()
+        # A node stopped while it was being built leaves its parts in reference cycles; free them
+        # now, while the libraries they hold are up (at exit EGL goes before MuJoCo's GL contexts).
+        gc.collect()
         rclpy.try_shutdown()
     return 0
