@@ -4,7 +4,8 @@ Subscribes  action       (roboscape_r_ros/Action, reliable): one control step pe
 Publishes   image_raw    (sensor_msgs/Image rgb8, camera_resolution square, sensor-data QoS)
             state        (sensor_msgs/JointState: the 39-d Meta-World observation by name, reliable)
             ee_pose      (geometry_msgs/PoseStamped: the hand in the world frame, reliable)
-            success      (std_msgs/Bool: Meta-World's success flag, once per step, reliable)
+            success      (std_msgs/Bool: Meta-World's success flag, once per step; transient local, so a
+                         late subscriber still learns how the last step ended)
             episode      (std_msgs/String: the episode id, transient local; a new value = a reset)
             /clock       (rosgraph_msgs/Clock: +1 control period per step and per reset)
 Service     reset        (std_srvs/Trigger): start a new episode; the message is its id
@@ -77,7 +78,7 @@ class SimBridge(Node):
         self.image_pub = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
         self.state_pub = self.create_publisher(JointState, "state", RELIABLE)
         self.pose_pub = self.create_publisher(PoseStamped, "ee_pose", RELIABLE)
-        self.success_pub = self.create_publisher(Bool, "success", RELIABLE)
+        self.success_pub = self.create_publisher(Bool, "success", LATCHED)
         self.episode_pub = self.create_publisher(String, "episode", LATCHED)
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
         self.create_subscription(Action, "action", self.on_action, RELIABLE)
