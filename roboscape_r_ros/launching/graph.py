@@ -20,7 +20,6 @@ the dreamer's ``done`` by stamp; both load the run named by the ``world_model`` 
 dreamer's shadow mode (a monitor beside a real arm: ``dream/prediction``, ``dream/error``) is not in
 the real graph by default, since it needs a world model: run ``ros2 run roboscape_r_ros dreamer
 --ros-args -p mode:=shadow -p world_model:=<run>`` in the graph's namespace beside it.
-A node with ``ready=False`` is planned: launchers skip it until its executable exists.
 """
 
 from __future__ import annotations
@@ -83,13 +82,17 @@ PARAMETER_ARGUMENTS: tuple[ParameterArgument, ...] = (
 class NodeSpec:
     name: str
     executable: str  # as in executables.txt and lib/roboscape_r_ros/ (ros2 run)
-    entry_point: str  # "module:function", the same line as in executables.txt
     modes: tuple[str, ...]
     topics: tuple[str, ...]  # node-relative topics it publishes or subscribes
     role: str
-    ready: bool = True  # False: planned; launchers skip it until the executable exists
     clock_source: bool = False  # publishes /clock itself, so never follows use_sim_time
     mode_parameters: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    @property
+    def entry_point(self) -> str:
+        """"module:function" of the executable: every node is ``roboscape_r_ros.nodes.<executable>:main``,
+        the line executables.txt gives it (a test checks they agree)."""
+        return f"{PACKAGE}.nodes.{self.executable}:main"
 
     @property
     def params_file(self) -> str:
@@ -107,7 +110,6 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         name="sim_bridge",
         executable="sim_bridge",
-        entry_point="roboscape_r_ros.nodes.sim_bridge:main",
         modes=("sim",),
         topics=("action", "image_raw", "state", "ee_pose", "success", "episode"),
         role="Meta-World as the arm and camera (stand-in for Gazebo); one step per action; /clock",
@@ -116,7 +118,6 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         name="camera_ingest",
         executable="camera_ingest",
-        entry_point="roboscape_r_ros.nodes.camera_ingest:main",
         modes=("sim", "real"),
         topics=("image_raw", "observation"),
         role="camera frames of any common encoding -> rgb8 observation at model size",
@@ -124,7 +125,6 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         name="policy_controller",
         executable="policy_controller",
-        entry_point="roboscape_r_ros.nodes.policy_controller:main",
         modes=("imagination", "sim", "real"),
         topics=("observation", "goal_image", "state", "ee_pose", "estop", "episode",
                 "action", "cmd_pose", "cmd_twist", "cmd_array", "cmd_trajectory"),  # fmt: skip
@@ -133,7 +133,6 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         name="dreamer",
         executable="dreamer",
-        entry_point="roboscape_r_ros.nodes.dreamer:main",
         modes=("imagination",),
         topics=("action", "observation", "done", "episode", "goal_image", "dream/image", "dream/prediction", "dream/error"),
         role="the world model as the environment (imagine) or as a monitor (shadow)",
@@ -142,7 +141,6 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         name="reward_publisher",
         executable="reward_publisher",
-        entry_point="roboscape_r_ros.nodes.reward_publisher:main",
         modes=("imagination",),
         # reward/marker: a visualization_msgs/Marker (TEXT_VIEW_FACING) with the reward terms, the
         # Reward display of config/roboscape.rviz (RViz has no scalar plot; rqt_plot/PlotJuggler
@@ -165,10 +163,10 @@ def node(name: str) -> NodeSpec:
     raise GraphError(f"unknown node '{name}' (nodes: {', '.join(n.name for n in NODES)})")
 
 
-def nodes_for(mode: str, include_planned: bool = False) -> list[NodeSpec]:
+def nodes_for(mode: str) -> list[NodeSpec]:
     if mode not in MODES:
         raise GraphError(f"unknown mode '{mode}' (modes: {', '.join(MODES)})")
-    return [n for n in NODES if mode in n.modes and (n.ready or include_planned)]
+    return [n for n in NODES if mode in n.modes]
 
 
 def use_sim_time(spec: NodeSpec, mode: str) -> bool:

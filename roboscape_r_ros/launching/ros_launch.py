@@ -55,7 +55,7 @@ def _node(spec: graph.NodeSpec, mode: str, condition=None):
 
 
 def launch_description(modes: tuple[str, ...]):
-    """One Node action per (mode, ready node); with several modes a ``target`` argument picks one."""
+    """One Node action per (mode, node); with several modes a ``target`` argument picks one."""
     import os
 
     from ament_index_python.packages import get_package_share_directory

@@ -97,7 +97,7 @@ def _ros_value(value: Any) -> str:
 
 
 def plan(cfg: LaunchConfig) -> list[Process]:
-    """The processes of cfg.mode: argv of each ready node (pure: used by tests and by run)."""
+    """The processes of cfg.mode: argv of each node (pure: used by tests and by run)."""
     args = {**graph.argument_defaults(), **{k: str(v) for k, v in cfg.arg.items()}}
     config = Path(cfg.config_dir) if cfg.config_dir else graph.config_dir()
     namespace = "/" + cfg.namespace.strip("/")
@@ -140,9 +140,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 def run_launch(cfg: LaunchConfig) -> Optional[str]:
     processes = plan(cfg)
-    if not processes:
-        raise LaunchError(f"mode '{cfg.mode}' has no runnable node yet")
-    planned = [n.name for n in graph.nodes_for(cfg.mode, include_planned=True) if not n.ready]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("MUJOCO_GL", "egl")
     if cfg.large_data:
@@ -171,8 +168,6 @@ def run_launch(cfg: LaunchConfig) -> Optional[str]:
         for process, child in children:
             threading.Thread(target=_pipe_lines, args=(process.name, child.stdout, out, lock), daemon=True).start()
             say(f"started {process.name} (pid {child.pid})")
-        if planned:
-            say(f"not started (planned, not implemented yet): {', '.join(planned)}")
         if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" and cfg.mode != "imagination":
             say("note: with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST rmw_fastrtps sets its own transports, so LARGE_DATA "
                 "does not apply and camera frames over ~64 KB are mostly lost (bench/bench_latency.py); "
