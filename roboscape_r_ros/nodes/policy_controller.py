@@ -41,7 +41,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Header, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -50,7 +50,7 @@ from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action, Reward
-from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, StartupError, ThrottledWarnings, declare, spin, stamp_ns
+from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, RELIABLE_BACKLOG, StartupError, ThrottledWarnings, declare, spin, stamp_ns
 from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, backend_names, make_backend
@@ -142,7 +142,7 @@ class PolicyController(Node):
         self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
         self.create_subscription(String, "episode", self.on_episode, LATCHED)
         if self.learner is not None:
-            self.create_subscription(Reward, "reward", self.on_reward, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(self.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
