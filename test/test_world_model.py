@@ -20,6 +20,7 @@ from roboscape_r_ros.perception.metrics import psnr
 from roboscape_r_ros.world_model import CheckpointError, WorldModel, WorldModelConfig
 from roboscape_r_ros.world_model import train_action_model, train_goal_model, train_tokenizer
 from roboscape_r_ros.world_model.checkpoint import save_tensors
+from roboscape_r_ros.world_model.tokenizer import hold_static_tokens
 
 SIZE, SQUARE, GRID, MAX_LEN = 32, 8, 4, 16
 GOAL = np.array([12, 12])  # the blue marker surrounds this cell
@@ -173,6 +174,22 @@ def test_checkpoint_round_trip_and_resume(trained, tmp_path):
     batches = windows(make_episodes(20, 9), wm.cfg.context_length, 4, 9)
     assert train_action_model(wm, batches, steps=200, run_dir=run) == []
     assert len(train_action_model(wm, batches, steps=203, run_dir=run)) == 3
+
+
+def test_static_patches_keep_their_token_and_moving_ones_take_the_new_one():
+    rng = np.random.default_rng(0)
+    frames = torch.as_tensor(np.repeat(rng.integers(0, 250, (1, 1, 16, 16, 3), dtype=np.uint8), 4, 1))  # [1,4,16,16,3]
+    frames[0, 1:, 0:8, 0:8] += 5  # patch (0,0) moves at t=1 and stays
+    frames[0, 2:, 8:16, 8:16] += 5  # patch (1,1) moves at t=2 and stays
+    frames[0, 1:, 0:8, 8:16] ^= 1  # patch (0,1) flickers by 1 level from t=1 on ...
+    frames[0, 2, 0:8, 8:16] ^= 2  # ... by up to 3 at t=2: within a threshold of 3 of its t=0 pixels
+    ids = torch.arange(4 * 4).reshape(1, 4, 2, 2)  # every frame's ids differ from every other's
+    held = hold_static_tokens(ids, frames, threshold=3)[0]  # [4,2,2]
+    assert held[:, 1, 0].tolist() == [2, 2, 2, 2]  # never moves: its first id throughout
+    assert held[:, 0, 0].tolist() == [0, 4, 4, 4]  # the t=1 id, kept while later frames equal frame 1
+    assert held[:, 1, 1].tolist() == [3, 3, 11, 11]
+    assert held[:, 0, 1].tolist() == [1, 1, 1, 1]
+    assert torch.equal(hold_static_tokens(ids, frames, threshold=-1), ids)
 
 
 def test_kv_cache_step_matches_a_full_pass():

@@ -45,7 +45,7 @@ def skip_actions(actions: np.ndarray, frame_skip: int) -> np.ndarray:
 class SkipWindows:
     """Random batches of T world-model frames `frame_skip` recorded frames apart, as loader batches:
 
-        frames uint8 [B,T,H,W,3] (or tokens [B,T,N] when `tokens` [frames,N] is given)
+        frames uint8 [B,T,H,W,3], and their own token ids [B,T,N] when `tokens` [frames,N] is given
         actions float32 [B,T,A] (a_t leads from frame t to t+1; the last one is zero, unused)
         done float32 [B,T], task_index int64 [B], episode_index int64 [B]
     """
@@ -66,10 +66,9 @@ class SkipWindows:
         actions = np.concatenate([actions, np.zeros_like(actions[:, :1])], 1)
         batch = {"actions": actions.astype(np.float32), "done": self.data.done[kept],
                  "task_index": self.data.task_index[episode], "episode_index": self.data.episode_index[episode]}
+        batch["frames"] = self.data.frames[kept]
         if self.tokens is not None:
             batch["tokens"] = self.tokens[kept]
-        else:
-            batch["frames"] = self.data.frames[kept]
         return batch
 
     def __iter__(self):

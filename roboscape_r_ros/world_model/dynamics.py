@@ -173,11 +173,12 @@ class Dynamics(nn.Module):
         mask |= torch.eye(2 * T - 1, dtype=torch.bool, device=tokens.device)  # [2T-1,2T-1] query x key
         features, _ = self._run(stream, both, pos, mask)
         logits = self.head(features[:, T:][masked]).float()  # [M,V] at the masked positions only
-        ce = F.cross_entropy(logits, target[masked])
+        changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
+        weight = 1 + (self.cfg.changed_token_weight - 1) * changed.float()
+        ce = (F.cross_entropy(logits, target[masked], reduction="none") * weight).sum() / weight.sum()
         done_mse = F.mse_loss(torch.sigmoid(self._done_logit(features[:, :T]).float()), done)
         loss = ce + self.cfg.done_weight * done_mse
         hit = logits.argmax(-1) == target[masked]
-        changed = (target != tokens[:, :-1])[masked]  # tokens that differ from the previous frame
         metrics = {"loss": loss.item(), "token_ce": ce.item(), "done_mse": done_mse.item(),
                    "token_acc": hit.float().mean().item(),
                    "changed_acc": hit[changed].float().mean().item() if changed.any() else float("nan")}

@@ -279,7 +279,8 @@ class Evaluation:
                 acts = skip_actions(actions[ts_a[:, None] - k * (m - 1) + np.arange((m - 1) * k)], k) if m > 1 \
                     else np.zeros((len(ts), 0, actions.shape[-1]), np.float32)
                 for b in range(0, len(ts), 256):
-                    out = self.model.done_probability(tokens[rows[b : b + 256]], acts[b : b + 256])
+                    out = self.model.done_probability(self.arrays.frames[s + rows[b : b + 256]], acts[b : b + 256],
+                                                      tokens=tokens[rows[b : b + 256]])
                     p[ts_a[b : b + 256]] = out[:, -1].float().cpu().numpy()
             probs.append(p)
             labels.append(self.arrays.done[s : s + n])

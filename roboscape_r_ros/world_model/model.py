@@ -24,7 +24,7 @@ from roboscape_r_ros.world_model.conditioning import ActionEncoder
 from roboscape_r_ros.world_model.config import WorldModelConfig
 from roboscape_r_ros.world_model.dynamics import Dynamics, State
 from roboscape_r_ros.world_model.goal_model import GoalImagination, GoalModel
-from roboscape_r_ros.world_model.tokenizer import Tokenizer, to_uint8
+from roboscape_r_ros.world_model.tokenizer import Tokenizer, hold_static_tokens, to_uint8
 
 FORMAT = "roboscape_r_ros.world_model/1"
 
@@ -50,12 +50,21 @@ class WorldModel(nn.Module):
         return torch.as_tensor(x, device=self.device).to(dtype)
 
     def tokens(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 frames [...,H,W,3] -> token ids [...,N] (N = (H/8)*(W/8), row-major).
+        """uint8 frames [...,H,W,3] -> token ids [...,N] (N = (H/8)*(W/8), row-major), each frame on its own.
 
         Always in float32, so that training under bf16 autocast sees the tokens inference sees.
         """
         with torch.autocast(self.device.type, enabled=False):
             return self.tokenizer.encode(self._tensor(frames, torch.uint8)).flatten(-2)
+
+    def window_tokens(self, frames, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Consecutive frames uint8 [...,T,H,W,3] -> the token ids [...,T,N] the dynamics reads: static
+        patches keep their earlier id (`hold_static_tokens`). `tokens`: the frames' own ids [...,T,N],
+        when already computed."""
+        frames = self._tensor(frames, torch.uint8)
+        ids = self.tokens(frames) if tokens is None else torch.as_tensor(tokens, device=self.device).long()
+        held = hold_static_tokens(ids.unflatten(-1, (self.grid, self.grid)), frames, self.cfg.token_hold_threshold)
+        return held.flatten(-2)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """token ids [...,N] -> uint8 frames [...,H,W,3]."""
@@ -74,7 +83,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"{frames.shape[1]} context frames need {frames.shape[1] - 1} actions, "
                              f"got {actions.shape[1]}")
         keep = min(frames.shape[1], self.dynamics.capacity)
-        tokens = self.tokens(frames[:, -keep:])  # [B,T',N]
+        tokens = self.window_tokens(frames[:, -keep:])  # [B,T',N]
         state, _ = self.dynamics.prefill(tokens, self.actions.context(actions[:, actions.shape[1] - keep + 1 :]))
         return state
 
@@ -86,17 +95,16 @@ class WorldModel(nn.Module):
         return state, self.decode(tokens), torch.sigmoid(done_logit)
 
     @torch.no_grad()
-    def done_probability(self, frames, actions) -> torch.Tensor:
-        """Done probability [B,T] of each of T <= context_length frames [B,T,H,W,3] (actions [B,T-1,A]);
-        integer token ids [B,T,N] (from `tokens`) may stand in for the frames.
+    def done_probability(self, frames, actions, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Done probability [B,T] of each of T <= context_length consecutive frames uint8 [B,T,H,W,3]
+        (actions [B,T-1,A]); `tokens`: the frames' own ids [B,T,N] (from `tokens`), when already computed.
 
         Frame t's value uses frames <= t: the reward on real or simulated frames calls this.
         """
-        frames = torch.as_tensor(frames, device=self.device)
         if frames.shape[1] > self.cfg.context_length:
             raise ValueError(f"{frames.shape[1]} frames given; the model attends to at most {self.cfg.context_length}")
-        tokens = self._as_tokens(frames)
-        _, done_logits = self.dynamics.encode(tokens, self.actions.context(self._tensor(actions, torch.float32)))
+        ids = self.window_tokens(frames, tokens)
+        _, done_logits = self.dynamics.encode(ids, self.actions.context(self._tensor(actions, torch.float32)))
         return torch.sigmoid(done_logits)
 
     def imagine_goal(self, first_frames, instructions: list[str], max_steps: int = 50) -> GoalImagination:
@@ -104,21 +112,19 @@ class WorldModel(nn.Module):
         return self.goal.imagine(self.tokenizer, self._tensor(first_frames, torch.uint8), instructions, max_steps)
 
     # -- training losses (batches as the loader yields them, tensors on the model's device) -------
-    def _as_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames [B,T,H,W,3] (cast to uint8) -> token ids; token ids [B,T,N] (precomputed) pass through."""
-        frames = torch.as_tensor(frames, device=self.device)
-        if frames.ndim == 5:
-            with torch.no_grad():
-                return self.tokens(frames.to(torch.uint8))
-        return frames.long()
+    def action_loss(self, frames: torch.Tensor, actions: torch.Tensor, done: torch.Tensor,
+                    tokens: torch.Tensor | None = None):
+        """frames uint8 [B,T,H,W,3] (with their own token ids [B,T,N] when precomputed), actions [B,T,A]
+        (a_t follows frame t; the last is unused), done [B,T]."""
+        with torch.no_grad():
+            ids = self.window_tokens(frames, tokens)
+        return self.dynamics.loss(ids, self.actions.context(actions[:, :-1]), done)
 
-    def action_loss(self, frames: torch.Tensor, actions: torch.Tensor, done: torch.Tensor):
-        """frames uint8 [B,T,H,W,3] or their token ids [B,T,N], actions [B,T,A] (a_t follows frame t; the
-        last is unused), done [B,T]."""
-        return self.dynamics.loss(self._as_tokens(frames), self.actions.context(actions[:, :-1]), done)
-
-    def goal_loss(self, frames: torch.Tensor, instructions: list[str], done: torch.Tensor):
-        return self.goal.loss(self._as_tokens(frames), instructions, done)
+    def goal_loss(self, frames: torch.Tensor, instructions: list[str], done: torch.Tensor,
+                  tokens: torch.Tensor | None = None):
+        with torch.no_grad():
+            ids = self.window_tokens(frames, tokens)
+        return self.goal.loss(ids, instructions, done)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

