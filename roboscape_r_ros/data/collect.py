@@ -39,6 +39,9 @@ class CollectConfig:
     failed_fraction: float = option(0.2, help="share of 'failed' episodes: the expert aims beside the object and goal")
     failed_target_offset: float = option(0.15, help="metres (horizontal) a 'failed' expert aims beside its targets")
     random_fraction: float = option(0.1, help="share of 'random' episodes: uniform random actions")
+    action_hold_steps: int = option(
+        1, help="control steps each random action ('random' episodes) and each noise draw ('noisy' episodes) is "
+        "held; set it to the world model's frame_skip so the actions a world-model step averages do not cancel out")
     steps_after_success: int = option(5, help="control steps recorded after the first success, then the episode ends")
     seed: int = option(0, help="seed of every episode's initial scene and action noise")
     output: str = option("outputs/datasets/metaworld", help="dataset folder")
@@ -57,7 +60,7 @@ class CollectConfig:
         for name in ("expert_action_noise", "failed_target_offset"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("episodes_per_task", "steps_after_success", "fps"):
+        for name in ("episodes_per_task", "steps_after_success", "fps", "action_hold_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -76,14 +79,29 @@ def episode_kinds(cfg: CollectConfig, rng: np.random.Generator) -> list[str]:
     return [str(k) for k in rng.permutation(kinds)]
 
 
+def held(draw: Callable[[], np.ndarray], steps: int) -> Callable[[], np.ndarray]:
+    """A source of random vectors that repeats each draw for `steps` calls."""
+    count, value = 0, None
+    def next_value() -> np.ndarray:
+        nonlocal count, value
+        if count % steps == 0:
+            value = draw()
+        count += 1
+        return value
+    return next_value
+
+
 def make_actor(kind: str, task: str, cfg: CollectConfig, rng: np.random.Generator) -> Actor:
+    dim, hold = len(ACTION_NAMES), cfg.action_hold_steps
     if kind == "random":
-        return lambda obs: rng.uniform(-1.0, 1.0, len(ACTION_NAMES))
+        uniform = held(lambda: rng.uniform(-1.0, 1.0, dim), hold)
+        return lambda obs: uniform()
     expert = expert_policy(task)
     if kind == "expert":
         return expert.get_action
     if kind == "noisy":
-        return lambda obs: expert.get_action(obs) + rng.normal(0.0, cfg.expert_action_noise, len(ACTION_NAMES))
+        noise = held(lambda: rng.normal(0.0, cfg.expert_action_noise, dim), hold)
+        return lambda obs: expert.get_action(obs) + noise()
     if kind == "failed":
         angle = rng.uniform(0.0, 2 * np.pi)
         offset = cfg.failed_target_offset * np.array([np.cos(angle), np.sin(angle), 0.0])
