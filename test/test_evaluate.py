@@ -8,8 +8,8 @@ import pytest
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.envs.metaworld_env import EnvConfig
 from roboscape_r_ros.envs.scene import SceneVariation
-from roboscape_r_ros.rl.actors import ExpertActor, RandomActor
-from roboscape_r_ros.rl.evaluate import EvaluateConfig, SceneSpec, evaluate, outside_scene, run_evaluate
+from roboscape_r_ros.rl.evaluate import (EvaluateConfig, EvaluationError, SceneSpec, evaluate, outside_scene,
+                                         run_evaluate)
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, PolicyMismatchError
 from roboscape_r_ros.rl.report import (
     IN_DOMAIN,
@@ -61,16 +61,19 @@ def test_outside_scene_adjoins_the_training_range():
 
 
 def test_scripted_expert_succeeds_and_random_actions_fail_on_reach():
-    scenes = [SceneSpec(IN_DOMAIN), SceneSpec("positions-y+", outside="y+")]
-    actors = {"expert": ExpertActor(), "random": RandomActor(seed=0)}
-    evaluation = evaluate(actors, REACH, scenes, seeds=[0], episodes_per_seed=3, progress=False)
+    cfg = EvaluateConfig(expert_actor=True, env=REACH, ood_scenes=[SceneSpec("positions-y+", outside="y+")],
+                         seeds=[0], episodes_per_seed=3, workers=1)
+    evaluation = evaluate(cfg, progress=False)
     by = lambda actor, scene: [r for r in evaluation.episodes if r.actor == actor and r.scene == scene]  # noqa: E731
-    for scene in (IN_DOMAIN, "positions-y+"):
-        expert, random = by("expert", scene), by("random", scene)
-        assert len(expert) == len(random) == 3  # a failed expert check draws another seed
+    # within 80 steps the expert solves y+ from about half the reset seeds: episode 0 takes the second
+    # draw, episodes 1 and 2 fail all 8 and are dropped
+    for scene, kept in ((IN_DOMAIN, 3), ("positions-y+", 1)):
+        expert, random = by("scripted expert", scene), by("random", scene)
+        assert len(expert) == len(random) == kept
         assert [r.reset_seed for r in expert] == [r.reset_seed for r in random]  # paired episodes
-        assert sum(r.success for r in expert) >= 3 * 0.8
+        assert sum(r.success for r in expert) >= kept * 0.8
         assert sum(r.success for r in random) <= 1
+    assert evaluation.dropped["reach-v3 / positions-y+"] == 1 + 2 * 8
     assert evaluation.scenes == [IN_DOMAIN, "positions-y+"]
     assert evaluation.dropped[f"reach-v3 / {IN_DOMAIN}"] == 0  # the expert solves reach in-domain
 
@@ -78,7 +81,7 @@ def test_scripted_expert_succeeds_and_random_actions_fail_on_reach():
 def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
     path = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
     overrides = [f"policies=[tiny={path}]", "ours=tiny", "env.tasks=[reach-v3]", "env.resolution=32",
-                 "env.max_steps=60", "seeds=[0]", "episodes_per_seed=1",
+                 "env.max_steps=60", "seeds=[0]", "episodes_per_seed=1", "workers=1",
                  "ood_scenes=[{name: dark, scene: {light_scale: 0.3}}]", f"report={tmp_path / 'report.md'}"]  # fmt: skip
     cfg = load_config(EvaluateConfig, "evaluate", None, overrides)
     summary = run_evaluate(cfg, progress=False)
@@ -97,3 +100,36 @@ def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
         run_evaluate(dataclasses.replace(cfg, policies=[f"wrong={wrong}"]), progress=False)
     with pytest.raises(ConfigError, match="is not name=path"):
         EvaluateConfig(policies=["no-name"])
+
+
+def test_workers_give_the_same_episodes_as_one_process(tmp_path):
+    """Sampled policy actions, random actions and expert-checked seeds (with drops, out of range) alike."""
+    path = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
+    cfg = EvaluateConfig(policies=[f"tiny={path}"], deterministic=False, env=dataclasses.replace(REACH, max_steps=60),
+                         ood_scenes=[SceneSpec("positions-x+", outside="x+")], seeds=[0, 1], episodes_per_seed=2,
+                         expert_draws=3, workers=1)  # positions-x+ drops both episodes of seed 0 (clip from seed 1)
+    serial = evaluate(cfg, progress=False)
+    parallel = evaluate(dataclasses.replace(cfg, workers=2), progress=False)
+    assert serial.episodes == parallel.episodes and serial.dropped == parallel.dropped
+    assert {r.actor for r in serial.episodes} == {"tiny", "random"} and sum(serial.dropped.values()) > 0
+    for scene, tasks in serial.clips.items():
+        for actor, frames in tasks["reach-v3"].items():
+            np.testing.assert_array_equal(frames, parallel.clips[scene]["reach-v3"][actor])
+    # an episode depends on its identity only, not on the episodes run before it
+    alone = evaluate(dataclasses.replace(cfg, seeds=[1], episodes_per_seed=1, in_domain=False), progress=False)
+    assert alone.episodes == [r for r in serial.episodes if r.scene != IN_DOMAIN and (r.seed, r.episode) == (1, 0)]
+
+
+def test_a_failing_episode_in_a_worker_ends_the_evaluation_in_one_line(tmp_path):
+    report = tmp_path / "report.md"
+    cfg = EvaluateConfig(env=dataclasses.replace(REACH, camera="nowhere"), ood_scenes=[], seeds=[0],
+                         episodes_per_seed=2, workers=2, report=str(report))
+    with pytest.raises(EvaluationError, match=r"^episode reach-v3 / in-domain, seed 0, episode \d failed: "
+                       r"UnknownCameraError: unknown camera 'nowhere'") as failed:
+        run_evaluate(cfg, progress=False)
+    assert "\n" not in str(failed.value) and not list(tmp_path.iterdir())  # no report, not even half of one
+
+
+def test_workers_must_not_be_negative():
+    with pytest.raises(ConfigError, match="workers must be 0 .* got -1"):
+        load_config(EvaluateConfig, "evaluate", None, ["workers=-1"])

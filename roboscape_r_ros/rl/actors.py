@@ -2,7 +2,8 @@
 
 An actor is called once per decision with one observation {"image", "goal"} (uint8 [H,W,3] each)
 and the env's info (the scripted expert reads its privileged ``metaworld_obs``), and returns one
-action [A] or a chunk [K,A] in [-1, 1]; ``reset(task)`` starts an episode.
+action [A] or a chunk [K,A] in [-1, 1]; ``reset(task, seed)`` starts an episode and seeds the actor's
+own randomness with the episode's reset seed, so an episode replays alike wherever it runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from roboscape_r_ros.rl.policy import ImagePolicy, obs_batch
 
 
 class Actor(Protocol):
-    def reset(self, task: str) -> None: ...
+    def reset(self, task: str, seed: int) -> None: ...
 
     def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray: ...
 
@@ -29,9 +30,10 @@ class PolicyActor:
 
     def __init__(self, policy: ImagePolicy, deterministic: bool = True):
         self.policy, self.deterministic = policy.eval(), deterministic
+        self.generator = torch.Generator(policy.device)
 
-    def reset(self, task: str) -> None:
-        pass
+    def reset(self, task: str, seed: int) -> None:
+        self.generator.manual_seed(seed)
 
     @torch.no_grad()
     def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
@@ -39,14 +41,15 @@ class PolicyActor:
         if self.deterministic:
             action = self.policy.mean(batch)  # [1,K,A]
         else:
-            action = self.policy.get_action_and_value(batch)[0]
-        return self.policy.clip_actions(action)[0].cpu().numpy()  # [K,A]
+            dist = self.policy.distribution(batch)  # over [1,K*A]
+            action = torch.normal(dist.mean, dist.stddev, generator=self.generator)
+        return self.policy.clip_actions(action)[0].view(-1, self.policy.cfg.action_dim).cpu().numpy()  # [K,A]
 
 
 class ExpertActor:
     """Meta-World's scripted expert for the episode's task (reads privileged simulator state)."""
 
-    def reset(self, task: str) -> None:
+    def reset(self, task: str, seed: int) -> None:
         self.expert = expert_policy(task)
 
     def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
@@ -56,11 +59,11 @@ class ExpertActor:
 class RandomActor:
     """Uniform random actions in [-1, 1]: the floor any learned policy should clear."""
 
-    def __init__(self, seed: int = 0, action_dim: int = len(ACTION_NAMES)):
-        self.rng, self.action_dim = np.random.default_rng(seed), action_dim
+    def __init__(self, action_dim: int = len(ACTION_NAMES)):
+        self.action_dim = action_dim
 
-    def reset(self, task: str) -> None:
-        pass
+    def reset(self, task: str, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)

@@ -16,28 +16,44 @@ Measured: Meta-World clips the observation the experts read to the task's observ
 goal bounds are the training goal range, so an expert aims at the range's edge and solves goals
 beyond it only within its success radius (reach-v3, 5 cm outside on x: 4 of 8 reset seeds; on y: 7
 of 8; push-v3: 6-8 of 8). Hence the default depth of 5 cm and several expert draws per episode.
+
+An episode's randomness comes from its identity alone: its reset seeds are drawn from a stream keyed
+by (evaluation seed, task, episode), and every actor's own randomness (random actions, a sampled
+policy) is seeded with the episode's reset seed. So an episode turns out the same wherever and in
+whatever order it runs: with ``workers`` > 1 episodes run in spawned worker processes, each with one
+torch thread, its own env and its own actors loaded from the policy files, and give the same
+outcomes as ``workers=1`` (one after another in this process). Results are kept in report order.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import multiprocessing.util
+import os
 import time
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
 from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
+from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.actors import Actor, ExpertActor, PolicyActor, RandomActor
 from roboscape_r_ros.rl.goals import DemoGoal, ExpertGoal, GoalSource
 from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.rl.report import IN_DOMAIN, EpisodeResult, rate, scene_table, success_tables
+from roboscape_r_ros.runs import write_text_atomic
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
 
 AXES = {"x": 0, "y": 1}
@@ -86,6 +102,8 @@ class EvaluateConfig:
     min_baseline: float = option(0.05, help="baselines below this success rate get no relative improvement")
     device: str = option("cpu", help="torch device of the policies")
     report: str = option("outputs/eval/report.md", help="markdown report path (every episode goes beside it as .json)")
+    workers: int = option(0, help="processes running episodes side by side, each loading the policies on device "
+                          "(0: one per CPU core; 1: one after another in this process); outcomes do not depend on it")
 
     def __post_init__(self) -> None:
         for entry in self.policies:
@@ -96,6 +114,8 @@ class EvaluateConfig:
             raise ConfigError("evaluate needs at least one seed, one episode per seed and one expert draw")
         if self.goal == "demo" and not self.goal_dataset:
             raise ConfigError("goal=demo needs goal_dataset=<dataset folder>")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be 0 (one per CPU core) or a number of processes, got {self.workers}")
 
 
 @dataclass
@@ -131,7 +151,7 @@ def run_episode(env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: in
     ``frames`` (when given) collects every CLIP_EVERY-th frame and the last one, uint8 [H,W,3].
     """
     obs, info = env.reset(seed=seed)
-    actor.reset(env.task)
+    actor.reset(env.task, seed)
     steps = 0
     if frames is not None:
         frames.append(obs["image"])
@@ -169,55 +189,194 @@ def expert_checked_seed(
     return None, None, draws
 
 
-def evaluate(
-    actors: dict[str, Actor],
-    env_cfg: EnvConfig,
-    scenes: list[SceneSpec],
-    seeds: list[int],
-    episodes_per_seed: int,
-    expert_draws: int = 8,
-    goal_source: Optional[GoalSource] = None,
-    progress: bool = True,
-) -> Evaluation:
+def evaluation_scenes(cfg: EvaluateConfig) -> list[SceneSpec]:
+    return ([SceneSpec(IN_DOMAIN, cfg.env.scene)] if cfg.in_domain else []) + list(cfg.ood_scenes)
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One evaluation episode by its identity, from which all its randomness is derived."""
+
+    index: int  # position in report order
+    task: str
+    scene: SceneSpec
+    seed: int  # evaluation seed
+    episode: int  # episode number under that seed
+    clip: bool = False  # record frames for the report's GIF
+
+    def draws(self) -> np.random.Generator:
+        """The stream of this episode's reset seeds; without the scene, so every scene gets the same ones."""
+        return np.random.default_rng((self.seed, zlib.crc32(self.task.encode()), self.episode))
+
+    def __str__(self) -> str:
+        return f"{self.task} / {self.scene.name}, seed {self.seed}, episode {self.episode}"
+
+
+@dataclass
+class EpisodeOutcome:
+    spec: EpisodeSpec
+    results: list[EpisodeResult]  # one per actor; none when the scripted expert failed every draw
+    dropped: int  # reset seeds dropped because the scripted expert failed
+    clip: Optional[dict[str, np.ndarray]] = None  # {"goal": [1,H,W,3], actor: [T,H,W,3]} when spec.clip
+
+
+def episode_specs(cfg: EvaluateConfig) -> list[EpisodeSpec]:
+    """Every episode in report order; each task's first episode in a scene records its clip."""
+    keys = [(task, scene, seed, episode) for task in cfg.env.tasks for scene in evaluation_scenes(cfg)
+            for seed in cfg.seeds for episode in range(cfg.episodes_per_seed)]
+    return [EpisodeSpec(i, *key, clip=key[2:] == (cfg.seeds[0], 0)) for i, key in enumerate(keys)]
+
+
+class EvaluationError(RoboscapeError, RuntimeError):
+    """An episode failed; the message names it and the error."""
+
+
+class EpisodeRunner:
+    """Runs episodes from their specs: the actors (loaded on the first episode unless given), the goal source
+    and one env, kept while task and scene stay."""
+
+    def __init__(self, cfg: EvaluateConfig, actors: Optional[dict[str, Actor]] = None):
+        self.cfg, self.actors = cfg, actors
+        self.goal_source: Optional[GoalSource] = None
+        self._env: Optional[PixelMetaWorldEnv] = None
+        self._env_for: Optional[tuple[str, SceneSpec]] = None
+
+    def map(self, specs: list[EpisodeSpec]) -> Iterator[EpisodeOutcome]:
+        """One after another, in this process (workers=1)."""
+        return map(self.run, specs)
+
+    def run(self, spec: EpisodeSpec) -> EpisodeOutcome:
+        try:
+            if self.actors is None:
+                self.actors = build_actors(self.cfg)
+            if self.cfg.goal == "demo" and self.goal_source is None:
+                self.goal_source = DemoGoal(self.cfg.goal_dataset, seed=self.cfg.seeds[0])
+            return self._run(spec, self._scene_env(spec.task, spec.scene))
+        except Exception as err:
+            raise EvaluationError(f"episode {spec} failed: {type(err).__name__}: {err}") from err
+
+    def _run(self, spec: EpisodeSpec, env: PixelMetaWorldEnv) -> EpisodeOutcome:
+        reset_seed, goal, failed = expert_checked_seed(env, spec.draws(), self.cfg.expert_draws)
+        if reset_seed is None:
+            return EpisodeOutcome(spec, [], failed)
+        if self.goal_source is not None:
+            goal = self.goal_source(env, reset_seed).image
+        clip = {"goal": goal[None]} if spec.clip else None
+        results = []
+        for name, actor in self.actors.items():
+            frames = [] if clip is not None else None
+            success, steps = run_episode(env, actor, goal, reset_seed, frames)
+            results.append(EpisodeResult(name, spec.task, spec.scene.name, spec.seed, spec.episode, reset_seed,
+                                         success, steps))
+            if clip is not None:
+                clip[name] = np.stack(frames)
+        return EpisodeOutcome(spec, results, failed, clip)
+
+    def _scene_env(self, task: str, scene: SceneSpec) -> PixelMetaWorldEnv:
+        if self._env_for != (task, scene):
+            self.close()
+            env = PixelMetaWorldEnv(task, self.cfg.env)
+            try:
+                reset_space = env.sim._random_reset_space
+                env.set_scene(outside_scene(scene, reset_space.low, reset_space.high))
+            except BaseException:
+                env.close()
+                raise
+            self._env, self._env_for = env, (task, scene)
+        return self._env
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+        self._env = self._env_for = None
+
+
+_worker_runner: Optional[EpisodeRunner] = None  # in a worker process
+
+
+def _start_worker(cfg: EvaluateConfig) -> None:
+    global _worker_runner
+    torch.set_num_threads(1)  # one process per core
+    _worker_runner = EpisodeRunner(cfg)
+    # its env goes when the worker ends, before the interpreter's exit: atexit would end EGL first
+    multiprocessing.util.Finalize(None, _worker_runner.close, exitpriority=0)
+
+
+def _run_in_worker(spec: EpisodeSpec) -> EpisodeOutcome:
+    return _worker_runner.run(spec)
+
+
+class PoolEpisodes:
+    """Episodes in ``workers`` spawned processes (a fork would inherit torch's and EGL's state); outcomes as
+    they finish."""
+
+    def __init__(self, cfg: EvaluateConfig, workers: int):
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_worker, initargs=(cfg,))
+
+    def map(self, specs: list[EpisodeSpec]) -> Iterator[EpisodeOutcome]:
+        futures = [self.pool.submit(_run_in_worker, spec) for spec in specs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool as err:
+            raise EvaluationError(f"a worker process died ({err}); workers=1 runs the episodes in this process "
+                                  "and shows the one that kills it") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+def worker_count(workers: int, episodes: int) -> int:
+    return max(1, min(workers or os.cpu_count() or 1, episodes))
+
+
+def gather(outcomes: Iterator[EpisodeOutcome], into: list[Optional[EpisodeOutcome]], bar: tqdm) -> None:
+    for outcome in outcomes:
+        into[outcome.spec.index] = outcome
+        bar.set_postfix(task=outcome.spec.task, scene=outcome.spec.scene.name, refresh=False)
+        bar.update()
+
+
+def clip_reruns(outcomes: list[EpisodeOutcome]) -> list[EpisodeSpec]:
+    """Where a task's first episode in a scene was dropped: its first kept one, to run again with frames."""
+    first: dict[tuple[str, str], EpisodeOutcome] = {}
+    for outcome in outcomes:
+        if outcome.results:
+            first.setdefault((outcome.spec.task, outcome.spec.scene.name), outcome)
+    return [dataclasses.replace(o.spec, clip=True) for o in first.values() if o.clip is None]
+
+
+def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Evaluation:
     """Run every actor on the same expert-checked episodes; a scene named IN_DOMAIN counts as in-domain."""
     start = time.perf_counter()
-    results, dropped, clips = [], {}, {spec.name: {} for spec in scenes}
-    total = len(env_cfg.tasks) * len(scenes) * len(seeds) * episodes_per_seed
-    with tqdm(total=total, unit="episode", desc="evaluate", disable=not progress) as bar:
-        for task in env_cfg.tasks:
-            for spec in scenes:
-                bar.set_postfix(task=task, scene=spec.name)
-                key = f"{task} / {spec.name}"
-                dropped[key] = 0
-                env = PixelMetaWorldEnv(task, env_cfg)
-                try:
-                    reset_space = env.sim._random_reset_space
-                    env.set_scene(outside_scene(spec, reset_space.low, reset_space.high))
-                    for seed in seeds:
-                        # keyed by seed and task only: every scene starts from the same reset seeds
-                        rng = np.random.default_rng((seed, zlib.crc32(task.encode())))
-                        for episode in range(episodes_per_seed):
-                            bar.update()
-                            reset_seed, goal, failed = expert_checked_seed(env, rng, expert_draws)
-                            dropped[key] += failed
-                            if reset_seed is None:
-                                continue
-                            if goal_source is not None:
-                                goal = goal_source(env, reset_seed).image
-                            clip = None if task in clips[spec.name] else {"goal": goal[None]}
-                            for name, actor in actors.items():
-                                frames = [] if clip is not None else None
-                                success, steps = run_episode(env, actor, goal, reset_seed, frames)
-                                results.append(
-                                    EpisodeResult(name, task, spec.name, seed, episode, reset_seed, success, steps)
-                                )
-                                if clip is not None:
-                                    clip[name] = np.stack(frames)
-                            if clip is not None:
-                                clips[spec.name][task] = clip
-                finally:
-                    env.close()
-    return Evaluation(results, dropped, [spec.name for spec in scenes], time.perf_counter() - start, clips)
+    actors = build_actors(cfg)  # in this process too: a policy that does not load fails before any episode
+    specs = episode_specs(cfg)
+    workers = worker_count(cfg.workers, len(specs))
+    outcomes: list[Optional[EpisodeOutcome]] = [None] * len(specs)
+    runner = EpisodeRunner(cfg, actors) if workers == 1 else PoolEpisodes(cfg, workers)
+    try:
+        desc = "evaluate" if workers == 1 else f"evaluate ({workers} workers)"
+        with tqdm(total=len(specs), unit="episode", desc=desc, disable=not progress) as bar:
+            gather(runner.map(specs), outcomes, bar)
+            reruns = clip_reruns(outcomes)
+            bar.total += len(reruns)
+            gather(runner.map(reruns), outcomes, bar)  # the same outcomes again, now with frames
+    finally:
+        runner.close()
+    return collate(outcomes, evaluation_scenes(cfg), time.perf_counter() - start)
+
+
+def collate(outcomes: list[EpisodeOutcome], scenes: list[SceneSpec], wall_s: float) -> Evaluation:
+    dropped: dict[str, int] = {}
+    clips: dict[str, dict[str, dict[str, np.ndarray]]] = {scene.name: {} for scene in scenes}
+    for outcome in outcomes:
+        task, scene = outcome.spec.task, outcome.spec.scene.name
+        dropped[f"{task} / {scene}"] = dropped.get(f"{task} / {scene}", 0) + outcome.dropped
+        if outcome.clip is not None:
+            clips[scene][task] = outcome.clip
+    episodes = [r for outcome in outcomes for r in outcome.results]
+    return Evaluation(episodes, dropped, [scene.name for scene in scenes], wall_s, clips)
 
 
 def write_media(evaluation: Evaluation, report: Path) -> list[str]:
@@ -284,7 +443,7 @@ def build_actors(cfg: EvaluateConfig) -> dict[str, Actor]:
     if cfg.expert_actor:
         actors["scripted expert"] = ExpertActor()
     if cfg.random_actor:
-        actors["random"] = RandomActor(seed=cfg.seeds[0])
+        actors["random"] = RandomActor()
     if not actors:
         raise ConfigError("nothing to evaluate: give policies=name=path,... or set random_actor/expert_actor")
     return actors
@@ -292,17 +451,12 @@ def build_actors(cfg: EvaluateConfig) -> dict[str, Actor]:
 
 def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
     """Evaluate the configured actors, write the markdown report; returns the report's path and table."""
-    actors = build_actors(cfg)
-    scenes = ([SceneSpec(IN_DOMAIN, cfg.env.scene)] if cfg.in_domain else []) + list(cfg.ood_scenes)
-    goal_source = DemoGoal(cfg.goal_dataset, seed=cfg.seeds[0]) if cfg.goal == "demo" else None
-    evaluation = evaluate(
-        actors, cfg.env, scenes, cfg.seeds, cfg.episodes_per_seed, cfg.expert_draws, goal_source, progress
-    )
+    evaluation = evaluate(cfg, progress)
     path = Path(cfg.report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown_report(evaluation, cfg, write_media(evaluation, path)))
+    write_text_atomic(path, markdown_report(evaluation, cfg, write_media(evaluation, path)))
     # every episode, for tables of your own: load with load_evaluation(<report>.json)
-    path.with_suffix(".json").write_text(json.dumps({
+    write_text_atomic(path.with_suffix(".json"), json.dumps({
         "scenes": evaluation.scenes, "dropped": evaluation.dropped, "wall_s": evaluation.wall_s,
         "episodes": [dataclasses.asdict(r) for r in evaluation.episodes]}, indent=1))
     return "\n".join([f"report: {path}", *scene_table(evaluation.episodes, evaluation.scenes)])

@@ -6,8 +6,8 @@
                 an imagination episode gets from a held-out demo or from the goal model. The same
                 rollout tells whether the expert can solve the episode at all (evaluation drops
                 episodes it cannot).
-    DemoGoal    the last frame of a random successful episode of the same task in a dataset: cheap,
-                but it shows another episode's goal position.
+    DemoGoal    the last frame of a successful episode of the same task in a dataset, picked at random
+                by (its seed, the reset seed): cheap, but it shows another episode's goal position.
 
 A goal source is called as ``source(env, seed) -> Goal``; it may reset and step ``env``, so the caller
 resets with ``seed`` afterwards (resets are deterministic in the seed).
@@ -85,7 +85,7 @@ class DemoGoal:
         for meta, row in zip(dataset.episodes, last_rows):
             if meta.success:
                 self.last_frames.setdefault(meta.task, []).append(arrays.frames[row])
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def __call__(self, env: PixelMetaWorldEnv, seed: int) -> Goal:
         frames = self.last_frames.get(env.task)
@@ -94,4 +94,4 @@ class DemoGoal:
         shape = env.observation_space["image"].shape
         if tuple(shape) != tuple(self.image_shape):
             raise GoalError(f"{self.root}: frames are {list(self.image_shape)}, the env renders {list(shape)}")
-        return Goal(frames[self.rng.integers(len(frames))])
+        return Goal(frames[np.random.default_rng((self.seed, seed)).integers(len(frames))])
