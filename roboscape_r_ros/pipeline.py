@@ -69,7 +69,8 @@ class DemoConfig:
         "frame_skip) or its decisions")
     evaluate: EvaluateConfig = option(EvaluateConfig(), help="evaluation in the physics sim (policies, env and "
                                       "report path are set here)")
-    threads: int = option(0, help="torch CPU threads of every stage (0: torch's default)")
+    threads: int = option(0, help="torch CPU threads of every stage (0: torch's default); evaluate.workers "
+                          "sets the evaluation's processes (default: one per CPU core, one thread each)")
 
     def __post_init__(self) -> None:
         sizes = {"collect.env.resolution": self.collect.env.resolution,
@@ -214,7 +215,8 @@ def run_demo(cfg: DemoConfig) -> str:
         torch.set_num_threads(cfg.threads)
     configs = stage_configs(cfg)
     with RunFolder.open(out, lock=True) as run:
-        run.write_config(cfg, must_match=("",), ignore=("fresh", "threads"))
+        # speed alone: a resumed run may use other thread and worker counts
+        run.write_config(cfg, must_match=("",), ignore=("fresh", "threads", "evaluate.workers"))
         stages, done = build_stages(cfg, configs), _read_stages(run)
         start = time.perf_counter()
         print(f"roboscape-r demo: {len(stages)} stages into {out}", file=sys.stderr)
