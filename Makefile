@@ -55,6 +55,7 @@ bench: venv
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_latency.py
 	$(PY) bench/bench_dreamer.py
+	$(PY) bench/bench_evaluate.py
 
 clean:
 	rm -rf build install log outputs bench/results
