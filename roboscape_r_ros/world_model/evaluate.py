@@ -1,11 +1,17 @@
 """`roboscape-r evaluate-wm`: the world model of a train-wm run on the run's held-out episodes.
 
     roboscape-r evaluate-wm run=outputs/runs/wm3_cpu
+    roboscape-r evaluate-wm run=outputs/runs/wm3_cpu dataset=outputs/datasets/other   # every episode
 
 Writes <run>/eval/: report.md (tables), metrics.json, psnr_vs_horizon.png, done_roc.png and
 real_dream_goal.gif (real | dreamed open loop | goal model).
 
-What is measured (all on held-out episodes, split.json of the run):
+Which episodes: on the run's own dataset (the path its split.json / config.yaml names, with the
+episode and frame counts split.json was made for) the held-out episodes of split.json; on any other
+dataset with the model's action dimensions and frame size, every episode (split.json's indices would
+name other episodes there).
+
+What is measured (all on those episodes):
 - Open-loop rollouts: from `context_length-1` real frames the action model imagines h steps from the
   recorded actions alone (h in `horizons`, one world-model step = frame_skip control steps). Each
   episode contributes up to `windows_per_episode` windows of the longest listed horizon it can hold,
@@ -26,8 +32,8 @@ What is measured (all on held-out episodes, split.json of the run):
 - Done head on dreamed frames: the same AUROC on the open-loop rollouts' imagined frames.
 - Goal model: from frame 0 and the instruction of each successful held-out episode, the goal
   frame (first done >= 0.9, or the last imagined frame) against the episode's true final frame,
-  beside two baselines: the task's mean final frame over the training split's successful episodes,
-  and the first frame.
+  beside two baselines: the task's mean final frame over the training split's successful episodes
+  (of the run's dataset: n/a when it no longer opens), and the first frame.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import torch
 from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.data.lerobot import DatasetError
 from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset
 from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
 from roboscape_r_ros.perception.metrics import psnr, ssim
@@ -139,16 +146,22 @@ class Evaluation:
         self.run = RunFolder.open(cfg.run, create=False)
         if not self.run.file("split.json").exists():
             raise RunError(f"{self.run.path}: no split.json (not a train-wm run folder)")
-        split = self.run.read_json("split.json")
+        self.split = self.run.read_json("split.json")
         run_cfg = self.run.read_config() if self.run.file("config.yaml").exists() else {}
-        dataset_path = cfg.dataset or run_cfg.get("dataset") or split.get("dataset")
+        self.run_dataset = run_cfg.get("dataset") or self.split.get("dataset")
+        dataset_path = cfg.dataset or self.run_dataset
         if not dataset_path:
             raise RunError(f"{self.run.path}: config.yaml names no dataset; set dataset=...")
         self.dataset = EpisodeDataset.open(dataset_path)
-        if self.dataset.num_episodes != split.get("num_episodes"):
-            raise RunError(f"{self.run.file('split.json')}: made for {split.get('num_episodes')} episodes, "
-                           f"{self.dataset.root} has {self.dataset.num_episodes}")
-        self.train_eps, self.held_out = list(split["train"]), list(split["held_out"])
+        own_paths = {Path(p).resolve() for p in (run_cfg.get("dataset"), self.split.get("dataset")) if p}
+        self.own_dataset = self.dataset.root.resolve() in own_paths
+        if self.own_dataset:
+            self.check_split(self.dataset)
+            self.held_out = list(self.split["held_out"])
+            self.scored = f"the run's {len(self.held_out)} held-out episodes (split.json)"
+        else:
+            self.held_out = list(range(self.dataset.num_episodes))
+            self.scored = f"all {self.dataset.num_episodes} episodes (not the run's dataset)"
         self.device = resolve_device(cfg.device)
         self.checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else self.run.file(MODEL_FILE)
         self.model = WorldModel.from_checkpoint(self.checkpoint, self.device)
@@ -161,12 +174,22 @@ class Evaluation:
         if self.dataset.image_shape != (mc.image_size, mc.image_size, 3):
             raise ConfigError(f"{self.dataset.root}: {self.dataset.image_shape[0]}px frames, the model takes "
                               f"{mc.image_size}px")
+        if len(self.dataset.action_names) != mc.action_dim:
+            raise ConfigError(f"{self.dataset.root}: {len(self.dataset.action_names)}-D actions "
+                              f"({', '.join(self.dataset.action_names)}), the model takes {mc.action_dim}-D")
         self.k, self.c = mc.frame_skip, mc.context_length - 1
         self.arrays: EpisodeArrays = self.dataset.load_arrays()
         self.distance = make_distance(cfg.perception)
         self.out = Path(cfg.output) if cfg.output else self.run.path / "eval"
         self.out.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(cfg.seed)
+
+    def check_split(self, dataset: EpisodeDataset) -> None:
+        """RunError unless `dataset` has the episode and frame counts split.json was made for."""
+        made_for = (self.split.get("num_episodes"), self.split.get("num_frames"))
+        if made_for != (dataset.num_episodes, dataset.num_frames):
+            raise RunError(f"{self.run.file('split.json')}: made for {made_for[0]} episodes / {made_for[1]} frames, "
+                           f"{dataset.root} has {dataset.num_episodes} / {dataset.num_frames}")
 
     def kind(self, e: int) -> str:
         return self.dataset.episodes[e].kind
@@ -319,11 +342,7 @@ class Evaluation:
         successes = [e for e in self.held_out if ds.episodes[e].success]
         if not successes:
             return {"episodes": 0}, {}
-        mean_final = {}
-        for task in {ds.episodes[e].task for e in successes}:
-            finals = [final(e) for e in self.train_eps if ds.episodes[e].success and ds.episodes[e].task == task]
-            if finals:
-                mean_final[task] = np.mean(np.stack(finals).astype(np.float32), 0).round().astype(np.uint8)
+        mean_final, mean_source = self.task_mean_finals({ds.episodes[e].task for e in successes})
         steps = self.cfg.goal_max_steps or max(int(a.lengths[e]) for e in successes) // self.k + 4
         first = np.stack([a.frames[a.starts[e]] for e in successes])
         truth = np.stack([final(e) for e in successes])
@@ -345,13 +364,35 @@ class Evaluation:
             "perceptual_goal": nanmean(d_goal), "perceptual_task_mean_final": nanmean(d_mean[has_mean]),
             "perceptual_first_frame": nanmean(d_first),
             "psnr_goal": nanmean(p_goal), "psnr_task_mean_final": nanmean(p_mean[has_mean]),
-            "psnr_first_frame": nanmean(p_first),
+            "psnr_first_frame": nanmean(p_first), "task_mean_final_source": mean_source,
             "goal_closer_than_mean_final": float(np.mean((d_goal < d_mean)[has_mean])) if has_mean.any() else float("nan"),
             "by_task": {t: {"episodes": len(ix), "perceptual_goal": nanmean(d_goal[ix]),
                             "perceptual_task_mean_final": nanmean(d_mean[ix]), "fired": float(imagined.fired[ix].float().mean())}
                         for t, ix in sorted(by_task.items())},
         }
         return out, {"episodes": successes, "imagined": imagined}
+
+    def task_mean_finals(self, tasks: set[str]) -> tuple[dict[str, np.ndarray], str]:
+        """Each task's mean final frame over the successful episodes of the run's training split (from the
+        run's dataset), and where they come from: n/a with the reason when that dataset does not open."""
+        if self.own_dataset:
+            dataset, arrays = self.dataset, self.arrays
+        elif not self.run_dataset:
+            return {}, "n/a: the run names no dataset"
+        else:
+            try:
+                dataset = EpisodeDataset.open(self.run_dataset)
+                self.check_split(dataset)
+            except (DatasetError, RunError) as err:
+                return {}, f"n/a: the run's dataset does not open ({err})"
+            arrays = dataset.load_arrays()
+        means = {}
+        for task in tasks:
+            finals = [arrays.frames[arrays.starts[e] + arrays.lengths[e] - 1] for e in self.split["train"]
+                      if dataset.episodes[e].success and dataset.episodes[e].task == task]
+            if finals:
+                means[task] = np.mean(np.stack(finals).astype(np.float32), 0).round().astype(np.uint8)
+        return means, f"the run's training split of {dataset.root}"
 
     def gif(self, goal_data: dict) -> Path | None:
         """real | dreamed (open loop from the first context frames, true actions) | goal model."""
@@ -421,7 +462,7 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
     ol, done, goal = m["open_loop"]["horizons"], m["done_head"], m["goal_model"]
     lines = [
         f"# World model evaluation: `{m['run']}`", "",
-        f"Checkpoint `{m['checkpoint']}`; dataset `{m['dataset']}`; {m['held_out_episodes']} held-out episodes "
+        f"Checkpoint `{m['checkpoint']}`; dataset `{m['dataset']}`; scored: {m['episodes_scored']} "
         f"({m['held_out_kinds']}). Model: {m['model']['params_m']:.2f}M parameters, {m['model']['image_size']}px "
         f"frames, {m['model']['context_length'] - 1} context frames, one step = {m['model']['frame_skip']} control "
         f"steps, {m['model']['decode_steps']} MaskGIT decoding steps per frame. Perceptual distance: **{m['perceptual_backend']}** ({m['perceptual_note']}). "
@@ -493,7 +534,8 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
                   f"{_f(goal['true_success_frame'], 0)}).", "",
                   f"| goal frame vs true final frame | {m['perceptual_backend']} distance | PSNR |", "|---|---|---|",
                   f"| goal model | {_f(goal['perceptual_goal'], 3)} | {_f(goal['psnr_goal'])} |",
-                  f"| task mean final frame (train split) | {_f(goal['perceptual_task_mean_final'], 3)} | "
+                  f"| task mean final frame ({goal['task_mean_final_source']}) | "
+                  f"{_f(goal['perceptual_task_mean_final'], 3)} | "
                   f"{_f(goal['psnr_task_mean_final'])} |",
                   f"| first frame | {_f(goal['perceptual_first_frame'], 3)} | {_f(goal['psnr_first_frame'])} |", "",
                   f"The goal frame is closer than the task's mean final frame in "
@@ -529,6 +571,7 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
     metrics = {
         "run": str(ev.run.path), "checkpoint": str(ev.checkpoint), "dataset": str(ev.dataset.root),
         "device": str(ev.device), "seconds": time.perf_counter() - start,
+        "episodes_scored": ev.scored,
         "held_out_episodes": len(ev.held_out), "held_out_kinds": ", ".join(f"{k} {v}" for k, v in sorted(held_kinds.items())),
         "model": {"params_m": sum(p.numel() for p in ev.model.parameters()) / 1e6, "image_size": mc.image_size,
                   "context_length": mc.context_length, "frame_skip": mc.frame_skip,
