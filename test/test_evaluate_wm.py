@@ -9,20 +9,28 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
+from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination.toy import write_toy_dataset
 from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, Evaluation, auroc
+from roboscape_r_ros.world_model.model import WorldModel
+from roboscape_r_ros.world_model.rollout import controllability_sheet, held_actions
 from wm_synthetic import write_dataset
+
+SHEET_STEPS = 4
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     dataset = write_dataset(root / "synthetic", seed=1)
     run = root / "run"
-    steps = ["model.train.tokenizer_steps=40", "model.train.action_steps=40", "model.train.goal_steps=10"]
+    # 150 action steps: the fewest after which held actions visibly change the tiny model's rollouts
+    steps = ["model.train.tokenizer_steps=40", "model.train.action_steps=150", "model.train.goal_steps=10"]
     assert cli.main(["train-wm", "--preset", "tiny", f"dataset={dataset}", f"run={run}", "threads=1",
                      "progress=false", "held_out_fraction=0.3", *steps]) == 0
     return root, run, dataset
@@ -30,7 +38,7 @@ def trained(tmp_path_factory):
 
 def evaluate(run, output, *overrides: str) -> dict:
     assert cli.main(["evaluate-wm", "--preset", "tiny", f"run={run}", f"output={output}", "progress=false",
-                     *overrides]) == 0
+                     f"sheet_steps={SHEET_STEPS}", *overrides]) == 0
     return json.loads((output / "metrics.json").read_text())
 
 
@@ -138,3 +146,49 @@ def test_another_action_space_is_a_one_line_config_error(trained, capsys):
     assert cli.main(["evaluate-wm", f"run={run}", f"dataset={toy}", "progress=false"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "2-D actions (dx, dy), the model takes 4-D" in lines[0], lines
+
+
+def test_controllability_sheet_shows_six_held_actions_from_two_tasks(evaluated):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    sheet = metrics["controllability"]
+    assert list(sheet["held_actions"]) == ["+dx", "-dx", "+dy", "-dy", "+dz", "close gripper"]
+    assert len({c["task"] for c in sheet["contexts"]}) == 2
+    assert "![controllability](controllability.png)" in (evaluated / "report.md").read_text()
+    with Image.open(evaluated / "controllability.png") as png:
+        sheet_png = np.asarray(png.convert("RGB"))
+    cell = 32 * 2 + 2  # 32 px frames upscaled twice, 2 px gap
+    assert sheet_png.shape[0] == 14 + 2 * 6 * cell  # header + rows: 2 contexts x 6 held actions
+    left = sheet_png.shape[1] - (1 + SHEET_STEPS) * cell + 2  # after the row labels: context + dreamed steps
+    finals = np.stack([sheet_png[14 + r * cell : 14 + r * cell + 64 : 2, -64::2] for r in range(12)]).reshape(2, 6, -1)
+    contexts = np.stack([sheet_png[14 + r * cell : 14 + r * cell + 64 : 2, left : left + 64 : 2]
+                         for r in range(12)]).reshape(2, 6, -1)
+    pairs = np.abs(finals[:, :, None].astype(float) - finals[:, None]).mean(-1).mean(0)
+    assert sheet["mean_pairwise_divergence"] == pytest.approx(pairs[np.triu_indices(6, 1)].mean(), abs=1e-3)
+    assert sheet["held_actions"]["+dx"]["divergence"] == pytest.approx(pairs[0].sum() / 5, abs=1e-3)
+    change = np.abs(finals.astype(float) - contexts).mean((0, 2))
+    assert sheet["held_actions"]["-dy"]["change"] == pytest.approx(change[3], abs=1e-3)
+    assert left > 0 and (sheet_png[14:, left - 1] == 255).all()  # the gap between labels and frames is blank
+    with Image.open(evaluated / "controllability.gif") as gif:
+        assert gif.n_frames >= 2 and gif.size[1] == 14 + 2 * cell  # one row per context
+
+
+def test_the_sheet_tells_an_action_blind_model_from_the_trained_one(trained, tmp_path):
+    _, run, dataset = trained
+    model = WorldModel.from_checkpoint(run / "world_model.safetensors")
+    episodes = json.loads((run / "split.json").read_text())["held_out"]
+    data = EpisodeDataset.open(dataset)
+    trained_sheet = controllability_sheet(model, data, episodes, tmp_path / "trained", steps=SHEET_STEPS)
+    with torch.no_grad():  # action values no longer reach the dynamics
+        model.actions.value.zero_()
+        model.actions.vector_mlp[0].weight.zero_()
+    blind = controllability_sheet(model, data, episodes, tmp_path / "blind", steps=SHEET_STEPS)
+    assert trained_sheet["mean_pairwise_divergence"] > 0.1
+    assert blind["mean_pairwise_divergence"] == 0
+    assert all(v["change"] > 0 for v in blind["held_actions"].values())  # it still dreams, the same for every action
+
+
+def test_held_actions_follow_the_action_names():
+    assert [label for label, _ in held_actions(["dx", "dy"])] == ["+dx", "-dx", "+dy", "-dy"]
+    labelled = held_actions(["dx", "dy", "dz", "gripper"])
+    assert labelled[-1][0] == "close gripper" and labelled[-1][1].tolist() == [0, 0, 0, 1]
+    assert len(held_actions(["a", "b", "c", "d", "e"])) == 6

@@ -3,8 +3,8 @@
     roboscape-r evaluate-wm run=outputs/runs/wm3_cpu
     roboscape-r evaluate-wm run=outputs/runs/wm3_cpu dataset=outputs/datasets/other   # every episode
 
-Writes <run>/eval/: report.md (tables), metrics.json, psnr_vs_horizon.png, done_roc.png and
-real_dream_goal.gif (real | dreamed open loop | goal model).
+Writes <run>/eval/: report.md (tables), metrics.json, psnr_vs_horizon.png, done_roc.png,
+real_dream_goal.gif (real | dreamed open loop | goal model) and controllability.png/.gif.
 
 Which episodes: on the run's own dataset (the path its split.json / config.yaml names, with the
 episode and frame counts split.json was made for) the held-out episodes of split.json; on any other
@@ -34,6 +34,9 @@ What is measured (all on those episodes):
   frame (first done >= 0.9, or the last imagined frame) against the episode's true final frame,
   beside two baselines: the task's mean final frame over the training split's successful episodes
   (of the run's dataset: n/a when it no longer opens), and the first frame.
+- Controllability sheet: from `sheet_contexts` real contexts the model imagines `sheet_steps` steps
+  under each of six held actions (+-1 on one dimension; rollout.held_actions); divergence = mean
+  absolute pixel difference of one held action's final dreamed frame from the others' (0-255).
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ from roboscape_r_ros.world_model.command import resolve_device
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
 from roboscape_r_ros.world_model.model import WorldModel
-from roboscape_r_ros.world_model.rollout import gather, rollout, spread, spread_windows, world_frames
+from roboscape_r_ros.world_model.rollout import (SHEET_GIF, SHEET_PNG, controllability_sheet, gather, rollout,
+                                                 spread, spread_windows, world_frames)
 from roboscape_r_ros.world_model.train import MODEL_FILE
 
 PSNR_CAP = 50.0
@@ -81,6 +85,9 @@ class EvaluateWMConfig:
     decode_steps: int = option(0, help="MaskGIT iterations per imagined frame (0: the checkpoint's setting)")
     goal_max_steps: int = option(0, help="goal-model imagination cap in steps (0: longest held-out success + 4)")
     examples: int = option(4, help="successful held-out episodes in the real | dreamed | goal GIF")
+    sheet_steps: int = option(8, help="world-model steps imagined under each held action of the controllability "
+                              "sheet")
+    sheet_contexts: int = option(2, help="real context windows of the controllability sheet (different tasks first)")
     seed: int = option(0, help="seed of the action shuffle")
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="torch device (auto: cuda when available)")
     threads: int = option(0, help="torch CPU threads (0: torch's default)")
@@ -177,6 +184,9 @@ class Evaluation:
         if len(self.dataset.action_names) != mc.action_dim:
             raise ConfigError(f"{self.dataset.root}: {len(self.dataset.action_names)}-D actions "
                               f"({', '.join(self.dataset.action_names)}), the model takes {mc.action_dim}-D")
+        for name in ("sheet_steps", "sheet_contexts"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         self.k, self.c = mc.frame_skip, mc.context_length - 1
         self.arrays: EpisodeArrays = self.dataset.load_arrays()
         self.distance = make_distance(cfg.perception)
@@ -545,6 +555,7 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
             lines.append(f"| {task} | {t['episodes']} | {_f(t['perceptual_goal'], 3)} | "
                          f"{_f(t['perceptual_task_mean_final'], 3)} | {_f(100 * t['fired'], 0)}% |")
         lines.append("")
+    lines += controllability_lines(m["controllability"])
     lines += ["## Pictures", ""]
     lines += [f"![{p}]({p})" for p in plots]
     if gif is not None:
@@ -552,6 +563,20 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
     lines += ["", "Definitions: module docstring of `roboscape_r_ros/world_model/evaluate.py`. Per-image PSNR is "
               f"capped at {PSNR_CAP:g} dB.", ""]
     return "\n".join(lines)
+
+
+def controllability_lines(sheet: dict) -> list[str]:
+    if not sheet["contexts"]:
+        return ["## Controllability", "", "No scored episode holds a context window.", ""]
+    contexts = ", ".join(f"{c['task']} episode {c['episode']} from frame {c['start']}" for c in sheet["contexts"])
+    lines = ["## Controllability", "",
+             f"From real contexts ({contexts}) the model imagines {sheet['steps']} steps ({sheet['control_steps']} "
+             "control steps) under each held action. Divergence: mean absolute pixel difference (0-255) of the final "
+             "dreamed frame from the other held actions' final frames (near 0: the model ignores the action); "
+             f"change: from the last context frame. Mean over pairs: **{_f(sheet['mean_pairwise_divergence'])}**.",
+             "", "| held action | divergence | change |", "|---|---|---|"]
+    lines += [f"| {label} | {_f(v['divergence'])} | {_f(v['change'])} |" for label, v in sheet["held_actions"].items()]
+    return lines + ["", f"![controllability]({SHEET_PNG})", "", f"![held actions side by side]({SHEET_GIF})", ""]
 
 
 def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
@@ -563,6 +588,7 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
     goal, goal_data = ev.goal_model()
     gif = ev.gif(goal_data)
     plots = ev.plots(open_loop)
+    sheet = controllability_sheet(ev.model, ev.dataset, ev.held_out, ev.out, cfg.sheet_steps, cfg.sheet_contexts)
     mc = ev.model.cfg
     held_kinds = defaultdict(int)
     for e in ev.held_out:
@@ -582,6 +608,7 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
         "config": {"horizons": ev.horizons, "windows_per_episode": cfg.windows_per_episode,
                    "change_threshold": cfg.change_threshold, "seed": cfg.seed},
         "open_loop": open_loop, "done_head": done, "goal_model": goal,
+        "controllability": sheet,
     }
     metrics["seconds"] = time.perf_counter() - start
     write_text_atomic(ev.out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")

@@ -35,27 +35,30 @@ def hold_last(clip: np.ndarray, length: int) -> np.ndarray:
 
 
 def labelled_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str], scale: int = 2,
-                  gap: int = 2) -> np.ndarray:
-    """Clips uint8 [T_i,H,W,3] in rows x columns -> one clip [T,H',W',3] with the column labels on top.
+                  gap: int = 2, row_labels: Sequence[str] = ()) -> np.ndarray:
+    """Clips uint8 [T_i,H,W,3] in rows x columns -> one clip [T,H',W',3] with the column labels on top
+    and the `row_labels` (if any) left of their rows.
 
     Shorter clips hold their last frame. Frames are upscaled `scale` times (nearest) for viewing.
     """
     length = max(len(clip) for row in rows for clip in row)
     h, w = rows[0][0].shape[1:3]
     ch, cw = h * scale, w * scale
-    header = 14
+    header, font = 14, _font()
+    margin = max((math.ceil(font.getlength(label)) + 6 for label in row_labels), default=0)
     height = header + len(rows) * (ch + gap)
-    width = len(labels) * (cw + gap) - gap
-    canvas = np.full((length, height, width, 3), 255, np.uint8)
-    label_bar = Image.new("RGB", (width, header), (255, 255, 255))
-    draw = ImageDraw.Draw(label_bar)
+    width = margin + len(labels) * (cw + gap) - gap
+    labelled = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(labelled)
     for j, label in enumerate(labels):
-        draw.text((j * (cw + gap) + 2, 1), label, fill=(0, 0, 0), font=_font())
-    canvas[:, :header] = np.asarray(label_bar)
+        draw.text((margin + j * (cw + gap) + 2, 1), label, fill=(0, 0, 0), font=font)
+    for i, label in enumerate(row_labels):
+        draw.text((2, header + i * (ch + gap) + ch // 2 - 6), label, fill=(0, 0, 0), font=font)
+    canvas = np.repeat(np.asarray(labelled)[None], length, 0)
     for i, row in enumerate(rows):
         for j, clip in enumerate(row):
             clip = hold_last(np.asarray(clip), length).repeat(scale, 1).repeat(scale, 2)
-            top, left = header + i * (ch + gap), j * (cw + gap)
+            top, left = header + i * (ch + gap), margin + j * (cw + gap)
             canvas[:, top : top + ch, left : left + cw] = clip
     return canvas
 

@@ -3,18 +3,28 @@
 A window at recorded frame `start` holds `context` world-model frames start, start+k, ... (k =
 frame_skip) and the `horizon` frames after them; the model sees the context frames and the actions
 between them, then imagines `horizon` steps from the recorded (mean) actions alone.
+
+The controllability sheet imagines from a few real contexts under held actions instead (+-1 on one
+action dimension): if the rollouts look alike, the model ignores its actions.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain, zip_longest
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from roboscape_r_ros.data.reader import EpisodeArrays
+from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset
 from roboscape_r_ros.world_model.data import skip_actions
-from roboscape_r_ros.world_model.media import labelled_grid, write_gif
+from roboscape_r_ros.world_model.media import labelled_grid, write_gif, write_png
+
+SHEET_PNG, SHEET_GIF = "controllability.png", "controllability.gif"
+SHEET_SEQUENCES = 6
+META_WORLD_ACTIONS = ["dx", "dy", "dz", "gripper"]  # envs.metaworld_env.ACTION_NAMES (importing it loads MuJoCo)
 
 
 @dataclass
@@ -112,3 +122,78 @@ def dream_vs_real(model, arrays: EpisodeArrays, episodes, path, examples: int = 
                                       np.concatenate(list(dream_clip[pick]), 1)], 0))
     write_gif(path, labelled_grid(rows, ["real", "dreamed (open loop)"]), fps)
     return np.concatenate(strips, 0)
+
+
+def held_actions(names: list[str]) -> list[tuple[str, np.ndarray]]:
+    """The sheet's held actions (label, float32 [A]): +-1 on one dimension, the others 0. Meta-World's:
+    +-dx, +-dy, +dz and close gripper (+1); other action spaces: +-1 on each dimension, the first six."""
+    if names == META_WORLD_ACTIONS:
+        picks = [(0, 1), (0, -1), (1, 1), (1, -1), (2, 1), (3, 1)]
+    else:
+        picks = [(i, sign) for i in range(len(names)) for sign in (1, -1)][:SHEET_SEQUENCES]
+    held = []
+    for i, sign in picks:
+        action = np.zeros(len(names), np.float32)
+        action[i] = sign
+        label = "close gripper" if names[i] == "gripper" and sign > 0 else f"{'+' if sign > 0 else '-'}{names[i]}"
+        held.append((label, action))
+    return held
+
+
+def sheet_contexts(dataset: EpisodeDataset, episodes, count: int, span: int) -> list[tuple[int, int]]:
+    """Up to `count` (episode, start) windows of `span` recorded frames from the middle of episodes,
+    taking the tasks in turn (each task's episodes evenly spread), so the contexts show different tasks."""
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for e in episodes:
+        if dataset.episodes[e].length >= span:
+            by_task[dataset.episodes[e].task].append(e)
+    turns = zip_longest(*(spread(by_task[task], count) for task in sorted(by_task)))
+    chosen = [e for e in chain.from_iterable(turns) if e is not None][:count]
+    return [(e, (dataset.episodes[e].length - span) // 2) for e in chosen]
+
+
+@torch.no_grad()
+def controllability_sheet(model, dataset: EpisodeDataset, episodes, out: Path, steps: int = 8,
+                          contexts: int = 2) -> dict:
+    """Imagine `steps` steps from `contexts` real context windows of `episodes` under each held action.
+
+    Writes out/controllability.png (rows: context x held action; columns: the last context frame, then
+    the dreamed steps) and out/controllability.gif (the held actions side by side). Returns per held
+    action the mean absolute pixel difference (0-255) of its final dreamed frame from the other held
+    actions' (divergence) and from the last context frame (change), averaged over the contexts.
+    """
+    k, c = model.cfg.frame_skip, model.cfg.context_length - 1
+    span = (c - 1) * k + 1
+    picks = sheet_contexts(dataset, episodes, contexts, span)
+    summary = {"steps": steps, "control_steps": steps * k,
+               "contexts": [{"episode": e, "task": dataset.episodes[e].task, "start": s} for e, s in picks]}
+    if not picks:
+        return summary
+    held = held_actions(dataset.action_names)
+    recorded = [dataset.episode(e) for e, _ in picks]
+    context = np.stack([ep.frames[s : s + span : k] for ep, (_, s) in zip(recorded, picks)])  # [n,C,H,W,3]
+    context_actions = np.stack([skip_actions(ep.actions[s : s + span - 1], k) for ep, (_, s) in zip(recorded, picks)])
+    n, m = len(picks), len(held)
+    actions = np.stack([a for _, a in held])[None, :, None].repeat(n, 0).repeat(steps, 2)  # [n,m,steps,A]
+    dreamed, _ = rollout(model, context.repeat(m, 0), context_actions.repeat(m, 0), actions.reshape(n * m, steps, -1),
+                         batch_size=n * m)
+    clips = np.concatenate([context[:, -1:].repeat(m, 0), dreamed], 1).reshape(n, m, steps + 1, *dreamed.shape[2:])
+    _write_sheet(out, clips, [label for label, _ in held], [f"{dataset.episodes[e].task} #{e}" for e, _ in picks])
+    final = clips[:, :, -1].astype(np.float32)  # [n,m,H,W,3]
+    distance = np.abs(final[:, :, None] - final[:, None]).mean((-3, -2, -1)).mean(0)  # [m,m]
+    change = np.abs(final - clips[:, :, 0].astype(np.float32)).mean((0, -3, -2, -1))  # [m]
+    summary["held_actions"] = {label: {"divergence": float(distance[i].sum() / (m - 1)), "change": float(change[i])}
+                               for i, (label, _) in enumerate(held)}
+    summary["mean_pairwise_divergence"] = float(distance[np.triu_indices(m, 1)].mean())
+    return summary
+
+
+def _write_sheet(out: Path, clips: np.ndarray, actions: list[str], contexts: list[str]) -> None:
+    """clips uint8 [contexts, held actions, 1 + steps, H, W, 3] -> the sheet's PNG and GIF."""
+    out.mkdir(parents=True, exist_ok=True)
+    n, m, length = clips.shape[:3]
+    cells = [[clip[t : t + 1] for t in range(length)] for clip in clips.reshape(n * m, *clips.shape[2:])]
+    rows = [f"{context}: {action}" for context in contexts for action in actions]
+    columns = ["context", *(f"+{t}" for t in range(1, length))]
+    write_png(out / SHEET_PNG, labelled_grid(cells, columns, row_labels=rows)[0])
+    write_gif(out / SHEET_GIF, labelled_grid(clips, actions, row_labels=contexts), 4.0)
