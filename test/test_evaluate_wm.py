@@ -192,3 +192,18 @@ def test_held_actions_follow_the_action_names():
     labelled = held_actions(["dx", "dy", "dz", "gripper"])
     assert labelled[-1][0] == "close gripper" and labelled[-1][1].tolist() == [0, 0, 0, 1]
     assert len(held_actions(["a", "b", "c", "d", "e"])) == 6
+
+
+def test_change_rates_of_tokens_patches_and_pixels(trained, evaluated):
+    _, run, _ = trained
+    rates = json.loads((evaluated / "metrics.json").read_text())["change_rates"]
+    assert 0 < rates["pixels"] <= rates["patches"] < 0.5  # a moving square on a static background
+    assert rates["tokens"] == rates["tokens_per_frame"]  # the tiny preset holds no tokens (threshold -1)
+    assert "Change between consecutive world-model frames" in (evaluated / "report.md").read_text()
+    cfg = load_config(EvaluateWMConfig, "evaluate_wm", "tiny", [f"run={run}", f"output={run / 'eval_held'}"])
+    ev = Evaluation(cfg)
+    ev.model.cfg.token_hold_threshold = cfg.change_threshold
+    held = ev.change_rates()
+    # held ids change only in patches that changed (the synthetic frames are exact: a patch is static or moves)
+    assert held["tokens"] <= held["patches"] == rates["patches"]
+    assert held["tokens_per_frame"] == rates["tokens_per_frame"]

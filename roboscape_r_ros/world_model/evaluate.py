@@ -34,6 +34,10 @@ What is measured (all on those episodes):
   frame (first done >= 0.9, or the last imagined frame) against the episode's true final frame,
   beside two baselines: the task's mean final frame over the training split's successful episodes
   (of the run's dataset: n/a when it no longer opens), and the first frame.
+- Change rates between consecutive world-model frames: the share of token ids that change, in the
+  ids the dynamics reads (`window_tokens` over context_length windows: with token_hold_threshold >= 0
+  static patches keep their id) and as each frame encodes on its own; beside the share of 8x8
+  patches and of pixels that change by more than `change_threshold` in a channel.
 - Controllability sheet: from `sheet_contexts` real contexts the model imagines `sheet_steps` steps
   under each of six held actions (+-1 on one dimension; rollout.held_actions); divergence = mean
   absolute pixel difference of one held action's final dreamed frame from the others' (0-255).
@@ -292,6 +296,35 @@ class Evaluation:
                  "auroc": auroc(scores, labels >= 0.5) if len(scores) else float("nan")}
         return {"horizons": table, "done_on_dreamed_frames": dream}
 
+    @torch.no_grad()
+    def change_rates(self) -> dict:
+        """Shares of token ids, 8x8 patches and pixels that change between consecutive world-model frames
+        of the held-out episodes. Token ids as the dynamics reads them: `window_tokens` of context_length
+        windows (consecutive windows share a frame, so each pair of frames counts once); `tokens_per_frame`:
+        each frame's own ids."""
+        T, grid, threshold = self.model.cfg.context_length, self.model.grid, self.cfg.change_threshold
+        changed: dict[str, float] = defaultdict(float)
+        pairs = 0
+        for e in self.held_out:
+            s, n = int(self.arrays.starts[e]), int(self.arrays.lengths[e])
+            frames = self.arrays.frames[s : s + n : self.k]
+            if len(frames) < 2:
+                continue
+            ids = self.model.tokens(frames)  # [t,N]
+            changed["tokens_per_frame"] += float((ids[1:] != ids[:-1]).float().mean(-1).sum())
+            for w in range(0, len(frames) - 1, T - 1):
+                held = self.model.window_tokens(frames[w : w + T], ids[w : w + T])
+                changed["tokens"] += float((held[1:] != held[:-1]).float().mean(-1).sum())
+            moved = np.abs(frames[1:].astype(np.int16) - frames[:-1].astype(np.int16)).max(-1) > threshold  # [t-1,H,W]
+            changed["pixels"] += float(moved.mean((1, 2)).sum())
+            patches = moved.reshape(len(moved), grid, moved.shape[1] // grid, grid, moved.shape[2] // grid)
+            changed["patches"] += float(patches.any((2, 4)).mean((1, 2)).sum())
+            pairs += len(moved)
+        rates = {key: changed[key] / pairs if pairs else float("nan")
+                 for key in ("tokens", "tokens_per_frame", "patches", "pixels")}
+        return {**rates, "frame_pairs": pairs, "token_hold_threshold": self.model.cfg.token_hold_threshold,
+                "change_threshold": threshold}
+
     # -- done head on real frames -----------------------------------------------------------------
     @torch.no_grad()
     def done_head(self) -> dict:
@@ -511,6 +544,11 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
                      f"{_f(r['dpsnr'])} | {_f(r['ssim'], 3)} / {_f(r['ssim_copy_last'], 3)} | "
                      f"{_f(r['perceptual'], 3)} / {_f(r['perceptual_copy_last'], 3)} | "
                      f"{_f(r['psnr_changed'])} / {_f(r['psnr_changed_copy_last'])} | {_f(100 * r['changed_pixel_share'], 1)}% |")
+    cr = m["change_rates"]
+    lines += ["", f"Change between consecutive world-model frames ({cr['frame_pairs']} pairs): token ids the dynamics "
+              f"reads {_f(100 * cr['tokens'], 1)}% (token_hold_threshold {cr['token_hold_threshold']}; each frame's "
+              f"own ids {_f(100 * cr['tokens_per_frame'], 1)}%), 8x8 patches {_f(100 * cr['patches'], 1)}%, pixels "
+              f"{_f(100 * cr['pixels'], 1)}% (changed: a channel by more than {cr['change_threshold']}/255)."]
     lines += ["", "By episode kind (PSNR gain over copy-last / dPSNR, dB):", "",
               "| h | " + " | ".join(["expert", "noisy", "failed", "random"]) + " |", "|---|---|---|---|---|"]
     for h in sorted(ol):
@@ -584,6 +622,7 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
     ev = Evaluation(cfg)
     ev.model.eval()
     open_loop = ev.open_loop()
+    change_rates = ev.change_rates()
     done = ev.done_head()
     goal, goal_data = ev.goal_model()
     gif = ev.gif(goal_data)
@@ -607,7 +646,7 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
                             "lpips": "LPIPS-AlexNet v0.1", "ssim": "1 - SSIM"}.get(backend, backend),
         "config": {"horizons": ev.horizons, "windows_per_episode": cfg.windows_per_episode,
                    "change_threshold": cfg.change_threshold, "seed": cfg.seed},
-        "open_loop": open_loop, "done_head": done, "goal_model": goal,
+        "open_loop": open_loop, "change_rates": change_rates, "done_head": done, "goal_model": goal,
         "controllability": sheet,
     }
     metrics["seconds"] = time.perf_counter() - start
