@@ -12,6 +12,7 @@ folder and gives the baseline its budget:
     <output>/reward_sanity/     does the endogenous reward rise toward success on held-out demos
     <output>/policies/{bc,imagination,sim_ppo}/
     <output>/evaluation/        success in the physics sim, in-domain and out-of-domain
+    <output>/world_model_sheet/ the world model's controllability sheet (drawn with the report)
     <output>/REPORT.md          all of it on one page
 
 One environment, ``collect.env``, is the in-domain scene everywhere: the dataset, the sim baseline
@@ -47,9 +48,12 @@ from roboscape_r_ros.rl.report import scene_table, success_tables
 from roboscape_r_ros.rl.train import (BC_FILE, IMAGINATION_FILE, POLICY_FILE, PolicyTrainConfig, run_bc,
                                      run_imagination_ppo, run_sim_baseline)
 from roboscape_r_ros.runs import RunFolder, write_text_atomic
-from roboscape_r_ros.world_model.command import TrainWMConfig, run_train_wm
+from roboscape_r_ros.world_model.command import TrainWMConfig, resolve_device, run_train_wm
+from roboscape_r_ros.world_model.model import WorldModel
+from roboscape_r_ros.world_model.rollout import SHEET_PNG, controllability_sheet
+from roboscape_r_ros.world_model.train import MODEL_FILE
 
-STAGES_FILE, REPORT_FILE = "stages.json", "REPORT.md"
+STAGES_FILE, REPORT_FILE, SHEET_DIR = "stages.json", "REPORT.md", "world_model_sheet"
 OURS = "imagination-ppo"
 
 
@@ -285,6 +289,7 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
         "![success per scene](evaluation/report_success.png)", "",
         "Full evaluation, with a GIF of each scene: [evaluation/report.md](evaluation/report.md).", "",
     ]
+    lines += controllability_lines(configs, out)
     sanity = Path(configs["reward_sanity"].output) / "report.md"
     if cfg.reward_sanity and sanity.exists():
         body = sanity.read_text().split("\n", 1)[1]  # without its title
@@ -292,6 +297,20 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
     path = out / REPORT_FILE
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def controllability_lines(configs: dict[str, object], out: Path) -> list[str]:
+    """The world model's controllability sheet on its held-out episodes (seconds), embedded in REPORT.md."""
+    wm_run = Path(configs["world_model"].run)
+    model = WorldModel.from_checkpoint(wm_run / MODEL_FILE, resolve_device(configs["bc"].device))
+    held_out = RunFolder.open(wm_run, create=False).read_json("split.json")["held_out"]
+    sheet = controllability_sheet(model, EpisodeDataset.open(configs["world_model"].dataset), held_out, out / SHEET_DIR)
+    if not sheet["contexts"]:
+        return []
+    return ["## World model controllability", "", f"![controllability]({SHEET_DIR}/{SHEET_PNG})", "",
+            f"Held-out contexts dreamed {sheet['steps']} steps ({sheet['control_steps']} control steps) under each "
+            f"held action (rows); their final frames differ by {sheet['mean_pairwise_divergence']:.2f}/255 per pixel "
+            "on average (0: the world model ignores its actions).", ""]
 
 
 def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> str:
