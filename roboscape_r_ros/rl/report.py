@@ -5,7 +5,9 @@ episodes, unlike the normal approximation). Relative improvement is reported as 
 ("+37.5% on average over baselines, out of domain"): for each baseline b, (S_ours - S_b) / S_b
 on the pooled out-of-domain success rate, then the mean over baselines. A baseline below
 ``min_baseline`` success makes that ratio meaningless: it is reported as n/a and left out of the
-mean, and the absolute rates with their intervals come first.
+mean, and the absolute rates with their intervals come first. Whether our policy beats a baseline
+is tested on the matched episodes (same task, scene, seed and episode: the same reset state): an
+exact McNemar test, i.e. a two-sided binomial test of the episodes only one of the two solved.
 """
 
 from __future__ import annotations
@@ -87,6 +89,25 @@ def mean_relative_improvement(
     return (float(np.mean(defined)) if defined else None), per_baseline
 
 
+@dataclass(frozen=True)
+class PairedTest:
+    ours_only: int  # matched episodes that only our policy solved
+    baseline_only: int  # ... that only the baseline solved
+    p_value: float  # exact McNemar (two-sided binomial on the discordant pairs); 1.0 without any
+
+
+def mcnemar(ours: Sequence[EpisodeResult], baseline: Sequence[EpisodeResult]) -> PairedTest:
+    """Paired comparison of two actors' results on the episodes both ran (matched by their identity)."""
+    key = lambda r: (r.task, r.scene, r.seed, r.episode)  # noqa: E731
+    theirs = {key(r): r.success for r in baseline}
+    pairs = [(r.success, theirs[key(r)]) for r in ours if key(r) in theirs]
+    b = sum(o and not t for o, t in pairs)
+    c = sum(t and not o for o, t in pairs)
+    n = b + c
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n if n else 0.5
+    return PairedTest(b, c, min(1.0, 2 * tail))
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -98,6 +119,10 @@ def _percent(x: Optional[float]) -> str:
 
 def _points(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f} pts"
+
+
+def _paired(test: PairedTest) -> str:
+    return f"{test.ours_only} / {test.baseline_only}, p = {test.p_value:.3g}"
 
 
 def _group(results: Sequence[EpisodeResult]) -> dict[tuple, list[EpisodeResult]]:
@@ -159,15 +184,18 @@ def success_tables(
         within = {a: rate(by[a, IN_DOMAIN]).value for a in actors}
         baselines = [a for a in actors if a != ours]
         mean_gain, gains = mean_relative_improvement(out[ours], {a: out[a] for a in baselines}, min_baseline)
-        rows = [
-            [b, _points(out[ours] - out[b]), _percent(gains[b]),
-             _percent(relative_improvement(within[ours], within[b], min_baseline))]
-            for b in baselines
-        ]  # fmt: skip
-        lines += _table(["baseline", "out-of-domain: absolute", "out-of-domain: relative", "in-domain: relative"], rows)
+        rows = []
+        for b in baselines:
+            test = {d: mcnemar(by[ours, d], by[b, d]) for d in ("ood", IN_DOMAIN)}
+            rows.append([b, _points(out[ours] - out[b]), _percent(gains[b]), _paired(test["ood"]),
+                         _percent(relative_improvement(within[ours], within[b], min_baseline)), _paired(test[IN_DOMAIN])])
+        lines += _table(["baseline", "out-of-domain: absolute", "out-of-domain: relative",
+                         "out-of-domain: only ours / only baseline, McNemar p", "in-domain: relative",
+                         "in-domain: only ours / only baseline, McNemar p"], rows)
         lines += [
             "",
             f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_percent(mean_gain)}**"
-            f" (relative gains over baselines under {100 * min_baseline:.0f}% success are n/a and left out).",
+            f" (relative gains over baselines under {100 * min_baseline:.0f}% success are n/a and left out). "
+            "McNemar: exact two-sided test on the matched episodes that only one of the two policies solved.",
         ]
     return lines
