@@ -1,7 +1,7 @@
 """pip install path for roboscape_r_ros (no ROS install needed).
 
 The distribution is named ``roboscape-r-ros-py``, not after the ROS package: with the same name pip
-would delete the CMake-installed ``roboscape_r_ros.msg`` (see ENV_NOTES). Messages are built by CMake
+would delete the CMake-installed ``roboscape_r_ros.msg`` (measured here). Messages are built by CMake
 (``make venv``); ROS users build the whole package with colcon instead (CMakeLists.txt).
 """
 

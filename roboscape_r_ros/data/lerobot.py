@@ -10,7 +10,7 @@
 
 Frames are lossless PNG bytes inside the parquet (feature dtype "image", as LeRobot stores images
 without video), so a round trip is bit-exact. Features beyond LeRobot's defaults: ``done_label``
-(float32 soft done label, PAPER.md) and ``subtask_index`` (the frame's sub-task ordinal within
+(float32 soft done label of the RoboScape-R paper) and ``subtask_index`` (the frame's sub-task ordinal within
 its episode). Episode rows carry ``task_name``, ``instruction``, ``success`` and ``kind``; the
 LeRobot "task" of an episode is its instruction, so ``task_index`` indexes instructions.
 

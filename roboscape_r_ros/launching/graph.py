@@ -1,6 +1,6 @@
 """The one description of the roboscape_r_ros node graph (no rclpy, no launch imports).
 
-Modes (DESIGN.md "ROS 2 graph"): which process provides the observations and executes the actions.
+Modes: which process provides the observations and executes the actions.
 
     imagination  the dreamer (world model) is the environment: it consumes ``action`` and publishes
                  ``observation`` and ``done``; reward_publisher turns frames into ``reward``
@@ -31,7 +31,7 @@ from typing import Mapping, Optional
 PACKAGE = "roboscape_r_ros"
 MODES = ("imagination", "sim", "real")
 DEFAULT_NAMESPACE = "roboscape"
-LARGE_DATA = "LARGE_DATA"  # FASTDDS_BUILTIN_TRANSPORTS for images over ~64 KB (ENV_NOTES)
+LARGE_DATA = "LARGE_DATA"  # FASTDDS_BUILTIN_TRANSPORTS for images over ~64 KB (default transports lose most)
 
 
 @dataclass(frozen=True)
