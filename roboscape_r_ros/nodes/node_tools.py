@@ -4,6 +4,7 @@ logs and drops, rgb8 images, a clean spin."""
 from __future__ import annotations
 
 import gc
+import signal
 import sys
 import time
 from typing import Callable
@@ -98,6 +99,11 @@ class StartupError(Exception):
 
 def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Run one node until Ctrl-C or SIGTERM. Bad startup parameters end with one line, exit 2."""
+    # Ctrl-C stops the node only through rclpy's own handler, which shuts the context down. Python's
+    # default handler would also raise KeyboardInterrupt at an arbitrary line, e.g. inside rclpy's
+    # Future.__init__, leaving a half-built object whose __del__ prints a traceback at exit. The
+    # no-op must be installed before rclpy.init, which chains to the handler it finds.
+    signal.signal(signal.SIGINT, lambda *_: None)
     rclpy.init(args=args)
     node = None
     try:
@@ -106,7 +112,7 @@ def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     except (StartupError, InvalidParameterTypeException, InvalidParameterValueException) as err:
         print(f"[ERROR] {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     except RuntimeError:
         # Ctrl-C can land while the executor takes a message; rclpy then fails the take with a
