@@ -13,7 +13,6 @@ PYTHON ?= python3
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 export AMENT_PREFIX_PATH := $(VIRTUAL_ENV)
-export MUJOCO_GL ?= egl
 PY := $(VIRTUAL_ENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 MSG_BUILD := $(VIRTUAL_ENV)/build/roboscape_r_ros

@@ -112,7 +112,7 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
 
 
 def run_case(args: list[str], threads: int) -> dict:
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--case", *args, "--threads", str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:

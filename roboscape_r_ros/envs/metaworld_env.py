@@ -9,6 +9,8 @@ Meta-World's hand-written dense reward; info["success"] is Meta-World's success 
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -50,6 +52,10 @@ class EnvConfig:
 
 class BlackFrameError(RoboscapeError, RuntimeError):
     """A rendered frame has a single colour (usually all black): the renderer lost its GL state."""
+
+
+class RenderStartError(RoboscapeError, RuntimeError):
+    """MuJoCo could not open an offscreen GL context with the chosen MUJOCO_GL backend."""
 
 
 class UnknownCameraError(ConfigError):
@@ -103,11 +109,24 @@ class FrameRenderer:
         # late, and at exit EGL is torn down before the context is freed. Both end in tracebacks.
         self._renderer = mujoco.Renderer.__new__(mujoco.Renderer)
         self._renderer._gl_context = self._renderer._mjr_context = None
-        try:
-            self._renderer.__init__(model, size, size)
-        except BaseException:
-            self._renderer.close()
-            raise
+        # A backend that cannot start (glfw without a display) warns before it fails: the warnings
+        # go into the one-line error instead of above it.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self._renderer.__init__(model, size, size)
+            except BaseException as err:
+                self._renderer.close()
+                if not isinstance(err, Exception):
+                    raise
+                backend = os.environ.get("MUJOCO_GL", "glfw (the default)")
+                causes = "; ".join(dict.fromkeys([str(w.message) for w in caught] + [str(err)]))
+                raise RenderStartError(
+                    f"MuJoCo cannot render offscreen with MUJOCO_GL={backend}: {causes} (headless machines need "
+                    "MUJOCO_GL=egl with an EGL driver, or MUJOCO_GL=osmesa with libOSMesa)"
+                ) from err
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False

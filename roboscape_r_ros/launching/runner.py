@@ -141,7 +141,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 def run_launch(cfg: LaunchConfig) -> Optional[str]:
     processes = plan(cfg)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("MUJOCO_GL", "egl")
     if cfg.large_data:
         env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", graph.LARGE_DATA)
     lock = threading.Lock()

@@ -30,11 +30,8 @@ none). A bad one is refused with a throttled warning and the arm does not move.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
