@@ -207,3 +207,14 @@ def test_change_rates_of_tokens_patches_and_pixels(trained, evaluated):
     # held ids change only in patches that changed (the synthetic frames are exact: a patch is static or moves)
     assert held["tokens"] <= held["patches"] == rates["patches"]
     assert held["tokens_per_frame"] == rates["tokens_per_frame"]
+
+
+def test_a_run_without_a_goal_stage_reports_no_goal_model(trained, capsys):
+    """A goal model left at its initial weights (goal_steps=0) used to be scored like a trained one."""
+    root, run, dataset = trained
+    no_goal = root / "run_no_goal"
+    shutil.copytree(run, no_goal, ignore=shutil.ignore_patterns("optim-goal.safetensors", "eval*"))
+    metrics = evaluate(no_goal, root / "eval_no_goal", "horizons=[1]")
+    assert metrics["goal_model"] == {"episodes": 0, "trained": False}
+    assert "None: the run trained no goal stage" in (root / "eval_no_goal/report.md").read_text()
+    assert "goal model none (the run trained no goal stage)" in capsys.readouterr().out

@@ -69,7 +69,7 @@ from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gi
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import (SHEET_GIF, SHEET_PNG, controllability_sheet, gather, rollout,
                                                  spread, spread_windows, world_frames)
-from roboscape_r_ros.world_model.train import MODEL_FILE
+from roboscape_r_ros.world_model.train import MODEL_FILE, saved_step
 
 PSNR_CAP = 50.0
 
@@ -382,9 +382,11 @@ class Evaluation:
     def goal_model(self) -> tuple[dict, dict]:
         ds, a = self.dataset, self.arrays
         final = lambda e: a.frames[a.starts[e] + a.lengths[e] - 1]  # noqa: E731
+        if saved_step(self.run.path, "goal") == 0:
+            return {"episodes": 0, "trained": False}, {}
         successes = [e for e in self.held_out if ds.episodes[e].success]
         if not successes:
-            return {"episodes": 0}, {}
+            return {"episodes": 0, "trained": True}, {}
         mean_final, mean_source = self.task_mean_finals({ds.episodes[e].task for e in successes})
         steps = self.cfg.goal_max_steps or max(int(a.lengths[e]) for e in successes) // self.k + 4
         first = np.stack([a.frames[a.starts[e]] for e in successes])
@@ -400,7 +402,7 @@ class Evaluation:
         d_goal, d_mean, d_first = self.perceptual(goal, truth), self.perceptual(mean, truth), self.perceptual(first, truth)
         p_goal, p_mean, p_first = capped_psnr(goal, truth), capped_psnr(mean, truth), capped_psnr(first, truth)
         out = {
-            "episodes": len(successes), "max_steps": steps,
+            "episodes": len(successes), "trained": True, "max_steps": steps,
             "fired": float(imagined.fired.float().mean()),
             "goal_step_control_steps": float(imagined.goal_step.float().mean()) * self.k,
             "true_success_frame": float(np.mean(success_frame)),
@@ -593,6 +595,9 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
             lines.append(f"| {task} | {t['episodes']} | {_f(t['perceptual_goal'], 3)} | "
                          f"{_f(t['perceptual_task_mean_final'], 3)} | {_f(100 * t['fired'], 0)}% |")
         lines.append("")
+    else:
+        lines += ["## Goal model", "", "None: the run trained no goal stage (model.train.goal_steps=0)." if not
+                  goal["trained"] else "Not scored: no scored episode is a success.", ""]
     lines += controllability_lines(m["controllability"])
     lines += ["## Pictures", ""]
     lines += [f"![{p}]({p})" for p in plots]
@@ -659,5 +664,6 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
     return (f"report   {ev.out / 'report.md'}\n"
             f"metrics  {ev.out / 'metrics.json'}\n"
             f"summary  {head}done AUROC {_f(done['auroc'], 3)}, done FPR failed/random episodes "
-            f"{_f(done['fpr_failed']['episode_fpr'])}/{_f(done['fpr_random']['episode_fpr'])}; goal {backend} "
-            f"{_f(goal.get('perceptual_goal'), 3)} vs mean final {_f(goal.get('perceptual_task_mean_final'), 3)}")
+            f"{_f(done['fpr_failed']['episode_fpr'])}/{_f(done['fpr_random']['episode_fpr'])}; goal model "
+            + (f"{_f(goal.get('perceptual_goal'), 3)} vs mean final {_f(goal.get('perceptual_task_mean_final'), 3)}"
+               if goal["trained"] else "none (the run trained no goal stage)"))
