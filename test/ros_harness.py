@@ -75,3 +75,17 @@ class RosHarness:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+def action(values, stamp=None, **fields):
+    """A roboscape_r_ros/Action in Meta-World's Sawyer spec (delta mode) answering ``stamp``;
+    ``fields`` override any other field (bad names, modes, episode ids...)."""
+    from roboscape_r_ros.msg import Action
+
+    a = Action(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=[float(v) for v in values],
+               scale=[0.01, 0.01, 0.01, 1.0], mode=Action.MODE_DELTA)  # fmt: skip
+    if stamp is not None:
+        a.header.stamp = stamp
+    for key, value in fields.items():
+        setattr(a, key, value)
+    return a

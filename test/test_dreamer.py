@@ -200,17 +200,6 @@ def watch(ros):
     return seen
 
 
-def action(values, stamp=None, **fields):
-    from roboscape_r_ros.msg import Action
-
-    a = Action(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=[float(v) for v in values], scale=[0.01, 0.01, 0.01, 1.0], mode=Action.MODE_DELTA)
-    if stamp is not None:
-        a.header.stamp = stamp
-    for key, value in fields.items():
-        setattr(a, key, value)
-    return a
-
-
 def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
     from sensor_msgs.msg import Image
 
@@ -220,6 +209,7 @@ def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
 
 
 def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ros, run, watch):
+    from ros_harness import action
     from std_srvs.srv import Trigger
 
     proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "max_steps:=3", "-p", "done_threshold:=1.0",
@@ -259,6 +249,8 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
 
 
 def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, run, watch):
+    from ros_harness import action
+
     proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "mode:=shadow", "-p", "warning_period_s:=60.0")
     pub, obs = watch["action_pub"], watch["observation_pub"]
     assert ros.spin_until(lambda: pub.get_subscription_count() and obs.get_subscription_count(), 60), "no dreamer"

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image as PILImage
 
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.runtime.dream_session import DreamError, load_world_model
@@ -50,6 +51,11 @@ def test_session_is_the_endogenous_reward_of_one_row(run, frames, tmp_path):
     assert bare.set_goal(path).shape == (48, 48, 3) and bare(np.zeros((48, 48, 3), np.uint8), 0.0).distance == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(DreamError, match="a world model is needed"):
         bare(np.zeros((48, 48, 3), np.uint8))
+    PILImage.fromarray(np.zeros((40, 48, 3), np.uint8)).save(path)
+    with pytest.raises(RoboscapeError, match="48x40 pixels; expected an 8-bit RGB square image"):
+        bare.set_goal(path)
+    with pytest.raises(RoboscapeError, match=r"uint8 \[40, 48, 3\]; expected an 8-bit RGB square image"):
+        bare.set_goal(np.zeros((40, 48, 3), np.uint8))
 
 
 def test_bad_parameters_are_refused_with_one_clear_message(ros, run, tmp_path):

@@ -13,6 +13,8 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from ros_harness import action  # noqa: E402
+
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 PERIOD_NS = 12_500_000
@@ -20,14 +22,6 @@ PERIOD_NS = 12_500_000
 
 def ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-
-def action(values, **fields):
-    a = msg.Action(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=list(values), scale=[0.01, 0.01, 0.01, 1.0])
-    a.mode = msg.Action.MODE_DELTA
-    for key, value in fields.items():
-        setattr(a, key, value)
-    return a
 
 
 class Sim:

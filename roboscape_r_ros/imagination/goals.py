@@ -36,12 +36,19 @@ class GoalBank:
         return torch.as_tensor(np.asarray(picks, np.int64), device=self.frames.device)
 
 
-def _expected(size: int) -> str:
+def _expected(size: int | None) -> str:
+    if size is None:
+        return "an 8-bit RGB square image (uint8 [S,S,3])"
     return f"an 8-bit RGB {size}x{size} image (uint8 [{size},{size},3])"
 
 
-def load_goal_image(source: str | Path | np.ndarray | torch.Tensor, size: int) -> np.ndarray:
-    """A goal image as uint8 [size,size,3]; anything else raises GoalImageError naming the expected shape.
+def _fits(height: int, width: int, size: int | None) -> bool:
+    return height == width and (size is None or height == size)
+
+
+def load_goal_image(source: str | Path | np.ndarray | torch.Tensor, size: int | None) -> np.ndarray:
+    """A goal image as uint8 [size,size,3] (``size`` None: any square size); anything else raises
+    GoalImageError naming the expected shape.
 
     Files are decoded with Pillow (PNG, JPEG, ...). RGB is taken as is and RGBA only when fully
     opaque; other modes (grey, palette, 16-bit, CMYK) and other sizes are refused, not converted.
@@ -50,7 +57,7 @@ def load_goal_image(source: str | Path | np.ndarray | torch.Tensor, size: int) -
         array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else source
         if array.ndim == 4 and array.shape[0] == 1:
             array = array[0]
-        if array.dtype != np.uint8 or array.shape != (size, size, 3):
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or not _fits(*array.shape[:2], size):
             raise GoalImageError(f"goal image array is {array.dtype} {list(array.shape)}; expected {_expected(size)}")
         return np.ascontiguousarray(array)
     from PIL import Image, UnidentifiedImageError
@@ -70,9 +77,10 @@ def load_goal_image(source: str | Path | np.ndarray | torch.Tensor, size: int) -
         array, mode = array[..., :3], "RGB"
     if mode != "RGB":
         raise GoalImageError(f"goal image {path}: pixel format {mode} ({width}x{height}); expected {_expected(size)}")
-    if (width, height) != (size, size):
+    if not _fits(height, width, size):
+        why = "a square image" if size is None else "the world model's frame size"
         raise GoalImageError(f"goal image {path}: {width}x{height} pixels; expected {_expected(size)} "
-                             "(the world model's frame size; resize or crop it first)")
+                             f"({why}; resize or crop it first)")
     return np.ascontiguousarray(array, np.uint8)
 
 

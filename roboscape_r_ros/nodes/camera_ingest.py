@@ -21,16 +21,15 @@ from __future__ import annotations
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
 from roboscape_r_ros.data.frames import INTERPOLATIONS, FrameError, decode_buffer, to_model_frame
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import LATCHED, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns
+from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE_BACKLOG, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns
 
-RECORDED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # actions and success: none lost while busy
 REFUSALS = {
     "nonfinite": "an action with NaN or inf values",
     "names": "an action with other names than record.action_names",
@@ -68,9 +67,9 @@ class CameraIngest(Node):
         self.publisher = self.create_publisher(Image, "observation", qos_profile_sensor_data)
         self.create_subscription(Image, "image_raw", self.on_image, qos_profile_sensor_data)
         if self.recorder is not None:
-            self.create_subscription(Action, "action", self.on_action, RECORDED)
+            self.create_subscription(Action, "action", self.on_action, RELIABLE_BACKLOG)
             self.create_subscription(String, "episode", self.on_episode, LATCHED)
-            self.create_subscription(Bool, "success", self.on_success, RECORDED)
+            self.create_subscription(Bool, "success", self.on_success, RELIABLE_BACKLOG)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(f"publishing {self.output_size}x{self.output_size} rgb8 frames ({self.interpolation} resize)")
         if self.recorder is not None:

@@ -7,9 +7,7 @@ import gc
 import signal
 import sys
 import time
-from typing import Callable
-
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import rclpy
@@ -27,6 +25,9 @@ from roboscape_r_ros.data.frames import FrameError, decode_buffer
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Latched: a late subscriber still gets the last value (episode id, goal image, instruction).
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Reliable with a deep queue: inputs none of which may be lost while the node is busy (recorded
+# actions, rewards for learning, the dreamer's outcomes to pair with frames).
+RELIABLE_BACKLOG = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def stamp_ns(header: Header) -> int:

@@ -41,16 +41,15 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Header, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.data.frames import FrameError, decode_buffer
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action, Reward
-from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, StartupError, ThrottledWarnings, declare, spin, stamp_ns
+from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, RELIABLE_BACKLOG, Drops, StartupError, ThrottledWarnings, declare, spin, stamp_ns
 from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, backend_names, make_backend
@@ -113,6 +112,7 @@ class PolicyController(Node):
         self.hold_outputs = adapters.hold_outputs(self.spec)
 
         self.warnings = ThrottledWarnings(self, throttle_s)
+        self.drops = Drops(self.warnings, "no command for it")
         self.episode_id = ""
         self.step = 0
         self.answered: Optional[int] = None  # stamp (ns) of the last observation answered
@@ -142,7 +142,7 @@ class PolicyController(Node):
         self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
         self.create_subscription(String, "episode", self.on_episode, LATCHED)
         if self.learner is not None:
-            self.create_subscription(Reward, "reward", self.on_reward, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(self.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
@@ -178,13 +178,6 @@ class PolicyController(Node):
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def decode(self, msg: Image, what: str) -> Optional[np.ndarray]:
-        try:
-            return decode_buffer(msg.data, width=msg.width, height=msg.height, step=msg.step, encoding=msg.encoding)
-        except FrameError as err:
-            self.warnings.warn(f"{what}-{err.reason}", f"dropped {what}: {err}; no command for it")
-            return None
-
     def on_observation(self, msg: Image) -> None:
         stamp = stamp_ns(msg.header)
         now = self.now_s()
@@ -201,7 +194,7 @@ class PolicyController(Node):
             if self.last_action is not None and self.moving and not self.safety.estop:
                 self.action_pub.publish(self.last_action)
             return
-        image = self.decode(msg, "an observation")
+        image = self.drops.decode(msg, "an observation")
         if image is None:
             return
         if self.watchdog.expired(time.monotonic()):
@@ -234,7 +227,7 @@ class PolicyController(Node):
         return np.array([position[name] for name in wanted])
 
     def on_goal(self, msg: Image) -> None:
-        goal = self.decode(msg, "a goal image")
+        goal = self.drops.decode(msg, "a goal image")
         if goal is not None:
             self.goal = goal
             self.get_logger().info(f"goal image received ({goal.shape[1]}x{goal.shape[0]})")

@@ -38,7 +38,7 @@ from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.reward import RewardConfig
 from roboscape_r_ros.msg import Reward
 from roboscape_r_ros.nodes.node_tools import (
-    LATCHED, RELIABLE, Drops, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns,
+    LATCHED, RELIABLE, RELIABLE_BACKLOG, Drops, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns,
 )
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.runtime.dream_session import load_world_model
@@ -51,7 +51,6 @@ PENDING = 32  # frames or done messages waiting for their partner (done_source=t
 # Best effort like sensor data (any camera or the dreamer can feed it), but a deeper queue: a goal
 # imagined at an episode's start must not cost the rewards of the frames that arrive meanwhile.
 FRAMES = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUTCOMES = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class RewardPublisher(Node):
@@ -109,7 +108,7 @@ class RewardPublisher(Node):
         if self.goal_source == "instruction":
             self.create_subscription(String, "instruction", self.on_instruction, LATCHED)
         if self.done_source == "topic":
-            self.create_subscription(Reward, "done", self.on_done, OUTCOMES)
+            self.create_subscription(Reward, "done", self.on_done, RELIABLE_BACKLOG)
         else:
             self.create_subscription(String, "episode", self.on_episode, LATCHED)
         self.get_logger().info(f"reward with {backend} distance, goal from {self.goal_source}, done probability from {self.done_source}")

@@ -40,16 +40,9 @@ class RewardSession:
         self.reward = EndogenousReward(cfg, num_envs=1, device=device, distance=distance)
         self.goal: np.ndarray | None = None  # uint8 [S,S,3]
 
-    @property
-    def size(self) -> int | None:
-        """Side of the frames rewarded: the world model's, else the goal's (None before a goal)."""
-        if self.wm is not None:
-            return self.wm.cfg.image_size
-        return None if self.goal is None else self.goal.shape[0]
-
     def set_goal(self, image: np.ndarray | str | Path) -> np.ndarray:
         """Goal frame uint8 [S,S,3] or an image file (S: the world model's size; without one, any square size)."""
-        size = self.size if self.wm is not None else _side(image)
+        size = self.wm.cfg.image_size if self.wm is not None else None
         goal = np.array(load_goal_image(image, size))  # a writable copy; GoalImageError names the expected shape
         self.reward.set_goals(None, goal[None])
         self.goal = goal
@@ -80,16 +73,3 @@ class RewardSession:
         if self.wm is None:
             raise DreamError(f"a world model is needed to {why} (set world_model)")
         return self.wm
-
-
-def _side(image: np.ndarray | str | Path) -> int:
-    """Height of an array or image file (0 when unreadable: load_goal_image then says why)."""
-    if isinstance(image, np.ndarray):
-        return image.shape[0]
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image) as opened:
-            return opened.size[1]
-    except (OSError, UnidentifiedImageError):
-        return 0
