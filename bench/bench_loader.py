@@ -3,7 +3,8 @@
 A synthetic dataset (20 episodes x 150 frames, 64x64, camera-like frames: smooth background, a
 moving block, sensor noise) is written to a temporary folder in the LeRobot v3 layout, opened,
 decoded once, and sampled in batches of 32 windows of T=8 and T=16 frames. The batch time is set
-against a CPU training step (ENV_NOTES: 1.7M-param conv encoder, batch 32, 43-48 ms on 2 threads):
+against a training step measured in the same run (the `cpu` preset's tokenizer: forward, backward
+and AdamW on 32 frames, median of 10 after 2 warm-up steps, torch's default threads):
 ``loader_share_of_step`` is the fraction of a step the loader would add if run inline.
 
     python bench/bench_loader.py          # prints JSON, also written to bench/results/
@@ -17,15 +18,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import WindowLoader
+from roboscape_r_ros.world_model.config import WorldModelConfig
+from roboscape_r_ros.world_model.model import WorldModel
 
 from bench_results import publish
 
 EPISODES, LENGTH, SIZE, BATCH = 20, 150, 64, 32
-TRAIN_STEP_MS = 45.0  # ENV_NOTES: CPU train step, batch 32 at 64x64
 
 
 def camera_like_episode(index: int, rng: np.random.Generator) -> Episode:
@@ -54,7 +58,23 @@ def seconds(run) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def windows_per_second(dataset: EpisodeDataset, window: int, batches: int = 300) -> dict[str, float]:
+def train_step_ms(frames: np.ndarray, steps: int = 10) -> float:
+    """Median wall time of one tokenizer optimisation step of the cpu preset on BATCH frames [B,H,W,3]."""
+    model = WorldModel(load_config(WorldModelConfig, "world_model", "cpu", [f"image_size={SIZE}"]))
+    optimiser = torch.optim.AdamW(model.tokenizer.parameters(), lr=1e-3)
+    batch = torch.from_numpy(frames[:BATCH])
+    times = []
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        loss, _ = model.tokenizer.loss(batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]) * 1e3)
+
+
+def windows_per_second(dataset: EpisodeDataset, window: int, step_ms: float, batches: int = 300) -> dict[str, float]:
     loader = WindowLoader(dataset, window=window, batch_size=BATCH, seed=0)
     frames = dataset.load_arrays().frames
     size = BATCH * window  # frames per batch
@@ -76,7 +96,7 @@ def windows_per_second(dataset: EpisodeDataset, window: int, batches: int = 300)
         "windows_per_s": round(batches * BATCH / sample_s),
         "batch_mb": round(size * SIZE * SIZE * 3 / 2**20, 2),
         "vs_plain_copy": round(sample_s / copy_s, 2),
-        "loader_share_of_step": round(batch_ms / TRAIN_STEP_MS, 4),
+        "loader_share_of_step": round(batch_ms / step_ms, 4),
     }
 
 
@@ -100,6 +120,7 @@ def main() -> dict:
         assert np.array_equal(arrays.frames[:LENGTH], episodes[0].frames)  # lossless
         disk_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
         episode_s, _ = seconds(lambda: dataset.episode(EPISODES // 2))
+        step_ms = train_step_ms(arrays.frames)
         report = {
             "bench": "loader",
             "machine": f"{platform.machine()}, {platform.python_version()}",
@@ -116,8 +137,8 @@ def main() -> dict:
             "decode_all_s": round(decode_s, 3),
             "decode_frames_per_s": round(frames / decode_s),
             "one_episode_s": round(episode_s, 4),
-            "train_step_ms": TRAIN_STEP_MS,
-            "windows": {f"B{BATCH}_T{t}": windows_per_second(dataset, t) for t in (8, 16)},
+            "train_step_ms": round(step_ms, 1),
+            "windows": {f"B{BATCH}_T{t}": windows_per_second(dataset, t, step_ms) for t in (8, 16)},
         }
     return publish("bench_loader", report)
 
