@@ -17,7 +17,7 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="roboscape", description="namespace of the graph"),
         DeclareLaunchArgument("image", default_value="image_raw", description="camera image topic to ingest"),
-        # Large images are mostly lost with Fast DDS's default transports (ENV_NOTES: LARGE_DATA).
+        # Fast DDS's default transports lose most images over ~64 KB (bench/bench_latency.py).
         SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
         Node(
             package="roboscape_r_ros",

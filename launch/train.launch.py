@@ -4,9 +4,8 @@
 
 Nodes: dreamer (the world model as the environment), reward_publisher (endogenous reward) and
 policy_controller. The node list, parameter files and remappings come from
-roboscape_r_ros/launching/graph.py, the same spec `roboscape-r launch mode=imagination` runs;
-nodes the spec marks as planned are skipped until they exist. Sets
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment chose otherwise.
+roboscape_r_ros/launching/graph.py, the same spec `roboscape-r launch mode=imagination` runs.
+Sets FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment chose otherwise.
 """
 
 from roboscape_r_ros.launching.ros_launch import launch_description

@@ -1,6 +1,6 @@
 """The launch files, `roboscape-r launch` and the parameter files against the one graph spec.
 
-`launch`/`launch_ros` are not installable here (ENV_NOTES), so the launch files run against a
+`launch`/`launch_ros` are not on PyPI (ROS 2 ships them in its distribution), so the launch files run against a
 recording stand-in of the launch API that lives only in this test (put into sys.modules); a small
 evaluator then resolves what `ros2 launch` would start for given arguments, and ``spec_problems``
 compares that with roboscape_r_ros/launching/graph.py. The checker itself is tested against
@@ -340,7 +340,7 @@ def test_rviz_config_shows_real_dreamed_and_goal_frames_and_the_reward():
         assert relative in known or relative.split("/")[0] in known, topic
 
 
-@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros is not installed (ENV_NOTES)")
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros is not installed (not on PyPI)")
 def test_launch_files_with_the_real_launch_api():
     from launch import LaunchDescription as Real  # noqa: F811
 
