@@ -43,8 +43,11 @@ $(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xm
 demo: venv
 	$(VIRTUAL_ENV)/bin/roboscape-r demo
 
-# pytest exits 5 when it collected no test: for us that means a broken suite, so it fails loudly.
+# Lint and format check first (seconds), then the suite. pytest exits 5 when it collected no test:
+# for us that means a broken suite, so it fails loudly.
 test: venv
+	$(VIRTUAL_ENV)/bin/ruff check .
+	$(VIRTUAL_ENV)/bin/ruff format --check .
 	$(PY) -m pytest; rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests: failing"; exit $$rc
 
 colcon: venv

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_results import publish
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,19 +40,35 @@ def make_run(folder: Path) -> Path:
     from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 
     rng = np.random.default_rng(0)
-    with DatasetWriter(folder / "data", fps=80, camera="noise", image_shape=(SIZE, SIZE, 3), action_names=ACTIONS,
-                       state_names=ACTIONS) as writer:  # fmt: skip
+    with DatasetWriter(
+        folder / "data", fps=80, camera="noise", image_shape=(SIZE, SIZE, 3), action_names=ACTIONS, state_names=ACTIONS
+    ) as writer:
         for _ in range(4):
             n = 12
-            writer.add_episode(Episode(frames=rng.integers(0, 256, (n, SIZE, SIZE, 3), np.uint8), actions=rng.uniform(-1, 1, (n, 4)).astype(np.float32),
-                                       states=np.zeros((n, 4), np.float32), done=np.zeros(n, np.float32), subtask_index=np.zeros(n, np.int64),
-                                       task="reach-v3", instruction="Reach the goal.", success=False, kind="random"))  # fmt: skip
+            writer.add_episode(
+                Episode(
+                    frames=rng.integers(0, 256, (n, SIZE, SIZE, 3), np.uint8),
+                    actions=rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+                    states=np.zeros((n, 4), np.float32),
+                    done=np.zeros(n, np.float32),
+                    subtask_index=np.zeros(n, np.int64),
+                    task="reach-v3",
+                    instruction="Reach the goal.",
+                    success=False,
+                    kind="random",
+                )
+            )
     torch.manual_seed(0)
     run = folder / "run"
     run.mkdir()
-    WorldModel(load_config(WorldModelConfig, "world_model", "tiny", [f"image_size={SIZE}", "action_dim=4"])).save(run / "world_model.safetensors")
-    (run / "split.json").write_text(json.dumps({"dataset": str(folder / "data"), "num_episodes": 4, "num_frames": 48,
-                                                "train": [0, 1], "held_out": [2, 3]}))  # fmt: skip
+    WorldModel(load_config(WorldModelConfig, "world_model", "tiny", [f"image_size={SIZE}", "action_dim=4"])).save(
+        run / "world_model.safetensors"
+    )
+    (run / "split.json").write_text(
+        json.dumps(
+            {"dataset": str(folder / "data"), "num_episodes": 4, "num_frames": 48, "train": [0, 1], "held_out": [2, 3]}
+        )
+    )
     return run
 
 
@@ -78,7 +93,12 @@ def in_process(run: Path, seconds: float, threads: int, reward: bool) -> dict:
             rewards(frame.image, frame.done_probability)
         steps += 1
     elapsed = time.perf_counter() - start
-    return {"steps": steps, "steps_per_s": round(steps / elapsed, 1), "ms_per_step": round(1e3 * elapsed / steps, 2), "torch_threads": threads}
+    return {
+        "steps": steps,
+        "steps_per_s": round(steps / elapsed, 1),
+        "ms_per_step": round(1e3 * elapsed / steps, 2),
+        "torch_threads": threads,
+    }
 
 
 def dds_loop(run: Path, seconds: float) -> dict:
@@ -93,9 +113,24 @@ def dds_loop(run: Path, seconds: float) -> dict:
     # subscriber exchanged no image here).
     os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "roboscape_r_ros.nodes.dreamer", "--ros-args", "-p", f"world_model:={run}",
-                             "-p", "max_steps:=1000000", "-p", "done_threshold:=1.0"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roboscape_r_ros.nodes.dreamer",
+            "--ros-args",
+            "-p",
+            f"world_model:={run}",
+            "-p",
+            "max_steps:=1000000",
+            "-p",
+            "done_threshold:=1.0",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("bench_policy", context=context)
@@ -104,8 +139,16 @@ def dds_loop(run: Path, seconds: float) -> dict:
     steps: list[tuple[float, int]] = []
 
     def answer(msg: Image) -> None:
-        pub.publish(Action(header=msg.header, names=ACTIONS, units=["m", "m", "m", "1"], values=[0.5, 0.0, 0.0, 0.0],
-                           scale=[0.01, 0.01, 0.01, 1.0], mode=Action.MODE_DELTA))  # fmt: skip
+        pub.publish(
+            Action(
+                header=msg.header,
+                names=ACTIONS,
+                units=["m", "m", "m", "1"],
+                values=[0.5, 0.0, 0.0, 0.0],
+                scale=[0.01, 0.01, 0.01, 1.0],
+                mode=Action.MODE_DELTA,
+            )
+        )
 
     node.create_subscription(Image, "observation", answer, qos_profile_sensor_data)
     node.create_subscription(Reward, "done", lambda d: steps.append((time.perf_counter(), d.step)), reliable)
@@ -119,7 +162,11 @@ def dds_loop(run: Path, seconds: float) -> dict:
         while time.perf_counter() - start < seconds:
             executor.spin_once(timeout_sec=0.05)
         done = steps[-1][1] - first if steps else 0
-        return {"steps": done, "steps_per_s": round(done / (time.perf_counter() - start), 1), "dreamer_torch_threads": 1}
+        return {
+            "steps": done,
+            "steps_per_s": round(done / (time.perf_counter() - start), 1),
+            "dreamer_torch_threads": 1,
+        }
     finally:
         proc.send_signal(2)
         proc.wait(timeout=20)
@@ -143,7 +190,8 @@ def main() -> dict:
     base = cases["in_process_1_thread"]["steps_per_s"]
     report = {
         "bench": "dreamer",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}",
         "world_model": f"tiny preset, {SIZE}x{SIZE}, 4-D actions, random weights, one imagined environment",
         "cases": cases,
         "ratios": {name: round(case["steps_per_s"] / base, 2) for name, case in cases.items()},

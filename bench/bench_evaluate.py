@@ -24,20 +24,24 @@ import time
 from pathlib import Path
 
 import torch
+from bench_results import publish
 
 from roboscape_r_ros.envs.metaworld_env import EnvConfig
 from roboscape_r_ros.envs.scene import SceneVariation
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, SceneSpec, evaluate
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 
-from bench_results import publish
-
 
 def bench_config(args: argparse.Namespace, policy: Path) -> EvaluateConfig:
     env = EnvConfig(tasks=args.tasks.split(","), resolution=args.resolution, max_steps=args.max_steps)
     scenes = [SceneSpec("lighting", SceneVariation(light_scale=0.5)), SceneSpec("positions-x+", outside="x+")]
-    return EvaluateConfig(policies=[f"untrained={policy}"], env=env, ood_scenes=scenes,
-                          seeds=[int(s) for s in args.seeds.split(",")], episodes_per_seed=args.episodes)
+    return EvaluateConfig(
+        policies=[f"untrained={policy}"],
+        env=env,
+        ood_scenes=scenes,
+        seeds=[int(s) for s in args.seeds.split(",")],
+        episodes_per_seed=args.episodes,
+    )
 
 
 def main() -> dict:
@@ -65,15 +69,30 @@ def main() -> dict:
         "bench": "evaluate",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
         "threads": args.threads,
-        "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
-                                    "after": [round(x, 2) for x in os.getloadavg()]},
-        "evaluation": {"tasks": cfg.env.tasks, "scenes": ["in-domain"] + [s.name for s in cfg.ood_scenes],
-                       "seeds": cfg.seeds, "episodes_per_seed": cfg.episodes_per_seed,
-                       "resolution": cfg.env.resolution, "max_steps": cfg.env.max_steps,
-                       "actors": ["untrained policy", "random"], "episode_records": len(base_episodes)},
+        "load_average_1_5_15_min": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "evaluation": {
+            "tasks": cfg.env.tasks,
+            "scenes": ["in-domain"] + [s.name for s in cfg.ood_scenes],
+            "seeds": cfg.seeds,
+            "episodes_per_seed": cfg.episodes_per_seed,
+            "resolution": cfg.env.resolution,
+            "max_steps": cfg.env.max_steps,
+            "actors": ["untrained policy", "random"],
+            "episode_records": len(base_episodes),
+        },
         "identical": f"per-episode records equal to those with workers={base_workers}",
-        "runs": [{"workers": workers, "wall_s": round(wall_s, 2), "speedup": round(base_s / wall_s, 2),
-                  "identical": episodes == base_episodes} for workers, wall_s, episodes in runs],
+        "runs": [
+            {
+                "workers": workers,
+                "wall_s": round(wall_s, 2),
+                "speedup": round(base_s / wall_s, 2),
+                "identical": episodes == base_episodes,
+            }
+            for workers, wall_s, episodes in runs
+        ],
     }
     return publish("bench_evaluate", report)
 

@@ -62,8 +62,13 @@ def case_sim(seconds: float) -> dict:
 
     count, elapsed = timed(step, seconds)
     env.close()
-    return {"steps_per_s": count / elapsed, "steps": count, "seconds": elapsed,
-            "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": base}
+    return {
+        "steps_per_s": count / elapsed,
+        "steps": count,
+        "seconds": elapsed,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_imports_mb": base,
+    }
 
 
 def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[int]) -> dict:
@@ -90,24 +95,36 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
 
     with torch.inference_mode():
         count, elapsed = timed(imagine, seconds)
-    out = {"preset": preset, "batch": batch, "frame_skip": cfg.frame_skip,
-           "params_m": sum(p.numel() for p in wm.parameters()) / 1e6,
-           "steps_per_s": batch * count / elapsed, "model_steps": count, "seconds": elapsed,
-           "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": base, "with_reward": {}}
+    out = {
+        "preset": preset,
+        "batch": batch,
+        "frame_skip": cfg.frame_skip,
+        "params_m": sum(p.numel() for p in wm.parameters()) / 1e6,
+        "steps_per_s": batch * count / elapsed,
+        "model_steps": count,
+        "seconds": elapsed,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_imports_mb": base,
+        "with_reward": {},
+    }
     goal = rng.integers(0, 256, (1, SIZE, SIZE, 3), dtype=np.uint8)
     for resolution in resolutions:
         distance = make_distance(PerceptionConfig(backend="effnet", resolution=resolution))
         with torch.inference_mode():
             goal_embedding = distance.embed(goal)  # cached: the goal is fixed for the episode
 
-            def rewarded():
+            def rewarded(distance=distance, goal_embedding=goal_embedding):
                 frame, done = imagine()
                 d = distance.compare(distance.embed(frame), goal_embedding)
                 return (1 - d) + 10.0 * (done >= cfg.done_threshold).float()
 
             count, elapsed = timed(rewarded, seconds)
-        out["with_reward"][f"effnet@{resolution}"] = {"steps_per_s": batch * count / elapsed, "model_steps": count,
-                                                       "seconds": elapsed, "peak_rss_mb": peak_rss_mb()}
+        out["with_reward"][f"effnet@{resolution}"] = {
+            "steps_per_s": batch * count / elapsed,
+            "model_steps": count,
+            "seconds": elapsed,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     return out
 
 
@@ -126,8 +143,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,16,64", help="imagined environments per model step")
     parser.add_argument("--seconds", type=float, default=4.0, help="minimum timed seconds per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: like the one sim process)")
-    parser.add_argument("--reward-resolutions", default="128,64",
-                        help="effnet input sides of the reward (128 = the reward's default; 64 = no upsampling)")
+    parser.add_argument(
+        "--reward-resolutions",
+        default="128,64",
+        help="effnet input sides of the reward (128 = the reward's default; 64 = no upsampling)",
+    )
     parser.add_argument("--case", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(RESULTS), help="JSON file written besides stdout ('' = none)")
     args = parser.parse_args()
@@ -155,22 +175,32 @@ def main() -> None:
                 reward["ratio_to_sim"] = reward["steps_per_s"] / sim["steps_per_s"]
                 reward["control_step_ratio"] = reward["ratio_to_sim"] * r["frame_skip"]
             rows.append(r)
-            print(f"{preset:>6} batch {batch:>3}: {r['steps_per_s']:8.1f} imagined steps/s "
-                  f"({r['ratio_to_sim']:.2f}x sim), with reward "
-                  + ", ".join(f"{k} {v['steps_per_s']:.1f}/s ({v['ratio_to_sim']:.2f}x)" for k, v in r["with_reward"].items())
-                  + f"; peak RSS {max(v['peak_rss_mb'] for v in r['with_reward'].values()):.0f} MB", file=sys.stderr)
+            print(
+                f"{preset:>6} batch {batch:>3}: {r['steps_per_s']:8.1f} imagined steps/s "
+                f"({r['ratio_to_sim']:.2f}x sim), with reward "
+                + ", ".join(
+                    f"{k} {v['steps_per_s']:.1f}/s ({v['ratio_to_sim']:.2f}x)" for k, v in r["with_reward"].items()
+                )
+                + f"; peak RSS {max(v['peak_rss_mb'] for v in r['with_reward'].values()):.0f} MB",
+                file=sys.stderr,
+            )
     import torch
 
     result = {
         "benchmark": "bench_imagination",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
-                    "load_average_1min_at_end": os.getloadavg()[0]},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "load_average_1min_at_end": os.getloadavg()[0],
+        },
         "frame_size": SIZE,
         "simulator": {"env": "PixelMetaWorldEnv reach-v3 (rendered, random actions)", **sim},
         "world_model": rows,
         "reward": "r = (1 - D(frame, goal)) + 10 [done >= 0.9], D = effnet (EfficientNet-Lite0, uncalibrated), "
-                  "goal embedding cached",
+        "goal embedding cached",
         "wall_seconds": time.perf_counter() - start,
     }
     text = json.dumps(result, indent=2)

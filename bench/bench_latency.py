@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_results import publish
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,20 +35,38 @@ RATE_HZ = 30.0
 
 
 def start(module: str, env: dict, *ros_args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--ros-args", *ros_args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
     if not values_ms:
         return {"p50_ms": None, "p95_ms": None, "max_ms": None}
     a = np.asarray(values_ms)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2), "max_ms": round(float(a.max()), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p95_ms": round(float(np.percentile(a, 95)), 2),
+        "max_ms": round(float(a.max()), 2),
+    }
 
 
-def scenario(width: int, height: int, transports: str | None, through_ingest: bool, seconds: float, domain: int,
-             discovery_range: str = "SUBNET") -> dict:  # fmt: skip
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE=discovery_range, PYTHONUNBUFFERED="1")
+def scenario(
+    width: int,
+    height: int,
+    transports: str | None,
+    through_ingest: bool,
+    seconds: float,
+    domain: int,
+    discovery_range: str = "SUBNET",
+) -> dict:
+    env = dict(
+        os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE=discovery_range, PYTHONUNBUFFERED="1"
+    )
     env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
     if transports:
         env["FASTDDS_BUILTIN_TRANSPORTS"] = transports
@@ -64,10 +81,22 @@ def scenario(width: int, height: int, transports: str | None, through_ingest: bo
     from roboscape_r_ros.msg import Action
 
     camera_topic = "image_raw" if through_ingest else "observation"
-    procs = [start("roboscape_r_ros.nodes.policy_controller", env, "-p", "backend:=random", "-p", "stale_after_s:=2.0",
-                   "-p", "max_delta:=[2.0, 2.0, 2.0, 2.0]")]  # fmt: skip
+    procs = [
+        start(
+            "roboscape_r_ros.nodes.policy_controller",
+            env,
+            "-p",
+            "backend:=random",
+            "-p",
+            "stale_after_s:=2.0",
+            "-p",
+            "max_delta:=[2.0, 2.0, 2.0, 2.0]",
+        )
+    ]
     if through_ingest:
-        procs.append(start("roboscape_r_ros.nodes.camera_ingest", env, "-p", "output_size:=64", "-p", "interpolation:=area"))
+        procs.append(
+            start("roboscape_r_ros.nodes.camera_ingest", env, "-p", "output_size:=64", "-p", "interpolation:=area")
+        )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("bench_camera", context=context)
@@ -124,7 +153,9 @@ def scenario(width: int, height: int, transports: str | None, through_ingest: bo
         answered = [action_ms[s] for s in sent if s in action_ms]
         result = {
             "camera": f"{width}x{height} rgb8 @ {RATE_HZ:g} Hz",
-            "path": "camera -> camera_ingest -> policy_controller -> action" if through_ingest else "camera -> policy_controller -> action",
+            "path": "camera -> camera_ingest -> policy_controller -> action"
+            if through_ingest
+            else "camera -> policy_controller -> action",
             "fastdds_transports": transports or "default",
             "discovery_range": discovery_range,
             "frames_sent": len(sent),
@@ -156,7 +187,9 @@ def main() -> dict:
     scenarios = {
         "640x480_large_data": scenario(640, 480, "LARGE_DATA", True, opts.seconds, base),
         "640x480_default_transports": scenario(640, 480, None, True, opts.seconds, base + 1),
-        "640x480_large_data_localhost_range": scenario(640, 480, "LARGE_DATA", True, opts.seconds, base + 2, "LOCALHOST"),
+        "640x480_large_data_localhost_range": scenario(
+            640, 480, "LARGE_DATA", True, opts.seconds, base + 2, "LOCALHOST"
+        ),
         "64x64_direct": scenario(64, 64, "LARGE_DATA", False, opts.seconds, base + 3),
     }
     main_p50 = scenarios["640x480_large_data"].get("p50_ms")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_results import publish
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
@@ -26,8 +27,6 @@ from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import WindowLoader
 from roboscape_r_ros.world_model.config import WorldModelConfig
 from roboscape_r_ros.world_model.model import WorldModel
-
-from bench_results import publish
 
 EPISODES, LENGTH, SIZE, BATCH = 20, 150, 64, 32
 
@@ -108,9 +107,14 @@ def main() -> dict:
         root = Path(tmp) / "dataset"
 
         def write() -> None:
-            with DatasetWriter(root, fps=30, camera="corner2", image_shape=(SIZE, SIZE, 3),
-                               action_names=["dx", "dy", "dz", "gripper"],
-                               state_names=[f"s{i}" for i in range(7)]) as writer:  # fmt: skip
+            with DatasetWriter(
+                root,
+                fps=30,
+                camera="corner2",
+                image_shape=(SIZE, SIZE, 3),
+                action_names=["dx", "dy", "dz", "gripper"],
+                state_names=[f"s{i}" for i in range(7)],
+            ) as writer:
                 for episode in episodes:
                     writer.add_episode(episode)
 

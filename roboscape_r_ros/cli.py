@@ -14,8 +14,9 @@ import argparse
 import importlib
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from roboscape_r_ros.config import available_presets, describe, load_config, to_yaml
 from roboscape_r_ros.errors import RoboscapeError

@@ -45,8 +45,15 @@ from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
 from roboscape_r_ros.rl.report import scene_table, success_tables
-from roboscape_r_ros.rl.train import (BC_FILE, IMAGINATION_FILE, POLICY_FILE, PolicyTrainConfig, run_bc,
-                                     run_imagination_ppo, run_sim_baseline)
+from roboscape_r_ros.rl.train import (
+    BC_FILE,
+    IMAGINATION_FILE,
+    POLICY_FILE,
+    PolicyTrainConfig,
+    run_bc,
+    run_imagination_ppo,
+    run_sim_baseline,
+)
 from roboscape_r_ros.runs import RunFolder, write_text_atomic
 from roboscape_r_ros.world_model.command import TrainWMConfig, resolve_device, run_train_wm
 from roboscape_r_ros.world_model.model import WorldModel
@@ -61,25 +68,36 @@ OURS = "imagination-ppo"
 class DemoConfig:
     output: str = option("outputs/demo", help="run folder of the whole pipeline; rerunning resumes it")
     fresh: bool = option(False, help="delete the run folder first and start over")
-    world_model_run: str = option("", help="an existing train-wm run folder: skip collect and train-wm and use it "
-                                  "with the dataset its split.json names (e.g. a world model trained on a GPU)")
+    world_model_run: str = option(
+        "",
+        help="an existing train-wm run folder: skip collect and train-wm and use it "
+        "with the dataset its split.json names (e.g. a world model trained on a GPU)",
+    )
     collect: CollectConfig = option(CollectConfig(), help="dataset; its env is the in-domain scene of every stage")
     world_model: TrainWMConfig = option(TrainWMConfig(), help="world model (dataset and run folder are set here)")
     reward_sanity: bool = option(True, help="score the endogenous reward on held-out demos before RL")
-    policy: PolicyTrainConfig = option(PolicyTrainConfig(), help="BC warm start, PPO, imagination env, sim env "
-                                       "(paths and the sim env are set here)")
+    policy: PolicyTrainConfig = option(
+        PolicyTrainConfig(), help="BC warm start, PPO, imagination env, sim env (paths and the sim env are set here)"
+    )
     baseline_budget: Literal["control_steps", "decisions"] = option(
-        "control_steps", help="sim-PPO budget: imagination's imagined control steps (world-model steps x "
-        "frame_skip) or its decisions")
-    evaluate: EvaluateConfig = option(EvaluateConfig(), help="evaluation in the physics sim (policies, env and "
-                                      "report path are set here)")
-    threads: int = option(0, help="torch CPU threads of every stage (0: torch's default); evaluate.workers "
-                          "sets the evaluation's processes (default: one per CPU core, one thread each)")
+        "control_steps",
+        help="sim-PPO budget: imagination's imagined control steps (world-model steps x frame_skip) or its decisions",
+    )
+    evaluate: EvaluateConfig = option(
+        EvaluateConfig(), help="evaluation in the physics sim (policies, env and report path are set here)"
+    )
+    threads: int = option(
+        0,
+        help="torch CPU threads of every stage (0: torch's default); evaluate.workers "
+        "sets the evaluation's processes (default: one per CPU core, one thread each)",
+    )
 
     def __post_init__(self) -> None:
-        sizes = {"collect.env.resolution": self.collect.env.resolution,
-                 "world_model.model.image_size": self.world_model.model.image_size,
-                 "policy.policy.image_size": self.policy.policy.image_size}
+        sizes = {
+            "collect.env.resolution": self.collect.env.resolution,
+            "world_model.model.image_size": self.world_model.model.image_size,
+            "policy.policy.image_size": self.policy.policy.image_size,
+        }
         if len(set(sizes.values())) > 1:
             raise ConfigError("frame sizes disagree: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
 
@@ -100,8 +118,10 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
         dataset = Path(RunFolder.open(wm_run, create=False).read_json("split.json")["dataset"])
         tasks = sorted({e.task for e in EpisodeDataset.open(dataset).episodes})
         if tasks != sorted(cfg.collect.env.tasks):
-            raise ConfigError(f"{dataset} holds tasks {tasks}; set collect.env.tasks to them (collect.env is the "
-                              "in-domain scene of the sim baseline and the evaluation)")
+            raise ConfigError(
+                f"{dataset} holds tasks {tasks}; set collect.env.tasks to them (collect.env is the "
+                "in-domain scene of the sim baseline and the evaluation)"
+            )
     collect = copy.deepcopy(cfg.collect)
     collect.output, collect.overwrite = str(dataset), True  # the pipeline's own dataset: a rerun rewrites it
 
@@ -122,19 +142,35 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
     sim_ppo.output = str(policies / "sim_ppo")
 
     goal = policy.imagination.goal if policy.imagination.goal in GOAL_SOURCES else "demo"
-    sanity = RewardSanityConfig(run=str(wm_run), goals=[goal], reward=copy.deepcopy(policy.imagination.reward),
-                                output=str(out / "reward_sanity"), threads=cfg.threads, device=policy.device)
+    sanity = RewardSanityConfig(
+        run=str(wm_run),
+        goals=[goal],
+        reward=copy.deepcopy(policy.imagination.reward),
+        output=str(out / "reward_sanity"),
+        threads=cfg.threads,
+        device=policy.device,
+    )
 
     evaluate = copy.deepcopy(cfg.evaluate)
     evaluate.env = copy.deepcopy(cfg.collect.env)
-    evaluate.policies = [f"{OURS}={policies / 'imagination' / IMAGINATION_FILE}",
-                         f"bc={policies / 'bc' / BC_FILE}", f"sim-ppo={policies / 'sim_ppo' / POLICY_FILE}"]
+    evaluate.policies = [
+        f"{OURS}={policies / 'imagination' / IMAGINATION_FILE}",
+        f"bc={policies / 'bc' / BC_FILE}",
+        f"sim-ppo={policies / 'sim_ppo' / POLICY_FILE}",
+    ]
     evaluate.ours, evaluate.device = OURS, policy.device
     evaluate.report = str(out / "evaluation" / "report.md")
     if evaluate.goal == "demo":
         evaluate.goal_dataset = str(dataset)
-    return {"collect": collect, "world_model": world_model, "reward_sanity": sanity, "bc": bc,
-            "imagination": imagination, "sim_ppo": sim_ppo, "evaluate": evaluate}
+    return {
+        "collect": collect,
+        "world_model": world_model,
+        "reward_sanity": sanity,
+        "bc": bc,
+        "imagination": imagination,
+        "sim_ppo": sim_ppo,
+        "evaluate": evaluate,
+    }
 
 
 def imagined_budget(imagination_dir: Path) -> dict[str, int]:
@@ -171,8 +207,9 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
     def bc() -> str:
         run_bc(configs["bc"])
         final = json.loads((Path(configs["bc"].output) / "bc.json").read_text())["final"]
-        return ", ".join(f"{k.removeprefix('bc/').replace('_', ' ')} {v:.3g}" for k, v in final.items()
-                         if k.startswith("bc/"))
+        return ", ".join(
+            f"{k.removeprefix('bc/').replace('_', ' ')} {v:.3g}" for k, v in final.items() if k.startswith("bc/")
+        )
 
     def imagination() -> str:
         run_imagination_ppo(configs["imagination"])
@@ -229,8 +266,9 @@ def run_demo(cfg: DemoConfig) -> str:
             if stage.name in done:
                 print(f"{head}: done in an earlier run ({done[stage.name]['result']})", file=sys.stderr)
                 continue
-            print(f"\n{head}: {stage.what} (elapsed {_minutes(time.perf_counter() - start)})", file=sys.stderr,
-                  flush=True)
+            print(
+                f"\n{head}: {stage.what} (elapsed {_minutes(time.perf_counter() - start)})", file=sys.stderr, flush=True
+            )
             began = time.perf_counter()
             result = stage.run()
             done[stage.name] = {"wall_s": time.perf_counter() - began, "result": result}
@@ -270,24 +308,39 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
     out = Path(cfg.output)
     total = sum(s["wall_s"] for s in done.values())
     lines = [
-        "# roboscape-r demo report", "",
+        "# roboscape-r demo report",
+        "",
         f"Run folder `{out}`; {platform.node()}: {os.cpu_count()} CPU cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, device {configs['bc'].device}. Tasks: "
         f"{', '.join(cfg.collect.env.tasks)} at {cfg.collect.env.resolution}x{cfg.collect.env.resolution} "
-        f"(camera {cfg.collect.env.camera}). Total stage time **{_minutes(total)}**.", "",
-        "## Stages", "", "| stage | wall time | result |", "|---|---|---|",
+        f"(camera {cfg.collect.env.camera}). Total stage time **{_minutes(total)}**.",
+        "",
+        "## Stages",
+        "",
+        "| stage | wall time | result |",
+        "|---|---|---|",
         *[f"| {name} | {_minutes(s['wall_s'])} | {s['result']} |" for name, s in done.items()],
-        "", "## Training budgets", "", *budget_table(configs), "",
+        "",
+        "## Training budgets",
+        "",
+        *budget_table(configs),
+        "",
         "One world-model step stands for frame_skip control steps (the action held, as the sim would repeat it); "
         "the sim baseline gets the same environment steps "
-        f"({cfg.baseline_budget.replace('_', ' ')}).", "",
-        "## Success in the physics sim", "",
+        f"({cfg.baseline_budget.replace('_', ' ')}).",
+        "",
+        "## Success in the physics sim",
+        "",
         "Absolute rates with 95% Wilson intervals come first: a relative gain over a baseline near 0% says "
         "nothing. Imagined returns are training signals only; every policy is judged here, by Meta-World's "
-        "success flag.", "",
-        *_evaluation_lines(configs), "",
-        "![success per scene](evaluation/report_success.png)", "",
-        "Full evaluation, with a GIF of each scene: [evaluation/report.md](evaluation/report.md).", "",
+        "success flag.",
+        "",
+        *_evaluation_lines(configs),
+        "",
+        "![success per scene](evaluation/report_success.png)",
+        "",
+        "Full evaluation, with a GIF of each scene: [evaluation/report.md](evaluation/report.md).",
+        "",
     ]
     lines += controllability_lines(configs, out)
     sanity = Path(configs["reward_sanity"].output) / "report.md"
@@ -307,10 +360,16 @@ def controllability_lines(configs: dict[str, object], out: Path) -> list[str]:
     sheet = controllability_sheet(model, EpisodeDataset.open(configs["world_model"].dataset), held_out, out / SHEET_DIR)
     if not sheet["contexts"]:
         return []
-    return ["## World model controllability", "", f"![controllability]({SHEET_DIR}/{SHEET_PNG})", "",
-            f"Held-out contexts dreamed {sheet['steps']} steps ({sheet['control_steps']} control steps) under each "
-            f"held action (rows); their final frames differ by {sheet['mean_pairwise_divergence']:.2f}/255 per pixel "
-            "on average (0: the world model ignores its actions).", ""]
+    return [
+        "## World model controllability",
+        "",
+        f"![controllability]({SHEET_DIR}/{SHEET_PNG})",
+        "",
+        f"Held-out contexts dreamed {sheet['steps']} steps ({sheet['control_steps']} control steps) under each "
+        f"held action (rows); their final frames differ by {sheet['mean_pairwise_divergence']:.2f}/255 per pixel "
+        "on average (0: the world model ignores its actions).",
+        "",
+    ]
 
 
 def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> str:
@@ -318,6 +377,11 @@ def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> 
     total = sum(s["wall_s"] for s in done.values())
     lines = ["", "roboscape-r demo finished", ""]
     lines += [f"  {name:<18} {_minutes(s['wall_s']):>9}  {s['result']}" for name, s in done.items()]
-    lines += [f"  {'total':<18} {_minutes(total):>9}", "", *scene_table(evaluation.episodes, evaluation.scenes),
-              "", f"report: {report}"]
+    lines += [
+        f"  {'total':<18} {_minutes(total):>9}",
+        "",
+        *scene_table(evaluation.episodes, evaluation.scenes),
+        "",
+        f"report: {report}",
+    ]
     return "\n".join(lines)

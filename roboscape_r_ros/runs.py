@@ -142,14 +142,15 @@ class RunFolder:
         if path.exists() and must_match:
             # through YAML, as the old one was read: tuples anywhere in the tree become lists
             old, new = _flatten(self.read_config()), _flatten(yaml.safe_load(to_yaml(cfg)))
-            keys = sorted(k for k in old.keys() | new.keys()
-                          if k.startswith(must_match) and not k.startswith(ignore))
+            keys = sorted(k for k in old.keys() | new.keys() if k.startswith(must_match) and not k.startswith(ignore))
             changed = [k for k in keys if old.get(k) != new.get(k)]
             if changed:
                 key = changed[0]
-                raise RunError(f"{self.path} was started with {key}={old.get(key)!r}, now {new.get(key)!r}"
-                               f"{f' (+{len(changed) - 1} more)' if len(changed) > 1 else ''}: resume with the "
-                               "same settings or use another run folder")
+                raise RunError(
+                    f"{self.path} was started with {key}={old.get(key)!r}, now {new.get(key)!r}"
+                    f"{f' (+{len(changed) - 1} more)' if len(changed) > 1 else ''}: resume with the "
+                    "same settings or use another run folder"
+                )
         write_text_atomic(path, to_yaml(cfg))
 
     # -- logs -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -43,11 +43,15 @@ class RosHarness:
         cmd = [sys.executable, target] if target.endswith(".py") else [sys.executable, "-m", target]
         if ros_args:
             cmd += ["--ros-args", *ros_args]
-        proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self.processes.append(proc)
         return proc
 
-    def spin_until(self, condition: Callable[[], bool], timeout_s: float, tick: Callable[[], None] | None = None) -> bool:
+    def spin_until(
+        self, condition: Callable[[], bool], timeout_s: float, tick: Callable[[], None] | None = None
+    ) -> bool:
         """Spin the harness node until condition() holds; tick() runs between spins (e.g. republish)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -82,8 +86,13 @@ def action(values, stamp=None, **fields):
     ``fields`` override any other field (bad names, modes, episode ids...)."""
     from roboscape_r_ros.msg import Action
 
-    a = Action(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=[float(v) for v in values],
-               scale=[0.01, 0.01, 0.01, 1.0], mode=Action.MODE_DELTA)  # fmt: skip
+    a = Action(
+        names=["dx", "dy", "dz", "gripper"],
+        units=["m", "m", "m", "1"],
+        values=[float(v) for v in values],
+        scale=[0.01, 0.01, 0.01, 1.0],
+        mode=Action.MODE_DELTA,
+    )
     if stamp is not None:
         a.header.stamp = stamp
     for key, value in fields.items():

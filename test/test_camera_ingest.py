@@ -49,7 +49,9 @@ class Link:
     def roundtrip(self, msg: Image, timeout_s: float = 10.0) -> Image:
         """Publish msg (again each tick: best effort may drop) until a new frame comes back."""
         seen = len(self.frames)
-        assert self.ros.spin_until(lambda: len(self.frames) > seen, timeout_s, tick=lambda: self.pub.publish(msg)), "no frame came back"
+        assert self.ros.spin_until(lambda: len(self.frames) > seen, timeout_s, tick=lambda: self.pub.publish(msg)), (
+            "no frame came back"
+        )
         return self.frames[-1]
 
 
@@ -58,7 +60,9 @@ def as_array(msg: Image) -> np.ndarray:
 
 
 def test_every_encoding_becomes_rgb8_at_model_size(ros):
-    ros.start("roboscape_r_ros.nodes.camera_ingest", "--params-file", "config/camera_ingest.yaml", "-p", "output_size:=64")
+    ros.start(
+        "roboscape_r_ros.nodes.camera_ingest", "--params-file", "config/camera_ingest.yaml", "-p", "output_size:=64"
+    )
     link = Link(ros)
     scene = split_scene(160, 120)
     for encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
@@ -105,8 +109,14 @@ def test_bad_frames_are_dropped_with_one_warning_each_and_the_node_keeps_running
     assert "Traceback" not in log
 
 
-@pytest.mark.parametrize("param, expected", [("interpolation:=cubic", "interpolation 'cubic'"), ("output_size:=0", "output_size"),
-                                             ("record.output:=/tmp/roboscape-not-written", "recording: a task name is needed (record.task)")])
+@pytest.mark.parametrize(
+    "param, expected",
+    [
+        ("interpolation:=cubic", "interpolation 'cubic'"),
+        ("output_size:=0", "output_size"),
+        ("record.output:=/tmp/roboscape-not-written", "recording: a task name is needed (record.task)"),
+    ],
+)
 def test_bad_startup_parameters_end_with_one_clear_line(ros, param, expected):
     proc = ros.start("roboscape_r_ros.nodes.camera_ingest", "-p", param)
     out, _ = proc.communicate(timeout=30)

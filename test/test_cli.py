@@ -54,7 +54,9 @@ def test_inspect_names_a_truncated_data_file(tiny_dataset, tmp_path):
     subprocess.run(["cp", "-r", str(tiny_dataset), str(broken)], check=True)
     data_file = next((broken / "data").rglob("*.parquet"))
     data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
-    assert_one_line_error(cli("inspect", f"dataset={broken}"), str(data_file.relative_to(broken)), "truncated or corrupt")
+    assert_one_line_error(
+        cli("inspect", f"dataset={broken}"), str(data_file.relative_to(broken)), "truncated or corrupt"
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,8 +85,22 @@ def test_missing_dataset_gives_one_clear_line(tmp_path):
 
 def test_a_killed_collection_leaves_no_dataset_that_loads(tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "roboscape_r_ros.cli", "collect", "--preset", "tiny", f"output={out}", "episodes_per_task=50"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roboscape_r_ros.cli",
+            "collect",
+            "--preset",
+            "tiny",
+            f"output={out}",
+            "episodes_per_task=50",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(tmp_path.glob(".killed*")):
         time.sleep(0.2)
@@ -101,5 +117,13 @@ def test_a_killed_collection_leaves_no_dataset_that_loads(tmp_path):
 def test_help_explains_every_option():
     result = cli("collect", "--help")
     assert result.returncode == 0
-    for name in ("env.tasks", "env.resolution", "env.camera", "env.scene.table_rgba", "episodes_per_task", "random_fraction", "video"):
+    for name in (
+        "env.tasks",
+        "env.resolution",
+        "env.camera",
+        "env.scene.table_rgba",
+        "episodes_per_task",
+        "random_fraction",
+        "video",
+    ):
         assert name in result.stdout, name

@@ -22,9 +22,23 @@ def install_space(tmp_path_factory):
         pytest.skip("colcon is not installed (make venv installs it)")
     base = tmp_path_factory.mktemp("colcon")
     result = subprocess.run(
-        ["colcon", "build", "--base-paths", str(REPO), "--build-base", str(base / "build"),
-         "--install-base", str(base / "install"), "--cmake-args", "-DBUILD_TESTING=OFF"],
-        cwd=base, capture_output=True, text=True, timeout=600, env=dict(os.environ, COLCON_LOG_PATH=str(base / "log")),
+        [
+            "colcon",
+            "build",
+            "--base-paths",
+            str(REPO),
+            "--build-base",
+            str(base / "build"),
+            "--install-base",
+            str(base / "install"),
+            "--cmake-args",
+            "-DBUILD_TESTING=OFF",
+        ],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, COLCON_LOG_PATH=str(base / "log")),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Finished <<< roboscape_r_ros" in result.stdout + result.stderr
@@ -46,8 +60,11 @@ def test_every_executable_lands_where_ros2_run_looks(install_space):
 
 
 def test_messages_and_code_import_from_the_install_space(install_space):
-    result = run_sourced(install_space, "python -c 'import roboscape_r_ros.msg as m, roboscape_r_ros.cli as c; "
-                         "print(m.__file__); print(c.__file__); print(m.Action().mode)'")
+    result = run_sourced(
+        install_space,
+        "python -c 'import roboscape_r_ros.msg as m, roboscape_r_ros.cli as c; "
+        "print(m.__file__); print(c.__file__); print(m.Action().mode)'",
+    )
     assert result.returncode == 0, result.stderr
     msg_file, cli_file, mode = result.stdout.split()
     assert msg_file.startswith(str(install_space)) and cli_file.startswith(str(install_space)), result.stdout

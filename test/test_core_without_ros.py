@@ -8,7 +8,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 BLOCK_ROS = """
 import importlib.abc, sys
-ROS = ("rclpy", "rosidl_runtime_py", "sensor_msgs", "std_msgs", "geometry_msgs", "builtin_interfaces", "roboscape_r_ros.msg")
+ROS = ("rclpy", "rosidl_runtime_py", "sensor_msgs", "std_msgs", "geometry_msgs", "builtin_interfaces",
+       "roboscape_r_ros.msg")
 class BlockRos(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.startswith(ROS):
@@ -16,7 +17,9 @@ class BlockRos(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, BlockRos())
 """
 
-SCRIPT = BLOCK_ROS + """
+SCRIPT = (
+    BLOCK_ROS
+    + """
 import pkgutil, importlib
 import roboscape_r_ros
 imported = []
@@ -35,6 +38,7 @@ from roboscape_r_ros.cli import main
 assert main(["collect", "--print-config", "env.resolution=32"]) == 0
 print("IMPORTED", len(imported))
 """
+)
 
 
 def test_core_imports_and_runs_without_rclpy():

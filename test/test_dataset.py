@@ -87,10 +87,20 @@ def test_written_schema_follows_lerobot_v3(dataset_root, episodes):
     }
     info = json.loads((dataset_root / "meta/info.json").read_text())
     assert set(info) == {
-        "codebase_version", "robot_type", "total_episodes", "total_frames", "total_tasks", "chunks_size",
-        "data_files_size_in_mb", "video_files_size_in_mb", "fps", "splits", "data_path", "video_path",
+        "codebase_version",
+        "robot_type",
+        "total_episodes",
+        "total_frames",
+        "total_tasks",
+        "chunks_size",
+        "data_files_size_in_mb",
+        "video_files_size_in_mb",
+        "fps",
+        "splits",
+        "data_path",
+        "video_path",
         "features",
-    }  # fmt: skip
+    }
     assert info["codebase_version"] == "v3.0"
     assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
     assert info["video_path"] is None
@@ -100,8 +110,10 @@ def test_written_schema_follows_lerobot_v3(dataset_root, episodes):
 
     features = info["features"]
     assert features["observation.images.corner2"] == {
-        "dtype": "image", "shape": [16, 16, 3], "names": ["height", "width", "channels"],
-    }  # fmt: skip
+        "dtype": "image",
+        "shape": [16, 16, 3],
+        "names": ["height", "width", "channels"],
+    }
     assert features["action"] == {"dtype": "float32", "shape": [4], "names": ACTIONS}
     assert features["observation.state"] == {"dtype": "float32", "shape": [6], "names": STATES}
     assert features["done_label"] == {"dtype": "float32", "shape": [1], "names": None}
@@ -132,8 +144,9 @@ def test_written_schema_follows_lerobot_v3(dataset_root, episodes):
     assert {(r["meta/episodes/chunk_index"], r["meta/episodes/file_index"]) for r in rows} == {(0, 0)}
     assert rows[1]["tasks"] == ["Do task 1."]
     assert [(r["task_name"], r["kind"], r["success"]) for r in rows[:2]] == [
-        ("task-0", "expert", True), ("task-1", "noisy", False),
-    ]  # fmt: skip
+        ("task-0", "expert", True),
+        ("task-1", "noisy", False),
+    ]
     assert rows[0]["instruction"] == "Do task 0."
     assert rows[0]["stats/action/mean"] == pytest.approx(episodes[0].actions.mean(axis=0).tolist(), rel=1e-6)
 
@@ -182,8 +195,11 @@ def test_round_trip_is_bit_exact(dataset_root, episodes):
             assert getattr(got, name).dtype == getattr(expected, name).dtype
             np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
         assert (got.task, got.instruction, got.success, got.kind) == (
-            expected.task, expected.instruction, expected.success, expected.kind,
-        )  # fmt: skip
+            expected.task,
+            expected.instruction,
+            expected.success,
+            expected.kind,
+        )
     arrays = dataset.load_arrays()
     np.testing.assert_array_equal(arrays.frames, np.concatenate([e.frames for e in episodes]))
     np.testing.assert_array_equal(arrays.starts, [0, 7, 19, 22, 31])
@@ -367,21 +383,21 @@ def bad(episode: Episode, **changes) -> Episode:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda e: bad(e, actions=e.actions.astype(np.float64)),
-         "actions has dtype float64, expected float32"),
+        (lambda e: bad(e, actions=e.actions.astype(np.float64)), "actions has dtype float64, expected float32"),
         (lambda e: bad(e, actions=e.actions[:, :3]), r"actions has shape \(7, 3\), expected \(7, 4\)"),
-        (lambda e: bad(e, frames=e.frames[:, :8]),
-         r"frames has shape \(7, 8, 16, 3\), expected \(7, 16, 16, 3\)"),
+        (lambda e: bad(e, frames=e.frames[:, :8]), r"frames has shape \(7, 8, 16, 3\), expected \(7, 16, 16, 3\)"),
         (lambda e: bad(e, frames=e.frames.astype(np.float32)), "frames has dtype float32, expected uint8"),
-        (lambda e: bad(e, states=np.where(np.arange(7)[:, None] == 4, np.nan, e.states).astype(np.float32)),
-         "states holds NaN or inf .first at row 4"),
+        (
+            lambda e: bad(e, states=np.where(np.arange(7)[:, None] == 4, np.nan, e.states).astype(np.float32)),
+            "states holds NaN or inf .first at row 4",
+        ),
         (lambda e: bad(e, done=e.done * 2), r"done labels must lie in \[0, 1\]"),
         (lambda e: bad(e, done=e.done[:5]), r"done has shape \(5,\), expected \(7,\)"),
         (lambda e: bad(e, kind="lucky"), "kind must be one of expert, noisy, failed, random"),
         (lambda e: bad(e, instruction=""), "instruction must be a non-empty string"),
         (lambda e: bad(e, frames=e.frames[:0]), "frames must be uint8 .T,H,W,3. with T >= 1"),
     ],
-)  # fmt: skip
+)
 def test_bad_episodes_are_rejected_with_the_problem_named(tmp_path, episodes, change, message):
     root = tmp_path / "ds"
     with open_writer(root) as writer:

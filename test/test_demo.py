@@ -31,10 +31,17 @@ def test_every_stage_runs_in_order_with_progress_and_a_summary(demo_run):
     assert positions == sorted(positions)
     assert list(json.loads((out / "stages.json").read_text())) == STAGES
     assert "roboscape-r demo finished" in log and f"report: {out / 'REPORT.md'}" in log
-    for path in ("dataset/meta/info.json", "world_model/world_model.safetensors", "reward_sanity/report.md",
-                 "policies/bc/bc.safetensors", "policies/imagination/imagination.safetensors",
-                 "policies/sim_ppo/policy.safetensors", "evaluation/report.md", "config.yaml",
-                 "world_model_sheet/controllability.png"):
+    for path in (
+        "dataset/meta/info.json",
+        "world_model/world_model.safetensors",
+        "reward_sanity/report.md",
+        "policies/bc/bc.safetensors",
+        "policies/imagination/imagination.safetensors",
+        "policies/sim_ppo/policy.safetensors",
+        "evaluation/report.md",
+        "config.yaml",
+        "world_model_sheet/controllability.png",
+    ):
         assert (out / path).is_file(), path
 
 
@@ -56,9 +63,17 @@ def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
         seeds = [sorted(e["reset_seed"] for e in episodes if e["actor"] == a and e["scene"] == scene) for a in actors]
         assert seeds[0] and all(s == seeds[0] for s in seeds)
     report = (out / "REPORT.md").read_text()
-    for fragment in ("## Stages", "## Training budgets", "## Success in the physics sim", "| imagination-ppo |",
-                     "| sim-ppo |", "## Reward sanity on held-out episodes", "rho(r, t)",
-                     "## World model controllability", "![controllability](world_model_sheet/controllability.png)"):
+    for fragment in (
+        "## Stages",
+        "## Training budgets",
+        "## Success in the physics sim",
+        "| imagination-ppo |",
+        "| sim-ppo |",
+        "## Reward sanity on held-out episodes",
+        "rho(r, t)",
+        "## World model controllability",
+        "![controllability](world_model_sheet/controllability.png)",
+    ):
         assert fragment in report, fragment
 
 

@@ -15,15 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from wm_synthetic import write_dataset
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.runtime.dream_session import (
-    Context, ContextPool, DreamError, DreamSession, ShadowMonitor, load_world_model, side_by_side,
+    Context,
+    ContextPool,
+    DreamError,
+    DreamSession,
+    ShadowMonitor,
+    load_world_model,
+    side_by_side,
 )
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
-from wm_synthetic import write_dataset
 
 HELD_OUT = [6, 7]
 NEUTRAL = [0.0, 0.0, 0.0, 0.0]
@@ -33,13 +39,23 @@ def tiny_run(folder: Path, *overrides: str) -> Path:
     """A train-wm run folder: a random tiny world model + split.json over a small synthetic dataset."""
     data = EpisodeDataset.open(write_dataset(folder / "data", per_kind=1))
     torch.manual_seed(0)
-    cfg = load_config(WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", *overrides])
+    cfg = load_config(
+        WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", *overrides]
+    )
     run = folder / "run"
     run.mkdir(parents=True)
     WorldModel(cfg).save(run / "world_model.safetensors")
-    (run / "split.json").write_text(json.dumps({
-        "dataset": str(data.root), "num_episodes": data.num_episodes, "num_frames": data.num_frames,
-        "train": [e for e in range(data.num_episodes) if e not in HELD_OUT], "held_out": HELD_OUT}))  # fmt: skip
+    (run / "split.json").write_text(
+        json.dumps(
+            {
+                "dataset": str(data.root),
+                "num_episodes": data.num_episodes,
+                "num_frames": data.num_frames,
+                "train": [e for e in range(data.num_episodes) if e not in HELD_OUT],
+                "held_out": HELD_OUT,
+            }
+        )
+    )
     return run
 
 
@@ -57,13 +73,22 @@ def wm(run):
 def test_session_steps_the_world_model_from_a_held_out_context(run, wm):
     _, info = load_world_model(run)
     pool = ContextPool(wm, info)
-    assert pool.episodes.tolist() == HELD_OUT and pool.frames.shape == (2, 2, 32, 32, 3) and pool.actions.shape == (2, 1, 4)
+    assert (
+        pool.episodes.tolist() == HELD_OUT
+        and pool.frames.shape == (2, 2, 32, 32, 3)
+        and pool.actions.shape == (2, 1, 4)
+    )
     session = DreamSession(wm, pool, max_steps=3, done_threshold=1.0)
     first = session.reset()
     arrays = EpisodeDataset.open(info.split["dataset"]).load_arrays()
     e = int(first.context.label.split()[-1])
     np.testing.assert_array_equal(first.image, arrays.frames[arrays.starts[e] + 1])  # the window's last real frame
-    assert (first.step, first.episode_id, first.ended, first.context.instruction) == (0, "dream-ep0000", False, pool.instructions[HELD_OUT.index(e)])
+    assert (first.step, first.episode_id, first.ended, first.context.instruction) == (
+        0,
+        "dream-ep0000",
+        False,
+        pool.instructions[HELD_OUT.index(e)],
+    )
     # One step = wm.step on the encoded context, action held (frame_skip 1 here).
     state = wm.encode_context(first.context.frames[None], first.context.actions[None])
     action = np.array([0.5, -0.5, 0.0, 1.0], np.float32)
@@ -137,7 +162,10 @@ def test_side_by_side_and_checkpoint_errors(tmp_path, wm):
     assert panels.shape == (32, 100, 3) and panels[:, :32].min() == 255 and panels[:, 34:66].max() == 0
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00" * 100)
-    for path, message in ((broken, "not a readable safetensors file"), (tmp_path / "nothing", "no world-model checkpoint")):
+    for path, message in (
+        (broken, "not a readable safetensors file"),
+        (tmp_path / "nothing", "no world-model checkpoint"),
+    ):
         with pytest.raises(RoboscapeError, match=message):
             load_world_model(path)
 
@@ -164,7 +192,9 @@ def test_bad_startup_parameters_end_with_one_clear_line(ros, run, tmp_path):
 
     broken = tmp_path / "world_model.safetensors"
     broken.write_bytes(b"not a checkpoint")
-    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={tmp_path}")  # a run folder with a corrupt checkpoint
+    proc = ros.start(
+        "roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={tmp_path}"
+    )  # a run folder with a corrupt checkpoint
     out, _ = proc.communicate(timeout=60)
     lines = [line for line in out.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "not a readable safetensors file" in lines[0], out
@@ -173,7 +203,10 @@ def test_bad_startup_parameters_end_with_one_clear_line(ros, run, tmp_path):
         (["world_model:=''"], "no world model given"),
         ([f"world_model:={tmp_path / 'missing'}"], "no world-model checkpoint"),
         (["action_names:=[dx,dy]"], "action_units has 4 entries but action_names has 2"),
-        (["action_names:=[u,v]", "action_units:=[m,m]", "action_scale:=[1.0,1.0]"], "action_names has 2 names, world model"),
+        (
+            ["action_names:=[u,v]", "action_units:=[m,m]", "action_scale:=[1.0,1.0]"],
+            "action_names has 2 names, world model",
+        ),
         (["context_frames:=5"], "holds 1..2 context frames"),
     ]
     for params, expected in cases:
@@ -191,9 +224,14 @@ def watch(ros):
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     seen = {name: [] for name in ("observation", "done", "episode", "dream/image", "dream/prediction", "dream/error")}
-    for name, kind, qos in (("observation", Image, qos_profile_sensor_data), ("done", Reward, reliable), ("episode", String, latched),
-                            ("dream/image", Image, qos_profile_sensor_data), ("dream/prediction", Image, qos_profile_sensor_data),
-                            ("dream/error", Float32, reliable)):  # fmt: skip
+    for name, kind, qos in (
+        ("observation", Image, qos_profile_sensor_data),
+        ("done", Reward, reliable),
+        ("episode", String, latched),
+        ("dream/image", Image, qos_profile_sensor_data),
+        ("dream/prediction", Image, qos_profile_sensor_data),
+        ("dream/error", Float32, reliable),
+    ):
         ros.node.create_subscription(kind, name, seen[name].append, qos)
     seen["action_pub"] = ros.node.create_publisher(Action, "action", reliable)
     seen["observation_pub"] = ros.node.create_publisher(Image, "observation", qos_profile_sensor_data)
@@ -203,7 +241,13 @@ def watch(ros):
 def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
     from sensor_msgs.msg import Image
 
-    msg = Image(height=frame.shape[0], width=frame.shape[1], encoding=encoding, step=frame.shape[1] * frame.shape[2], data=frame.tobytes())
+    msg = Image(
+        height=frame.shape[0],
+        width=frame.shape[1],
+        encoding=encoding,
+        step=frame.shape[1] * frame.shape[2],
+        data=frame.tobytes(),
+    )
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     return msg
 
@@ -212,15 +256,42 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
     from ros_harness import action
     from std_srvs.srv import Trigger
 
-    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "max_steps:=3", "-p", "done_threshold:=1.0",
-                     "-p", "warning_period_s:=60.0", "-p", "republish_period_s:=0.3")  # fmt: skip
+    proc = ros.start(
+        "roboscape_r_ros.nodes.dreamer",
+        "-p",
+        f"world_model:={run}",
+        "-p",
+        "max_steps:=3",
+        "-p",
+        "done_threshold:=1.0",
+        "-p",
+        "warning_period_s:=60.0",
+        "-p",
+        "republish_period_s:=0.3",
+    )
     pub = watch["action_pub"]
-    assert ros.spin_until(lambda: watch["observation"] and watch["done"] and watch["episode"] and watch["dream/image"] and pub.get_subscription_count(), 60), "no dreamer"
+    assert ros.spin_until(
+        lambda: (
+            watch["observation"]
+            and watch["done"]
+            and watch["episode"]
+            and watch["dream/image"]
+            and pub.get_subscription_count()
+        ),
+        60,
+    ), "no dreamer"
     first = watch["observation"][-1]
     assert (first.encoding, first.width, first.height, first.header.frame_id) == ("rgb8", 32, 32, "dream_camera")
     assert (watch["dream/image"][-1].width, watch["episode"][-1].data) == (100, "dream-ep0000")
-    bad = [action([math.nan, 0, 0, 0]), action([0, math.inf, 0, 0]), action([0, 0, 0]), action(NEUTRAL, names=["x", "y", "z", "g"]),
-           action(NEUTRAL, mode=0), action([2, 0, 0, 0]), action(NEUTRAL, episode_id="someone-elses")]  # fmt: skip
+    bad = [
+        action([math.nan, 0, 0, 0]),
+        action([0, math.inf, 0, 0]),
+        action([0, 0, 0]),
+        action(NEUTRAL, names=["x", "y", "z", "g"]),
+        action(NEUTRAL, mode=0),
+        action([2, 0, 0, 0]),
+        action(NEUTRAL, episode_id="someone-elses"),
+    ]
     for a in bad * 3:
         pub.publish(a)
     ros.spin_until(lambda: False, 1.0)  # republishes happen meanwhile: step stays 0
@@ -229,7 +300,9 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
         stamp = watch["done"][-1].header.stamp  # its observation carries the same stamp (and may trail)
         pub.publish(action(NEUTRAL, stamp, episode_id="dream-ep0000"))
         pub.publish(action(NEUTRAL, stamp))  # the policy's repeat for the same frame: no second step
-        assert ros.spin_until(lambda: watch["done"][-1].step == step or watch["episode"][-1].data != "dream-ep0000", 10), step
+        assert ros.spin_until(
+            lambda step=step: watch["done"][-1].step == step or watch["episode"][-1].data != "dream-ep0000", 10
+        ), step
     ended = [d for d in watch["done"] if d.done]
     assert len(ended) == 1 and ended[0].truncated and ended[0].step == 3 and ended[0].episode_id == "dream-ep0000"
     assert ros.spin_until(lambda: watch["episode"][-1].data == "dream-ep0001", 5)  # auto reset
@@ -251,7 +324,15 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
 def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, run, watch):
     from ros_harness import action
 
-    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "mode:=shadow", "-p", "warning_period_s:=60.0")
+    proc = ros.start(
+        "roboscape_r_ros.nodes.dreamer",
+        "-p",
+        f"world_model:={run}",
+        "-p",
+        "mode:=shadow",
+        "-p",
+        "warning_period_s:=60.0",
+    )
     pub, obs = watch["action_pub"], watch["observation_pub"]
     assert ros.spin_until(lambda: pub.get_subscription_count() and obs.get_subscription_count(), 60), "no dreamer"
     ros.spin_until(lambda: False, 0.5)  # discovery both ways
@@ -266,12 +347,19 @@ def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, ru
         obs.publish(stamp)
         ros.spin_until(lambda: False, 0.1)
         pub.publish(action([0.5, 0, 0, 0], stamp.header.stamp))
-        assert ros.spin_until(lambda: len(watch["dream/prediction"]) >= t, 10), t
+        assert ros.spin_until(lambda t=t: len(watch["dream/prediction"]) >= t, 10), t
     obs.publish(image(frames[5], 50_000_000))
     assert ros.spin_until(lambda: len(watch["dream/error"]) >= 4 and len(watch["dream/image"]) >= 4, 10)
     assert all(0.0 < e.data < 1.0 for e in watch["dream/error"])
-    assert [p.header.stamp.nanosec for p in watch["dream/prediction"]] == [10_000_000, 20_000_000, 30_000_000, 40_000_000]
-    assert watch["dream/image"][-1].width == 100 and all(o.header.frame_id != "dream_camera" for o in watch["observation"])  # never the env
+    assert [p.header.stamp.nanosec for p in watch["dream/prediction"]] == [
+        10_000_000,
+        20_000_000,
+        30_000_000,
+        40_000_000,
+    ]
+    assert watch["dream/image"][-1].width == 100 and all(
+        o.header.frame_id != "dream_camera" for o in watch["observation"]
+    )  # never the env
     log = ros.stop(proc)
     assert proc.returncode == 0 and "Traceback" not in log, log
     for expected in ("encoding 'yuv422' is not supported", "data holds", "the world model takes uint8 [32,32,3]"):

@@ -200,18 +200,34 @@ def _without_display(**extra: str) -> dict:
 
 
 def test_a_headless_machine_renders_without_mujoco_gl_exported():
-    code = ("from roboscape_r_ros.envs.metaworld_env import EnvConfig, make_env; import os; "
-            "env = make_env('reach-v3', EnvConfig(resolution=32), seed=0); "
-            "print(os.environ['MUJOCO_GL'], env.reset(seed=0)[0]['image'].std() > 0)")
-    result = subprocess.run([sys.executable, "-c", code], env=_without_display(), capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "from roboscape_r_ros.envs.metaworld_env import EnvConfig, make_env; import os; "
+        "env = make_env('reach-v3', EnvConfig(resolution=32), seed=0); "
+        "print(os.environ['MUJOCO_GL'], env.reset(seed=0)[0]['image'].std() > 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=_without_display(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.split() == ["egl", "True"], result.stderr
 
 
 def test_a_gl_backend_that_cannot_start_ends_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "roboscape_r_ros.cli", "collect", "--preset", "tiny", f"output={tmp_path / 'd'}",
-         "episodes_per_task=1"], env=_without_display(MUJOCO_GL="glfw"), capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "roboscape_r_ros.cli",
+            "collect",
+            "--preset",
+            "tiny",
+            f"output={tmp_path / 'd'}",
+            "episodes_per_task=1",
+        ],
+        env=_without_display(MUJOCO_GL="glfw"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert last.startswith("roboscape-r collect: error: MuJoCo cannot render offscreen with MUJOCO_GL=glfw"), last

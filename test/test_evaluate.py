@@ -8,8 +8,14 @@ import pytest
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.envs.metaworld_env import EnvConfig
 from roboscape_r_ros.envs.scene import SceneVariation
-from roboscape_r_ros.rl.evaluate import (EvaluateConfig, EvaluationError, SceneSpec, evaluate, outside_scene,
-                                         run_evaluate)
+from roboscape_r_ros.rl.evaluate import (
+    EvaluateConfig,
+    EvaluationError,
+    SceneSpec,
+    evaluate,
+    outside_scene,
+    run_evaluate,
+)
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, PolicyMismatchError
 from roboscape_r_ros.rl.report import (
     IN_DOMAIN,
@@ -40,8 +46,11 @@ def test_relative_improvement_as_the_paper_reports_it():
 
 def test_success_tables_pool_and_compare():
     def results(actor, successes):
-        return [EpisodeResult(actor, "reach-v3", scene, 0, i, i, bool(s), 10)
-                for scene in (IN_DOMAIN, "lighting") for i, s in enumerate(successes)]  # fmt: skip
+        return [
+            EpisodeResult(actor, "reach-v3", scene, 0, i, i, bool(s), 10)
+            for scene in (IN_DOMAIN, "lighting")
+            for i, s in enumerate(successes)
+        ]
 
     lines = "\n".join(success_tables(results("ours", [1, 1, 1, 0]) + results("bc", [1, 1, 0, 0]), ours="ours"))
     assert "| ours | 75% [30, 95] n=4 | 75% [30, 95] n=4 | 75% [30, 95] n=4 |" in lines
@@ -61,8 +70,14 @@ def test_outside_scene_adjoins_the_training_range():
 
 
 def test_scripted_expert_succeeds_and_random_actions_fail_on_reach():
-    cfg = EvaluateConfig(expert_actor=True, env=REACH, ood_scenes=[SceneSpec("positions-y+", outside="y+")],
-                         seeds=[0], episodes_per_seed=3, workers=1)
+    cfg = EvaluateConfig(
+        expert_actor=True,
+        env=REACH,
+        ood_scenes=[SceneSpec("positions-y+", outside="y+")],
+        seeds=[0],
+        episodes_per_seed=3,
+        workers=1,
+    )
     evaluation = evaluate(cfg, progress=False)
     by = lambda actor, scene: [r for r in evaluation.episodes if r.actor == actor and r.scene == scene]  # noqa: E731
     # within 80 steps the expert solves y+ from about half the reset seeds: episode 0 takes the second
@@ -80,9 +95,18 @@ def test_scripted_expert_succeeds_and_random_actions_fail_on_reach():
 
 def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
     path = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
-    overrides = [f"policies=[tiny={path}]", "ours=tiny", "env.tasks=[reach-v3]", "env.resolution=32",
-                 "env.max_steps=60", "seeds=[0]", "episodes_per_seed=1", "workers=1",
-                 "ood_scenes=[{name: dark, scene: {light_scale: 0.3}}]", f"report={tmp_path / 'report.md'}"]  # fmt: skip
+    overrides = [
+        f"policies=[tiny={path}]",
+        "ours=tiny",
+        "env.tasks=[reach-v3]",
+        "env.resolution=32",
+        "env.max_steps=60",
+        "seeds=[0]",
+        "episodes_per_seed=1",
+        "workers=1",
+        "ood_scenes=[{name: dark, scene: {light_scale: 0.3}}]",
+        f"report={tmp_path / 'report.md'}",
+    ]
     cfg = load_config(EvaluateConfig, "evaluate", None, overrides)
     summary = run_evaluate(cfg, progress=False)
     report = (tmp_path / "report.md").read_text()
@@ -105,9 +129,16 @@ def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
 def test_workers_give_the_same_episodes_as_one_process(tmp_path):
     """Sampled policy actions, random actions and expert-checked seeds (with drops, out of range) alike."""
     path = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
-    cfg = EvaluateConfig(policies=[f"tiny={path}"], deterministic=False, env=dataclasses.replace(REACH, max_steps=60),
-                         ood_scenes=[SceneSpec("positions-x+", outside="x+")], seeds=[0, 1], episodes_per_seed=2,
-                         expert_draws=3, workers=1)  # positions-x+ drops both episodes of seed 0 (clip from seed 1)
+    cfg = EvaluateConfig(
+        policies=[f"tiny={path}"],
+        deterministic=False,
+        env=dataclasses.replace(REACH, max_steps=60),
+        ood_scenes=[SceneSpec("positions-x+", outside="x+")],
+        seeds=[0, 1],
+        episodes_per_seed=2,
+        expert_draws=3,
+        workers=1,
+    )  # positions-x+ drops both episodes of seed 0 (clip from seed 1)
     serial = evaluate(cfg, progress=False)
     parallel = evaluate(dataclasses.replace(cfg, workers=2), progress=False)
     assert serial.episodes == parallel.episodes and serial.dropped == parallel.dropped
@@ -122,10 +153,19 @@ def test_workers_give_the_same_episodes_as_one_process(tmp_path):
 
 def test_a_failing_episode_in_a_worker_ends_the_evaluation_in_one_line(tmp_path):
     report = tmp_path / "report.md"
-    cfg = EvaluateConfig(env=dataclasses.replace(REACH, camera="nowhere"), ood_scenes=[], seeds=[0],
-                         episodes_per_seed=2, workers=2, report=str(report))
-    with pytest.raises(EvaluationError, match=r"^episode reach-v3 / in-domain, seed 0, episode \d failed: "
-                       r"UnknownCameraError: unknown camera 'nowhere'") as failed:
+    cfg = EvaluateConfig(
+        env=dataclasses.replace(REACH, camera="nowhere"),
+        ood_scenes=[],
+        seeds=[0],
+        episodes_per_seed=2,
+        workers=2,
+        report=str(report),
+    )
+    with pytest.raises(
+        EvaluationError,
+        match=r"^episode reach-v3 / in-domain, seed 0, episode \d failed: "
+        r"UnknownCameraError: unknown camera 'nowhere'",
+    ) as failed:
         run_evaluate(cfg, progress=False)
     assert "\n" not in str(failed.value) and not list(tmp_path.iterdir())  # no report, not even half of one
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from wm_synthetic import write_dataset
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
@@ -19,7 +20,6 @@ from roboscape_r_ros.imagination.toy import write_toy_dataset
 from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, Evaluation, auroc
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import controllability_sheet, held_actions
-from wm_synthetic import write_dataset
 
 SHEET_STEPS = 4
 
@@ -31,14 +31,41 @@ def trained(tmp_path_factory):
     run = root / "run"
     # 150 action steps: the fewest after which held actions visibly change the tiny model's rollouts
     steps = ["model.train.tokenizer_steps=40", "model.train.action_steps=150", "model.train.goal_steps=10"]
-    assert cli.main(["train-wm", "--preset", "tiny", f"dataset={dataset}", f"run={run}", "threads=1",
-                     "progress=false", "held_out_fraction=0.3", *steps]) == 0
+    assert (
+        cli.main(
+            [
+                "train-wm",
+                "--preset",
+                "tiny",
+                f"dataset={dataset}",
+                f"run={run}",
+                "threads=1",
+                "progress=false",
+                "held_out_fraction=0.3",
+                *steps,
+            ]
+        )
+        == 0
+    )
     return root, run, dataset
 
 
 def evaluate(run, output, *overrides: str) -> dict:
-    assert cli.main(["evaluate-wm", "--preset", "tiny", f"run={run}", f"output={output}", "progress=false",
-                     f"sheet_steps={SHEET_STEPS}", *overrides]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate-wm",
+                "--preset",
+                "tiny",
+                f"run={run}",
+                f"output={output}",
+                "progress=false",
+                f"sheet_steps={SHEET_STEPS}",
+                *overrides,
+            ]
+        )
+        == 0
+    )
     return json.loads((output / "metrics.json").read_text())
 
 
@@ -74,8 +101,17 @@ def test_metrics_are_finite(evaluated):
     horizons = metrics["open_loop"]["horizons"]
     assert set(horizons) == {"1", "4", "8"}
     for h, row in horizons.items():
-        for key in ("psnr", "psnr_copy_last", "psnr_gain", "psnr_tokenizer_ceiling", "dpsnr", "ssim", "perceptual",
-                    "perceptual_copy_last", "psnr_changed"):
+        for key in (
+            "psnr",
+            "psnr_copy_last",
+            "psnr_gain",
+            "psnr_tokenizer_ceiling",
+            "dpsnr",
+            "ssim",
+            "perceptual",
+            "perceptual_copy_last",
+            "psnr_changed",
+        ):
             assert isinstance(row[key], float) and math.isfinite(row[key]), (h, key, row[key])
         assert row["windows"] >= 2
     done = metrics["done_head"]
@@ -129,8 +165,12 @@ def test_without_the_runs_dataset_the_mean_final_baseline_is_na(trained, other):
     away = dataset.with_name("moved_away")
     shutil.move(dataset, away)
     try:
-        cfg = load_config(EvaluateWMConfig, "evaluate_wm", "tiny",
-                          [f"run={run}", f"dataset={other}", f"output={root / 'eval_na'}", "progress=false"])
+        cfg = load_config(
+            EvaluateWMConfig,
+            "evaluate_wm",
+            "tiny",
+            [f"run={run}", f"dataset={other}", f"output={root / 'eval_na'}", "progress=false"],
+        )
         goal, _ = Evaluation(cfg).goal_model()
     finally:
         shutil.move(away, dataset)
@@ -160,8 +200,9 @@ def test_controllability_sheet_shows_six_held_actions_from_two_tasks(evaluated):
     assert sheet_png.shape[0] == 14 + 2 * 6 * cell  # header + rows: 2 contexts x 6 held actions
     left = sheet_png.shape[1] - (1 + SHEET_STEPS) * cell + 2  # after the row labels: context + dreamed steps
     finals = np.stack([sheet_png[14 + r * cell : 14 + r * cell + 64 : 2, -64::2] for r in range(12)]).reshape(2, 6, -1)
-    contexts = np.stack([sheet_png[14 + r * cell : 14 + r * cell + 64 : 2, left : left + 64 : 2]
-                         for r in range(12)]).reshape(2, 6, -1)
+    contexts = np.stack(
+        [sheet_png[14 + r * cell : 14 + r * cell + 64 : 2, left : left + 64 : 2] for r in range(12)]
+    ).reshape(2, 6, -1)
     pairs = np.abs(finals[:, :, None].astype(float) - finals[:, None]).mean(-1).mean(0)
     assert sheet["mean_pairwise_divergence"] == pytest.approx(pairs[np.triu_indices(6, 1)].mean(), abs=1e-3)
     assert sheet["held_actions"]["+dx"]["divergence"] == pytest.approx(pairs[0].sum() / 5, abs=1e-3)

@@ -17,8 +17,16 @@ from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination import (
-    ActionError, EndogenousReward, GoalImageError, ImaginationConfig, ImaginationEnv, ImaginationError, RewardConfig,
-    WorldModelMismatchError, endogenous_reward, make_imagination_env,
+    ActionError,
+    EndogenousReward,
+    GoalImageError,
+    ImaginationConfig,
+    ImaginationEnv,
+    ImaginationError,
+    RewardConfig,
+    WorldModelMismatchError,
+    endogenous_reward,
+    make_imagination_env,
 )
 from roboscape_r_ros.imagination.reward_sanity import auroc, rankdata, sliding_done, spearman
 from roboscape_r_ros.imagination.toy import render, write_toy_dataset
@@ -41,8 +49,9 @@ def dataset(tmp_path_factory):
 
 def tiny_wm(*overrides: str) -> WorldModel:
     torch.manual_seed(0)
-    cfg = load_config(WorldModelConfig, "world_model", "tiny",
-                      ["image_size=32", "action_dim=2", "context_length=3", *overrides])
+    cfg = load_config(
+        WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=2", "context_length=3", *overrides]
+    )
     return WorldModel(cfg).eval()
 
 
@@ -60,9 +69,17 @@ def make_env(wm, dataset, **kwargs) -> ImaginationEnv:
 def write_run(folder, wm, dataset, held_out):
     folder.mkdir(parents=True, exist_ok=True)
     wm.save(folder / "world_model.safetensors")
-    (folder / "split.json").write_text(json.dumps({
-        "dataset": str(dataset.root), "num_episodes": dataset.num_episodes, "num_frames": dataset.num_frames,
-        "train": [e for e in range(dataset.num_episodes) if e not in held_out], "held_out": held_out}))
+    (folder / "split.json").write_text(
+        json.dumps(
+            {
+                "dataset": str(dataset.root),
+                "num_episodes": dataset.num_episodes,
+                "num_frames": dataset.num_frames,
+                "train": [e for e in range(dataset.num_episodes) if e not in held_out],
+                "held_out": held_out,
+            }
+        )
+    )
     return folder
 
 
@@ -79,8 +96,11 @@ def test_env_follows_the_batched_env_contract_and_trains_with_ppo(wm, dataset):
         assert obs["image"].device == wm.device and obs["goal"].device == wm.device
         # first observation: the last real context frame (2 frames, frame_skip 1, starting at frame 0)
         np.testing.assert_array_equal(obs["image"][i].numpy(), arrays.frames[arrays.starts[e] + 1])
-        imagined = wm.imagine_goal(arrays.frames[arrays.starts[e]][None], [dataset.episodes[e].instruction],
-                                   max_steps=int(arrays.lengths.max() - 1) + 4)
+        imagined = wm.imagine_goal(
+            arrays.frames[arrays.starts[e]][None],
+            [dataset.episodes[e].instruction],
+            max_steps=int(arrays.lengths.max() - 1) + 4,
+        )
         assert torch.equal(obs["goal"][i], imagined.goal[0])
     for t in range(4):
         obs, reward, terminated, truncated, info = env.step(torch.zeros(3, 2))
@@ -202,8 +222,11 @@ def test_endogenous_reward_formula_and_per_row_goal_cache():
 def test_demo_goals_are_last_frames_of_successful_episodes_of_the_task(wm, dataset):
     env = make_env(wm, dataset, goal="demo", num_envs=6)
     arrays = dataset.load_arrays()
-    success_ends = {arrays.frames[arrays.starts[m.index] + arrays.lengths[m.index] - 1].tobytes()
-                    for m in dataset.episodes if m.success}
+    success_ends = {
+        arrays.frames[arrays.starts[m.index] + arrays.lengths[m.index] - 1].tobytes()
+        for m in dataset.episodes
+        if m.success
+    }
     for seed in range(3):
         obs, info = env.reset(seed=seed)
         for i, e in enumerate(info["episode"]):
@@ -260,9 +283,17 @@ def test_a_world_model_of_another_action_dimension_or_frame_size_is_refused(data
         make_imagination_env(cfg, action_dim=4)
     # train-imagination refuses before behaviour cloning spends any time
     out = tmp_path / "policy"
-    policy_cfg = load_config(PolicyTrainConfig, "policy", "tiny", [
-        f"output={out}", f"bc.dataset={dataset.root}", f"imagination.world_model={run}",
-        "imagination.reward.perception.backend=ssim"])
+    policy_cfg = load_config(
+        PolicyTrainConfig,
+        "policy",
+        "tiny",
+        [
+            f"output={out}",
+            f"bc.dataset={dataset.root}",
+            f"imagination.world_model={run}",
+            "imagination.reward.perception.backend=ssim",
+        ],
+    )
     with pytest.raises(WorldModelMismatchError, match="the policy emits 4-D actions"):
         run_imagination_ppo(policy_cfg, progress=False)
     assert not (out / "bc.safetensors").exists()

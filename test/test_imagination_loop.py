@@ -12,13 +12,12 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
+from ros_harness import REPO  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-
 from test_dreamer import tiny_run  # noqa: E402
 from test_ros_loop import Output, assert_all_stopped  # noqa: E402
-from ros_harness import REPO  # noqa: E402
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -35,22 +34,42 @@ def test_dreamer_reward_and_policy_exchange_steps_rewards_done_and_episodes(ros,
 
     run = tiny_run(tmp_path)
     seen = {name: [] for name in ("reward", "done", "action", "episode", "goal_image")}
-    for name, kind, qos in (("reward", msg.Reward, RELIABLE), ("done", msg.Reward, RELIABLE), ("action", msg.Action, RELIABLE),
-                            ("episode", String, LATCHED), ("goal_image", Image, LATCHED)):  # fmt: skip
+    for name, kind, qos in (
+        ("reward", msg.Reward, RELIABLE),
+        ("done", msg.Reward, RELIABLE),
+        ("action", msg.Action, RELIABLE),
+        ("episode", String, LATCHED),
+        ("goal_image", Image, LATCHED),
+    ):
         ros.node.create_subscription(kind, f"/dream/{name}", seen[name].append, qos)
     ros.env["OMP_NUM_THREADS"] = "1"  # one torch thread per node on a 2-core machine
-    cmd = [sys.executable, "-m", "roboscape_r_ros.cli", "launch", "mode=imagination", "namespace=dream", f"arg.world_model={run}",
-           "param.reward_publisher.perception=ssim", "param.reward_publisher.goal_max_steps=4",
-           f"param.dreamer.max_steps={MAX_STEPS}", "param.dreamer.done_threshold=1.0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "roboscape_r_ros.cli",
+        "launch",
+        "mode=imagination",
+        "namespace=dream",
+        f"arg.world_model={run}",
+        "param.reward_publisher.perception=ssim",
+        "param.reward_publisher.goal_max_steps=4",
+        f"param.dreamer.max_steps={MAX_STEPS}",
+        "param.dreamer.done_threshold=1.0",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=ros.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ros.processes.append(proc)
     out = Output(proc)
+
     # Three whole episodes: steps 0..MAX_STEPS each, the last one truncated (the done head never fires at 1.0).
     # (the loop runs at tens of steps/s: wait until the harness has seen the dreamer's dones too)
     def complete() -> bool:
         stamps = {key(d.header) for d in seen["done"]}
         answered = sum(key(a.header) in stamps for a in seen["action"])
-        return sum(r.done for r in seen["reward"]) >= 4 and sum(d.done for d in seen["done"]) >= 2 and answered >= 3 * MAX_STEPS
+        return (
+            sum(r.done for r in seen["reward"]) >= 4
+            and sum(d.done for d in seen["done"]) >= 2
+            and answered >= 3 * MAX_STEPS
+        )
 
     assert ros.spin_until(complete, 90), out.text()
     rewards = seen["reward"]
@@ -69,9 +88,13 @@ def test_dreamer_reward_and_policy_exchange_steps_rewards_done_and_episodes(ros,
         first = 0 if episode != episodes[0] else steps[0].step
         assert [r.step for r in steps] == list(range(first, MAX_STEPS + 1)), episode
         assert [r.done for r in steps] == [False] * (MAX_STEPS - first) + [True] and steps[-1].truncated
-        assert all(r.perceptual_backend == "ssim" and r.instruction and 0.0 < r.done_probability < 1.0 for r in steps if r.step)
+        assert all(
+            r.perceptual_backend == "ssim" and r.instruction and 0.0 < r.done_probability < 1.0 for r in steps if r.step
+        )
         assert all(r.done_probability == 0.0 for r in steps if r.step == 0)  # a real context frame: no prediction
-        assert all(abs(r.reward - r.goal_alignment) < 1e-9 and r.done_bonus == 0.0 for r in steps)  # no bonus at p < 0.9
+        assert all(
+            abs(r.reward - r.goal_alignment) < 1e-9 and r.done_bonus == 0.0 for r in steps
+        )  # no bonus at p < 0.9
     # Every action answers a frame the dreamer published, under the episode of that frame, or none yet,
     # or the previous one when a first frame overtook the latched id (the dreamer drops those silently).
     by_stamp = {key(d.header): d for d in seen["done"]}

@@ -40,8 +40,12 @@ def toy_run(tmp_path_factory):
     start = time.perf_counter()
     dataset = EpisodeDataset.open(write_toy_dataset(root / "toy"))
     train, held_out = stratified_split(dataset, 0.15, seed=0)
-    cfg = load_config(WorldModelConfig, "world_model", "tiny", [
-        "image_size=32", "action_dim=2", "context_length=2", "tokenizer.levels=[5,5,5]", "train.lr=1e-2"])
+    cfg = load_config(
+        WorldModelConfig,
+        "world_model",
+        "tiny",
+        ["image_size=32", "action_dim=2", "context_length=2", "tokenizer.levels=[5,5,5]", "train.lr=1e-2"],
+    )
     torch.manual_seed(0)
     wm = WorldModel(cfg)
 
@@ -54,9 +58,17 @@ def toy_run(tmp_path_factory):
     run = root / "wm_run"
     run.mkdir()
     wm.save(run / "world_model.safetensors")
-    (run / "split.json").write_text(json.dumps({
-        "dataset": str(dataset.root), "num_episodes": dataset.num_episodes, "num_frames": dataset.num_frames,
-        "train": train, "held_out": held_out}))
+    (run / "split.json").write_text(
+        json.dumps(
+            {
+                "dataset": str(dataset.root),
+                "num_episodes": dataset.num_episodes,
+                "num_frames": dataset.num_frames,
+                "train": train,
+                "held_out": held_out,
+            }
+        )
+    )
     print(f"toy world model trained in {time.perf_counter() - start:.1f} s: {history[-1]}")
     return dataset, run, root
 
@@ -80,8 +92,9 @@ def mean_of(stats, key, part):
 
 def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
     _, run, _ = toy_run
-    cfg = ImaginationConfig(world_model=str(run), goal="demo", num_envs=16, max_steps=6, context_frames=1,
-                            reward=REWARD)
+    cfg = ImaginationConfig(
+        world_model=str(run), goal="demo", num_envs=16, max_steps=6, context_frames=1, reward=REWARD
+    )
     env, _ = make_imagination_env(cfg)
     assert env.describe()["context_episodes"] >= 20 and env.backend == "ssim"
     torch.manual_seed(0)
@@ -94,9 +107,11 @@ def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
     first, last = mean_of(stats, "episode/return", slice(0, 2)), mean_of(stats, "episode/return", slice(-2, None))
     success_first = mean_of(stats, "episode/success", slice(0, 2))
     success_last = mean_of(stats, "episode/success", slice(-2, None))
-    print(f"imagined return {first:.2f} -> {last:.2f}, imagined success {success_first:.2f} -> {success_last:.2f}, "
-          f"real success {before:.2f} -> {after:.2f}; {env.world_steps} imagined steps in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"imagined return {first:.2f} -> {last:.2f}, imagined success {success_first:.2f} -> {success_last:.2f}, "
+        f"real success {before:.2f} -> {after:.2f}; {env.world_steps} imagined steps in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     # measured here (seed 0): return -0.9 -> 7.4, imagined success 0.09 -> 0.85, real success 0.00 -> 1.00; over
     # 3 dataset/model seeds x 3 PPO seeds the smallest gains were +3.8 return, +0.33 success, real success 0.86
     assert last > first + 2.5
@@ -107,11 +122,26 @@ def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
 def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
     dataset, run, root = toy_run
     out = root / "policy"
-    cfg = load_config(PolicyTrainConfig, "policy", "tiny", [
-        f"output={out}", "policy.action_dim=2", "policy.channels=[8,8]", f"bc.dataset={dataset.root}", "bc.steps=4",
-        "bc.eval_every=4", "ppo.total_steps=48", "ppo.num_steps=6", f"imagination.world_model={run}",
-        "imagination.goal=demo", "imagination.num_envs=4", "imagination.max_steps=5",
-        "imagination.reward.perception.backend=ssim"])
+    cfg = load_config(
+        PolicyTrainConfig,
+        "policy",
+        "tiny",
+        [
+            f"output={out}",
+            "policy.action_dim=2",
+            "policy.channels=[8,8]",
+            f"bc.dataset={dataset.root}",
+            "bc.steps=4",
+            "bc.eval_every=4",
+            "ppo.total_steps=48",
+            "ppo.num_steps=6",
+            f"imagination.world_model={run}",
+            "imagination.goal=demo",
+            "imagination.num_envs=4",
+            "imagination.max_steps=5",
+            "imagination.reward.perception.backend=ssim",
+        ],
+    )
     path = run_imagination_ppo(cfg, progress=False)
     assert path == out / "imagination.safetensors" and (out / "bc.safetensors").is_file()
     assert ImagePolicy.load(path, action_dim=2, image_size=32)
@@ -128,8 +158,15 @@ def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
 def test_reward_sanity_on_held_out_toy_demos(toy_run):
     dataset, run, root = toy_run
     out = root / "sanity"
-    text = run_reward_sanity(RewardSanityConfig(run=str(run), goals=["demo"], output=str(out), progress=False,
-                                                reward=RewardConfig(perception=PerceptionConfig(backend="ssim"))))
+    text = run_reward_sanity(
+        RewardSanityConfig(
+            run=str(run),
+            goals=["demo"],
+            output=str(out),
+            progress=False,
+            reward=RewardConfig(perception=PerceptionConfig(backend="ssim")),
+        )
+    )
     report = json.loads((out / "reward_sanity.json").read_text())
     assert "**ssim**" in text and (out / "report.md").read_text() in text
     row = report["tasks"]["reach-marker"]

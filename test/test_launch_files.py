@@ -70,14 +70,23 @@ class Node(Recorded):
 
 STAND_IN = {
     "launch": {"LaunchDescription": LaunchDescription},
-    "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "SetEnvironmentVariable": SetEnvironmentVariable},
-    "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration, "PythonExpression": PythonExpression,
-                             "PathJoinSubstitution": PathJoinSubstitution, "EnvironmentVariable": EnvironmentVariable},  # fmt: skip
+    "launch.actions": {
+        "DeclareLaunchArgument": DeclareLaunchArgument,
+        "SetEnvironmentVariable": SetEnvironmentVariable,
+    },
+    "launch.substitutions": {
+        "LaunchConfiguration": LaunchConfiguration,
+        "PythonExpression": PythonExpression,
+        "PathJoinSubstitution": PathJoinSubstitution,
+        "EnvironmentVariable": EnvironmentVariable,
+    },
     "launch.conditions": {"IfCondition": IfCondition},
     "launch_ros": {},
     "launch_ros.actions": {"Node": Node},
     "ament_index_python": {},
-    "ament_index_python.packages": {"get_package_share_directory": lambda package: SHARE if package == graph.PACKAGE else 1 / 0},
+    "ament_index_python.packages": {
+        "get_package_share_directory": lambda package: SHARE if package == graph.PACKAGE else 1 / 0
+    },
 }
 
 
@@ -161,8 +170,18 @@ def run(description: LaunchDescription, overrides: dict[str, str], env: dict[str
                 else:
                     files.append(evaluate(entry, args, env))
             remaps = {evaluate(k, args, env): evaluate(v, args, env) for k, v in kw.get("remappings", [])}
-            launch.nodes.append(Started(kw["package"], kw["executable"], kw.get("name"), evaluate(kw.get("namespace", ""), args, env),
-                                        files, params, remaps, kw.get("output", "")))  # fmt: skip
+            launch.nodes.append(
+                Started(
+                    kw["package"],
+                    kw["executable"],
+                    kw.get("name"),
+                    evaluate(kw.get("namespace", ""), args, env),
+                    files,
+                    params,
+                    remaps,
+                    kw.get("output", ""),
+                )
+            )
     return launch
 
 
@@ -200,10 +219,17 @@ def spec_problems(launch: Launch, mode: str) -> list[str]:
 
 
 CUSTOM = {  # every topic argument away from its default, so that an ignored argument shows
-    "namespace": "lab", "config_dir": "/etc/roboscape", "backend": "expert", "task": "push-v3",
+    "namespace": "lab",
+    "config_dir": "/etc/roboscape",
+    "backend": "expert",
+    "task": "push-v3",
     **{arg.name: f"/remapped/{arg.topic}" for arg in graph.TOPIC_ARGUMENTS},
-}  # fmt: skip
-CASES = [("train.launch.py", {}, "imagination"), ("deploy.launch.py", {}, "sim"), ("deploy.launch.py", {"target": "real"}, "real")]
+}
+CASES = [
+    ("train.launch.py", {}, "imagination"),
+    ("deploy.launch.py", {}, "sim"),
+    ("deploy.launch.py", {"target": "real"}, "real"),
+]
 
 
 @pytest.mark.parametrize("arguments", [{}, CUSTOM], ids=["defaults", "custom"])
@@ -216,8 +242,14 @@ def test_launch_files_start_exactly_the_spec(stand_in, launch_file, target, mode
     if not arguments:
         assert launch.arguments["config_dir"] == os.path.join(SHARE, "config")
     started = sorted(n.name for n in launch.nodes)
-    assert started == {"imagination": ["dreamer", "policy_controller", "reward_publisher"], "sim": ["camera_ingest", "policy_controller", "sim_bridge"],
-                       "real": ["camera_ingest", "policy_controller"]}[mode]  # fmt: skip
+    assert (
+        started
+        == {
+            "imagination": ["dreamer", "policy_controller", "reward_publisher"],
+            "sim": ["camera_ingest", "policy_controller", "sim_bridge"],
+            "real": ["camera_ingest", "policy_controller"],
+        }[mode]
+    )
 
 
 def test_large_data_is_the_default_but_an_explicit_transport_choice_is_kept(stand_in):
@@ -231,26 +263,48 @@ def test_the_checker_fails_a_launch_that_drops_a_node_a_parameter_file_or_a_rema
         change(launch)
         return spec_problems(launch, "sim")
 
-    assert tampered(lambda l: l.nodes.pop(0)) == ["missing node sim_bridge"]
-    assert any("parameter file policy_controller.yaml missing" in p for p in tampered(lambda l: l.nodes[2].params_files.clear()))
-    assert any("remapping image_raw -> /remapped/image_raw missing" in p for p in tampered(lambda l: l.nodes[1].remappings.pop("image_raw")))
-    assert any("remapping action -> /remapped/action missing" in p for p in tampered(lambda l: l.nodes[0].remappings.update(action="action")))
-    assert any("parameters" in p for p in tampered(lambda l: l.nodes[2].params.update(use_sim_time=False)))
-    assert any("not set" in p for p in tampered(lambda l: l.env.pop("FASTDDS_BUILTIN_TRANSPORTS")))
+    assert tampered(lambda launch: launch.nodes.pop(0)) == ["missing node sim_bridge"]
+    assert any(
+        "parameter file policy_controller.yaml missing" in p
+        for p in tampered(lambda launch: launch.nodes[2].params_files.clear())
+    )
+    assert any(
+        "remapping image_raw -> /remapped/image_raw missing" in p
+        for p in tampered(lambda launch: launch.nodes[1].remappings.pop("image_raw"))
+    )
+    assert any(
+        "remapping action -> /remapped/action missing" in p
+        for p in tampered(lambda launch: launch.nodes[0].remappings.update(action="action"))
+    )
+    assert any("parameters" in p for p in tampered(lambda launch: launch.nodes[2].params.update(use_sim_time=False)))
+    assert any("not set" in p for p in tampered(lambda launch: launch.env.pop("FASTDDS_BUILTIN_TRANSPORTS")))
 
 
 def test_the_world_model_nodes_run_in_imagination_on_the_world_model_argument():
     assert {n.name for n in graph.nodes_for("imagination")} == {"dreamer", "reward_publisher", "policy_controller"}
     dreamer, reward = graph.node("dreamer"), graph.node("reward_publisher")
-    assert ("action", "command") in dreamer.remappings() and graph.inline_parameters(dreamer, "imagination") == {"use_sim_time": False, "mode": "imagine"}
-    assert graph.inline_parameters(reward, "imagination") == {"use_sim_time": False, "done_source": "topic"}  # the dreamer's done
-    assert {n.name for n in graph.NODES if any(a.name == "world_model" for a in n.parameter_arguments())} == {"dreamer", "reward_publisher"}
+    assert ("action", "command") in dreamer.remappings() and graph.inline_parameters(dreamer, "imagination") == {
+        "use_sim_time": False,
+        "mode": "imagine",
+    }
+    assert graph.inline_parameters(reward, "imagination") == {
+        "use_sim_time": False,
+        "done_source": "topic",
+    }  # the dreamer's done
+    assert {n.name for n in graph.NODES if any(a.name == "world_model" for a in n.parameter_arguments())} == {
+        "dreamer",
+        "reward_publisher",
+    }
 
 
 # -- executables, parameter files, the runner --------------------------------------------------------
 def executables() -> dict[str, str]:
     lines = (REPO / "executables.txt").read_text().splitlines()
-    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines if line.strip() and not line.startswith("#"))
+    return dict(
+        tuple(part.strip() for part in line.split("=", 1))
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    )
 
 
 def test_every_node_has_its_executable_and_parameter_file():
@@ -268,7 +322,6 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
     import importlib
 
     import rclpy
-
     from test_dreamer import tiny_run
 
     world_model = ["-p", f"world_model:={tiny_run(tmp_path)}"]  # the YAML leaves it empty (launch argument)
@@ -276,8 +329,13 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
         path = REPO / "config" / spec.params_file
         keys = set(yaml.safe_load(path.read_text())[f"/**/{spec.name}"]["ros__parameters"])
         module, _, _ = spec.entry_point.partition(":")
-        classes = {"sim_bridge": "SimBridge", "camera_ingest": "CameraIngest", "policy_controller": "PolicyController",
-                   "dreamer": "Dreamer", "reward_publisher": "RewardPublisher"}  # fmt: skip
+        classes = {
+            "sim_bridge": "SimBridge",
+            "camera_ingest": "CameraIngest",
+            "policy_controller": "PolicyController",
+            "dreamer": "Dreamer",
+            "reward_publisher": "RewardPublisher",
+        }
         extra = world_model if spec.name in ("dreamer", "reward_publisher") else []
         rclpy.init(args=["--ros-args", "--params-file", str(path), *extra], domain_id=ros.domain_id)
         try:
@@ -310,10 +368,19 @@ def test_the_policy_controller_process_is_the_same_in_every_mode_but_for_remappi
     runs = {mode: {p.name: p.argv for p in plan(LaunchConfig(mode=mode, arg=args))} for mode in graph.MODES}
     controller = {mode: argv_without_remaps_and_clock(runs[mode]["policy_controller"]) for mode in graph.MODES}
     assert controller["imagination"] == controller["sim"] == controller["real"]
-    assert "twist_command" not in str(controller) and "cmd_twist:=/servo/delta_twist_cmds" in runs["real"]["policy_controller"]
+    assert (
+        "twist_command" not in str(controller)
+        and "cmd_twist:=/servo/delta_twist_cmds" in runs["real"]["policy_controller"]
+    )
     # The camera argument lands on producer and consumer alike.
-    assert "image_raw:=/camera/color/image_raw" in runs["sim"]["sim_bridge"] and "image_raw:=/camera/color/image_raw" in runs["sim"]["camera_ingest"]
-    assert "use_sim_time:=true" in runs["sim"]["policy_controller"] and "use_sim_time:=false" in runs["real"]["policy_controller"]
+    assert (
+        "image_raw:=/camera/color/image_raw" in runs["sim"]["sim_bridge"]
+        and "image_raw:=/camera/color/image_raw" in runs["sim"]["camera_ingest"]
+    )
+    assert (
+        "use_sim_time:=true" in runs["sim"]["policy_controller"]
+        and "use_sim_time:=false" in runs["real"]["policy_controller"]
+    )
     assert "use_sim_time:=false" in runs["sim"]["sim_bridge"]  # the clock source
 
 

@@ -72,7 +72,10 @@ def test_frames_of_another_size_fail_with_a_clear_error(tmp_path):
     backend = learned(checkpoint(tmp_path))
     image, goal = frames(size=16)
     big, _ = frames(size=32)
-    with pytest.raises(BackendError, match=r"the observation is 32x32, the checkpoint reads 16x16 frames \(set camera_ingest's output_size to 16\)"):
+    with pytest.raises(
+        BackendError,
+        match=r"the observation is 32x32, the checkpoint reads 16x16 frames \(set camera_ingest's output_size to 16\)",
+    ):
         backend.act(PolicyInput(image=big, goal=goal))
     with pytest.raises(BackendError, match="the goal image is 32x32"):
         backend.act(PolicyInput(image=image, goal=big))
@@ -102,8 +105,11 @@ def test_unusable_checkpoints_fail_at_construction_with_one_clear_error(tmp_path
 
 
 def test_torch_is_imported_only_when_the_learned_backend_is_selected():
-    code = ("import sys, roboscape_r_ros.nodes.policy_controller as n; from roboscape_r_ros.runtime.policies import make_backend, "
-            "BackendOptions; from roboscape_r_ros.runtime.action_spec import metaworld_action_spec; "
-            "make_backend('random', BackendOptions(metaworld_action_spec())); print('torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys, roboscape_r_ros.nodes.policy_controller as n; from roboscape_r_ros.runtime.policies import "
+        "make_backend, "
+        "BackendOptions; from roboscape_r_ros.runtime.action_spec import metaworld_action_spec; "
+        "make_backend('random', BackendOptions(metaworld_action_spec())); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

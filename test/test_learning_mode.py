@@ -85,8 +85,10 @@ def test_the_learner_moves_the_policy_toward_a_rewarded_action(tmp_path):
         if learner.ready():
             updates.append(learner.update(learner.take_rollout()))
     after = distance()
-    print(f"L1 distance of the mean to the target {before:.3f} -> {after:.3f}; mean reward "
-          f"{updates[0]['rollout/reward']:.3f} -> {updates[-1]['rollout/reward']:.3f}")
+    print(
+        f"L1 distance of the mean to the target {before:.3f} -> {after:.3f}; mean reward "
+        f"{updates[0]['rollout/reward']:.3f} -> {updates[-1]['rollout/reward']:.3f}"
+    )
     assert len(updates) == 8 and before > 1.1
     assert after < 0.4 * before  # measured over 4 seeds: 1.20 -> 0.07..0.39
     assert updates[-1]["rollout/reward"] > updates[0]["rollout/reward"] + 0.5  # -1.30..-1.48 -> -0.54..-0.61
@@ -104,14 +106,35 @@ def test_policy_controller_in_learning_mode_updates_and_saves_the_policy(ros, tm
     from std_msgs.msg import String
     from test_policy_controller import RELIABLE, Rig, image
 
-    start = ImagePolicy(PolicyConfig(image_size=16, action_dim=4, channels=[8], hidden=16)).save(tmp_path / "start.safetensors")
+    start = ImagePolicy(PolicyConfig(image_size=16, action_dim=4, channels=[8], hidden=16)).save(
+        tmp_path / "start.safetensors"
+    )
     out = tmp_path / "learning"
-    proc = ros.start("roboscape_r_ros.nodes.policy_controller", "--params-file", "config/policy_controller.yaml",
-                     "-p", "backend:=learned", "-p", f"checkpoint:={start}", "-p", "learning.enabled:=true",
-                     "-p", "learning.rollout_steps:=8", "-p", f"learning.output:={out}", "-p", "learning.ppo:=update_epochs=2 num_minibatches=2",
-                     "-p", "stale_after_s:=20.0", "-p", "max_delta:=[2.0, 2.0, 2.0, 2.0]")  # fmt: skip
+    proc = ros.start(
+        "roboscape_r_ros.nodes.policy_controller",
+        "--params-file",
+        "config/policy_controller.yaml",
+        "-p",
+        "backend:=learned",
+        "-p",
+        f"checkpoint:={start}",
+        "-p",
+        "learning.enabled:=true",
+        "-p",
+        "learning.rollout_steps:=8",
+        "-p",
+        f"learning.output:={out}",
+        "-p",
+        "learning.ppo:=update_epochs=2 num_minibatches=2",
+        "-p",
+        "stale_after_s:=20.0",
+        "-p",
+        "max_delta:=[2.0, 2.0, 2.0, 2.0]",
+    )
     rig = Rig(ros)
-    assert ros.spin_until(lambda: rig.obs_pub.get_subscription_count() > 0, 30)  # node up: frames stamped from now on are fresh
+    assert ros.spin_until(
+        lambda: rig.obs_pub.get_subscription_count() > 0, 30
+    )  # node up: frames stamped from now on are fresh
     reward_pub = ros.node.create_publisher(msg.Reward, "reward", RELIABLE)
     rig.episode_pub.publish(String(data="ep-learn"))
     rig.goal_pub.publish(image(rig.now(), size=16))
@@ -120,7 +143,11 @@ def test_policy_controller_in_learning_mode_updates_and_saves_the_policy(ros, tm
     for step in range(40):  # 8 transitions + their successors suffice; more frames wait out the update
         obs = image(rig.now(), size=16)
         if previous is not None:  # the reward on this frame pays the action that answered the previous one
-            reward_pub.publish(msg.Reward(header=obs.header, reward=-float(np.abs(previous.values).sum()), step=step, episode_id="ep-learn"))
+            reward_pub.publish(
+                msg.Reward(
+                    header=obs.header, reward=-float(np.abs(previous.values).sum()), step=step, episode_id="ep-learn"
+                )
+            )
         previous = rig.answer(obs, timeout_s=30)
         assert previous.source == "learned" and previous.episode_id in ("", "ep-learn")
         if checkpoint.exists():

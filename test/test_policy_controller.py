@@ -42,7 +42,12 @@ class Rig:
         self.episode_pub = node.create_publisher(String, "episode", LATCHED)
         self.actions, self.out = [], {}
         node.create_subscription(msg.Action, "action", self.actions.append, RELIABLE)
-        for kind, topic in ((PoseStamped, "cmd_pose"), (TwistStamped, "cmd_twist"), (Float64MultiArray, "cmd_array"), (JointTrajectory, "cmd_trajectory")):
+        for kind, topic in (
+            (PoseStamped, "cmd_pose"),
+            (TwistStamped, "cmd_twist"),
+            (Float64MultiArray, "cmd_array"),
+            (JointTrajectory, "cmd_trajectory"),
+        ):
             self.out[topic] = []
             node.create_subscription(kind, topic, self.out[topic].append, RELIABLE)
 
@@ -57,7 +62,9 @@ class Rig:
 
     def warm_up(self, timeout_s=30.0):
         """Freshly stamped frames until the first action: discovery done, node up."""
-        assert self.ros.spin_until(lambda: len(self.actions) > 0, timeout_s, tick=lambda: self.obs_pub.publish(image(self.now()))), "no action"
+        assert self.ros.spin_until(
+            lambda: len(self.actions) > 0, timeout_s, tick=lambda: self.obs_pub.publish(image(self.now()))
+        ), "no action"
 
     def quiet(self, seconds: float, tick=None) -> int:
         """Spin for a while; how many actions arrived meanwhile."""
@@ -67,8 +74,23 @@ class Rig:
 
 
 def test_one_complete_action_per_observation_and_the_adapter_messages(ros):
-    ros.start(CONTROLLER, "--params-file", "config/policy_controller.yaml", "-p", "backend:=random", "-p", "stale_after_s:=5.0",
-              "-p", "publish_pose:=true", "-p", "publish_twist:=true", "-p", "publish_array:=true", "-p", "publish_trajectory:=true")  # fmt: skip
+    ros.start(
+        CONTROLLER,
+        "--params-file",
+        "config/policy_controller.yaml",
+        "-p",
+        "backend:=random",
+        "-p",
+        "stale_after_s:=5.0",
+        "-p",
+        "publish_pose:=true",
+        "-p",
+        "publish_twist:=true",
+        "-p",
+        "publish_array:=true",
+        "-p",
+        "publish_trajectory:=true",
+    )
     rig = Rig(ros)
     rig.episode_pub.publish(String(data="ep-test"))
     pose = PoseStamped()
@@ -97,15 +119,28 @@ def test_one_complete_action_per_observation_and_the_adapter_messages(ros):
     array = next(m for m in rig.out["cmd_array"] if np.allclose(m.data, values * [0.01, 0.01, 0.01, 1.0]))
     assert array.layout.dim[0].label == "dx,dy,dz,gripper"
     target = next(m for m in rig.out["cmd_pose"] if m.header.stamp == obs.header.stamp)
-    assert np.allclose([target.pose.position.x, target.pose.position.y, target.pose.position.z], [0.1, 0.6, 0.2] + values[:3] * 0.01)
+    assert np.allclose(
+        [target.pose.position.x, target.pose.position.y, target.pose.position.z], [0.1, 0.6, 0.2] + values[:3] * 0.01
+    )
     trajectory = rig.out["cmd_trajectory"][-1]
-    assert trajectory.joint_names == ["dx", "dy", "dz", "gripper"] and trajectory.header.stamp.sec == 0  # zero stamp: start now
+    assert (
+        trajectory.joint_names == ["dx", "dy", "dz", "gripper"] and trajectory.header.stamp.sec == 0
+    )  # zero stamp: start now
     assert trajectory.points[0].time_from_start.nanosec == 12_500_000 and len(trajectory.points[0].velocities) == 4
 
 
 def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_each(ros):
-    proc = ros.start(CONTROLLER, "--params-file", "config/policy_controller.yaml", "-p", "backend:=expert",
-                     "-p", "warning_period_s:=60.0", "-p", "stale_after_s:=0.3")  # fmt: skip
+    proc = ros.start(
+        CONTROLLER,
+        "--params-file",
+        "config/policy_controller.yaml",
+        "-p",
+        "backend:=expert",
+        "-p",
+        "warning_period_s:=60.0",
+        "-p",
+        "stale_after_s:=0.3",
+    )
     rig = Rig(ros)
     state = np.random.default_rng(1).uniform(-0.2, 0.8, 39)
 
@@ -119,7 +154,9 @@ def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_ea
         rig.state_pub.publish(state_msg(stamp))
         return image(stamp)
 
-    assert ros.spin_until(lambda: rig.actions, 30.0, tick=lambda: rig.obs_pub.publish(good_pair()))  # the expert answers with a state
+    assert ros.spin_until(
+        lambda: rig.actions, 30.0, tick=lambda: rig.obs_pub.publish(good_pair())
+    )  # the expert answers with a state
     rig.quiet(0.8)  # answers to the other warm-up frames, then the watchdog's hold
     wrong_encoding = good_pair()
     wrong_encoding.encoding = "yuv422"
@@ -140,12 +177,20 @@ def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_ea
             rig.obs_pub.publish(bad)
         ros.spin_until(lambda: False, 0.03)
     rig.quiet(1.0)
-    assert all(a.source == "hold:watchdog" for a in rig.actions[seen:]), [a.source for a in rig.actions[seen:]]  # no policy action
+    assert all(a.source == "hold:watchdog" for a in rig.actions[seen:]), [
+        a.source for a in rig.actions[seen:]
+    ]  # no policy action
     assert proc.poll() is None
     rig.answer(good_pair())  # still acting on good input
     log = ros.stop(proc)
     warnings = [line for line in log.splitlines() if "WARN" in line]
-    for expected in ("encoding 'yuv422' is not supported", "stale observation: its stamp is 10 s old", "NaN or inf positions", "missing ['goal_x'", "without a state stamped like it"):
+    for expected in (
+        "encoding 'yuv422' is not supported",
+        "stale observation: its stamp is 10 s old",
+        "NaN or inf positions",
+        "missing ['goal_x'",
+        "without a state stamped like it",
+    ):
         assert sum(expected in w for w in warnings) == 1, (expected, log)
     assert any("same clock? use_sim_time" in w for w in warnings)  # the unstamped frame: a clock hint
     assert "Traceback" not in log
@@ -155,8 +200,19 @@ def test_watchdog_holds_once_and_estop_holds_until_released(ros):
     """A hold in DELTA mode: no Action (a delta of nothing), a zero twist, the current pose as the
     pose target; once, then nothing until fresh frames (watchdog) or the release (e-stop)."""
     # stale_after_s leaves room for a loaded 2-core CI machine to miss a few 20 Hz frames
-    proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "stale_after_s:=1.0", "-p", "max_delta:=[2.0, 2.0, 2.0, 2.0]",
-                     "-p", "publish_twist:=true", "-p", "publish_pose:=true")  # fmt: skip
+    proc = ros.start(
+        CONTROLLER,
+        "-p",
+        "backend:=random",
+        "-p",
+        "stale_after_s:=1.0",
+        "-p",
+        "max_delta:=[2.0, 2.0, 2.0, 2.0]",
+        "-p",
+        "publish_twist:=true",
+        "-p",
+        "publish_pose:=true",
+    )
     rig = Rig(ros)
     here = PoseStamped()
     here.pose.position.x, here.pose.position.y, here.pose.position.z, here.pose.orientation.w = 0.1, 0.6, 0.2, 1.0
@@ -185,7 +241,9 @@ def test_watchdog_holds_once_and_estop_holds_until_released(ros):
     n_twists = len(twists)
     assert rig.quiet(1.0, tick=stream) == 0 and len(twists) == n_twists and sum(map(is_hold, twists)) == 2
     rig.estop_pub.publish(Bool(data=False))
-    assert ros.spin_until(lambda: rig.actions[-1].source == "random" and rig.quiet(0.3, tick=stream) > 0, 5.0, tick=stream)
+    assert ros.spin_until(
+        lambda: rig.actions[-1].source == "random" and rig.quiet(0.3, tick=stream) > 0, 5.0, tick=stream
+    )
     log = ros.stop(proc)
     assert "E-STOP engaged" in log and "e-stop released" in log and "holding the arm" in log and "Traceback" not in log
 

@@ -17,11 +17,24 @@ from roboscape_r_ros.runtime.action_spec import (
     check_command,
     metaworld_action_spec,
 )
-from roboscape_r_ros.runtime.policies import BackendError, BackendOptions, PolicyBackend, PolicyInput, make_backend, register_backend
+from roboscape_r_ros.runtime.policies import (
+    BackendError,
+    BackendOptions,
+    PolicyBackend,
+    PolicyInput,
+    make_backend,
+    register_backend,
+)
 from roboscape_r_ros.runtime.safety import SafetyConfigError, SafetyFilter, Watchdog, is_stale
 
 SPEC = metaworld_action_spec()
-GOOD = dict(names=["dx", "dy", "dz", "gripper"], units=["m", "m", "m", "1"], values=[0.1, -0.2, 0.3, 1.0], scale=[0.01, 0.01, 0.01, 1.0], mode=MODE_DELTA)
+GOOD = dict(
+    names=["dx", "dy", "dz", "gripper"],
+    units=["m", "m", "m", "1"],
+    values=[0.1, -0.2, 0.3, 1.0],
+    scale=[0.01, 0.01, 0.01, 1.0],
+    mode=MODE_DELTA,
+)
 
 
 # -- driver-side action checks ------------------------------------------------------------------
@@ -64,8 +77,14 @@ def make_filter(max_delta=(0.5, 0.5, 0.5, 2.0)):
 
 def test_nan_inf_shape_and_range_give_no_command():
     safety = make_filter()
-    for raw, reason in (([np.nan, 0, 0, 0], "nonfinite"), ([0, np.inf, 0, 0], "nonfinite"), ([0, 0, 0], "shape"),
-                        ("fast", "shape"), ([0, 0, 1.2, 0], "range"), ([0, 0, 0, -1.01], "range")):  # fmt: skip
+    for raw, reason in (
+        ([np.nan, 0, 0, 0], "nonfinite"),
+        ([0, np.inf, 0, 0], "nonfinite"),
+        ([0, 0, 0], "shape"),
+        ("fast", "shape"),
+        ([0, 0, 1.2, 0], "range"),
+        ([0, 0, 0, -1.01], "range"),
+    ):
         verdict = safety.check(raw)
         assert not verdict.ok and verdict.command is None and verdict.reason == reason, raw
     assert safety.previous.tolist() == [0, 0, 0, 0]  # refused outputs do not move the rate limiter
@@ -121,7 +140,10 @@ def test_adapter_mapping():
     here = adapters.Pose(np.array([0.1, 0.6, 0.2]), np.array([0.0, 0.0, 0.0, 1.0]))
     target = adapters.pose_target(SPEC, values, here)
     assert np.allclose(target.position, [0.11, 0.595, 0.2]) and np.allclose(target.orientation, [0, 0, 0, 1])
-    assert adapters.trajectory_point(SPEC, values) == {"positions": [], "velocities": pytest.approx([0.8, -0.4, 0.0, 64.0])}
+    assert adapters.trajectory_point(SPEC, values) == {
+        "positions": [],
+        "velocities": pytest.approx([0.8, -0.4, 0.0, 64.0]),
+    }
     with pytest.raises(ValueError, match="current end-effector pose"):
         adapters.pose_target(SPEC, values, None)
     assert adapters.supported(SPEC, "twist") is None and adapters.supported(SPEC, "pose") is None

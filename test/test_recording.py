@@ -15,8 +15,15 @@ NAMES = ["dx", "dy", "dz", "gripper"]
 
 
 def recorder(root, **changes):
-    options = dict(task="reach-v3", instruction="Reach the goal.", kind="expert", fps=80, camera="corner2",
-                   image_shape=(8, 8, 3), action_names=NAMES)  # fmt: skip
+    options = dict(
+        task="reach-v3",
+        instruction="Reach the goal.",
+        kind="expert",
+        fps=80,
+        camera="corner2",
+        image_shape=(8, 8, 3),
+        action_names=NAMES,
+    )
     return EpisodeRecorder(root, **{**options, **changes})
 
 
@@ -26,7 +33,10 @@ def frame(value: int) -> np.ndarray:
 
 def test_the_recorder_pairs_frames_with_their_actions_and_splits_episodes(tmp_path):
     rec = recorder(tmp_path / "data")
-    act = lambda stamp, source="expert", names=NAMES, episode="": rec.action(stamp, names, [stamp / 100, 0, 0, 1], source, episode)  # noqa: E731
+
+    def act(stamp, source="expert", names=NAMES, episode=""):
+        return rec.action(stamp, names, [stamp / 100, 0, 0, 1], source, episode)
+
     for stamp in (10, 20):  # before the latched episode id arrived: they belong to the episode it names
         rec.observation(stamp, frame(stamp))
         assert act(stamp) is None
@@ -80,18 +90,55 @@ def test_nothing_recorded_leaves_no_folder_and_bad_settings_are_refused(tmp_path
 def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, tmp_path):
     msg = pytest.importorskip("roboscape_r_ros.msg")
     from std_srvs.srv import Trigger
-
     from test_ros_loop import RELIABLE, Output
 
     out = tmp_path / "recorded"
     sent = {}  # stamp -> values of the last Action the controller published for it (the one the sim executed)
-    ros.node.create_subscription(msg.Action, "/rec/action", lambda a: sent.update({(a.header.stamp.sec, a.header.stamp.nanosec): list(a.values)}), RELIABLE)
+    ros.node.create_subscription(
+        msg.Action,
+        "/rec/action",
+        lambda a: sent.update({(a.header.stamp.sec, a.header.stamp.nanosec): list(a.values)}),
+        RELIABLE,
+    )
     ns = ("-r", "__ns:=/rec")
-    sim = Output(ros.start("roboscape_r_ros.nodes.sim_bridge", *ns, "-p", "camera_resolution:=64", "-p", "auto_reset:=false", "-p", "max_steps:=20"))
-    ingest = ros.start("roboscape_r_ros.nodes.camera_ingest", *ns, "--params-file", "config/camera_ingest.yaml", "-p", f"record.output:={out}",
-                       "-p", "record.task:=reach-v3", "-p", "record.camera:=corner2", "-p", "use_sim_time:=true")  # fmt: skip
-    controller = ros.start("roboscape_r_ros.nodes.policy_controller", *ns, "--params-file", "config/policy_controller.yaml",
-                           "-p", "backend:=expert", "-p", "task:=reach-v3", "-p", "use_sim_time:=true")  # fmt: skip
+    sim = Output(
+        ros.start(
+            "roboscape_r_ros.nodes.sim_bridge",
+            *ns,
+            "-p",
+            "camera_resolution:=64",
+            "-p",
+            "auto_reset:=false",
+            "-p",
+            "max_steps:=20",
+        )
+    )
+    ingest = ros.start(
+        "roboscape_r_ros.nodes.camera_ingest",
+        *ns,
+        "--params-file",
+        "config/camera_ingest.yaml",
+        "-p",
+        f"record.output:={out}",
+        "-p",
+        "record.task:=reach-v3",
+        "-p",
+        "record.camera:=corner2",
+        "-p",
+        "use_sim_time:=true",
+    )
+    controller = ros.start(
+        "roboscape_r_ros.nodes.policy_controller",
+        *ns,
+        "--params-file",
+        "config/policy_controller.yaml",
+        "-p",
+        "backend:=expert",
+        "-p",
+        "task:=reach-v3",
+        "-p",
+        "use_sim_time:=true",
+    )
     reset = ros.node.create_client(Trigger, "/rec/reset")
     first = sim.wait(ros, r"episode (\S+) ended after (\d+) steps", 90)
     assert ros.spin_until(reset.service_is_ready, 20)
@@ -112,10 +159,13 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
         assert episode.frames.std() > 0 and episode.task == "reach-v3" and episode.kind == "expert"
     recorded = np.concatenate([dataset.episode(i).actions for i in range(2)])
     published = np.array([values for _, values in sorted(sent.items())], np.float32)
-    print(f"episodes of {first.group(2)} and {second.group(2)} steps; {len(recorded)} actions recorded, {len(published)} seen published")
+    print(
+        f"episodes of {first.group(2)} and {second.group(2)} steps; {len(recorded)} actions recorded, "
+        f"{len(published)} seen published"
+    )
     # the harness may have joined a few actions late; everything it saw was recorded, in order
     assert len(published) >= len(recorded) - 5
-    np.testing.assert_array_equal(recorded[len(recorded) - len(published):], published[-len(recorded):])
+    np.testing.assert_array_equal(recorded[len(recorded) - len(published) :], published[-len(recorded) :])
 
 
 def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
@@ -125,12 +175,20 @@ def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
-
     from test_policy_controller import RELIABLE, image
 
     out = tmp_path / "recorded"
-    proc = ros.start("roboscape_r_ros.nodes.camera_ingest", "-p", f"record.output:={out}", "-p", "record.task:=reach-v3",
-                     "-p", "output_size:=16", "-p", "warning_period_s:=60.0")  # fmt: skip
+    proc = ros.start(
+        "roboscape_r_ros.nodes.camera_ingest",
+        "-p",
+        f"record.output:={out}",
+        "-p",
+        "record.task:=reach-v3",
+        "-p",
+        "output_size:=16",
+        "-p",
+        "warning_period_s:=60.0",
+    )
     frames, raw = [], ros.node.create_publisher(Image, "image_raw", qos_profile_sensor_data)
     ros.node.create_subscription(Image, "observation", frames.append, qos_profile_sensor_data)
     actions = ros.node.create_publisher(msg.Action, "action", RELIABLE)

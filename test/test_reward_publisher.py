@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from test_dreamer import image, startup_error, tiny_run
 
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
@@ -14,7 +15,6 @@ from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.runtime.dream_session import DreamError, load_world_model
 from roboscape_r_ros.runtime.reward_session import RewardSession
-from test_dreamer import image, startup_error, tiny_run
 
 SSIM = RewardConfig(perception=PerceptionConfig(backend="ssim"))
 
@@ -37,9 +37,15 @@ def test_session_is_the_endogenous_reward_of_one_row(run, frames, tmp_path):
     rewards.set_goal(frames[10])
     expected = EndogenousReward(SSIM, 1).score(frames[3:4], frames[10:11], np.array([0.95]))
     terms = rewards(frames[3], done_probability=0.95)
-    assert terms.reward == pytest.approx(float(expected.reward[0]), abs=1e-6) and terms.bonus == 10.0 and terms.backend == "ssim"
+    assert (
+        terms.reward == pytest.approx(float(expected.reward[0]), abs=1e-6)
+        and terms.bonus == 10.0
+        and terms.backend == "ssim"
+    )
     own = rewards(frames[3])  # the done head on the frame alone
-    assert own.done_probability == pytest.approx(float(wm.done_probability(frames[None, 3:4], np.zeros((1, 0, 4)))[0, 0]))
+    assert own.done_probability == pytest.approx(
+        float(wm.done_probability(frames[None, 3:4], np.zeros((1, 0, 4)))[0, 0])
+    )
     with pytest.raises(DreamError, match="the goal is uint8"):
         rewards(frames[3][:16])
     goal, _ = rewards.imagine_goal(frames[0], "Reach the blue marker.", max_steps=3)
@@ -48,7 +54,9 @@ def test_session_is_the_endogenous_reward_of_one_row(run, frames, tmp_path):
     path = tmp_path / "goal.png"
     PILImage.fromarray(np.zeros((48, 48, 3), np.uint8)).save(path)
     bare = RewardSession(SSIM)
-    assert bare.set_goal(path).shape == (48, 48, 3) and bare(np.zeros((48, 48, 3), np.uint8), 0.0).distance == pytest.approx(0.0, abs=1e-6)
+    assert bare.set_goal(path).shape == (48, 48, 3) and bare(
+        np.zeros((48, 48, 3), np.uint8), 0.0
+    ).distance == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(DreamError, match="a world model is needed"):
         bare(np.zeros((48, 48, 3), np.uint8))
     PILImage.fromarray(np.zeros((40, 48, 3), np.uint8)).save(path)
@@ -75,7 +83,9 @@ def test_bad_parameters_are_refused_with_one_clear_message(ros, run, tmp_path):
         (["goal_source:=file", f"goal_image_file:={wrong_size}"], "20x20 pixels; expected an 8-bit RGB 32x32 image"),
     ]
     for params, expected in cases:
-        assert expected in startup_error(ros, RewardPublisher, f"world_model:={run}", "perception:=ssim", *params), params
+        assert expected in startup_error(ros, RewardPublisher, f"world_model:={run}", "perception:=ssim", *params), (
+            params
+        )
 
 
 def test_a_reward_per_frame_nothing_without_a_goal_and_bad_input_dropped(ros, run, frames):
@@ -92,9 +102,22 @@ def test_a_reward_per_frame_nothing_without_a_goal_and_bad_input_dropped(ros, ru
     ros.node.create_subscription(Marker, "reward/marker", markers.append, reliable)
     obs = ros.node.create_publisher(Image, "observation", qos_profile_sensor_data)
     goal_pub = ros.node.create_publisher(Image, "goal_image", latched)
-    proc = ros.start("roboscape_r_ros.nodes.reward_publisher", "--params-file", "config/reward_publisher.yaml", "-p", f"world_model:={run}",
-                     "-p", "goal_source:=topic", "-p", "perception:=ssim", "-p", "warning_period_s:=60.0")  # fmt: skip
-    assert ros.spin_until(lambda: obs.get_subscription_count() and goal_pub.get_subscription_count(), 60), "no reward_publisher"
+    proc = ros.start(
+        "roboscape_r_ros.nodes.reward_publisher",
+        "--params-file",
+        "config/reward_publisher.yaml",
+        "-p",
+        f"world_model:={run}",
+        "-p",
+        "goal_source:=topic",
+        "-p",
+        "perception:=ssim",
+        "-p",
+        "warning_period_s:=60.0",
+    )
+    assert ros.spin_until(lambda: obs.get_subscription_count() and goal_pub.get_subscription_count(), 60), (
+        "no reward_publisher"
+    )
     ros.spin_until(lambda: False, 0.5)
     for t in range(3):  # no goal yet: no reward
         obs.publish(image(frames[t], 1_000 + t))
@@ -112,20 +135,34 @@ def test_a_reward_per_frame_nothing_without_a_goal_and_bad_input_dropped(ros, ru
     for t, stamp in enumerate(stamps):
         obs.publish(image(frames[8 + t], stamp))
         obs.publish(image(frames[8 + t], stamp))  # the same frame again (a sim waiting): one reward
-        ros.spin_until(lambda: len(rewards) > t, 5)
+        ros.spin_until(lambda t=t: len(rewards) > t, 5)
     assert ros.spin_until(lambda: len(rewards) >= 5 and len(markers) >= 5, 10)
     ros.spin_until(lambda: False, 0.3)
     assert [r.header.stamp.nanosec for r in rewards] == stamps
-    expected = EndogenousReward(SSIM, 1).score(frames[8:13], frames[12:13], np.array([r.done_probability for r in rewards]))
+    expected = EndogenousReward(SSIM, 1).score(
+        frames[8:13], frames[12:13], np.array([r.done_probability for r in rewards])
+    )
     np.testing.assert_allclose([r.reward for r in rewards], expected.reward.numpy(), atol=1e-5)
     last = rewards[-1]
-    assert last.goal_alignment == pytest.approx(1.0, abs=1e-5) and last.perceptual_backend == "ssim"  # the goal frame itself
+    assert (
+        last.goal_alignment == pytest.approx(1.0, abs=1e-5) and last.perceptual_backend == "ssim"
+    )  # the goal frame itself
     assert [r.step for r in rewards] == [0, 1, 2, 3, 4] and all(0.0 < r.done_probability < 1.0 for r in rewards)
     assert all(r.done == (r.done_probability > 0.9) and not r.truncated for r in rewards)
-    assert markers[-1].type == Marker.TEXT_VIEW_FACING and markers[-1].text.startswith("reward ") and markers[-1].header.frame_id == "world"
+    assert (
+        markers[-1].type == Marker.TEXT_VIEW_FACING
+        and markers[-1].text.startswith("reward ")
+        and markers[-1].header.frame_id == "world"
+    )
     log = ros.stop(proc)
     assert proc.returncode == 0 and "Traceback" not in log, log
-    for expected_line in ("no goal yet", "goal image array is uint8 [16, 32, 3]", "goal image received",
-                          "the goal is uint8 [32, 32, 3]", "encoding 'yuv422' is not supported", "data holds"):  # fmt: skip
+    for expected_line in (
+        "no goal yet",
+        "goal image array is uint8 [16, 32, 3]",
+        "goal image received",
+        "the goal is uint8 [32, 32, 3]",
+        "encoding 'yuv422' is not supported",
+        "data holds",
+    ):
         assert expected_line in log, (expected_line, log)
     assert log.count("no goal yet") == 1  # throttled

@@ -69,8 +69,14 @@ def test_bc_refuses_mismatched_sizes_and_datasets_without_demos(tiny_dataset, tm
     with pytest.raises(PolicyMismatchError, match="emits 7-D actions, dataset .* takes 4-D actions"):
         policy = ImagePolicy(PolicyConfig(action_dim=7, **TINY_POLICY))
         train_bc(policy, tiny_dataset, BCConfig(steps=1), progress=False)
-    overrides = [f"output={tmp_path / 'random'}", "episodes_per_task=1", "noisy_fraction=0", "failed_fraction=0",
-                 "random_fraction=1", "env.max_steps=10"]  # fmt: skip
+    overrides = [
+        f"output={tmp_path / 'random'}",
+        "episodes_per_task=1",
+        "noisy_fraction=0",
+        "failed_fraction=0",
+        "random_fraction=1",
+        "env.max_steps=10",
+    ]
     run_collect(load_config(CollectConfig, "collect", "tiny", overrides), progress=False)
     with pytest.raises(BCDataError, match="no successful episode to clone"):
         train_bc(ImagePolicy(PolicyConfig(**TINY_POLICY)), EpisodeDataset.open(tmp_path / "random"), BCConfig(steps=1))

@@ -88,8 +88,10 @@ def test_bad_checkpoints_are_refused(tmp_path):
         ImagePolicy.load(foreign)
 
 
-@pytest.mark.parametrize("fields, message", [({"chunk": 0}, "policy.chunk must be at least 1"),
-                                             ({"image_size": 4, "channels": [8, 8, 8]}, "too small")])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"chunk": 0}, "policy.chunk must be at least 1"), ({"image_size": 4, "channels": [8, 8, 8]}, "too small")],
+)
 def test_bad_policy_config(fields, message):
     with pytest.raises(ConfigError, match=message):
         PolicyConfig(**fields)

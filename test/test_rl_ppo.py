@@ -20,8 +20,9 @@ def test_ppo_improves_returns_on_the_point_mass(chunk, iterations):
     """Random actions average about -16 per episode; moving to the goal frame's point scores about -3."""
     torch.manual_seed(0)
     env = PointMassEnv(num_envs=16, image_size=16, max_steps=16, seed=0)
-    policy = ImagePolicy(PolicyConfig(image_size=16, action_dim=2, chunk=chunk, channels=[16, 32], hidden=64,
-                                      init_log_std=-0.5))  # fmt: skip
+    policy = ImagePolicy(
+        PolicyConfig(image_size=16, action_dim=2, chunk=chunk, channels=[16, 32], hidden=64, init_log_std=-0.5)
+    )
     cfg = PPOConfig(total_steps=16 * 32 * iterations, num_steps=32, lr=3e-3, critic_lr=3e-3, seed=0)
     stats = train_ppo(policy, env, cfg, progress=False)
     assert len(stats) == iterations

@@ -18,10 +18,9 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
+from ros_harness import REPO  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-
-from ros_harness import REPO  # noqa: E402
 
 RELIABLE = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
 # sim_bridge's success is latched: a harness matched only after the loop ran still gets the last step's.
@@ -65,9 +64,18 @@ class Output:
 
 
 def launch(ros, *overrides: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "roboscape_r_ros.cli", "launch", "mode=sim", "namespace=loop",
-           "param.sim_bridge.camera_resolution=64", "param.sim_bridge.auto_reset=false",
-           f"param.sim_bridge.max_steps={MAX_STEPS}", *overrides]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "roboscape_r_ros.cli",
+        "launch",
+        "mode=sim",
+        "namespace=loop",
+        "param.sim_bridge.camera_resolution=64",
+        "param.sim_bridge.auto_reset=false",
+        f"param.sim_bridge.max_steps={MAX_STEPS}",
+        *overrides,
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=ros.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ros.processes.append(proc)
     return proc
@@ -153,12 +161,31 @@ def test_a_node_that_cannot_start_stops_the_graph_with_its_status(ros):
 def test_real_mode_drives_an_arm_elsewhere_by_remapping_only(ros):
     """mode=real is how a lab arm is driven: here the 'arm' is a sim_bridge in its own namespace,
     reached only through the camera/command/state launch arguments (remappings)."""
-    ros.start("roboscape_r_ros.nodes.sim_bridge", "-r", "__ns:=/arm", "-p", "camera_resolution:=64", "-p", "auto_reset:=false",
-              "-p", f"max_steps:={MAX_STEPS}")  # fmt: skip
+    ros.start(
+        "roboscape_r_ros.nodes.sim_bridge",
+        "-r",
+        "__ns:=/arm",
+        "-p",
+        "camera_resolution:=64",
+        "-p",
+        "auto_reset:=false",
+        "-p",
+        f"max_steps:={MAX_STEPS}",
+    )
     # The stand-in arm stamps with simulated time: the graph follows its clock like a sim would.
     arm = Output(ros.processes[-1])
-    out = Output(launch(ros, "mode=real", "arg.backend=expert", "arg.camera=/arm/image_raw", "arg.command=/arm/action",
-                        "arg.state=/arm/state", "param.policy_controller.use_sim_time=true", "param.camera_ingest.use_sim_time=true"))  # fmt: skip
+    out = Output(
+        launch(
+            ros,
+            "mode=real",
+            "arg.backend=expert",
+            "arg.camera=/arm/image_raw",
+            "arg.command=/arm/action",
+            "arg.state=/arm/state",
+            "param.policy_controller.use_sim_time=true",
+            "param.camera_ingest.use_sim_time=true",
+        )
+    )
     arm.wait(ros, r"ended after \d+ steps: success", 90)
     log = out.ctrl_c()
     assert out.proc.returncode == 0 and "started sim_bridge" not in log and "Traceback" not in log, log

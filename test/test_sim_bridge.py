@@ -8,12 +8,11 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
+from ros_harness import action  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-
-from ros_harness import action  # noqa: E402
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -39,13 +38,19 @@ class Sim:
         self.reset_client = ros.node.create_client(Trigger, "reset")
 
     def wait_ready(self) -> None:
-        assert self.ros.spin_until(lambda: self.images and self.states and self.episodes and self.pub.get_subscription_count(), 60), "sim_bridge did not come up"
+        assert self.ros.spin_until(
+            lambda: self.images and self.states and self.episodes and self.pub.get_subscription_count(), 60
+        ), "sim_bridge did not come up"
 
     def step(self, values, **fields) -> None:
         seen, stamp = len(self.success), self.latest_stamp()
         self.pub.publish(action(values, **fields))
         assert self.ros.spin_until(
-            lambda: len(self.success) > seen and self.latest_stamp() == ns(self.states[-1].header.stamp) == stamp + PERIOD_NS, 10
+            lambda: (
+                len(self.success) > seen
+                and self.latest_stamp() == ns(self.states[-1].header.stamp) == stamp + PERIOD_NS
+            ),
+            10,
         ), "no step"
 
     def latest_stamp(self) -> int:
@@ -53,7 +58,15 @@ class Sim:
 
 
 def test_one_step_per_action_with_simulated_time_and_a_reset_service(ros):
-    ros.start("roboscape_r_ros.nodes.sim_bridge", "--params-file", "config/sim_bridge.yaml", "-p", "camera_resolution:=64", "-p", "republish_period_s:=0.2")
+    ros.start(
+        "roboscape_r_ros.nodes.sim_bridge",
+        "--params-file",
+        "config/sim_bridge.yaml",
+        "-p",
+        "camera_resolution:=64",
+        "-p",
+        "republish_period_s:=0.2",
+    )
     sim = Sim(ros)
     sim.wait_ready()
     first = sim.images[-1]
@@ -116,7 +129,15 @@ def test_bad_actions_are_refused_with_throttled_warnings_and_the_arm_does_not_mo
     log = ros.stop(proc)
     warnings = [line for line in log.splitlines() if "refused an action" in line]
     assert len(warnings) == 7, log  # one per kind: nonfinite (NaN and inf), length, names, mode, range, scale, episode
-    for expected in ("not all finite", "lengths differ", "names", "mode absolute", "out of range: dx=2", "scale", "someone-elses-episode"):
+    for expected in (
+        "not all finite",
+        "lengths differ",
+        "names",
+        "mode absolute",
+        "out of range: dx=2",
+        "scale",
+        "someone-elses-episode",
+    ):
         assert any(expected in w for w in warnings), expected
     assert all("the arm does not move" in w for w in warnings)
     assert "Traceback" not in log
@@ -124,7 +145,11 @@ def test_bad_actions_are_refused_with_throttled_warnings_and_the_arm_does_not_mo
 
 @pytest.mark.parametrize(
     "param, expected",
-    [("task:=reach-v9", "unknown task 'reach-v9'"), ("camera:=ceiling", "unknown camera 'ceiling'"), ("camera_resolution:=0", "camera_resolution")],
+    [
+        ("task:=reach-v9", "unknown task 'reach-v9'"),
+        ("camera:=ceiling", "unknown camera 'ceiling'"),
+        ("camera_resolution:=0", "camera_resolution"),
+    ],
 )
 def test_bad_startup_parameters_end_with_one_clear_line(ros, param, expected):
     proc = ros.start("roboscape_r_ros.nodes.sim_bridge", "-p", param)

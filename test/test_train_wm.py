@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from wm_synthetic import write_dataset
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
@@ -25,15 +26,27 @@ from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 from roboscape_r_ros.world_model.checkpoint import load_tensors, save_tensors
 from roboscape_r_ros.world_model.command import TrainWMConfig
 from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
-from wm_synthetic import write_dataset
 
 STEPS = {"tokenizer": 40, "action": 80, "goal": 20}
 
 
 def train_args(dataset: Path, run: Path, *extra: str) -> list[str]:
-    return ["train-wm", "--preset", "tiny", f"dataset={dataset}", f"run={run}", "threads=1", "progress=false",
-            "held_out_fraction=0.3", "model.frame_skip=2", "model.train.checkpoint_every=5", "media_every=40",
-            "media_examples=2", *(f"model.train.{stage}_steps={n}" for stage, n in STEPS.items()), *extra]
+    return [
+        "train-wm",
+        "--preset",
+        "tiny",
+        f"dataset={dataset}",
+        f"run={run}",
+        "threads=1",
+        "progress=false",
+        "held_out_fraction=0.3",
+        "model.frame_skip=2",
+        "model.train.checkpoint_every=5",
+        "media_every=40",
+        "media_examples=2",
+        *(f"model.train.{stage}_steps={n}" for stage, n in STEPS.items()),
+        *extra,
+    ]
 
 
 def saved_step(run: Path, stage: str) -> int:
@@ -51,8 +64,12 @@ def resumed_run(dataset, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "tiny"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     errors = open(run.parent / "killed.err", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "roboscape_r_ros.cli", *train_args(dataset, run)],
-                            stdout=subprocess.DEVNULL, stderr=errors, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboscape_r_ros.cli", *train_args(dataset, run)],
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        env=env,
+    )
     optim = run / "optim-action.safetensors"
     deadline = time.monotonic() + 120
     killed_at = None
@@ -99,7 +116,8 @@ def test_run_folder_holds_config_split_tensorboard_and_media(resumed_run, datase
     assert len(held_out) == 8  # one of every (task, kind) group of three
     ds = EpisodeDataset.open(dataset)
     assert {(ds.episodes[i].task, ds.episodes[i].kind) for i in held_out} == {
-        (t, k) for t in ("reach-v3", "push-v3") for k in ("expert", "noisy", "failed", "random")}
+        (t, k) for t in ("reach-v3", "push-v3") for k in ("expert", "noisy", "failed", "random")
+    }
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = set()
@@ -180,5 +198,6 @@ def test_first_window_share_draws_episode_starts(dataset):
 @pytest.mark.parametrize("preset", ["tiny", "small", "cpu", "base", "paper"])
 def test_train_wm_presets_carry_the_world_model_presets(preset):
     cfg = load_config(TrainWMConfig, "train_wm", preset, [])
-    assert cfg.model == load_config(WorldModelConfig, "world_model", preset,
-                                    ["image_size=32"] if preset == "tiny" else [])
+    assert cfg.model == load_config(
+        WorldModelConfig, "world_model", preset, ["image_size=32"] if preset == "tiny" else []
+    )

@@ -17,8 +17,14 @@ import torch
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.perception.metrics import psnr
-from roboscape_r_ros.world_model import CheckpointError, WorldModel, WorldModelConfig
-from roboscape_r_ros.world_model import train_action_model, train_goal_model, train_tokenizer
+from roboscape_r_ros.world_model import (
+    CheckpointError,
+    WorldModel,
+    WorldModelConfig,
+    train_action_model,
+    train_goal_model,
+    train_tokenizer,
+)
 from roboscape_r_ros.world_model.checkpoint import save_tensors
 from roboscape_r_ros.world_model.tokenizer import hold_static_tokens
 
@@ -56,8 +62,11 @@ def episode(rng: np.random.Generator, noise: float) -> dict[str, np.ndarray]:
     n = len(frames)
     success = (pos == GOAL).all()
     done = np.exp(4 * (np.arange(n) / (n - 1) - 1)) if success else np.zeros(n)
-    return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32),
-            "done": done.astype(np.float32)}
+    return {
+        "frames": np.stack(frames),
+        "actions": np.stack(actions).astype(np.float32),
+        "done": done.astype(np.float32),
+    }
 
 
 def make_episodes(n: int, seed: int, noise: float = 0.6) -> list[dict[str, np.ndarray]]:
@@ -134,10 +143,12 @@ def test_done_head_separates_end_frames_from_early_frames(trained):
     episodes = [ep for ep in make_episodes(80, 6) if ep["done"][-1] == 1.0 and len(ep["frames"]) >= 4]
     assert len({len(ep["frames"]) for ep in episodes}) >= 5  # varied lengths: no timing shortcut
     T = wm.cfg.context_length
-    end = torch.stack([wm.done_probability(ep["frames"][None, -T:], ep["actions"][None, -T:-1])[0, -1]
-                       for ep in episodes])
-    early = torch.stack([wm.done_probability(ep["frames"][None, :2], ep["actions"][None, :1])[0]
-                         for ep in episodes]).flatten()
+    end = torch.stack(
+        [wm.done_probability(ep["frames"][None, -T:], ep["actions"][None, -T:-1])[0, -1] for ep in episodes]
+    )
+    early = torch.stack(
+        [wm.done_probability(ep["frames"][None, :2], ep["actions"][None, :1])[0] for ep in episodes]
+    ).flatten()
     print(f"done probability: end frames min {end.min():.2f}, early frames max {early.max():.2f}")
     assert end.min() > early.max()
     assert end.mean() > 0.8 and early.mean() < 0.2
@@ -153,8 +164,10 @@ def test_goal_model_imagines_the_goal_frame(trained):
     assert (goals.frames[:, 0] == torch.as_tensor(first)).all()
     fired = goals.fired.float().mean().item()
     goal_db, first_db = psnr(goals.goal, final).mean().item(), psnr(first, final).mean().item()
-    print(f"goal model: done fired in {fired:.0%} of episodes; "
-          f"goal-vs-true-final PSNR {goal_db:.1f} dB (first frame {first_db:.1f} dB)")
+    print(
+        f"goal model: done fired in {fired:.0%} of episodes; "
+        f"goal-vs-true-final PSNR {goal_db:.1f} dB (first frame {first_db:.1f} dB)"
+    )
     assert fired > 0.6
     assert goal_db > first_db + 5
 

@@ -17,8 +17,10 @@ from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
 
 SIZE, SQUARE, STEP, MAX_LEN = 32, 8, 2, 28
-TASKS = {"reach-v3": ("Reach the blue marker.", np.array([20, 6])),
-         "push-v3": ("Push the square onto the blue marker.", np.array([6, 20]))}
+TASKS = {
+    "reach-v3": ("Reach the blue marker.", np.array([20, 6])),
+    "push-v3": ("Push the square onto the blue marker.", np.array([6, 20])),
+}
 NOISE = {"expert": 0.1, "noisy": 0.5, "failed": 0.1, "random": None}
 
 
@@ -56,15 +58,29 @@ def episode(task: str, kind: str, rng: np.random.Generator) -> Episode:
     done, subtask = done_labels(n, [success_at] if success_at is not None else [])
     full_actions = np.zeros((n, 4), np.float32)
     full_actions[:, :2] = np.stack(actions)
-    return Episode(frames=np.stack(frames), actions=full_actions, states=np.zeros((n, 4), np.float32), done=done,
-                   subtask_index=subtask, task=task, instruction=instruction, success=success_at is not None, kind=kind)
+    return Episode(
+        frames=np.stack(frames),
+        actions=full_actions,
+        states=np.zeros((n, 4), np.float32),
+        done=done,
+        subtask_index=subtask,
+        task=task,
+        instruction=instruction,
+        success=success_at is not None,
+        kind=kind,
+    )
 
 
 def write_dataset(root: Path, per_kind: int = 3, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    with DatasetWriter(root, fps=80, camera="corner2", image_shape=(SIZE, SIZE, 3),
-                       action_names=["dx", "dy", "dz", "gripper"],
-                       state_names=["hand_x", "hand_y", "hand_z", "gripper_opening"]) as writer:
+    with DatasetWriter(
+        root,
+        fps=80,
+        camera="corner2",
+        image_shape=(SIZE, SIZE, 3),
+        action_names=["dx", "dy", "dz", "gripper"],
+        state_names=["hand_x", "hand_y", "hand_z", "gripper_opening"],
+    ) as writer:
         for task in TASKS:
             for kind in NOISE:
                 for _ in range(per_kind):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -40,8 +40,10 @@ class CollectConfig:
     failed_target_offset: float = option(0.15, help="metres (horizontal) a 'failed' expert aims beside its targets")
     random_fraction: float = option(0.1, help="share of 'random' episodes: uniform random actions")
     action_hold_steps: int = option(
-        1, help="control steps each random action ('random' episodes) and each noise draw ('noisy' episodes) is "
-        "held; set it to the world model's frame_skip so the actions a world-model step averages do not cancel out")
+        1,
+        help="control steps each random action ('random' episodes) and each noise draw ('noisy' episodes) is "
+        "held; set it to the world model's frame_skip so the actions a world-model step averages do not cancel out",
+    )
     steps_after_success: int = option(5, help="control steps recorded after the first success, then the episode ends")
     seed: int = option(0, help="seed of every episode's initial scene and action noise")
     output: str = option("outputs/datasets/metaworld", help="dataset folder")
@@ -82,12 +84,14 @@ def episode_kinds(cfg: CollectConfig, rng: np.random.Generator) -> list[str]:
 def held(draw: Callable[[], np.ndarray], steps: int) -> Callable[[], np.ndarray]:
     """A source of random vectors that repeats each draw for `steps` calls."""
     count, value = 0, None
+
     def next_value() -> np.ndarray:
         nonlocal count, value
         if count % steps == 0:
             value = draw()
         count += 1
         return value
+
     return next_value
 
 
@@ -122,7 +126,7 @@ def record_episode(env: PixelMetaWorldEnv, kind: str, cfg: CollectConfig, seed: 
     actor = make_actor(kind, env.task, cfg, np.random.default_rng((seed, ACTOR_STREAM)))
     obs, info = env.reset(seed=seed)
     frames, actions, states = [], [], []
-    success_frame: Optional[int] = None  # index of the first frame that shows success
+    success_frame: int | None = None  # index of the first frame that shows success
     while True:
         with warnings.catch_warnings():
             # the experts' proportional gains overshoot [-1, 1] by design: clipped here

@@ -41,7 +41,9 @@ def decode_buffer(data: bytes | np.ndarray, *, width: int, height: int, step: in
     channels, conversion = ENCODINGS[encoding]
     row_bytes = width * channels
     if step < row_bytes:
-        raise FrameError("step", f"step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)")
+        raise FrameError(
+            "step", f"step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)"
+        )
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     if buffer.size != step * height:
         raise FrameError("data", f"data holds {buffer.size} bytes, step x height says {step * height}")

@@ -38,7 +38,6 @@ import pyarrow.parquet as pq
 
 from roboscape_r_ros.data.codecs import MP4_CODEC, MP4_PIX_FMT, CodecError, Mp4Writer, encode_png
 from roboscape_r_ros.data.stats import Stats, aggregate_stats, feature_stats, image_stats
-
 from roboscape_r_ros.errors import RoboscapeError
 
 CODEBASE_VERSION = "v3.0"
@@ -271,9 +270,7 @@ class _Shards(Generic[W]):
     """The chunk-XXX/file-XXX file being written; starts the next file when the coming episode
     would push the current one past the size limit (episodes are never split across files)."""
 
-    def __init__(
-        self, root: Path, template: str, limit_mb: float, chunks_size: int, open_file: Callable[[Path], W]
-    ):
+    def __init__(self, root: Path, template: str, limit_mb: float, chunks_size: int, open_file: Callable[[Path], W]):
         self.root, self.template, self.open_file = root, template, open_file
         self.limit_bytes, self.chunks_size = limit_mb * 2**20, chunks_size
         self.chunk = self.file = 0
@@ -649,8 +646,13 @@ def _tasks_table(tasks: list[str]) -> pa.Table:
     # pandas metadata naming "task" as the index: LeRobot reads this file with pd.read_parquet and
     # looks tasks up by string (tasks.loc[task].task_index), as if pandas had written it.
     def column(name: str | None, pandas_type: str, numpy_type: str) -> dict[str, Any]:
-        return {"name": name, "field_name": name, "pandas_type": pandas_type, "numpy_type": numpy_type,
-                "metadata": None}
+        return {
+            "name": name,
+            "field_name": name,
+            "pandas_type": pandas_type,
+            "numpy_type": numpy_type,
+            "metadata": None,
+        }
 
     pandas = {
         "index_columns": ["task"],

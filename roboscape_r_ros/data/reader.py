@@ -50,9 +50,18 @@ _INFO_TYPES = {
     "features": dict,
 }
 _EPISODE_COLUMNS = [
-    "episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
-    "dataset_to_index", "task_name", "instruction", "success", "kind",
-]  # fmt: skip
+    "episode_index",
+    "tasks",
+    "length",
+    "data/chunk_index",
+    "data/file_index",
+    "dataset_from_index",
+    "dataset_to_index",
+    "task_name",
+    "instruction",
+    "success",
+    "kind",
+]
 _FRAME_COLUMNS = ["action", "observation.state", "done_label", "subtask_index", "episode_index", "index"]
 
 

@@ -36,9 +36,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -88,16 +88,26 @@ class EpisodeRecorder:
             raise RecordingError("a task name is needed (record.task)")
         if kind not in KINDS:
             raise RecordingError(f"kind '{kind}' is not one of {', '.join(KINDS)} (record.kind)")
-        self.writer = DatasetWriter(Path(root), fps=fps, camera=camera, image_shape=image_shape, action_names=list(action_names),
-                                    state_names=STATE_NAMES, robot_type="ros", overwrite=overwrite)  # fmt: skip
+        self.writer = DatasetWriter(
+            Path(root),
+            fps=fps,
+            camera=camera,
+            image_shape=image_shape,
+            action_names=list(action_names),
+            state_names=STATE_NAMES,
+            robot_type="ros",
+            overwrite=overwrite,
+        )
         self.task, self.instruction, self.kind = task, instruction, kind
         self.action_names = list(action_names)
         self.episode_id = ""  # the id frames arriving now are tagged with
-        self.waiting: OrderedDict[int, tuple[str, np.ndarray, float]] = OrderedDict()  # stamp -> (episode, frame, arrival)
-        self.open_id: Optional[str] = None  # the episode whose rows are being collected
+        self.waiting: OrderedDict[int, tuple[str, np.ndarray, float]] = (
+            OrderedDict()
+        )  # stamp -> (episode, frame, arrival)
+        self.open_id: str | None = None  # the episode whose rows are being collected
         self.rows: list[_Row] = []
         self.recorded: OrderedDict[int, None] = OrderedDict()  # stamps of the latest recorded frames
-        self.last_stamp: Optional[int] = None  # the newest frame seen
+        self.last_stamp: int | None = None  # the newest frame seen
         self.success_after: dict[str, int] = {}  # episode -> the newest frame stamp when success was reported
         self.counts: Counter[str] = Counter()  # frames, unanswered, episodes, and refusal reasons
         self.written: list[RecordedEpisode] = []
@@ -113,7 +123,9 @@ class EpisodeRecorder:
             self.waiting.popitem(last=False)
             self.counts["unanswered"] += 1
 
-    def action(self, stamp_ns: int, names: Sequence[str], values: Sequence[float], source: str = "", episode_id: str = "") -> Optional[str]:
+    def action(
+        self, stamp_ns: int, names: Sequence[str], values: Sequence[float], source: str = "", episode_id: str = ""
+    ) -> str | None:
         """Record the Action answering the frame stamped ``stamp_ns``; else return why not (a key)."""
         if source.startswith("hold:"):
             return "hold"
@@ -173,16 +185,23 @@ class EpisodeRecorder:
         shown = np.flatnonzero(stamps > after) if after is not None else []
         success_frame = int(shown[0]) if len(shown) else None
         done, subtask_index = done_labels(len(rows), [] if success_frame is None else [success_frame])
-        self.writer.add_episode(Episode(
-            frames=np.stack([r.frame for r in rows]), actions=np.stack([r.action for r in rows]),
-            states=np.stack([(stamps - stamps[0]) * 1e-9, [r.delay_s for r in rows]], axis=1).astype(np.float32),
-            done=done, subtask_index=subtask_index,
-            task=self.task, instruction=self.instruction, success=success_frame is not None, kind=self.kind,
-        ))  # fmt: skip
+        self.writer.add_episode(
+            Episode(
+                frames=np.stack([r.frame for r in rows]),
+                actions=np.stack([r.action for r in rows]),
+                states=np.stack([(stamps - stamps[0]) * 1e-9, [r.delay_s for r in rows]], axis=1).astype(np.float32),
+                done=done,
+                subtask_index=subtask_index,
+                task=self.task,
+                instruction=self.instruction,
+                success=success_frame is not None,
+                kind=self.kind,
+            )
+        )
         self.counts["episodes"] += 1
         self.written.append(RecordedEpisode(episode_id or "", len(rows), success_frame is not None))
 
-    def close(self) -> Optional[DatasetSummary]:
+    def close(self) -> DatasetSummary | None:
         """Write the open episode and publish the dataset; None (and no folder) when nothing was recorded."""
         self._write_open()
         self.counts["unanswered"] += len(self.waiting)

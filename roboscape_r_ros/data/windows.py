@@ -19,9 +19,7 @@ class WindowError(DatasetError):
     """No window can be drawn as asked (bad split, no episode long enough)."""
 
 
-def split_episodes(
-    episodes: int | Sequence[int], held_out_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def split_episodes(episodes: int | Sequence[int], held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split episode indices (or ``range(episodes)``) into sorted (train, held_out) by a seed.
 
     With 0 < fraction < 1 and two or more episodes both parts get at least one episode.

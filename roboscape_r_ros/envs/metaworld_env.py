@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -75,7 +75,7 @@ class _ResetVectorFeed:
     """
 
     def __init__(self, sim: SawyerXYZEnv):
-        self.vector: Optional[np.ndarray] = None
+        self.vector: np.ndarray | None = None
         self._taken = False
         self._sim_reset_model = sim.reset_model
         sim.reset_model = self._reset_model
@@ -159,7 +159,7 @@ class FrameRenderer:
 class PixelMetaWorldEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
-    def __init__(self, task: str, cfg: EnvConfig, seed: Optional[int] = None):
+    def __init__(self, task: str, cfg: EnvConfig, seed: int | None = None):
         self.task = task
         self.instruction = instruction(task)
         self.cfg = cfg
@@ -189,7 +189,7 @@ class PixelMetaWorldEnv(gym.Env):
         )
         self.scene = scene
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         positions_rng, camera_rng = self.np_random.spawn(2)  # independent: a camera jitter leaves positions alone
         self.renderer.upload_textures(self.scene_editor.apply(self.scene, camera_rng))
@@ -237,5 +237,5 @@ class PixelMetaWorldEnv(gym.Env):
         return {"task": self.task, "instruction": self.instruction, "success": success, "metaworld_obs": sim_obs}
 
 
-def make_env(task: str, cfg: Optional[EnvConfig] = None, seed: Optional[int] = None) -> PixelMetaWorldEnv:
+def make_env(task: str, cfg: EnvConfig | None = None, seed: int | None = None) -> PixelMetaWorldEnv:
     return PixelMetaWorldEnv(task, cfg or EnvConfig(), seed)

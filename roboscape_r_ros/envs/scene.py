@@ -8,8 +8,8 @@ can be changed or re-drawn per episode. Model edits persist across Meta-World re
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import mujoco
 import numpy as np
@@ -32,22 +32,22 @@ class SceneVariationError(ConfigError):
 
 @dataclass
 class SceneVariation:
-    table_rgba: Optional[RGBA] = option(
+    table_rgba: RGBA | None = option(
         None, help="flat colour of the table (top and legs), RGBA in [0,1]; none keeps the wood texture"
     )
-    object_rgba: Optional[RGBA] = option(
+    object_rgba: RGBA | None = option(
         None, help="flat colour of the manipulated object(s): visible geoms of every body that moves on its own joint"
     )
-    background_rgb: Optional[RGB] = option(None, help="flat colour of the floor and the sky, RGB in [0,1]")
+    background_rgb: RGB | None = option(None, help="flat colour of the floor and the sky, RGB in [0,1]")
     light_scale: float = option(1.0, help="factor on the diffuse colour of the scene's lights")
-    headlight_ambient: Optional[RGB] = option(None, help="ambient colour of the camera headlight, RGB in [0,1]")
-    headlight_diffuse: Optional[RGB] = option(None, help="diffuse colour of the camera headlight, RGB in [0,1]")
+    headlight_ambient: RGB | None = option(None, help="ambient colour of the camera headlight, RGB in [0,1]")
+    headlight_diffuse: RGB | None = option(None, help="diffuse colour of the camera headlight, RGB in [0,1]")
     camera_position_jitter: float = option(0.0, help="camera offset per axis, uniform in +-this, metres, per episode")
     camera_rotation_jitter: float = option(0.0, help="camera turn per axis, uniform in +-this, degrees, per episode")
-    object_range: Optional[XYZRange] = option(
+    object_range: XYZRange | None = option(
         None, help="[[x,y,z] low, [x,y,z] high] where the object starts, metres; none keeps the task's range"
     )
-    goal_range: Optional[XYZRange] = option(
+    goal_range: XYZRange | None = option(
         None, help="[[x,y,z] low, [x,y,z] high] where the goal is, metres; none keeps the task's range"
     )
 
@@ -71,7 +71,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def _check_colour(name: str, value: Optional[Sequence[float]], size: int) -> None:
+def _check_colour(name: str, value: Sequence[float] | None, size: int) -> None:
     if value is None:
         return
     channels = "r, g, b, a" if size == 4 else "r, g, b"
@@ -83,9 +83,10 @@ def _check_colour(name: str, value: Optional[Sequence[float]], size: int) -> Non
         raise SceneVariationError(f"{name} must be {size} numbers in [0, 1] ({channels}), got {value!r}")
 
 
-def _check_range(name: str, value: Optional[XYZRange]) -> None:
+def _check_range(name: str, value: XYZRange | None) -> None:
     if value is None:
         return
+
     def is_xyz(xyz: object) -> bool:
         return isinstance(xyz, (tuple, list, np.ndarray)) and len(xyz) == 3 and all(map(_is_number, xyz))
 

@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -39,7 +39,11 @@ from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination.errors import ActionError, ImaginationError, WorldModelMismatchError
 from roboscape_r_ros.imagination.goals import (
-    GoalBank, demo_goal_bank, image_goal_bank, load_goal_image, model_goal_bank,
+    GoalBank,
+    demo_goal_bank,
+    image_goal_bank,
+    load_goal_image,
+    model_goal_bank,
 )
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.world_model.model import WorldModel
@@ -49,22 +53,29 @@ MODEL_FILE, SPLIT_FILE = "world_model.safetensors", "split.json"
 
 @dataclass
 class ImaginationConfig:
-    world_model: str = option("", help="world-model run folder (world_model.safetensors + split.json) or a "
-                              ".safetensors checkpoint")
+    world_model: str = option(
+        "", help="world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint"
+    )
     dataset: str = option("", help="dataset of the context episodes (default: the one the run's split.json names)")
     episodes: Literal["held_out", "all"] = option(
-        "held_out", help="context episodes: the run's held-out episodes (split.json) or every episode of the dataset")
+        "held_out", help="context episodes: the run's held-out episodes (split.json) or every episode of the dataset"
+    )
     successful_only: bool = option(False, help="draw contexts only from successful episodes (demos)")
     goal: Literal["goal_model", "demo", "image"] = option(
-        "goal_model", help="goal frame: imagined by the goal world model (paper), a demo's last frame, or goal_image")
+        "goal_model", help="goal frame: imagined by the goal world model (paper), a demo's last frame, or goal_image"
+    )
     goal_image: str = option("", help="goal=image: an 8-bit RGB PNG/JPEG of the world model's frame size")
-    goal_max_steps: int = option(0, help="goal=goal_model: imagined steps at most (0: the longest context episode "
-                                 "in world-model steps + 4)")
+    goal_max_steps: int = option(
+        0, help="goal=goal_model: imagined steps at most (0: the longest context episode in world-model steps + 4)"
+    )
     num_envs: int = option(16, help="parallel imagined environments (the world model's batch)")
     max_steps: int = option(40, help="step cap per episode in world-model steps (each frame_skip control steps)")
     context_frames: int = option(0, help="real context frames per reset (0: the model's context_length - 1)")
-    start_fraction: float = option(0.0, help="context windows start uniformly in the first fraction of the room "
-                                   "an episode leaves (0: always at the episode's first frame)")
+    start_fraction: float = option(
+        0.0,
+        help="context windows start uniformly in the first fraction of the room "
+        "an episode leaves (0: always at the episode's first frame)",
+    )
     terminate_on_done: bool = option(True, help="end an episode when the done probability exceeds the threshold")
     reward: RewardConfig = option(RewardConfig(), help="endogenous reward")
     seed: int = option(0, help="seed of the context and goal draws (reset(seed=...) overrides it)")
@@ -82,8 +93,8 @@ class ImaginationConfig:
 @dataclass
 class WorldModelRun:
     checkpoint: Path
-    split: Optional[dict[str, Any]] = None  # split.json beside the checkpoint, when there is one
-    folder: Optional[Path] = None
+    split: dict[str, Any] | None = None  # split.json beside the checkpoint, when there is one
+    folder: Path | None = None
 
 
 def resolve_world_model(path: str | Path) -> WorldModelRun:
@@ -115,16 +126,22 @@ def context_episodes(run: WorldModelRun, dataset: EpisodeDataset, which: str) ->
     if which == "all":
         return list(range(dataset.num_episodes))
     if run.split is None:
-        raise ImaginationError(f"{run.checkpoint}: no {SPLIT_FILE} beside it names held-out episodes "
-                               "(use a train-wm run folder, or imagination.episodes=all)")
+        raise ImaginationError(
+            f"{run.checkpoint}: no {SPLIT_FILE} beside it names held-out episodes "
+            "(use a train-wm run folder, or imagination.episodes=all)"
+        )
     counts = (run.split.get("num_episodes"), run.split.get("num_frames"))
     if counts != (dataset.num_episodes, dataset.num_frames):
-        raise ImaginationError(f"{run.folder / SPLIT_FILE}: made for a dataset of {counts[0]} episodes / {counts[1]} "
-                               f"frames; {dataset.root} has {dataset.num_episodes} / {dataset.num_frames}")
+        raise ImaginationError(
+            f"{run.folder / SPLIT_FILE}: made for a dataset of {counts[0]} episodes / {counts[1]} "
+            f"frames; {dataset.root} has {dataset.num_episodes} / {dataset.num_frames}"
+        )
     held_out = [int(e) for e in run.split["held_out"]]
     if not held_out:
-        raise ImaginationError(f"{run.folder / SPLIT_FILE}: no held-out episodes to start imagined episodes from "
-                               "(retrain with held_out_fraction > 0, or imagination.episodes=all)")
+        raise ImaginationError(
+            f"{run.folder / SPLIT_FILE}: no held-out episodes to start imagined episodes from "
+            "(retrain with held_out_fraction > 0, or imagination.episodes=all)"
+        )
     return held_out
 
 
@@ -132,12 +149,16 @@ def check_world_model(wm: WorldModel, dataset: EpisodeDataset, where: str = "the
     """WorldModelMismatchError unless the model takes the dataset's actions and frame size."""
     dims = len(dataset.action_names)
     if wm.cfg.action_dim != dims:
-        raise WorldModelMismatchError(f"{where} takes {wm.cfg.action_dim}-D actions, dataset {dataset.root} has "
-                                      f"{dims}-D actions ({', '.join(dataset.action_names)})")
+        raise WorldModelMismatchError(
+            f"{where} takes {wm.cfg.action_dim}-D actions, dataset {dataset.root} has "
+            f"{dims}-D actions ({', '.join(dataset.action_names)})"
+        )
     size = wm.cfg.image_size
     if tuple(dataset.image_shape) != (size, size, 3):
-        raise WorldModelMismatchError(f"{where} takes {size}x{size} frames, dataset {dataset.root} has "
-                                      f"{dataset.image_shape[0]}x{dataset.image_shape[1]}")
+        raise WorldModelMismatchError(
+            f"{where} takes {size}x{size} frames, dataset {dataset.root} has "
+            f"{dataset.image_shape[0]}x{dataset.image_shape[1]}"
+        )
 
 
 @dataclass
@@ -156,9 +177,16 @@ class _Pool:
 class ImaginationEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, wm: WorldModel, dataset: EpisodeDataset, episodes: Sequence[int], cfg: ImaginationConfig,
-                 goal_image: np.ndarray | torch.Tensor | str | None = None, distance=None,
-                 where: str = "the world model"):
+    def __init__(
+        self,
+        wm: WorldModel,
+        dataset: EpisodeDataset,
+        episodes: Sequence[int],
+        cfg: ImaginationConfig,
+        goal_image: np.ndarray | torch.Tensor | str | None = None,
+        distance=None,
+        where: str = "the world model",
+    ):
         self.cfg, self.wm = cfg, wm.eval()
         self.device = wm.device
         check_world_model(wm, dataset, where)
@@ -169,8 +197,10 @@ class ImaginationEnv(gym.vector.VectorEnv):
         capacity = wm.cfg.context_length - 1
         self.context_frames = cfg.context_frames or capacity
         if self.context_frames > capacity:
-            raise ConfigError(f"imagination.context_frames={cfg.context_frames}: the world model holds at most "
-                              f"{capacity} context frames")
+            raise ConfigError(
+                f"imagination.context_frames={cfg.context_frames}: the world model holds at most "
+                f"{capacity} context frames"
+            )
         self.span = (self.context_frames - 1) * self.frame_skip + 1  # recorded frames a context window covers
 
         # spaces (gymnasium VectorEnv); values are returned as torch tensors on self.device
@@ -187,7 +217,8 @@ class ImaginationEnv(gym.vector.VectorEnv):
             self.warnings.append(
                 f"the goal model's done fired for only {int(self.goals.fired.sum())} of {len(self.goals.fired)} "
                 "context episodes; the others' goals are its last imagined frames (check reward-sanity, or use "
-                "goal=demo)")
+                "goal=demo)"
+            )
         self.reward_fn = EndogenousReward(cfg.reward, self.num_envs, self.device, distance)
         self.backend = self.reward_fn.backend
 
@@ -214,20 +245,24 @@ class ImaginationEnv(gym.vector.VectorEnv):
         if self.cfg.successful_only:
             episodes = [e for e in episodes if dataset.episodes[e].success]
             if not episodes:
-                raise ImaginationError(f"{dataset.root}: successful_only=true, but none of the context episodes "
-                                       "succeeded")
+                raise ImaginationError(
+                    f"{dataset.root}: successful_only=true, but none of the context episodes succeeded"
+                )
         arrays = dataset.load_arrays()
         usable = [e for e in episodes if arrays.lengths[e] >= self.span]
         if not usable:
             raise ImaginationError(
                 f"{dataset.root}: no context episode holds {self.span} frames ({self.context_frames} context frames "
                 f"{self.frame_skip} apart; longest: {int(max(arrays.lengths[episodes]))}); lower "
-                "imagination.context_frames")
+                "imagination.context_frames"
+            )
         index = np.asarray(usable, np.int64)
         lengths = arrays.lengths[index]
         rows = np.concatenate([np.arange(arrays.starts[e], arrays.starts[e] + arrays.lengths[e]) for e in index])
         return _Pool(
-            index=index, start=np.cumsum(lengths) - lengths, length=lengths,
+            index=index,
+            start=np.cumsum(lengths) - lengths,
+            length=lengths,
             frames=torch.as_tensor(arrays.frames[rows], device=self.device),
             actions=torch.as_tensor(arrays.actions[rows], device=self.device, dtype=torch.float32),
             instructions=[dataset.episodes[e].instruction for e in index],
@@ -280,7 +315,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
     def _obs(self) -> dict[str, torch.Tensor]:
         return {"image": self.image.clone(), "goal": self.goal.clone()}
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.rng = np.random.default_rng(self.cfg.seed if seed is None else seed)
         self.state = None
         self._start(torch.arange(self.num_envs, device=self.device))
@@ -293,8 +328,10 @@ class ImaginationEnv(gym.vector.VectorEnv):
         if actions.dim() == 2:
             actions = actions[:, None]
         if actions.dim() != 3 or actions.shape[0] != self.num_envs or actions.shape[2] != self.action_dim:
-            raise ActionError(f"actions must be [{self.num_envs},{self.action_dim}] or "
-                              f"[{self.num_envs},K,{self.action_dim}], got {given}")
+            raise ActionError(
+                f"actions must be [{self.num_envs},{self.action_dim}] or "
+                f"[{self.num_envs},K,{self.action_dim}], got {given}"
+            )
         if not torch.isfinite(actions).all():
             raise ActionError("actions hold NaN or inf")
         actions = actions.clamp(-1.0, 1.0)
@@ -335,8 +372,12 @@ class ImaginationEnv(gym.vector.VectorEnv):
         ended = terminated | truncated
         info: dict[str, Any] = {
             "success": terminated.clone(),  # imagined: the done head fired (never a real success)
-            "goal_alignment": alignment, "done_bonus": bonus, "done_probability": done_prob,
-            "world_steps": ran, "episode": self.episode.copy(), "window_start": self.window_start.copy(),
+            "goal_alignment": alignment,
+            "done_bonus": bonus,
+            "done_probability": done_prob,
+            "world_steps": ran,
+            "episode": self.episode.copy(),
+            "window_start": self.window_start.copy(),
             "reward_backend": self.backend,
         }
         if bool(ended.any()):
@@ -352,20 +393,30 @@ class ImaginationEnv(gym.vector.VectorEnv):
     def describe(self) -> dict[str, Any]:
         fired = self.goals.fired
         return {
-            "num_envs": self.num_envs, "context_episodes": len(self.pool.index),
-            "context_episode_indices": self.pool.index.tolist(), "tasks": sorted(set(self.pool.tasks)),
-            "context_frames": self.context_frames, "frame_skip": self.frame_skip,
-            "max_world_steps": self.cfg.max_steps, "max_control_steps": self.cfg.max_steps * self.frame_skip,
-            "goal_source": self.goals.source, "reward_backend": self.backend,
-            "goal_model_fired": None if fired is None else float(fired.mean()), "warnings": list(self.warnings),
-            "reward": {"done_bonus": self.cfg.reward.done_bonus, "done_threshold": self.cfg.reward.done_threshold,
-                       "alignment_offset": self.cfg.reward.alignment_offset,
-                       "alignment_scale": self.cfg.reward.alignment_scale},
+            "num_envs": self.num_envs,
+            "context_episodes": len(self.pool.index),
+            "context_episode_indices": self.pool.index.tolist(),
+            "tasks": sorted(set(self.pool.tasks)),
+            "context_frames": self.context_frames,
+            "frame_skip": self.frame_skip,
+            "max_world_steps": self.cfg.max_steps,
+            "max_control_steps": self.cfg.max_steps * self.frame_skip,
+            "goal_source": self.goals.source,
+            "reward_backend": self.backend,
+            "goal_model_fired": None if fired is None else float(fired.mean()),
+            "warnings": list(self.warnings),
+            "reward": {
+                "done_bonus": self.cfg.reward.done_bonus,
+                "done_threshold": self.cfg.reward.done_threshold,
+                "alignment_offset": self.cfg.reward.alignment_offset,
+                "alignment_scale": self.cfg.reward.alignment_scale,
+            },
         }
 
 
-def make_imagination_env(cfg: ImaginationConfig, device: str | torch.device = "cpu", *,
-                         action_dim: int | None = None) -> tuple[ImaginationEnv, WorldModelRun]:
+def make_imagination_env(
+    cfg: ImaginationConfig, device: str | torch.device = "cpu", *, action_dim: int | None = None
+) -> tuple[ImaginationEnv, WorldModelRun]:
     """Load the world model and dataset named in ``cfg`` and build the env (held-out contexts by default).
 
     ``action_dim`` (the policy's) is checked against the checkpoint before anything heavy runs.
@@ -373,12 +424,15 @@ def make_imagination_env(cfg: ImaginationConfig, device: str | torch.device = "c
     run = resolve_world_model(cfg.world_model)
     wm = WorldModel.from_checkpoint(run.checkpoint, device=device)
     if action_dim is not None and wm.cfg.action_dim != action_dim:
-        raise WorldModelMismatchError(f"world model {run.checkpoint} takes {wm.cfg.action_dim}-D actions, the policy "
-                                      f"emits {action_dim}-D actions")
+        raise WorldModelMismatchError(
+            f"world model {run.checkpoint} takes {wm.cfg.action_dim}-D actions, the policy emits {action_dim}-D actions"
+        )
     dataset_path = cfg.dataset or (run.split or {}).get("dataset", "")
     if not dataset_path:
-        raise ImaginationError(f"{run.checkpoint}: no dataset given and no {SPLIT_FILE} names one "
-                               "(set imagination.dataset=<dataset folder>)")
+        raise ImaginationError(
+            f"{run.checkpoint}: no dataset given and no {SPLIT_FILE} names one "
+            "(set imagination.dataset=<dataset folder>)"
+        )
     dataset = EpisodeDataset.open(dataset_path)
     check_world_model(wm, dataset, f"world model {run.checkpoint}")
     episodes = context_episodes(run, dataset, cfg.episodes)

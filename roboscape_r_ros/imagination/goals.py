@@ -71,21 +71,24 @@ def load_goal_image(source: str | Path | np.ndarray | torch.Tensor, size: int | 
             mode, (width, height) = image.mode, image.size
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise GoalImageError(f"goal image {path}: not a readable image ({type(err).__name__}); "
-                             f"expected {_expected(size)} as PNG or JPEG") from None
+        raise GoalImageError(
+            f"goal image {path}: not a readable image ({type(err).__name__}); expected {_expected(size)} as PNG or JPEG"
+        ) from None
     if mode == "RGBA" and array.ndim == 3 and array.shape[-1] == 4 and (array[..., 3] == 255).all():
         array, mode = array[..., :3], "RGB"
     if mode != "RGB":
         raise GoalImageError(f"goal image {path}: pixel format {mode} ({width}x{height}); expected {_expected(size)}")
     if not _fits(height, width, size):
         why = "a square image" if size is None else "the world model's frame size"
-        raise GoalImageError(f"goal image {path}: {width}x{height} pixels; expected {_expected(size)} "
-                             f"({why}; resize or crop it first)")
+        raise GoalImageError(
+            f"goal image {path}: {width}x{height} pixels; expected {_expected(size)} ({why}; resize or crop it first)"
+        )
     return np.ascontiguousarray(array, np.uint8)
 
 
-def model_goal_bank(wm, first_frames: torch.Tensor, instructions: list[str], max_steps: int,
-                    batch_size: int = 64) -> GoalBank:
+def model_goal_bank(
+    wm, first_frames: torch.Tensor, instructions: list[str], max_steps: int, batch_size: int = 64
+) -> GoalBank:
     """Goal frames imagined by the goal world model from each episode's first frame [P,H,W,3]."""
     goals, fired, steps = [], [], []
     for begin in range(0, len(first_frames), batch_size):
@@ -95,16 +98,19 @@ def model_goal_bank(wm, first_frames: torch.Tensor, instructions: list[str], max
         fired.append(imagined.fired.cpu().numpy())
         steps.append(imagined.goal_step.cpu().numpy())
     frames = torch.cat(goals)
-    return GoalBank(frames, [np.array([i]) for i in range(len(frames))], "goal_model", np.concatenate(fired),
-                    np.concatenate(steps))
+    return GoalBank(
+        frames, [np.array([i]) for i in range(len(frames))], "goal_model", np.concatenate(fired), np.concatenate(steps)
+    )
 
 
 def demo_goal_bank(dataset: EpisodeDataset, arrays: EpisodeArrays, pool: list[int], device: torch.device) -> GoalBank:
     """Last frames of successful episodes: the episode's own when it succeeded, else those of its task."""
     successful = [m.index for m in dataset.episodes if m.success]
     if not successful:
-        raise ImaginationError(f"{dataset.root}: goal=demo needs successful episodes, the dataset has none "
-                               f"(of {dataset.num_episodes}); use goal=goal_model or goal=image")
+        raise ImaginationError(
+            f"{dataset.root}: goal=demo needs successful episodes, the dataset has none "
+            f"(of {dataset.num_episodes}); use goal=goal_model or goal=image"
+        )
     bank_of = {e: i for i, e in enumerate(successful)}
     last = arrays.starts[successful] + arrays.lengths[successful] - 1
     frames = torch.as_tensor(arrays.frames[last], device=device)
@@ -119,8 +125,10 @@ def demo_goal_bank(dataset: EpisodeDataset, arrays: EpisodeArrays, pool: list[in
         elif meta.task in by_task:
             candidates.append(np.array(by_task[meta.task]))
         else:
-            raise ImaginationError(f"{dataset.root}: goal=demo: task {meta.task} has no successful episode to take "
-                                   "a goal frame from; use goal=goal_model or goal=image")
+            raise ImaginationError(
+                f"{dataset.root}: goal=demo: task {meta.task} has no successful episode to take "
+                "a goal frame from; use goal=goal_model or goal=image"
+            )
     return GoalBank(frames, candidates, "demo")
 
 

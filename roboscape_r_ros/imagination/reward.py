@@ -42,8 +42,10 @@ class RewardConfig:
     done_bonus: float = option(10.0, help="bonus added when the done probability reaches done_threshold (paper: 10)")
     done_threshold: float = option(0.9, help="done probability that earns the bonus (>=) and ends an episode (>)")
     alignment_offset: float = option(
-        0.0, help="subtracted from 1 - D every step; 0 = the paper's reward, 1 = r = -D + bonus (finishing pays; "
-        "with 0, PPO's truncation bootstrap makes never finishing worth more than the bonus)")
+        0.0,
+        help="subtracted from 1 - D every step; 0 = the paper's reward, 1 = r = -D + bonus (finishing pays; "
+        "with 0, PPO's truncation bootstrap makes never finishing worth more than the bonus)",
+    )
     alignment_scale: float = option(1.0, help="multiplies the dense term (1 - D - offset); paper: 1")
 
     def __post_init__(self) -> None:
@@ -59,8 +61,15 @@ class RewardTerms(NamedTuple):
     backend: str  # the perceptual distance that gave D
 
 
-def endogenous_reward(distance: torch.Tensor, done: torch.Tensor, *, bonus: float = 10.0, threshold: float = 0.9,
-                      offset: float = 0.0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def endogenous_reward(
+    distance: torch.Tensor,
+    done: torch.Tensor,
+    *,
+    bonus: float = 10.0,
+    threshold: float = 0.9,
+    offset: float = 0.0,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(reward, bonus term) from D [N] and done probability [N]:
     scale * ((1 - D) - offset) + bonus * [done >= threshold]."""
     bonus_term = bonus * (done >= threshold).to(distance.dtype)
@@ -91,8 +100,13 @@ def expand_rows(embedding: Embedding, n: int) -> Embedding:
 class EndogenousReward:
     """Batched reward for ``num_envs`` rows, each with its own goal whose embedding is cached."""
 
-    def __init__(self, cfg: RewardConfig, num_envs: int, device: torch.device | str = "cpu",
-                 distance: PerceptualDistance | None = None):
+    def __init__(
+        self,
+        cfg: RewardConfig,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        distance: PerceptualDistance | None = None,
+    ):
         self.cfg, self.num_envs = cfg, num_envs
         self.device = torch.device(device)
         if distance is None:
@@ -103,8 +117,14 @@ class EndogenousReward:
 
     def _combine(self, distance: torch.Tensor, done) -> tuple[torch.Tensor, torch.Tensor]:
         done = torch.as_tensor(done, device=distance.device, dtype=torch.float32)
-        return endogenous_reward(distance, done, bonus=self.cfg.done_bonus, threshold=self.cfg.done_threshold,
-                                 offset=self.cfg.alignment_offset, scale=self.cfg.alignment_scale)
+        return endogenous_reward(
+            distance,
+            done,
+            bonus=self.cfg.done_bonus,
+            threshold=self.cfg.done_threshold,
+            offset=self.cfg.alignment_offset,
+            scale=self.cfg.alignment_scale,
+        )
 
     @torch.no_grad()
     def set_goals(self, rows: torch.Tensor | np.ndarray | slice | None, goals: torch.Tensor | np.ndarray) -> None:
@@ -124,8 +144,9 @@ class EndogenousReward:
         self._goals = put_rows(self._goals, rows, embedding)
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor | np.ndarray, done: torch.Tensor | np.ndarray,
-                 rows: torch.Tensor | None = None) -> RewardTerms:
+    def __call__(
+        self, frames: torch.Tensor | np.ndarray, done: torch.Tensor | np.ndarray, rows: torch.Tensor | None = None
+    ) -> RewardTerms:
         """Reward of frames uint8 [N,H,W,3] (or of the env rows ``rows`` [k]) with done probabilities [N]."""
         if self._goals is None:
             raise RuntimeError("EndogenousReward: set_goals before computing rewards")
@@ -135,8 +156,9 @@ class EndogenousReward:
         return RewardTerms(reward, 1.0 - distance, bonus, distance, self.backend)
 
     @torch.no_grad()
-    def score(self, frames: torch.Tensor | np.ndarray, goals: torch.Tensor | np.ndarray,
-              done: torch.Tensor | np.ndarray) -> RewardTerms:
+    def score(
+        self, frames: torch.Tensor | np.ndarray, goals: torch.Tensor | np.ndarray, done: torch.Tensor | np.ndarray
+    ) -> RewardTerms:
         """Stateless: reward of frames [B,...] against goals [B or 1,...] (no cache), e.g. on real frames."""
         distance = self.distance(frames, goals).float()
         reward, bonus = self._combine(distance, done)

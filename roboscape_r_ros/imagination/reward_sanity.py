@@ -49,8 +49,9 @@ class RewardSanityConfig:
     episodes: Literal["held_out", "all"] = option("held_out", help="episodes to score: the run's held-out ones or all")
     goals: list[str] = option(list(GOAL_SOURCES), help="goal sources to score against: goal_model, demo")
     reward: RewardConfig = option(RewardConfig(), help="endogenous reward (perceptual backend, bonus, threshold)")
-    goal_max_steps: int = option(0, help="goal_model: imagined steps at most (0: the longest episode in world-model "
-                                 "steps + 4)")
+    goal_max_steps: int = option(
+        0, help="goal_model: imagined steps at most (0: the longest episode in world-model steps + 4)"
+    )
     output: str = option("", help="output folder (default: <run folder>/reward_sanity)")
     device: str = option("cpu", help="torch device")
     threads: int = option(0, help="torch CPU threads (0: torch's default)")
@@ -136,8 +137,9 @@ def _nanmean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def reward_sanity(wm: WorldModel, dataset: EpisodeDataset, episodes: list[int], cfg: RewardSanityConfig,
-                  distance=None) -> dict[str, Any]:
+def reward_sanity(
+    wm: WorldModel, dataset: EpisodeDataset, episodes: list[int], cfg: RewardSanityConfig, distance=None
+) -> dict[str, Any]:
     """Score ``episodes`` (dataset indices) of ``dataset`` with ``wm``'s reward; returns the JSON report."""
     check_world_model(wm, dataset)
     arrays = dataset.load_arrays()
@@ -153,8 +155,10 @@ def reward_sanity(wm: WorldModel, dataset: EpisodeDataset, episodes: list[int], 
     if not usable:
         raise ImaginationError(f"{dataset.root}: no episode to score (need {2 * k + 1} frames or more)")
     if not any(dataset.episodes[e].success for e in usable):
-        raise ImaginationError(f"{dataset.root}: none of the {len(usable)} episodes scored succeeded; reward sanity "
-                               "needs successful held-out episodes")
+        raise ImaginationError(
+            f"{dataset.root}: none of the {len(usable)} episodes scored succeeded; reward sanity "
+            "needs successful held-out episodes"
+        )
     imagined: dict[int, tuple[torch.Tensor, bool, int]] = {}
     if "goal_model" in cfg.goals:  # one batched rollout of the goal model for all episodes (greedy: deterministic)
         max_steps = cfg.goal_max_steps or int(max(arrays.lengths[usable]) - 1) // k + 4
@@ -172,9 +176,16 @@ def reward_sanity(wm: WorldModel, dataset: EpisodeDataset, episodes: list[int], 
         actions = steps.reshape(len(idx) - 1, k, -1).mean(1).astype(np.float32)
         done = sliding_done(wm, frames, actions)
         fired = np.flatnonzero(done >= threshold)
-        record: dict[str, Any] = {"episode": e, "task": meta.task, "kind": meta.kind, "success": meta.success,
-                                  "frames": idx.tolist(), "done": done.round(4).tolist(),
-                                  "done_fired_at": int(idx[fired[0]]) if fired.size else None, "goals": {}}
+        record: dict[str, Any] = {
+            "episode": e,
+            "task": meta.task,
+            "kind": meta.kind,
+            "success": meta.success,
+            "frames": idx.tolist(),
+            "done": done.round(4).tolist(),
+            "done_fired_at": int(idx[fired[0]]) if fired.size else None,
+            "goals": {},
+        }
         if meta.success:
             s = success_frame(arrays.done[start : start + length])
             record["success_frame"] = s
@@ -193,8 +204,12 @@ def reward_sanity(wm: WorldModel, dataset: EpisodeDataset, episodes: list[int], 
             terms = reward.score(frames, goal, done)
             alignment = terms.alignment.cpu().numpy()
             total = terms.reward.cpu().numpy()
-            entry = {**note, "alignment": alignment.round(4).tolist(), "reward": total.round(4).tolist(),
-                     "final_alignment": float(alignment[-1])}
+            entry = {
+                **note,
+                "alignment": alignment.round(4).tolist(),
+                "reward": total.round(4).tolist(),
+                "final_alignment": float(alignment[-1]),
+            }
             if meta.success:
                 upto = idx <= record["success_frame"]
                 entry["spearman_alignment_time"] = spearman(alignment[upto], idx[upto])
@@ -212,7 +227,8 @@ def summarize(records: list[dict[str, Any]], cfg: RewardSanityConfig, backend: s
         losses = [r for r in mine if not r["success"]]
         offsets = [r["fire_offset"] for r in wins if r["fire_offset"] is not None]
         row: dict[str, Any] = {
-            "successful": len(wins), "unsuccessful": len(losses),
+            "successful": len(wins),
+            "unsuccessful": len(losses),
             "done_fired_on_success": len(offsets) / len(wins) if wins else None,
             "fire_offset_median": _median(offsets),
             "fire_offset_mean_abs": float(np.mean(np.abs(offsets))) if offsets else None,
@@ -229,50 +245,73 @@ def summarize(records: list[dict[str, Any]], cfg: RewardSanityConfig, backend: s
                 "spearman_alignment_time": _nanmean([r["goals"][source]["spearman_alignment_time"] for r in scored]),
                 "spearman_reward_time": _nanmean([r["goals"][source]["spearman_reward_time"] for r in scored]),
                 "episodes": len(scored),
-                "final_alignment_auroc": auroc([r["goals"][source]["final_alignment"] for r in scored],
-                                               [r["goals"][source]["final_alignment"] for r in losses
-                                                if source in r["goals"]]),
-                "goal_model_fired": (float(np.mean([r["goals"][source]["goal_fired"] for r in scored]))
-                                     if source == "goal_model" else None),
+                "final_alignment_auroc": auroc(
+                    [r["goals"][source]["final_alignment"] for r in scored],
+                    [r["goals"][source]["final_alignment"] for r in losses if source in r["goals"]],
+                ),
+                "goal_model_fired": (
+                    float(np.mean([r["goals"][source]["goal_fired"] for r in scored]))
+                    if source == "goal_model"
+                    else None
+                ),
                 "own_goal_used": (sum(r["goals"][source]["own_goal"] for r in scored) if source == "demo" else None),
             }
         tasks[task] = row
     return {
-        "reward_backend": backend, "frame_skip": wm.cfg.frame_skip, "context_length": wm.cfg.context_length,
-        "done_threshold": cfg.reward.done_threshold, "done_bonus": cfg.reward.done_bonus,
-        "alignment_offset": cfg.reward.alignment_offset, "alignment_scale": cfg.reward.alignment_scale,
-        "goals": list(cfg.goals), "tasks": tasks,
+        "reward_backend": backend,
+        "frame_skip": wm.cfg.frame_skip,
+        "context_length": wm.cfg.context_length,
+        "done_threshold": cfg.reward.done_threshold,
+        "done_bonus": cfg.reward.done_bonus,
+        "alignment_offset": cfg.reward.alignment_offset,
+        "alignment_scale": cfg.reward.alignment_scale,
+        "goals": list(cfg.goals),
+        "tasks": tasks,
         "episodes": records,
     }
 
 
 def markdown(report: dict[str, Any], title: str) -> str:
     backend = report["reward_backend"]
-    lines = [f"# Reward sanity: {title}", "",
-             f"Perceptual distance D: **{backend}**. Reward r = {report['alignment_scale']:g} * ((1 - D) - "
-             f"{report['alignment_offset']:g}) + {report['done_bonus']:g} * [done >= {report['done_threshold']:g}]. "
-             "Real frames every "
-             f"{report['frame_skip']} control steps; done probability over sliding windows of "
-             f"{report['context_length']} frames.", "",
-             "Spearman: rank correlation with time over each successful episode's frames up to its first success "
-             "frame (mean over episodes). AUROC: last-frame alignment separating successful from unsuccessful "
-             "episodes of the task (0.5 = chance). Fire offset: control steps from the real success frame to the "
-             "first frame where done >= threshold (negative = early).", ""]
+    lines = [
+        f"# Reward sanity: {title}",
+        "",
+        f"Perceptual distance D: **{backend}**. Reward r = {report['alignment_scale']:g} * ((1 - D) - "
+        f"{report['alignment_offset']:g}) + {report['done_bonus']:g} * [done >= {report['done_threshold']:g}]. "
+        "Real frames every "
+        f"{report['frame_skip']} control steps; done probability over sliding windows of "
+        f"{report['context_length']} frames.",
+        "",
+        "Spearman: rank correlation with time over each successful episode's frames up to its first success "
+        "frame (mean over episodes). AUROC: last-frame alignment separating successful from unsuccessful "
+        "episodes of the task (0.5 = chance). Fire offset: control steps from the real success frame to the "
+        "first frame where done >= threshold (negative = early).",
+        "",
+    ]
     header = "| task | goal | successes | rho(1-D, t) | rho(r, t) | AUROC (1-D) | 1-D p5..p95 | goal fired |"
     lines += ["## Goal alignment vs progress (" + backend + ")", "", header, "|---|---|---|---|---|---|---|---|"]
     for task, row in report["tasks"].items():
         for source, g in row["goals"].items():
             fired = _fmt(g["goal_model_fired"]) if source == "goal_model" else f"own goal: {g['own_goal_used']}"
-            lines.append(f"| {task} | {source} | {g['episodes']} | {_fmt(g['spearman_alignment_time'])} | "
-                         f"{_fmt(g['spearman_reward_time'])} | {_fmt(g['final_alignment_auroc'])} | "
-                         f"{g['alignment_p5_p95'][0]:.3f}..{g['alignment_p5_p95'][1]:.3f} | {fired} |")
-    lines += ["", "## Done signal vs the real success frame", "",
-              "| task | successes | fired on success | median offset (control steps) | mean abs offset | "
-              "unsuccessful | false fire rate |", "|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {task} | {source} | {g['episodes']} | {_fmt(g['spearman_alignment_time'])} | "
+                f"{_fmt(g['spearman_reward_time'])} | {_fmt(g['final_alignment_auroc'])} | "
+                f"{g['alignment_p5_p95'][0]:.3f}..{g['alignment_p5_p95'][1]:.3f} | {fired} |"
+            )
+    lines += [
+        "",
+        "## Done signal vs the real success frame",
+        "",
+        "| task | successes | fired on success | median offset (control steps) | mean abs offset | "
+        "unsuccessful | false fire rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for task, row in report["tasks"].items():
-        lines.append(f"| {task} | {row['successful']} | {_fmt(row['done_fired_on_success'])} | "
-                     f"{_fmt(row['fire_offset_median'], 1)} | {_fmt(row['fire_offset_mean_abs'], 1)} | "
-                     f"{row['unsuccessful']} | {_fmt(row['false_fire_rate'])} |")
+        lines.append(
+            f"| {task} | {row['successful']} | {_fmt(row['done_fired_on_success'])} | "
+            f"{_fmt(row['fire_offset_median'], 1)} | {_fmt(row['fire_offset_mean_abs'], 1)} | "
+            f"{row['unsuccessful']} | {_fmt(row['false_fire_rate'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -295,12 +334,19 @@ def progress_plot(report: dict[str, Any], path: Path, bins: int = 10) -> Path | 
                 np.add.at(counts, which, 1)
             if counts.any():
                 xs = (np.arange(bins) + 0.5) / bins
-                series[f"{task[:14]} {source}"] = (xs.tolist(), np.where(counts > 0, sums / np.maximum(counts, 1),
-                                                                        np.nan).tolist())
+                series[f"{task[:14]} {source}"] = (
+                    xs.tolist(),
+                    np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).tolist(),
+                )
     if not series:
         return None
-    return line_plot(path, series, f"goal alignment 1 - D ({report['reward_backend']}) vs progress",
-                     "progress to the success frame", "1 - D")
+    return line_plot(
+        path,
+        series,
+        f"goal alignment 1 - D ({report['reward_backend']}) vs progress",
+        "progress to the success frame",
+        "1 - D",
+    )
 
 
 def run_reward_sanity(cfg: RewardSanityConfig) -> str:
@@ -316,8 +362,14 @@ def run_reward_sanity(cfg: RewardSanityConfig) -> str:
     check_world_model(wm, dataset, f"world model {run.checkpoint}")
     episodes = context_episodes(run, dataset, cfg.episodes)
     report = reward_sanity(wm, dataset, episodes, cfg)
-    report.update({"world_model": str(run.checkpoint), "dataset": str(dataset.root), "episode_set": cfg.episodes,
-                   "wall_s": time.perf_counter() - start})
+    report.update(
+        {
+            "world_model": str(run.checkpoint),
+            "dataset": str(dataset.root),
+            "episode_set": cfg.episodes,
+            "wall_s": time.perf_counter() - start,
+        }
+    )
     out = Path(cfg.output) if cfg.output else run.folder / "reward_sanity"
     out.mkdir(parents=True, exist_ok=True)
     (out / "reward_sanity.json").write_text(json.dumps(report, indent=1, allow_nan=True))

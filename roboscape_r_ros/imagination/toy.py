@@ -71,18 +71,35 @@ def episode(rng: np.random.Generator, kind: str, max_len: int = 12) -> Episode:
     n, success = len(positions), bool((pos == GOAL).all())
     done = np.exp(4 * (np.arange(n) / max(n - 1, 1) - 1)) if success else np.zeros(n)
     states = np.asarray(positions, np.float32)
-    return Episode(frames=render(np.asarray(positions)), actions=np.asarray(actions, np.float32), states=states,
-                   done=done.astype(np.float32), subtask_index=np.zeros(n, np.int64), task=TASK,
-                   instruction=INSTRUCTION, success=success, kind=kind)
+    return Episode(
+        frames=render(np.asarray(positions)),
+        actions=np.asarray(actions, np.float32),
+        states=states,
+        done=done.astype(np.float32),
+        subtask_index=np.zeros(n, np.int64),
+        task=TASK,
+        instruction=INSTRUCTION,
+        success=success,
+        kind=kind,
+    )
 
 
-def write_toy_dataset(root: str | Path, episodes: dict[str, int] | None = None, seed: int = 0,
-                      max_len: int = 12) -> Path:
+def write_toy_dataset(
+    root: str | Path, episodes: dict[str, int] | None = None, seed: int = 0, max_len: int = 12
+) -> Path:
     """Write a toy dataset (default 40 expert, 80 noisy, 40 random episodes) to ``root``."""
     episodes = episodes or {"expert": 40, "noisy": 80, "random": 40}
     rng = np.random.default_rng(seed)
-    with DatasetWriter(Path(root), fps=10, camera="toy", image_shape=(SIZE, SIZE, 3), action_names=["dx", "dy"],
-                       state_names=["x", "y"], robot_type="toy", overwrite=True) as writer:
+    with DatasetWriter(
+        Path(root),
+        fps=10,
+        camera="toy",
+        image_shape=(SIZE, SIZE, 3),
+        action_names=["dx", "dy"],
+        state_names=["x", "y"],
+        robot_type="toy",
+        overwrite=True,
+    ) as writer:
         for kind, count in episodes.items():
             for _ in range(count):
                 writer.add_episode(episode(rng, kind, max_len))

@@ -24,9 +24,9 @@ the real graph by default, since it needs a world model: run ``ros2 run roboscap
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
 
 PACKAGE = "roboscape_r_ros"
 MODES = ("imagination", "sim", "real")
@@ -60,21 +60,50 @@ class ParameterArgument:
 
 TOPIC_ARGUMENTS: tuple[TopicArgument, ...] = (
     TopicArgument("camera", "image_raw", "camera image topic (sensor_msgs/Image): sim_bridge's camera or a real one"),
-    TopicArgument("command", "action", "roboscape_r_ros/Action command topic: sim_bridge, the dreamer or an arm driver consume it"),
-    TopicArgument("state", "state", "robot state (sensor_msgs/JointState) for backends that read it (the expert reads sim_bridge's)"),
-    TopicArgument("ee_pose", "ee_pose", "current end-effector pose (geometry_msgs/PoseStamped), for the cmd_pose adapter"),
+    TopicArgument(
+        "command", "action", "roboscape_r_ros/Action command topic: sim_bridge, the dreamer or an arm driver consume it"
+    ),
+    TopicArgument(
+        "state",
+        "state",
+        "robot state (sensor_msgs/JointState) for backends that read it (the expert reads sim_bridge's)",
+    ),
+    TopicArgument(
+        "ee_pose", "ee_pose", "current end-effector pose (geometry_msgs/PoseStamped), for the cmd_pose adapter"
+    ),
     TopicArgument("estop", "estop", "e-stop (std_msgs/Bool): true holds the arm until false"),
     TopicArgument("goal", "goal_image", "goal frame (sensor_msgs/Image, transient local)"),
     TopicArgument("pose_command", "cmd_pose", "geometry_msgs/PoseStamped target for a Cartesian pose controller"),
     TopicArgument("twist_command", "cmd_twist", "geometry_msgs/TwistStamped for a velocity/servo controller"),
     TopicArgument("array_command", "cmd_array", "std_msgs/Float64MultiArray for a forward command controller"),
-    TopicArgument("trajectory_command", "cmd_trajectory", "trajectory_msgs/JointTrajectory for a trajectory controller"),
+    TopicArgument(
+        "trajectory_command", "cmd_trajectory", "trajectory_msgs/JointTrajectory for a trajectory controller"
+    ),
 )
 
 PARAMETER_ARGUMENTS: tuple[ParameterArgument, ...] = (
-    ParameterArgument("backend", "backend", ("policy_controller",), "random", "policy backend of policy_controller: expert, random, or a learned one"),
-    ParameterArgument("task", "task", ("sim_bridge", "policy_controller"), "reach-v3", "Meta-World task of sim_bridge and of the expert backend"),
-    ParameterArgument("world_model", "world_model", ("dreamer", "reward_publisher"), "", "world-model run folder (world_model.safetensors + split.json) or .safetensors of the dreamer and reward_publisher"),
+    ParameterArgument(
+        "backend",
+        "backend",
+        ("policy_controller",),
+        "random",
+        "policy backend of policy_controller: expert, random, or a learned one",
+    ),
+    ParameterArgument(
+        "task",
+        "task",
+        ("sim_bridge", "policy_controller"),
+        "reach-v3",
+        "Meta-World task of sim_bridge and of the expert backend",
+    ),
+    ParameterArgument(
+        "world_model",
+        "world_model",
+        ("dreamer", "reward_publisher"),
+        "",
+        "world-model run folder (world_model.safetensors + split.json) or .safetensors of the dreamer and "
+        "reward_publisher",
+    ),
 )
 
 
@@ -90,7 +119,7 @@ class NodeSpec:
 
     @property
     def entry_point(self) -> str:
-        """"module:function" of the executable: every node is ``roboscape_r_ros.nodes.<executable>:main``,
+        """ "module:function" of the executable: every node is ``roboscape_r_ros.nodes.<executable>:main``,
         the line executables.txt gives it (a test checks they agree)."""
         return f"{PACKAGE}.nodes.{self.executable}:main"
 
@@ -126,15 +155,35 @@ NODES: tuple[NodeSpec, ...] = (
         name="policy_controller",
         executable="policy_controller",
         modes=("imagination", "sim", "real"),
-        topics=("observation", "goal_image", "state", "ee_pose", "estop", "episode",
-                "action", "cmd_pose", "cmd_twist", "cmd_array", "cmd_trajectory"),  # fmt: skip
+        topics=(
+            "observation",
+            "goal_image",
+            "state",
+            "ee_pose",
+            "estop",
+            "episode",
+            "action",
+            "cmd_pose",
+            "cmd_twist",
+            "cmd_array",
+            "cmd_trajectory",
+        ),
         role="policy inference with safety limits -> Action + arm-controller adapters",
     ),
     NodeSpec(
         name="dreamer",
         executable="dreamer",
         modes=("imagination",),
-        topics=("action", "observation", "done", "episode", "goal_image", "dream/image", "dream/prediction", "dream/error"),
+        topics=(
+            "action",
+            "observation",
+            "done",
+            "episode",
+            "goal_image",
+            "dream/image",
+            "dream/prediction",
+            "dream/error",
+        ),
         role="the world model as the environment (imagine) or as a monitor (shadow)",
         mode_parameters={"imagination": {"mode": "imagine"}},
     ),
@@ -190,7 +239,7 @@ def argument_defaults() -> dict[str, str]:
     return {name: default for name, default, _ in arguments()}
 
 
-def source_config_dir() -> Optional[Path]:
+def source_config_dir() -> Path | None:
     """config/ of a source checkout (editable installs), if this module runs from one."""
     path = Path(__file__).resolve().parents[2] / "config"
     return path if (path / "policy_controller.yaml").is_file() else None

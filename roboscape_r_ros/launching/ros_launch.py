@@ -20,8 +20,16 @@ def _common_arguments(share_config: str) -> list:
     from launch.substitutions import EnvironmentVariable
 
     declared = [
-        DeclareLaunchArgument("namespace", default_value=graph.DEFAULT_NAMESPACE, description="namespace of every node and topic of the graph"),
-        DeclareLaunchArgument("config_dir", default_value=share_config, description="folder holding <node>.yaml parameter files (copy and edit the package's)"),
+        DeclareLaunchArgument(
+            "namespace",
+            default_value=graph.DEFAULT_NAMESPACE,
+            description="namespace of every node and topic of the graph",
+        ),
+        DeclareLaunchArgument(
+            "config_dir",
+            default_value=share_config,
+            description="folder holding <node>.yaml parameter files (copy and edit the package's)",
+        ),
         # Large images are mostly lost with Fast DDS's default transports (140+ of 150 640x480 frames): LARGE_DATA
         # unless the environment already chose (e.g. UDPv4 when mixing distros on one host).
         DeclareLaunchArgument(
@@ -67,10 +75,22 @@ def launch_description(modes: tuple[str, ...]):
     share_config = os.path.join(get_package_share_directory(graph.PACKAGE), "config")
     actions: list = _common_arguments(share_config)
     if len(modes) > 1:
-        actions.insert(0, DeclareLaunchArgument(TARGET, default_value=modes[0], choices=list(modes), description=f"what the policy drives: {', '.join(modes)}"))
+        actions.insert(
+            0,
+            DeclareLaunchArgument(
+                TARGET,
+                default_value=modes[0],
+                choices=list(modes),
+                description=f"what the policy drives: {', '.join(modes)}",
+            ),
+        )
     actions.append(SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", LaunchConfiguration("fastdds_transports")))
     for mode in modes:
-        condition = IfCondition(PythonExpression(["'", LaunchConfiguration(TARGET), f"' == '{mode}'"])) if len(modes) > 1 else None
+        condition = (
+            IfCondition(PythonExpression(["'", LaunchConfiguration(TARGET), f"' == '{mode}'"]))
+            if len(modes) > 1
+            else None
+        )
         for spec in graph.nodes_for(mode):
             actions.append(_node(spec, mode, condition))
     return LaunchDescription(actions)

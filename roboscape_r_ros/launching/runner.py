@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, Optional
+from typing import IO, Any, Literal
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.errors import RoboscapeError
@@ -35,10 +35,14 @@ _ARGS_HELP = "launch arguments as in ros2 launch (arg.NAME=VALUE): " + ", ".join
 
 @dataclass
 class LaunchConfig:
-    mode: Literal["imagination", "sim", "real"] = option("sim", help="imagination (world model), sim (Meta-World) or real (your camera and arm)")
+    mode: Literal["imagination", "sim", "real"] = option(
+        "sim", help="imagination (world model), sim (Meta-World) or real (your camera and arm)"
+    )
     namespace: str = option(graph.DEFAULT_NAMESPACE, help="namespace of every node and topic")
     arg: dict[str, Any] = option({}, help=_ARGS_HELP)
-    param: dict[str, Any] = option({}, help="extra parameters per node, param.NODE.NAME=VALUE (after the YAML and the graph's own)")
+    param: dict[str, Any] = option(
+        {}, help="extra parameters per node, param.NODE.NAME=VALUE (after the YAML and the graph's own)"
+    )
     config_dir: str = option("", help="folder of <node>.yaml parameter files (empty: the package's config/)")
     large_data: bool = option(True, help="set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment sets it")
     duration_s: float = option(0.0, help="stop the graph after this many seconds (0: run until Ctrl-C)")
@@ -108,7 +112,15 @@ def plan(cfg: LaunchConfig) -> list[Process]:
             raise ConfigError(f"parameter file {params_file} for {spec.name} does not exist")
         module, _, function = spec.entry_point.partition(":")
         argv = [sys.executable, "-c", _LAUNCHER.format(module=module, function=function)]
-        argv += ["--ros-args", "-r", f"__node:={spec.name}", "-r", f"__ns:={namespace}", "--params-file", str(params_file)]
+        argv += [
+            "--ros-args",
+            "-r",
+            f"__node:={spec.name}",
+            "-r",
+            f"__ns:={namespace}",
+            "--params-file",
+            str(params_file),
+        ]
         parameters: dict[str, Any] = dict(graph.inline_parameters(spec, cfg.mode))
         for arg in spec.parameter_arguments():
             parameters[arg.parameter] = args[arg.name]
@@ -138,7 +150,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
-def run_launch(cfg: LaunchConfig) -> Optional[str]:
+def run_launch(cfg: LaunchConfig) -> str | None:
     processes = plan(cfg)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if cfg.large_data:
@@ -154,23 +166,31 @@ def run_launch(cfg: LaunchConfig) -> Optional[str]:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: list[tuple[Process, subprocess.Popen]] = []
-    failed: Optional[tuple[str, int]] = None
+    failed: tuple[str, int] | None = None
     codes: dict[str, int] = {}
     try:
         for process in processes:
             # Own process group: a terminal's Ctrl-C reaches only this runner, which stops each node once.
             child = subprocess.Popen(
-                process.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                process_group=0, preexec_fn=_die_with_parent,
-            )  # fmt: skip
+                process.argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                process_group=0,
+                preexec_fn=_die_with_parent,
+            )
             children.append((process, child))
         for process, child in children:
             threading.Thread(target=_pipe_lines, args=(process.name, child.stdout, out, lock), daemon=True).start()
             say(f"started {process.name} (pid {child.pid})")
         if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" and cfg.mode != "imagination":
-            say("note: with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST rmw_fastrtps sets its own transports, so LARGE_DATA "
+            say(
+                "note: with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST rmw_fastrtps sets its own transports, so "
+                "LARGE_DATA "
                 "does not apply and camera frames over ~64 KB are mostly lost (bench/bench_latency.py); "
-                "isolate with a private ROS_DOMAIN_ID instead")  # fmt: skip
+                "isolate with a private ROS_DOMAIN_ID instead"
+            )
         say(f"mode {cfg.mode}, namespace /{cfg.namespace.strip('/')}; Ctrl-C stops every node")
         deadline = time.monotonic() + cfg.duration_s if cfg.duration_s > 0 else None
         while not stop.is_set():

@@ -28,7 +28,16 @@ from std_msgs.msg import Bool, String
 from roboscape_r_ros.data.frames import INTERPOLATIONS, FrameError, decode_buffer, to_model_frame
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE_BACKLOG, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns
+from roboscape_r_ros.nodes.node_tools import (
+    LATCHED,
+    RELIABLE_BACKLOG,
+    StartupError,
+    ThrottledWarnings,
+    declare,
+    rgb8_image,
+    spin,
+    stamp_ns,
+)
 
 REFUSALS = {
     "nonfinite": "an action with NaN or inf values",
@@ -40,16 +49,51 @@ REFUSALS = {
 class CameraIngest(Node):
     def __init__(self) -> None:
         super().__init__("camera_ingest")
-        self.output_size = declare(self, "output_size", 64, "side of the square rgb8 frame published on observation (pixels)", low=8, high=1024)
-        self.interpolation = declare(self, "interpolation", "area", f"OpenCV resize filter: {', '.join(INTERPOLATIONS)}")
-        throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of bad frame in this period (seconds)", low=0.0, high=3600.0)
-        output = declare(self, "record.output", "", "record observation + action episodes into a new dataset folder here (empty: no recording)")
+        self.output_size = declare(
+            self, "output_size", 64, "side of the square rgb8 frame published on observation (pixels)", low=8, high=1024
+        )
+        self.interpolation = declare(
+            self, "interpolation", "area", f"OpenCV resize filter: {', '.join(INTERPOLATIONS)}"
+        )
+        throttle_s = declare(
+            self,
+            "warning_period_s",
+            5.0,
+            "at most one warning per kind of bad frame in this period (seconds)",
+            low=0.0,
+            high=3600.0,
+        )
+        output = declare(
+            self,
+            "record.output",
+            "",
+            "record observation + action episodes into a new dataset folder here (empty: no recording)",
+        )
         task = declare(self, "record.task", "", "task name of the recorded episodes (needed when recording)")
-        instruction = declare(self, "record.instruction", "", "instruction of the recorded episodes (empty: the task name)")
-        kind = declare(self, "record.kind", "expert", "how the recorded episodes were made: expert, noisy, failed or random (data/lerobot.py)")
-        fps = declare(self, "record.fps", 80, "frame rate written into the dataset (Meta-World controls at 80 Hz)", low=1, high=10_000)
+        instruction = declare(
+            self, "record.instruction", "", "instruction of the recorded episodes (empty: the task name)"
+        )
+        kind = declare(
+            self,
+            "record.kind",
+            "expert",
+            "how the recorded episodes were made: expert, noisy, failed or random (data/lerobot.py)",
+        )
+        fps = declare(
+            self,
+            "record.fps",
+            80,
+            "frame rate written into the dataset (Meta-World controls at 80 Hz)",
+            low=1,
+            high=10_000,
+        )
         camera = declare(self, "record.camera", "camera", "camera name in the dataset (observation.images.<camera>)")
-        action_names = declare(self, "record.action_names", ["dx", "dy", "dz", "gripper"], "names of the recorded Actions, in order (others are refused)")
+        action_names = declare(
+            self,
+            "record.action_names",
+            ["dx", "dy", "dz", "gripper"],
+            "names of the recorded Actions, in order (others are refused)",
+        )
         overwrite = declare(self, "record.overwrite", False, "replace an existing dataset at record.output")
         if self.interpolation not in INTERPOLATIONS:
             raise StartupError(f"camera_ingest: {self._bad_interpolation(self.interpolation)}")
@@ -60,8 +104,17 @@ class CameraIngest(Node):
             from roboscape_r_ros.data.recorder import EpisodeRecorder  # pyarrow: only when recording
 
             try:
-                self.recorder = EpisodeRecorder(output, task=task, instruction=instruction or task, kind=kind, fps=fps, camera=camera,
-                                                image_shape=(self.output_size, self.output_size, 3), action_names=action_names, overwrite=overwrite)  # fmt: skip
+                self.recorder = EpisodeRecorder(
+                    output,
+                    task=task,
+                    instruction=instruction or task,
+                    kind=kind,
+                    fps=fps,
+                    camera=camera,
+                    image_shape=(self.output_size, self.output_size, 3),
+                    action_names=action_names,
+                    overwrite=overwrite,
+                )
             except RoboscapeError as err:
                 raise StartupError(f"camera_ingest: recording: {err}") from None
         self.publisher = self.create_publisher(Image, "observation", qos_profile_sensor_data)
@@ -71,9 +124,14 @@ class CameraIngest(Node):
             self.create_subscription(String, "episode", self.on_episode, LATCHED)
             self.create_subscription(Bool, "success", self.on_success, RELIABLE_BACKLOG)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.get_logger().info(f"publishing {self.output_size}x{self.output_size} rgb8 frames ({self.interpolation} resize)")
+        self.get_logger().info(
+            f"publishing {self.output_size}x{self.output_size} rgb8 frames ({self.interpolation} resize)"
+        )
         if self.recorder is not None:
-            self.get_logger().info(f"recording observation + action episodes of '{task}' into {output} (the dataset appears when this node stops)")
+            self.get_logger().info(
+                f"recording observation + action episodes of '{task}' into {output} (the dataset appears when "
+                "this node stops)"
+            )
 
     @staticmethod
     def _bad_interpolation(value: str) -> str:
@@ -82,9 +140,16 @@ class CameraIngest(Node):
     def on_set_parameters(self, params: list) -> SetParametersResult:
         # Ranges are enforced by rclpy from the descriptors; string choices are checked here.
         values = {p.name: p.value for p in params}
-        fixed = [name for name in values if name.startswith("record.") or (name == "output_size" and self.recorder is not None)]
+        fixed = [
+            name
+            for name in values
+            if name.startswith("record.") or (name == "output_size" and self.recorder is not None)
+        ]
         if fixed:
-            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: set at start only (a recording is one dataset of one frame size)")
+            return SetParametersResult(
+                successful=False,
+                reason=f"{', '.join(fixed)}: set at start only (a recording is one dataset of one frame size)",
+            )
         interpolation = values.get("interpolation", self.interpolation)
         if interpolation not in INTERPOLATIONS:
             return SetParametersResult(successful=False, reason=self._bad_interpolation(interpolation))
@@ -135,7 +200,11 @@ class CameraIngest(Node):
             else:
                 counts = recorder.counts
                 skipped = ", ".join(f"{counts[k]} {k}" for k in ("unanswered", *REFUSALS) if counts[k]) or "nothing"
-                outcome = f"dataset {summary.root}: {summary.episodes} episodes, {summary.frames} frames" if summary else "nothing recorded, no dataset written"
+                outcome = (
+                    f"dataset {summary.root}: {summary.episodes} episodes, {summary.frames} frames"
+                    if summary
+                    else "nothing recorded, no dataset written"
+                )
                 self.get_logger().info(f"recording finished: {outcome} (not recorded: {skipped})")
         super().destroy_node()
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Optional
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -52,11 +51,25 @@ from std_srvs.srv import Trigger
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action, Reward
 from roboscape_r_ros.nodes.node_tools import (
-    LATCHED, RELIABLE, Drops, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns,
+    LATCHED,
+    RELIABLE,
+    Drops,
+    StartupError,
+    ThrottledWarnings,
+    declare,
+    rgb8_image,
+    spin,
+    stamp_ns,
 )
 from roboscape_r_ros.runtime.action_spec import ActionSpec, CommandRejected, check_command, metaworld_action_spec
 from roboscape_r_ros.runtime.dream_session import (
-    ContextPool, DreamError, DreamFrame, DreamSession, ShadowMonitor, load_world_model, side_by_side,
+    ContextPool,
+    DreamError,
+    DreamFrame,
+    DreamSession,
+    ShadowMonitor,
+    load_world_model,
+    side_by_side,
 )
 
 MODES = ("imagine", "shadow")
@@ -66,22 +79,75 @@ class Dreamer(Node):
     def __init__(self) -> None:
         super().__init__("dreamer")
         default = metaworld_action_spec()
-        self.mode = declare(self, "mode", "imagine", "imagine: the world model is the environment; shadow: it predicts beside a real robot")
-        world_model = declare(self, "world_model", "", "world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint")
+        self.mode = declare(
+            self,
+            "mode",
+            "imagine",
+            "imagine: the world model is the environment; shadow: it predicts beside a real robot",
+        )
+        world_model = declare(
+            self,
+            "world_model",
+            "",
+            "world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint",
+        )
         device = declare(self, "device", "cpu", "torch device of the world model")
-        dataset = declare(self, "dataset", "", "imagine: dataset of the context episodes (empty: the one the run's split.json names)")
-        episodes = declare(self, "context_episodes", "held_out", "imagine: context episodes: held_out (the run's split.json) or all")
-        context_frames = declare(self, "context_frames", 0, "imagine: real context frames per reset (0: the model's context_length - 1)", low=0, high=1024)
-        max_steps = declare(self, "max_steps", 40, "imagine: world-model steps before an episode is truncated", low=1, high=1_000_000)
-        done_threshold = declare(self, "done_threshold", 0.9, "imagine: an episode ends when the done probability exceeds this", low=0.01, high=1.0)
+        dataset = declare(
+            self, "dataset", "", "imagine: dataset of the context episodes (empty: the one the run's split.json names)"
+        )
+        episodes = declare(
+            self, "context_episodes", "held_out", "imagine: context episodes: held_out (the run's split.json) or all"
+        )
+        context_frames = declare(
+            self,
+            "context_frames",
+            0,
+            "imagine: real context frames per reset (0: the model's context_length - 1)",
+            low=0,
+            high=1024,
+        )
+        max_steps = declare(
+            self, "max_steps", 40, "imagine: world-model steps before an episode is truncated", low=1, high=1_000_000
+        )
+        done_threshold = declare(
+            self,
+            "done_threshold",
+            0.9,
+            "imagine: an episode ends when the done probability exceeds this",
+            low=0.01,
+            high=1.0,
+        )
         seed = declare(self, "seed", 0, "imagine: seed of the context draws", low=0, high=2**31 - 1)
-        self.auto_reset = declare(self, "auto_reset", True, "imagine: start the next episode as soon as one ends (else refuse actions until reset)")
-        self.republish_period_s = declare(self, "republish_period_s", 0.2, "imagine: publish the current frame again (fresh stamp) after this long without an action (s)", low=0.01, high=3600.0)
-        names = declare(self, "action_names", list(default.names), "expected Action.names, one per world-model action dimension")
+        self.auto_reset = declare(
+            self,
+            "auto_reset",
+            True,
+            "imagine: start the next episode as soon as one ends (else refuse actions until reset)",
+        )
+        self.republish_period_s = declare(
+            self,
+            "republish_period_s",
+            0.2,
+            "imagine: publish the current frame again (fresh stamp) after this long without an action (s)",
+            low=0.01,
+            high=3600.0,
+        )
+        names = declare(
+            self, "action_names", list(default.names), "expected Action.names, one per world-model action dimension"
+        )
         units = declare(self, "action_units", list(default.units), "expected Action.units")
-        scale = declare(self, "action_scale", list(default.scale), "expected Action.scale (physical quantity per unit of value)")
+        scale = declare(
+            self, "action_scale", list(default.scale), "expected Action.scale (physical quantity per unit of value)"
+        )
         self.frame_id = declare(self, "frame_id", "dream_camera", "frame_id of the published images")
-        throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of bad input in this period (s)", low=0.0, high=3600.0)
+        throttle_s = declare(
+            self,
+            "warning_period_s",
+            5.0,
+            "at most one warning per kind of bad input in this period (s)",
+            low=0.0,
+            high=3600.0,
+        )
         if self.mode not in MODES:
             raise StartupError(f"dreamer: mode '{self.mode}' is not one of {', '.join(MODES)}")
         if not world_model:
@@ -91,9 +157,13 @@ class Dreamer(Node):
             n = len(names)
             self.spec = ActionSpec(tuple(names), tuple(units), tuple(scale), (-1.0,) * n, (1.0,) * n)
             if n != self.wm.cfg.action_dim:
-                raise DreamError(f"action_names has {n} names, world model {run.checkpoint} takes {self.wm.cfg.action_dim}-D actions")
+                raise DreamError(
+                    f"action_names has {n} names, world model {run.checkpoint} takes {self.wm.cfg.action_dim}-D actions"
+                )
             if self.mode == "imagine":
-                contexts = ContextPool(self.wm, run, dataset=dataset, episodes=episodes, context_frames=context_frames, seed=seed)
+                contexts = ContextPool(
+                    self.wm, run, dataset=dataset, episodes=episodes, context_frames=context_frames, seed=seed
+                )
                 self.session = DreamSession(self.wm, contexts, max_steps=max_steps, done_threshold=done_threshold)
             else:
                 self.monitor = ShadowMonitor(self.wm)
@@ -103,12 +173,15 @@ class Dreamer(Node):
         self.warnings = ThrottledWarnings(self, throttle_s)
         self.drops = Drops(self.warnings, "nothing changes")
         self.refused = 0
-        self.goal: Optional[np.ndarray] = None
+        self.goal: np.ndarray | None = None
         self.image_pub = self.create_publisher(Image, "dream/image", qos_profile_sensor_data)
         self.create_subscription(Image, "goal_image", self.on_goal, LATCHED)
         self.create_subscription(Action, "action", self.on_action, RELIABLE)
         self.create_service(Trigger, "reset", self.on_reset)
-        what = f"world model {run.checkpoint} ({self.size}x{self.size}, {self.wm.cfg.action_dim}-D actions, frame_skip {self.wm.cfg.frame_skip})"
+        what = (
+            f"world model {run.checkpoint} ({self.size}x{self.size}, {self.wm.cfg.action_dim}-D actions, "
+            f"frame_skip {self.wm.cfg.frame_skip})"
+        )
         if self.mode == "imagine":
             self.observation_pub = self.create_publisher(Image, "observation", qos_profile_sensor_data)
             self.done_pub = self.create_publisher(Reward, "done", RELIABLE)
@@ -117,11 +190,15 @@ class Dreamer(Node):
             self.stepped: deque[int] = deque(maxlen=256)  # stamps of frames already stepped from
             self.previous_episode = ""
             self.last_publish = time.monotonic()
-            self.create_timer(min(self.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self.create_timer(
+                min(self.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
+            )
             self.start_episode()
-            self.get_logger().info(f"imagine: {what}; {len(contexts.episodes)} context episodes, episodes of at most {max_steps} steps")
+            self.get_logger().info(
+                f"imagine: {what}; {len(contexts.episodes)} context episodes, episodes of at most {max_steps} steps"
+            )
         else:
-            self.real: Optional[np.ndarray] = None
+            self.real: np.ndarray | None = None
             self.prediction_pub = self.create_publisher(Image, "dream/prediction", qos_profile_sensor_data)
             self.error_pub = self.create_publisher(Float32, "dream/error", RELIABLE)
             self.create_subscription(Image, "observation", self.on_observation, qos_profile_sensor_data)
@@ -133,9 +210,11 @@ class Dreamer(Node):
         if goal is not None:
             self.goal = goal
 
-    def check(self, msg: Action) -> Optional[np.ndarray]:
+    def check(self, msg: Action) -> np.ndarray | None:
         try:
-            return check_command(self.spec, names=msg.names, units=msg.units, values=msg.values, scale=msg.scale, mode=msg.mode)
+            return check_command(
+                self.spec, names=msg.names, units=msg.units, values=msg.values, scale=msg.scale, mode=msg.mode
+            )
         except CommandRejected as err:
             self.refuse(err.reason, str(err))
             return None
@@ -152,7 +231,9 @@ class Dreamer(Node):
         if values is not None:
             prediction = self.monitor.act(stamp_ns(msg.header), values)
             if prediction is not None:
-                self.prediction_pub.publish(rgb8_image(prediction, Header(stamp=msg.header.stamp, frame_id=self.frame_id)))
+                self.prediction_pub.publish(
+                    rgb8_image(prediction, Header(stamp=msg.header.stamp, frame_id=self.frame_id))
+                )
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.mode == "imagine":
@@ -184,7 +265,9 @@ class Dreamer(Node):
             return
         if msg.episode_id and msg.episode_id != frame.episode_id:
             if msg.episode_id != self.previous_episode:
-                self.refuse("episode", f"it belongs to episode '{msg.episode_id}', the current one is '{frame.episode_id}'")
+                self.refuse(
+                    "episode", f"it belongs to episode '{msg.episode_id}', the current one is '{frame.episode_id}'"
+                )
             return  # else: the new episode's first frame overtook the latched id; its repeat is answered
         values = self.check(msg)
         if values is None:
@@ -202,10 +285,17 @@ class Dreamer(Node):
     def publish_frame(self, frame: DreamFrame) -> None:
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         self.stamps.append(stamp_ns(header))
-        self.done_pub.publish(Reward(
-            header=header, done_probability=frame.done_probability, done=frame.ended, truncated=frame.truncated,
-            step=frame.step, episode_id=frame.episode_id, instruction=frame.context.instruction,
-        ))  # fmt: skip
+        self.done_pub.publish(
+            Reward(
+                header=header,
+                done_probability=frame.done_probability,
+                done=frame.ended,
+                truncated=frame.truncated,
+                step=frame.step,
+                episode_id=frame.episode_id,
+                instruction=frame.context.instruction,
+            )
+        )
         self.observation_pub.publish(rgb8_image(frame.image, header))
         panels = side_by_side(self.size, frame.context.frames[-1], frame.image, self.goal)
         self.image_pub.publish(rgb8_image(panels, header))
@@ -227,7 +317,9 @@ class Dreamer(Node):
             return
         if result is not None:
             self.error_pub.publish(Float32(data=result.mse))
-            self.image_pub.publish(rgb8_image(side_by_side(self.size, result.real, result.prediction, self.goal), msg.header))
+            self.image_pub.publish(
+                rgb8_image(side_by_side(self.size, result.real, result.prediction, self.goal), msg.header)
+            )
 
 
 def main(args: list[str] | None = None) -> int:

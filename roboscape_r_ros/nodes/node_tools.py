@@ -7,7 +7,7 @@ import gc
 import signal
 import sys
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import rclpy
@@ -41,17 +41,23 @@ def stamp(time_ns: int) -> Time:
 def rgb8_image(frame: np.ndarray, header: Header) -> Image:
     """uint8 [H, W, 3] RGB -> sensor_msgs/Image (rgb8), keeping the source header."""
     height, width = frame.shape[:2]
-    return Image(header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=frame.tobytes())
+    return Image(
+        header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=frame.tobytes()
+    )
 
 
-def declare(node: Node, name: str, default: object, description: str, *, low: float | None = None, high: float | None = None) -> object:
+def declare(
+    node: Node, name: str, default: object, description: str, *, low: float | None = None, high: float | None = None
+) -> object:
     """Declare a typed, described parameter (with a range when given) and return its value."""
     descriptor = ParameterDescriptor(description=description)
     if low is not None and high is not None:
         if isinstance(default, int):
             descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
         else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
+            ]
     return node.declare_parameter(name, default, descriptor).value
 
 
@@ -85,7 +91,7 @@ class Drops:
         self.count += 1
         self.warnings.warn(reason, f"dropped {message}; {self.cost} [{self.count} dropped in all]")
 
-    def decode(self, msg: Image, what: str) -> Optional[np.ndarray]:
+    def decode(self, msg: Image, what: str) -> np.ndarray | None:
         """sensor_msgs/Image -> uint8 [H,W,3] RGB, or None after a warning."""
         try:
             return decode_buffer(msg.data, width=msg.width, height=msg.height, step=msg.step, encoding=msg.encoding)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Optional
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -49,7 +48,17 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action, Reward
-from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, RELIABLE_BACKLOG, Drops, StartupError, ThrottledWarnings, declare, spin, stamp_ns
+from roboscape_r_ros.nodes.node_tools import (
+    LATCHED,
+    RELIABLE,
+    RELIABLE_BACKLOG,
+    Drops,
+    StartupError,
+    ThrottledWarnings,
+    declare,
+    spin,
+    stamp_ns,
+)
 from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, backend_names, make_backend
@@ -64,46 +73,145 @@ class PolicyController(Node):
         backend = declare(self, "backend", "random", f"policy backend: {', '.join(backend_names())}")
         task = declare(self, "task", "reach-v3", "Meta-World task of the expert backend")
         seed = declare(self, "seed", 0, "seed of stochastic backends", low=0, high=2**31 - 1)
-        checkpoint = declare(self, "checkpoint", "", "learned backend: a policy .safetensors checkpoint (unused by expert and random)")
+        checkpoint = declare(
+            self, "checkpoint", "", "learned backend: a policy .safetensors checkpoint (unused by expert and random)"
+        )
         device = declare(self, "device", "cpu", "inference device of a learned backend")
-        sample = declare(self, "sample_actions", False, "learned backend: draw actions from the policy's Gaussian instead of using its mean")
-        learning = declare(self, "learning.enabled", False, "learning mode: collect transitions and rewards over the topic loop and improve the learned policy with PPO")
-        rollout_steps = declare(self, "learning.rollout_steps", 128, "transitions per PPO update in learning mode", low=2, high=1_000_000)
-        learning_output = declare(self, "learning.output", "outputs/learning", "folder of the updated policy.safetensors and updates.jsonl (learning mode)")
-        ppo_overrides = declare(self, "learning.ppo", "", "PPO settings for learning mode as space-separated key=value (rl/ppo.py PPOConfig), e.g. 'lr=1e-4 update_epochs=2'")
-        names = declare(self, "action_names", ["dx", "dy", "dz", "gripper"], "one name per action dimension (Action.names)")
-        units = declare(self, "action_units", ["m", "m", "m", "1"], "unit of each dimension's physical quantity (Action.units)")
-        scale = declare(self, "action_scale", [0.01, 0.01, 0.01, 1.0], "physical quantity per unit of value (Action.scale)")
-        lower = declare(self, "action_lower", [-1.0, -1.0, -1.0, -1.0], "lowest allowed value per dimension; below it nothing is published")
-        upper = declare(self, "action_upper", [1.0, 1.0, 1.0, 1.0], "highest allowed value per dimension; above it nothing is published")
-        max_delta = declare(self, "max_delta", [0.5, 0.5, 0.5, 2.0], "largest change of each value from one command to the next (rate limit)")
-        hold_last = declare(self, "hold_last", [False, False, False, True], "per dimension: a hold keeps the last value (e.g. a gripper) instead of 0")
+        sample = declare(
+            self,
+            "sample_actions",
+            False,
+            "learned backend: draw actions from the policy's Gaussian instead of using its mean",
+        )
+        learning = declare(
+            self,
+            "learning.enabled",
+            False,
+            "learning mode: collect transitions and rewards over the topic loop and improve the learned policy "
+            "with PPO",
+        )
+        rollout_steps = declare(
+            self, "learning.rollout_steps", 128, "transitions per PPO update in learning mode", low=2, high=1_000_000
+        )
+        learning_output = declare(
+            self,
+            "learning.output",
+            "outputs/learning",
+            "folder of the updated policy.safetensors and updates.jsonl (learning mode)",
+        )
+        ppo_overrides = declare(
+            self,
+            "learning.ppo",
+            "",
+            "PPO settings for learning mode as space-separated key=value (rl/ppo.py PPOConfig), e.g. 'lr=1e-4 "
+            "update_epochs=2'",
+        )
+        names = declare(
+            self, "action_names", ["dx", "dy", "dz", "gripper"], "one name per action dimension (Action.names)"
+        )
+        units = declare(
+            self, "action_units", ["m", "m", "m", "1"], "unit of each dimension's physical quantity (Action.units)"
+        )
+        scale = declare(
+            self, "action_scale", [0.01, 0.01, 0.01, 1.0], "physical quantity per unit of value (Action.scale)"
+        )
+        lower = declare(
+            self,
+            "action_lower",
+            [-1.0, -1.0, -1.0, -1.0],
+            "lowest allowed value per dimension; below it nothing is published",
+        )
+        upper = declare(
+            self,
+            "action_upper",
+            [1.0, 1.0, 1.0, 1.0],
+            "highest allowed value per dimension; above it nothing is published",
+        )
+        max_delta = declare(
+            self,
+            "max_delta",
+            [0.5, 0.5, 0.5, 2.0],
+            "largest change of each value from one command to the next (rate limit)",
+        )
+        hold_last = declare(
+            self,
+            "hold_last",
+            [False, False, False, True],
+            "per dimension: a hold keeps the last value (e.g. a gripper) instead of 0",
+        )
         mode = declare(self, "action_mode", "delta", "Action.mode: absolute, delta or velocity")
         period = declare(self, "control_period_s", 0.0125, "one control step; Action.duration (s)", low=1e-4, high=10.0)
         frame_id = declare(self, "frame_id", "world", "frame of the action values (Action.header.frame_id)")
-        self.stale_after_s = declare(self, "stale_after_s", 0.5, "observations older than this, or none for this long, hold the arm (s)", low=0.001, high=60.0)
-        self.state_tolerance_s = declare(self, "state_tolerance_s", 0.02, "a state is used with an observation when their stamps differ by at most this (s)", low=0.0, high=10.0)
-        self.require_goal = declare(self, "require_goal", False, "publish nothing until a goal image arrived (always so for goal-conditioned backends)")
+        self.stale_after_s = declare(
+            self,
+            "stale_after_s",
+            0.5,
+            "observations older than this, or none for this long, hold the arm (s)",
+            low=0.001,
+            high=60.0,
+        )
+        self.state_tolerance_s = declare(
+            self,
+            "state_tolerance_s",
+            0.02,
+            "a state is used with an observation when their stamps differ by at most this (s)",
+            low=0.0,
+            high=10.0,
+        )
+        self.require_goal = declare(
+            self,
+            "require_goal",
+            False,
+            "publish nothing until a goal image arrived (always so for goal-conditioned backends)",
+        )
         self.outputs = {
             name: declare(self, f"publish_{name}", False, f"also publish cmd_{name} ({kind})")
-            for name, kind in (("pose", "geometry_msgs/PoseStamped"), ("twist", "geometry_msgs/TwistStamped"),
-                               ("array", "std_msgs/Float64MultiArray"), ("trajectory", "trajectory_msgs/JointTrajectory"))
-        }  # fmt: skip
-        self.joint_names = declare(self, "trajectory_joint_names", list(names), "joint_names of cmd_trajectory, one per action dimension")
-        throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of problem in this period (s)", low=0.0, high=3600.0)
+            for name, kind in (
+                ("pose", "geometry_msgs/PoseStamped"),
+                ("twist", "geometry_msgs/TwistStamped"),
+                ("array", "std_msgs/Float64MultiArray"),
+                ("trajectory", "trajectory_msgs/JointTrajectory"),
+            )
+        }
+        self.joint_names = declare(
+            self, "trajectory_joint_names", list(names), "joint_names of cmd_trajectory, one per action dimension"
+        )
+        throttle_s = declare(
+            self,
+            "warning_period_s",
+            5.0,
+            "at most one warning per kind of problem in this period (s)",
+            low=0.0,
+            high=3600.0,
+        )
 
         if mode not in MODES:
             raise StartupError(f"policy_controller: action_mode '{mode}' is not one of {', '.join(MODES)}")
         try:
-            self.spec = ActionSpec(tuple(names), tuple(units), tuple(scale), tuple(lower), tuple(upper), MODES[mode], period, frame_id, tuple(hold_last))
+            self.spec = ActionSpec(
+                tuple(names),
+                tuple(units),
+                tuple(scale),
+                tuple(lower),
+                tuple(upper),
+                MODES[mode],
+                period,
+                frame_id,
+                tuple(hold_last),
+            )
             self.safety = SafetyFilter(self.spec, max_delta)
             self.watchdog = Watchdog(self.stale_after_s)
-            self.backend = make_backend(backend, BackendOptions(self.spec, task, seed, checkpoint, device, sample or learning))
+            self.backend = make_backend(
+                backend, BackendOptions(self.spec, task, seed, checkpoint, device, sample or learning)
+            )
             self.learner = self._learner(rollout_steps, learning_output, ppo_overrides) if learning else None
         except RoboscapeError as err:
             raise StartupError(f"policy_controller: {err}") from None
         if len(self.joint_names) != self.spec.dim:
-            raise StartupError(f"policy_controller: trajectory_joint_names has {len(self.joint_names)} names, the action {self.spec.dim}")
+            raise StartupError(
+                f"policy_controller: trajectory_joint_names has {len(self.joint_names)} names, the action "
+                f"{self.spec.dim}"
+            )
         for output, enabled in self.outputs.items():
             why = adapters.supported(self.spec, output) if enabled else None
             if why:
@@ -115,22 +223,27 @@ class PolicyController(Node):
         self.drops = Drops(self.warnings, "no command for it")
         self.episode_id = ""
         self.step = 0
-        self.answered: Optional[int] = None  # stamp (ns) of the last observation answered
-        self.pending: Optional[tuple[Header, np.ndarray, float]] = None  # waiting for its state
-        self.state: Optional[tuple[int, np.ndarray]] = None
-        self.state_index: dict[tuple[str, ...], Optional[np.ndarray]] = {}
-        self.goal: Optional[np.ndarray] = None
-        self.ee_pose: Optional[adapters.Pose] = None
+        self.answered: int | None = None  # stamp (ns) of the last observation answered
+        self.pending: tuple[Header, np.ndarray, float] | None = None  # waiting for its state
+        self.state: tuple[int, np.ndarray] | None = None
+        self.state_index: dict[tuple[str, ...], np.ndarray | None] = {}
+        self.goal: np.ndarray | None = None
+        self.ee_pose: adapters.Pose | None = None
         self.moving = False  # a non-hold command went out since the last hold
-        self.last_action: Optional[Action] = None  # sent again when its frame is seen again
+        self.last_action: Action | None = None  # sent again when its frame is seen again
         self.counts = {"published": 0, "refused": 0, "holds": 0}
-        self.update_job: Optional[Future] = None  # the PPO update running in the worker thread
+        self.update_job: Future | None = None  # the PPO update running in the worker thread
         self.update_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppo") if self.learner else None
 
         self.action_pub = self.create_publisher(Action, "action", RELIABLE)
         self.adapter_pubs = {
             name: self.create_publisher(kind, f"cmd_{name}", RELIABLE)
-            for name, kind in (("pose", PoseStamped), ("twist", TwistStamped), ("array", Float64MultiArray), ("trajectory", JointTrajectory))
+            for name, kind in (
+                ("pose", PoseStamped),
+                ("twist", TwistStamped),
+                ("array", Float64MultiArray),
+                ("trajectory", JointTrajectory),
+            )
             if self.outputs[name]
         }
         self.create_subscription(Image, "observation", self.on_observation, qos_profile_sensor_data)
@@ -148,7 +261,8 @@ class PolicyController(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         adapters_on = ", ".join(f"cmd_{n}" for n in self.adapter_pubs) or "none"
         self.get_logger().info(
-            f"backend '{backend}' ({', '.join(names)} in {mode} mode, {period * 1e3:g} ms per step); adapters: {adapters_on}; "
+            f"backend '{backend}' ({', '.join(names)} in {mode} mode, {period * 1e3:g} ms per step); adapters: "
+            f"{adapters_on}; "
             f"holding after {self.stale_after_s:g} s without fresh observations"
         )
         if self.learner is not None:
@@ -162,7 +276,9 @@ class PolicyController(Node):
         from roboscape_r_ros.runtime.learner import Learner, LearnerError
 
         if self.backend.name != "learned":
-            raise LearnerError(f"learning mode trains the learned backend (backend:=learned), not '{self.backend.name}'")
+            raise LearnerError(
+                f"learning mode trains the learned backend (backend:=learned), not '{self.backend.name}'"
+            )
         cfg = load_config(PPOConfig, "ppo", None, [*ppo_overrides.split(), f"num_steps={rollout_steps}"])
         return Learner(self.backend.policy, cfg, output)
 
@@ -171,7 +287,9 @@ class PolicyController(Node):
         # never changes what its commands mean. Restart the node with new parameters instead.
         fixed = [p.name for p in params if p.name != "use_sim_time"]
         if fixed:
-            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: set at start only (restart the node)")
+            return SetParametersResult(
+                successful=False, reason=f"{', '.join(fixed)}: set at start only (restart the node)"
+            )
         return SetParametersResult(successful=True)
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -185,7 +303,10 @@ class PolicyController(Node):
         if is_stale(now, stamp * 1e-9, self.stale_after_s):
             clock_mismatch = age > 3600  # a zero stamp, or sim time against wall time
             hint = " (are the producer and this node on the same clock? use_sim_time)" if clock_mismatch else ""
-            self.warnings.warn("stale-clock" if clock_mismatch else "stale", f"dropped a stale observation: its stamp is {age:.3g} s old (limit {self.stale_after_s:g} s){hint}")
+            self.warnings.warn(
+                "stale-clock" if clock_mismatch else "stale",
+                f"dropped a stale observation: its stamp is {age:.3g} s old (limit {self.stale_after_s:g} s){hint}",
+            )
             return
         if stamp == self.answered:
             # The same frame again (a simulator waiting for its action): the source is alive; send
@@ -210,7 +331,9 @@ class PolicyController(Node):
         index = self.state_index[names]
         if index is None or len(msg.position) != len(names):
             missing = sorted(set(self.backend.state_names or ()) - set(names))[:5]
-            self.warnings.warn("state", f"dropped a state: {len(msg.position)} positions for {len(names)} names, missing {missing}")
+            self.warnings.warn(
+                "state", f"dropped a state: {len(msg.position)} positions for {len(names)} names, missing {missing}"
+            )
             return
         values = np.asarray(msg.position, np.float64)[index]
         if not np.isfinite(values).all():
@@ -219,7 +342,7 @@ class PolicyController(Node):
         self.state = (stamp_ns(msg.header), values)
         self.try_act()
 
-    def _index(self, names: tuple[str, ...]) -> Optional[np.ndarray]:
+    def _index(self, names: tuple[str, ...]) -> np.ndarray | None:
         wanted = self.backend.state_names or names
         position = {name: i for i, name in enumerate(names)}
         if any(name not in position for name in wanted):
@@ -277,7 +400,10 @@ class PolicyController(Node):
             return
         buffer = self.learner.take_rollout()
         self.hold("learning")
-        self.get_logger().info(f"learning: PPO update {self.learner.counts['updates'] + 1} on {buffer.size} transitions; holding the arm (no commands) until it is done")
+        self.get_logger().info(
+            f"learning: PPO update {self.learner.counts['updates'] + 1} on {buffer.size} transitions; holding "
+            "the arm (no commands) until it is done"
+        )
         self.update_job = self.update_pool.submit(self.learner.update, buffer)
 
     def check_update(self) -> None:
@@ -287,13 +413,18 @@ class PolicyController(Node):
         try:
             stats = job.result()
         except Exception as err:  # a failed update must not take the arm's controller down
-            self.get_logger().error(f"learning: the PPO update failed ({type(err).__name__}: {err}); acting on with the policy as it is")
+            self.get_logger().error(
+                f"learning: the PPO update failed ({type(err).__name__}: {err}); acting on with the policy as it is"
+            )
             return
         counts = self.learner.counts
         self.get_logger().info(
-            f"learning: update {stats['update']:.0f} done in {stats['update_s']:.2f} s (mean reward {stats['rollout/reward']:.3g}, "
-            f"policy loss {stats['loss/policy']:.3g}, value loss {stats['loss/value']:.3g}); saved {self.learner.checkpoint}; "
-            f"{counts['unmatched']} rewards matched no transition, {counts['dropped']} transitions without reward; resuming"
+            f"learning: update {stats['update']:.0f} done in {stats['update_s']:.2f} s (mean reward "
+            f"{stats['rollout/reward']:.3g}, "
+            f"policy loss {stats['loss/policy']:.3g}, value loss {stats['loss/value']:.3g}); saved "
+            f"{self.learner.checkpoint}; "
+            f"{counts['unmatched']} rewards matched no transition, {counts['dropped']} transitions without "
+            "reward; resuming"
         )
         self.maybe_update()
 
@@ -311,7 +442,9 @@ class PolicyController(Node):
                 return  # wait for the state of this frame (the watchdog gives up on it)
             state = self.state[1]
         if self.needs_goal and self.goal is None:
-            self.warnings.warn("goal", "no goal image yet (goal_image is published transient local by the goal source): no command")
+            self.warnings.warn(
+                "goal", "no goal image yet (goal_image is published transient local by the goal source): no command"
+            )
             self.pending = None
             return
         self.pending = None
@@ -319,7 +452,9 @@ class PolicyController(Node):
             raw = self.backend.act(PolicyInput(image=image, goal=self.goal, state=state, step=self.step))
         except Exception as err:  # a policy bug must not take the arm's controller down
             self.counts["refused"] += 1
-            self.warnings.warn("backend", f"backend '{self.backend.name}' failed ({type(err).__name__}: {err}): no command")
+            self.warnings.warn(
+                "backend", f"backend '{self.backend.name}' failed ({type(err).__name__}: {err}): no command"
+            )
             return
         verdict = self.safety.check(raw)
         if not verdict.ok:
@@ -351,7 +486,9 @@ class PolicyController(Node):
         now = time.monotonic()
         if self.pending is not None and now - self.pending[2] > self.stale_after_s:
             wanted = "a state stamped like it" if self.backend.needs_state else "its inputs"
-            self.warnings.warn("waiting", f"dropped an observation without {wanted} within {self.stale_after_s:g} s: no command")
+            self.warnings.warn(
+                "waiting", f"dropped an observation without {wanted} within {self.stale_after_s:g} s: no command"
+            )
             self.pending = None
         if self.moving and self.watchdog.expired(now):
             self.warnings.warn("watchdog", f"no fresh observation for {self.watchdog.age(now):.2g} s: holding the arm")
@@ -365,10 +502,19 @@ class PolicyController(Node):
         outputs = self.hold_outputs if hold else None  # None: every output
         if outputs is None or "action" in outputs:
             action = Action(
-                header=header, names=list(spec.names), units=list(spec.units), values=values.tolist(), scale=list(spec.scale),
-                lower=list(spec.lower), upper=list(spec.upper), mode=spec.mode, duration=period, step=self.step,
-                episode_id=self.episode_id, source=source,
-            )  # fmt: skip
+                header=header,
+                names=list(spec.names),
+                units=list(spec.units),
+                values=values.tolist(),
+                scale=list(spec.scale),
+                lower=list(spec.lower),
+                upper=list(spec.upper),
+                mode=spec.mode,
+                duration=period,
+                step=self.step,
+                episode_id=self.episode_id,
+                source=source,
+            )
             self.action_pub.publish(action)
             self.last_action = None if hold else action
             self.counts["published"] += 1
@@ -398,7 +544,11 @@ class PolicyController(Node):
             # A zero stamp means "start now" to ros2_control's joint_trajectory_controller; the
             # observation's stamp would put the point in the past.
             msg = JointTrajectory(header=Header(frame_id=spec.frame_id), joint_names=list(self.joint_names))
-            msg.points = [JointTrajectoryPoint(positions=point["positions"], velocities=point["velocities"], time_from_start=period)]
+            msg.points = [
+                JointTrajectoryPoint(
+                    positions=point["positions"], velocities=point["velocities"], time_from_start=period
+                )
+            ]
             self.adapter_pubs["trajectory"].publish(msg)
 
     def destroy_node(self) -> None:

@@ -25,7 +25,6 @@ warning); bad frames are dropped with a throttled warning; the node keeps runnin
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
 
 import numpy as np
 from rclpy.node import Node
@@ -38,7 +37,16 @@ from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.reward import RewardConfig
 from roboscape_r_ros.msg import Reward
 from roboscape_r_ros.nodes.node_tools import (
-    LATCHED, RELIABLE, RELIABLE_BACKLOG, Drops, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp_ns,
+    LATCHED,
+    RELIABLE,
+    RELIABLE_BACKLOG,
+    Drops,
+    StartupError,
+    ThrottledWarnings,
+    declare,
+    rgb8_image,
+    spin,
+    stamp_ns,
 )
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.runtime.dream_session import load_world_model
@@ -56,30 +64,69 @@ FRAMES = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 class RewardPublisher(Node):
     def __init__(self) -> None:
         super().__init__("reward_publisher")
-        world_model = declare(self, "world_model", "", "world-model run folder or .safetensors: the done head and the goal model (may stay empty with goal_source topic/file and done_source topic)")
+        world_model = declare(
+            self,
+            "world_model",
+            "",
+            "world-model run folder or .safetensors: the done head and the goal model (may stay empty with "
+            "goal_source topic/file and done_source topic)",
+        )
         device = declare(self, "device", "cpu", "torch device of the world model and the perceptual distance")
-        self.goal_source = declare(self, "goal_source", "instruction", f"where the goal frame comes from: {', '.join(GOAL_SOURCES)}")
+        self.goal_source = declare(
+            self, "goal_source", "instruction", f"where the goal frame comes from: {', '.join(GOAL_SOURCES)}"
+        )
         goal_file = declare(self, "goal_image_file", "", "goal_source=file: an 8-bit RGB PNG/JPEG of the frames' size")
-        self.goal_max_steps = declare(self, "goal_max_steps", 50, "goal_source=instruction: imagined steps at most", low=1, high=10_000)
-        self.done_source = declare(self, "done_source", "model", f"done probability: {', '.join(DONE_SOURCES)} (the dreamer's done topic)")
+        self.goal_max_steps = declare(
+            self, "goal_max_steps", 50, "goal_source=instruction: imagined steps at most", low=1, high=10_000
+        )
+        self.done_source = declare(
+            self, "done_source", "model", f"done probability: {', '.join(DONE_SOURCES)} (the dreamer's done topic)"
+        )
         backend = declare(self, "perception", "effnet", f"perceptual distance D: {', '.join(BACKENDS)}")
-        resolution = declare(self, "perception_resolution", 128, "effnet input side (frames are resized to it; 0 = as given)", low=0, high=1024)
+        resolution = declare(
+            self,
+            "perception_resolution",
+            128,
+            "effnet input side (frames are resized to it; 0 = as given)",
+            low=0,
+            high=1024,
+        )
         lpips_dir = declare(self, "lpips_dir", "", "perception=lpips: folder holding its weight files")
-        bonus = declare(self, "done_bonus", 10.0, "bonus when the done probability reaches done_threshold", low=0.0, high=1e6)
+        bonus = declare(
+            self, "done_bonus", 10.0, "bonus when the done probability reaches done_threshold", low=0.0, high=1e6
+        )
         threshold = declare(self, "done_threshold", 0.9, "done probability that earns the bonus", low=0.01, high=1.0)
-        offset = declare(self, "alignment_offset", 0.0, "subtracted from 1 - D (1: r = -D + bonus)", low=-10.0, high=10.0)
+        offset = declare(
+            self, "alignment_offset", 0.0, "subtracted from 1 - D (1: r = -D + bonus)", low=-10.0, high=10.0
+        )
         scale = declare(self, "alignment_scale", 1.0, "multiplies the dense term", low=0.0, high=1e6)
         self.marker_frame = declare(self, "marker_frame_id", "world", "frame of reward/marker")
-        throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of problem in this period (s)", low=0.0, high=3600.0)
-        for name, value, choices in (("goal_source", self.goal_source, GOAL_SOURCES), ("done_source", self.done_source, DONE_SOURCES), ("perception", backend, BACKENDS)):
+        throttle_s = declare(
+            self,
+            "warning_period_s",
+            5.0,
+            "at most one warning per kind of problem in this period (s)",
+            low=0.0,
+            high=3600.0,
+        )
+        for name, value, choices in (
+            ("goal_source", self.goal_source, GOAL_SOURCES),
+            ("done_source", self.done_source, DONE_SOURCES),
+            ("perception", backend, BACKENDS),
+        ):
             if value not in choices:
                 raise StartupError(f"reward_publisher: {name} '{value}' is not one of {', '.join(choices)}")
         if not world_model and (self.goal_source == "instruction" or self.done_source == "model"):
-            raise StartupError(f"reward_publisher: goal_source={self.goal_source} and done_source={self.done_source} need a world model (set world_model to a train-wm run folder or .safetensors)")
+            raise StartupError(
+                f"reward_publisher: goal_source={self.goal_source} and done_source={self.done_source} need a "
+                "world model (set world_model to a train-wm run folder or .safetensors)"
+            )
         try:
             wm = load_world_model(world_model, device)[0] if world_model else None
             perception = PerceptionConfig(backend=backend, resolution=resolution, lpips_dir=lpips_dir, device=device)
-            cfg = RewardConfig(perception, done_bonus=bonus, done_threshold=threshold, alignment_offset=offset, alignment_scale=scale)
+            cfg = RewardConfig(
+                perception, done_bonus=bonus, done_threshold=threshold, alignment_offset=offset, alignment_scale=scale
+            )
             self.session = RewardSession(cfg, wm, device)
             if self.goal_source == "file":
                 if not goal_file:
@@ -91,11 +138,11 @@ class RewardPublisher(Node):
         self.drops = Drops(self.warnings, "no reward for it")
         self.instruction = ""  # from the instruction topic
         self.episode_id, self.step = "", 0
-        self.goal_episode: Optional[str] = None  # episode whose first frame the imagined goal came from
-        self.last_stamp: Optional[int] = None  # done_source=model: the frame last rewarded
-        self.rewarded: "OrderedDict[tuple[str, int], None]" = OrderedDict()  # done_source=topic: steps rewarded
-        self.frames: "OrderedDict[int, tuple[Header, np.ndarray]]" = OrderedDict()
-        self.outcomes: "OrderedDict[int, Reward]" = OrderedDict()
+        self.goal_episode: str | None = None  # episode whose first frame the imagined goal came from
+        self.last_stamp: int | None = None  # done_source=model: the frame last rewarded
+        self.rewarded: OrderedDict[tuple[str, int], None] = OrderedDict()  # done_source=topic: steps rewarded
+        self.frames: OrderedDict[int, tuple[Header, np.ndarray]] = OrderedDict()
+        self.outcomes: OrderedDict[int, Reward] = OrderedDict()
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         self.marker_pub = self.create_publisher(Marker, "reward/marker", RELIABLE)
         self.create_subscription(Image, "observation", self.on_observation, FRAMES)
@@ -111,7 +158,9 @@ class RewardPublisher(Node):
             self.create_subscription(Reward, "done", self.on_done, RELIABLE_BACKLOG)
         else:
             self.create_subscription(String, "episode", self.on_episode, LATCHED)
-        self.get_logger().info(f"reward with {backend} distance, goal from {self.goal_source}, done probability from {self.done_source}")
+        self.get_logger().info(
+            f"reward with {backend} distance, goal from {self.goal_source}, done probability from {self.done_source}"
+        )
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_goal(self, msg: Image) -> None:
@@ -157,7 +206,7 @@ class RewardPublisher(Node):
             remember(self.outcomes, stamp, msg)
 
     # -- the reward -----------------------------------------------------------------------------
-    def reward_frame(self, header: Header, image: np.ndarray, outcome: Optional[Reward]) -> None:
+    def reward_frame(self, header: Header, image: np.ndarray, outcome: Reward | None) -> None:
         """One reward for one frame; ``outcome``: the dreamer's account of it (None: the done head's)."""
         if outcome is not None:
             key = (outcome.episode_id, outcome.step)
@@ -190,28 +239,46 @@ class RewardPublisher(Node):
             return False
         self.goal_episode = self.episode_id
         self.goal_pub.publish(rgb8_image(goal, Header(stamp=self.get_clock().now().to_msg())))
-        ending = "the done head fired" if fired else f"its last imagined frame (done never fired in {self.goal_max_steps} steps)"
+        ending = (
+            "the done head fired"
+            if fired
+            else f"its last imagined frame (done never fired in {self.goal_max_steps} steps)"
+        )
         self.get_logger().info(f"goal imagined for '{instruction}' (episode {self.episode_id or '?'}): {ending}")
         return True
 
-    def publish(self, header: Header, terms: StepReward, outcome: Optional[Reward], instruction: str) -> None:
+    def publish(self, header: Header, terms: StepReward, outcome: Reward | None, instruction: str) -> None:
         threshold = self.session.cfg.done_threshold
         msg = Reward(
-            header=header, reward=terms.reward, goal_alignment=terms.alignment, done_bonus=terms.bonus,
-            done_probability=terms.done_probability, step=self.step, episode_id=self.episode_id,
-            instruction=instruction, perceptual_backend=terms.backend,
-        )  # fmt: skip
+            header=header,
+            reward=terms.reward,
+            goal_alignment=terms.alignment,
+            done_bonus=terms.bonus,
+            done_probability=terms.done_probability,
+            step=self.step,
+            episode_id=self.episode_id,
+            instruction=instruction,
+            perceptual_backend=terms.backend,
+        )
         if outcome is not None:
             msg.done, msg.truncated, msg.subtask_index = outcome.done, outcome.truncated, outcome.subtask_index
         else:
             msg.done = terms.done_probability > threshold
         self.reward_pub.publish(msg)
-        marker = Marker(header=Header(stamp=header.stamp, frame_id=self.marker_frame), ns="reward", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        marker = Marker(
+            header=Header(stamp=header.stamp, frame_id=self.marker_frame),
+            ns="reward",
+            id=0,
+            type=Marker.TEXT_VIEW_FACING,
+            action=Marker.ADD,
+        )
         marker.pose.position.y, marker.pose.position.z, marker.pose.orientation.w = 0.6, 0.5, 1.0
         marker.scale.z = 0.04
         marker.color.r = marker.color.g = marker.color.b = marker.color.a = 1.0
-        marker.text = (f"reward {terms.reward:.3f} (1-D {terms.alignment:.3f}, bonus {terms.bonus:g})\n"
-                       f"done p {terms.done_probability:.2f}  step {self.step}  {self.episode_id}")  # fmt: skip
+        marker.text = (
+            f"reward {terms.reward:.3f} (1-D {terms.alignment:.3f}, bonus {terms.bonus:g})\n"
+            f"done p {terms.done_probability:.2f}  step {self.step}  {self.episode_id}"
+        )
         self.marker_pub.publish(marker)
 
 

@@ -44,29 +44,72 @@ from std_srvs.srv import Trigger
 
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import LATCHED, RELIABLE, StartupError, ThrottledWarnings, declare, rgb8_image, spin, stamp
+from roboscape_r_ros.nodes.node_tools import (
+    LATCHED,
+    RELIABLE,
+    StartupError,
+    ThrottledWarnings,
+    declare,
+    rgb8_image,
+    spin,
+    stamp,
+)
 from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
 from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, SimFrame, SimSession
-
 
 
 class SimBridge(Node):
     def __init__(self) -> None:
         super().__init__("sim_bridge")
         task = declare(self, "task", "reach-v3", "Meta-World v3 task, e.g. reach-v3, push-v3, pick-place-v3")
-        camera = declare(self, "camera", "corner2", "Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV")
-        resolution = declare(self, "camera_resolution", 128, "side of the square rgb8 frames on image_raw (pixels)", low=8, high=1024)
+        camera = declare(
+            self,
+            "camera",
+            "corner2",
+            "Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV",
+        )
+        resolution = declare(
+            self, "camera_resolution", 128, "side of the square rgb8 frames on image_raw (pixels)", low=8, high=1024
+        )
         seed = declare(self, "seed", 0, "seed of the first episode; episode k uses seed + k", low=0, high=2**31 - 1)
-        max_steps = declare(self, "max_steps", 300, "control steps before an episode is truncated", low=1, high=1_000_000)
-        end_on_success = declare(self, "end_on_success", True, "an episode ends at its first success step (else only at max_steps)")
-        self.auto_reset = declare(self, "auto_reset", True, "start the next episode as soon as one ends (else refuse actions until reset)")
-        self.republish_period_s = declare(self, "republish_period_s", 0.2, "publish the current frame again after this long without an action (s); keep it below the policy's stale_after_s", low=0.01, high=3600.0)
+        max_steps = declare(
+            self, "max_steps", 300, "control steps before an episode is truncated", low=1, high=1_000_000
+        )
+        end_on_success = declare(
+            self, "end_on_success", True, "an episode ends at its first success step (else only at max_steps)"
+        )
+        self.auto_reset = declare(
+            self, "auto_reset", True, "start the next episode as soon as one ends (else refuse actions until reset)"
+        )
+        self.republish_period_s = declare(
+            self,
+            "republish_period_s",
+            0.2,
+            "publish the current frame again after this long without an action (s); keep it below the policy's "
+            "stale_after_s",
+            low=0.01,
+            high=3600.0,
+        )
         self.publish_clock = declare(self, "publish_clock", True, "publish simulated time on /clock (for use_sim_time)")
         self.world_frame = declare(self, "world_frame_id", "world", "frame of state, ee_pose and the action values")
         self.camera_frame = declare(self, "camera_frame_id", "sim_camera", "frame_id of image_raw")
-        throttle_s = declare(self, "warning_period_s", 5.0, "at most one warning per kind of refused action in this period (s)", low=0.0, high=3600.0)
+        throttle_s = declare(
+            self,
+            "warning_period_s",
+            5.0,
+            "at most one warning per kind of refused action in this period (s)",
+            low=0.0,
+            high=3600.0,
+        )
         try:
-            self.session = SimSession(task, resolution=resolution, camera=camera, seed=seed, max_steps=max_steps, end_on_success=end_on_success)
+            self.session = SimSession(
+                task,
+                resolution=resolution,
+                camera=camera,
+                seed=seed,
+                max_steps=max_steps,
+                end_on_success=end_on_success,
+            )
         except RoboscapeError as err:
             raise StartupError(f"sim_bridge: {err}") from None
         self.warnings = ThrottledWarnings(self, throttle_s)
@@ -81,10 +124,13 @@ class SimBridge(Node):
         self.create_subscription(Action, "action", self.on_action, RELIABLE)
         self.create_service(Trigger, "reset", self.on_reset)
         self.last_publish = time.monotonic()
-        self.create_timer(min(self.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(
+            min(self.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
         self.start_episode()
         self.get_logger().info(
-            f"{task}: {resolution}x{resolution} frames from '{camera}', one {self.session.spec.period_s * 1e3:g} ms step per action, "
+            f"{task}: {resolution}x{resolution} frames from '{camera}', one "
+            f"{self.session.spec.period_s * 1e3:g} ms step per action, "
             f"episodes of at most {max_steps} steps"
         )
 
@@ -105,7 +151,9 @@ class SimBridge(Node):
     # -- actions --------------------------------------------------------------------------------
     def refuse(self, reason: str, message: str) -> None:
         self.refused += 1
-        self.warnings.warn(reason, f"refused an action: {message}; the arm does not move [{self.refused} refused in all]")
+        self.warnings.warn(
+            reason, f"refused an action: {message}; the arm does not move [{self.refused} refused in all]"
+        )
 
     def on_action(self, msg: Action) -> None:
         frame = self.session.frame
@@ -126,7 +174,9 @@ class SimBridge(Node):
             self.refuse("episode", f"it belongs to episode '{msg.episode_id}', the current one is '{frame.episode_id}'")
             return
         try:
-            values = check_command(self.session.spec, names=msg.names, units=msg.units, values=msg.values, scale=msg.scale, mode=msg.mode)
+            values = check_command(
+                self.session.spec, names=msg.names, units=msg.units, values=msg.values, scale=msg.scale, mode=msg.mode
+            )
         except CommandRejected as err:
             self.refuse(err.reason, str(err))
             return
@@ -146,7 +196,9 @@ class SimBridge(Node):
         header = Header(stamp=stamp(frame.time_ns), frame_id=self.world_frame)
         if self.publish_clock:
             self.clock_pub.publish(ClockMsg(clock=header.stamp))
-        self.state_pub.publish(JointState(header=header, name=list(METAWORLD_OBS_NAMES), position=frame.metaworld_obs.tolist()))
+        self.state_pub.publish(
+            JointState(header=header, name=list(METAWORLD_OBS_NAMES), position=frame.metaworld_obs.tolist())
+        )
         pose = PoseStamped(header=header)
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = frame.hand_position.tolist()
         pose.pose.orientation.w = 1.0  # Meta-World's hand keeps its orientation

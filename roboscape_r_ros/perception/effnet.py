@@ -19,11 +19,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from roboscape_r_ros.perception.distance import PerceptualDistance, WeightsError, as_frames, normalized_feature_distance, resize
+from roboscape_r_ros.perception.distance import (
+    PerceptualDistance,
+    WeightsError,
+    as_frames,
+    normalized_feature_distance,
+    resize,
+)
 
 # (repeats, kernel, stride, expand ratio, out channels) of the 7 stages (EfficientNet-B0 = Lite0 grid)
-STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+STAGES = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+]
 TAPS = (0, 2, 4, 10, 15)  # last block of stages 1, 2, 3, 5, 7: strides 2, 4, 8, 16, 32
 
 

@@ -21,11 +21,18 @@ TAPS = (1, 4, 7, 9, 11)  # ReLU outputs relu1..relu5 in torchvision's alexnet.fe
 
 def alexnet_features() -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(),
     )
 
 
@@ -44,14 +51,17 @@ class LPIPSDistance(PerceptualDistance):
         folder = Path(weights_dir)
         missing = [str(folder / f) for f in (ALEXNET_FILE, LINEAR_FILE) if not (folder / f).is_file()]
         if missing:
-            raise WeightsError(f"LPIPS-AlexNet weights missing: {', '.join(missing)} (torchvision ImageNet AlexNet and "
-                               f"lpips v0.1 {LINEAR_FILE}; use the effnet or ssim backend without them)")
+            raise WeightsError(
+                f"LPIPS-AlexNet weights missing: {', '.join(missing)} (torchvision ImageNet AlexNet and "
+                f"lpips v0.1 {LINEAR_FILE}; use the effnet or ssim backend without them)"
+            )
         self.features = alexnet_features()
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS)
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188])[:, None, None])
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450])[:, None, None])
-        alexnet = {k.removeprefix("features."): v
-                   for k, v in _load(folder / ALEXNET_FILE).items() if k.startswith("features.")}
+        alexnet = {
+            k.removeprefix("features."): v for k, v in _load(folder / ALEXNET_FILE).items() if k.startswith("features.")
+        }
         lpips = {k.removeprefix("lin").replace(".model.1.", "."): v for k, v in _load(folder / LINEAR_FILE).items()}
         for module, state, file in ((self.features, alexnet, ALEXNET_FILE), (self.lins, lpips, LINEAR_FILE)):
             try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import torch
@@ -134,7 +134,7 @@ def train_bc(
     policy: ImagePolicy,
     dataset: EpisodeDataset,
     cfg: BCConfig,
-    log: Optional[Log] = None,
+    log: Log | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Clone the dataset's successful episodes into ``policy`` (in place); returns the logged stats."""

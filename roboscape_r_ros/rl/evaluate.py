@@ -39,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import torch
@@ -102,8 +102,11 @@ class EvaluateConfig:
     min_baseline: float = option(0.05, help="baselines below this success rate get no relative improvement")
     device: str = option("cpu", help="torch device of the policies")
     report: str = option("outputs/eval/report.md", help="markdown report path (every episode goes beside it as .json)")
-    workers: int = option(0, help="processes running episodes side by side, each loading the policies on device "
-                          "(0: one per CPU core; 1: one after another in this process); outcomes do not depend on it")
+    workers: int = option(
+        0,
+        help="processes running episodes side by side, each loading the policies on device "
+        "(0: one per CPU core; 1: one after another in this process); outcomes do not depend on it",
+    )
 
     def __post_init__(self) -> None:
         for entry in self.policies:
@@ -144,8 +147,9 @@ def outside_scene(spec: SceneSpec, low: np.ndarray, high: np.ndarray) -> SceneVa
     return dataclasses.replace(spec.scene, object_range=boxes[0], goal_range=boxes[1] if len(boxes) > 1 else None)
 
 
-def run_episode(env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int,
-                frames: Optional[list[np.ndarray]] = None) -> tuple[bool, int]:
+def run_episode(
+    env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int, frames: list[np.ndarray] | None = None
+) -> tuple[bool, int]:
     """(success, control steps) of one episode from reset ``seed``; chunks run open loop.
 
     ``frames`` (when given) collects every CLIP_EVERY-th frame and the last one, uint8 [H,W,3].
@@ -172,7 +176,7 @@ def run_episode(env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: in
 
 def expert_checked_seed(
     env: PixelMetaWorldEnv, rng: np.random.Generator, draws: int
-) -> tuple[Optional[int], Optional[np.ndarray], int]:
+) -> tuple[int | None, np.ndarray | None, int]:
     """Draw reset seeds until the scripted expert solves one: (seed, its goal frame, failed draws).
 
     (None, None, draws) when every draw failed, or the scene rejects its positions outright.
@@ -217,13 +221,18 @@ class EpisodeOutcome:
     spec: EpisodeSpec
     results: list[EpisodeResult]  # one per actor; none when the scripted expert failed every draw
     dropped: int  # reset seeds dropped because the scripted expert failed
-    clip: Optional[dict[str, np.ndarray]] = None  # {"goal": [1,H,W,3], actor: [T,H,W,3]} when spec.clip
+    clip: dict[str, np.ndarray] | None = None  # {"goal": [1,H,W,3], actor: [T,H,W,3]} when spec.clip
 
 
 def episode_specs(cfg: EvaluateConfig) -> list[EpisodeSpec]:
     """Every episode in report order; each task's first episode in a scene records its clip."""
-    keys = [(task, scene, seed, episode) for task in cfg.env.tasks for scene in evaluation_scenes(cfg)
-            for seed in cfg.seeds for episode in range(cfg.episodes_per_seed)]
+    keys = [
+        (task, scene, seed, episode)
+        for task in cfg.env.tasks
+        for scene in evaluation_scenes(cfg)
+        for seed in cfg.seeds
+        for episode in range(cfg.episodes_per_seed)
+    ]
     return [EpisodeSpec(i, *key, clip=key[2:] == (cfg.seeds[0], 0)) for i, key in enumerate(keys)]
 
 
@@ -235,11 +244,11 @@ class EpisodeRunner:
     """Runs episodes from their specs: the actors (loaded on the first episode unless given), the goal source
     and one env, kept while task and scene stay."""
 
-    def __init__(self, cfg: EvaluateConfig, actors: Optional[dict[str, Actor]] = None):
+    def __init__(self, cfg: EvaluateConfig, actors: dict[str, Actor] | None = None):
         self.cfg, self.actors = cfg, actors
-        self.goal_source: Optional[GoalSource] = None
-        self._env: Optional[PixelMetaWorldEnv] = None
-        self._env_for: Optional[tuple[str, SceneSpec]] = None
+        self.goal_source: GoalSource | None = None
+        self._env: PixelMetaWorldEnv | None = None
+        self._env_for: tuple[str, SceneSpec] | None = None
 
     def map(self, specs: list[EpisodeSpec]) -> Iterator[EpisodeOutcome]:
         """One after another, in this process (workers=1)."""
@@ -266,8 +275,9 @@ class EpisodeRunner:
         for name, actor in self.actors.items():
             frames = [] if clip is not None else None
             success, steps = run_episode(env, actor, goal, reset_seed, frames)
-            results.append(EpisodeResult(name, spec.task, spec.scene.name, spec.seed, spec.episode, reset_seed,
-                                         success, steps))
+            results.append(
+                EpisodeResult(name, spec.task, spec.scene.name, spec.seed, spec.episode, reset_seed, success, steps)
+            )
             if clip is not None:
                 clip[name] = np.stack(frames)
         return EpisodeOutcome(spec, results, failed, clip)
@@ -291,7 +301,7 @@ class EpisodeRunner:
         self._env = self._env_for = None
 
 
-_worker_runner: Optional[EpisodeRunner] = None  # in a worker process
+_worker_runner: EpisodeRunner | None = None  # in a worker process
 
 
 def _start_worker(cfg: EvaluateConfig) -> None:
@@ -311,8 +321,9 @@ class PoolEpisodes:
     they finish."""
 
     def __init__(self, cfg: EvaluateConfig, workers: int):
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker, initargs=(cfg,))
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(cfg,)
+        )
 
     def map(self, specs: list[EpisodeSpec]) -> Iterator[EpisodeOutcome]:
         futures = [self.pool.submit(_run_in_worker, spec) for spec in specs]
@@ -320,8 +331,10 @@ class PoolEpisodes:
             for future in as_completed(futures):
                 yield future.result()
         except BrokenProcessPool as err:
-            raise EvaluationError(f"a worker process died ({err}); workers=1 runs the episodes in this process "
-                                  "and shows the one that kills it") from None
+            raise EvaluationError(
+                f"a worker process died ({err}); workers=1 runs the episodes in this process "
+                "and shows the one that kills it"
+            ) from None
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -331,7 +344,7 @@ def worker_count(workers: int, episodes: int) -> int:
     return max(1, min(workers or os.cpu_count() or 1, episodes))
 
 
-def gather(outcomes: Iterator[EpisodeOutcome], into: list[Optional[EpisodeOutcome]], bar: tqdm) -> None:
+def gather(outcomes: Iterator[EpisodeOutcome], into: list[EpisodeOutcome | None], bar: tqdm) -> None:
     for outcome in outcomes:
         into[outcome.spec.index] = outcome
         bar.set_postfix(task=outcome.spec.task, scene=outcome.spec.scene.name, refresh=False)
@@ -353,7 +366,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Evaluation:
     actors = build_actors(cfg)  # in this process too: a policy that does not load fails before any episode
     specs = episode_specs(cfg)
     workers = worker_count(cfg.workers, len(specs))
-    outcomes: list[Optional[EpisodeOutcome]] = [None] * len(specs)
+    outcomes: list[EpisodeOutcome | None] = [None] * len(specs)
     runner = EpisodeRunner(cfg, actors) if workers == 1 else PoolEpisodes(cfg, workers)
     try:
         desc = "evaluate" if workers == 1 else f"evaluate ({workers} workers)"
@@ -390,8 +403,16 @@ def write_media(evaluation: Evaluation, report: Path) -> list[str]:
         errors[actor] = ([100 * r.low for r in rates], [100 * r.high for r in rates])
     plot = report.with_name(f"{report.stem}_success.png")
     width = max(560, 110 * len(evaluation.scenes))
-    line_plot(plot, series, "success in the physics sim (95% Wilson interval)", "scene", "success %",
-              size=(width, 360), errors=errors, categories=evaluation.scenes)
+    line_plot(
+        plot,
+        series,
+        "success in the physics sim (95% Wilson interval)",
+        "scene",
+        "success %",
+        size=(width, 360),
+        errors=errors,
+        categories=evaluation.scenes,
+    )
     lines = [f"![success per scene]({plot.name})", ""]
     for scene, tasks in evaluation.clips.items():
         if not tasks:
@@ -456,9 +477,18 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, markdown_report(evaluation, cfg, write_media(evaluation, path)))
     # every episode, for tables of your own: load with load_evaluation(<report>.json)
-    write_text_atomic(path.with_suffix(".json"), json.dumps({
-        "scenes": evaluation.scenes, "dropped": evaluation.dropped, "wall_s": evaluation.wall_s,
-        "episodes": [dataclasses.asdict(r) for r in evaluation.episodes]}, indent=1))
+    write_text_atomic(
+        path.with_suffix(".json"),
+        json.dumps(
+            {
+                "scenes": evaluation.scenes,
+                "dropped": evaluation.dropped,
+                "wall_s": evaluation.wall_s,
+                "episodes": [dataclasses.asdict(r) for r in evaluation.episodes],
+            },
+            indent=1,
+        ),
+    )
     return "\n".join([f"report: {path}", *scene_table(evaluation.episodes, evaluation.scenes)])
 
 

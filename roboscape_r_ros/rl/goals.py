@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class GoalError(RoboscapeError, ValueError):
 @dataclass(frozen=True)
 class Goal:
     image: np.ndarray  # uint8 [H,W,3]
-    expert_success: Optional[bool] = None  # did the scripted expert solve this episode (None: not tried)
+    expert_success: bool | None = None  # did the scripted expert solve this episode (None: not tried)
     expert_steps: int = 0  # control steps the expert ran
 
 
@@ -61,7 +61,7 @@ class ExpertGoal:
         _, info = env.reset(seed=seed)
         expert = expert_policy(env.task)
         metaworld_obs = info["metaworld_obs"]
-        first_success: Optional[int] = None
+        first_success: int | None = None
         steps = 0
         while steps < env.cfg.max_steps:
             # the simulator alone: no frame is rendered until the last one

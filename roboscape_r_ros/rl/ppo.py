@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -55,7 +54,7 @@ class PPOConfig:
     ent_coef: float = option(0.0, help="entropy bonus coefficient")
     vf_coef: float = option(0.5, help="value loss coefficient")
     max_grad_norm: float = option(0.5, help="global gradient norm clip")
-    target_kl: Optional[float] = option(None, help="stop an update's epochs early past this approximate KL")
+    target_kl: float | None = option(None, help="stop an update's epochs early past this approximate KL")
     normalize_reward: bool = option(True, help="divide rewards by the running std of the discounted return")
     normalize_advantages: bool = option(True, help="standardise advantages per minibatch")
     value_warmup_iterations: int = option(0, help="first iterations train only the critic (after BC)")
@@ -102,7 +101,7 @@ class EpisodeTracker:
         self.success = torch.zeros(num_envs, dtype=torch.bool, device=device)
         self.finished: list[tuple[float, int, bool]] = []
 
-    def update(self, reward: torch.Tensor, ended: torch.Tensor, success: Optional[torch.Tensor]) -> None:
+    def update(self, reward: torch.Tensor, ended: torch.Tensor, success: torch.Tensor | None) -> None:
         self.ret += reward
         self.length += 1
         if success is not None:
@@ -172,7 +171,11 @@ def make_optimizer(policy: ImagePolicy, cfg: PPOConfig) -> torch.optim.Adam:
 
 
 def ppo_update(
-    policy: ImagePolicy, optimizer: torch.optim.Optimizer, buffer: RolloutBuffer, cfg: PPOConfig, value_only: bool = False
+    policy: ImagePolicy,
+    optimizer: torch.optim.Optimizer,
+    buffer: RolloutBuffer,
+    cfg: PPOConfig,
+    value_only: bool = False,
 ) -> dict[str, float]:
     """GAE over ``buffer``, then the clipped-surrogate update (several epochs of shuffled minibatches).
     ``value_only`` trains the critic alone (warm-up after BC). Returns the losses of the last minibatch."""
@@ -238,7 +241,7 @@ def ppo_update(
 
 
 def train_ppo(
-    policy: ImagePolicy, env: BatchedEnv, cfg: PPOConfig, log: Optional[Log] = None, progress: bool = True
+    policy: ImagePolicy, env: BatchedEnv, cfg: PPOConfig, log: Log | None = None, progress: bool = True
 ) -> list[dict[str, float]]:
     """Train ``policy`` in place; returns one stats dict per iteration (also passed to ``log``)."""
     check_env(env)

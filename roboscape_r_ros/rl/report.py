@@ -16,7 +16,6 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -73,7 +72,7 @@ def rate(results: Iterable[EpisodeResult]) -> Rate:
     return Rate(successes, len(outcomes), *wilson_interval(successes, len(outcomes)))
 
 
-def relative_improvement(ours: float, baseline: float, min_baseline: float = 0.05) -> Optional[float]:
+def relative_improvement(ours: float, baseline: float, min_baseline: float = 0.05) -> float | None:
     """(ours - baseline) / baseline, or None when the baseline is under ``min_baseline``."""
     if not baseline >= min_baseline:
         return None
@@ -82,7 +81,7 @@ def relative_improvement(ours: float, baseline: float, min_baseline: float = 0.0
 
 def mean_relative_improvement(
     ours: float, baselines: dict[str, float], min_baseline: float = 0.05
-) -> tuple[Optional[float], dict[str, Optional[float]]]:
+) -> tuple[float | None, dict[str, float | None]]:
     """The paper's headline number: the mean over baselines of the relative gain (None if none is defined)."""
     per_baseline = {name: relative_improvement(ours, b, min_baseline) for name, b in baselines.items()}
     defined = [g for g in per_baseline.values() if g is not None]
@@ -113,7 +112,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _percent(x: Optional[float]) -> str:
+def _percent(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
 
 
@@ -138,7 +137,7 @@ def _group(results: Sequence[EpisodeResult]) -> dict[tuple, list[EpisodeResult]]
     return by
 
 
-def scene_table(results: Sequence[EpisodeResult], scenes: Optional[Sequence[str]] = None) -> list[str]:
+def scene_table(results: Sequence[EpisodeResult], scenes: Sequence[str] | None = None) -> list[str]:
     """Markdown lines: success per actor (rows) and scene (columns, ``scenes`` order), pooled over tasks and seeds."""
     by = _group(results)
     actors = list(dict.fromkeys(r.actor for r in results))
@@ -154,8 +153,8 @@ def scene_table(results: Sequence[EpisodeResult], scenes: Optional[Sequence[str]
 
 def success_tables(
     results: Sequence[EpisodeResult],
-    scenes: Optional[Sequence[str]] = None,
-    ours: Optional[str] = None,
+    scenes: Sequence[str] | None = None,
+    ours: str | None = None,
     min_baseline: float = 0.05,
 ) -> list[str]:
     """Markdown lines: success per actor and scene, per seed, per task, and the relative improvement."""
@@ -187,11 +186,27 @@ def success_tables(
         rows = []
         for b in baselines:
             test = {d: mcnemar(by[ours, d], by[b, d]) for d in ("ood", IN_DOMAIN)}
-            rows.append([b, _points(out[ours] - out[b]), _percent(gains[b]), _paired(test["ood"]),
-                         _percent(relative_improvement(within[ours], within[b], min_baseline)), _paired(test[IN_DOMAIN])])
-        lines += _table(["baseline", "out-of-domain: absolute", "out-of-domain: relative",
-                         "out-of-domain: only ours / only baseline, McNemar p", "in-domain: relative",
-                         "in-domain: only ours / only baseline, McNemar p"], rows)
+            rows.append(
+                [
+                    b,
+                    _points(out[ours] - out[b]),
+                    _percent(gains[b]),
+                    _paired(test["ood"]),
+                    _percent(relative_improvement(within[ours], within[b], min_baseline)),
+                    _paired(test[IN_DOMAIN]),
+                ]
+            )
+        lines += _table(
+            [
+                "baseline",
+                "out-of-domain: absolute",
+                "out-of-domain: relative",
+                "out-of-domain: only ours / only baseline, McNemar p",
+                "in-domain: relative",
+                "in-domain: only ours / only baseline, McNemar p",
+            ],
+            rows,
+        )
         lines += [
             "",
             f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_percent(mean_gain)}**"

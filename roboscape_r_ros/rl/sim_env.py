@@ -16,7 +16,7 @@ Meta-World's reward is positive, so ending at success would cut off the reward s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -56,7 +56,7 @@ def make_goal_source(cfg: SimEnvConfig) -> GoalSource:
 class SimVectorEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, cfg: SimEnvConfig, goal_source: Optional[GoalSource] = None):
+    def __init__(self, cfg: SimEnvConfig, goal_source: GoalSource | None = None):
         self.cfg = cfg
         self.num_envs = cfg.num_envs
         self.tasks = [cfg.env.tasks[i % len(cfg.env.tasks)] for i in range(cfg.num_envs)]
@@ -90,7 +90,7 @@ class SimVectorEnv(gym.vector.VectorEnv):
         obs, _ = env.reset(seed=seed)
         self._images[i], self._goals[i], self.episode_seeds[i] = obs["image"], goal.image, seed
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         base = self.cfg.seed if seed is None else seed
         self._seed_streams = [np.random.default_rng((base, i)) for i in range(self.num_envs)]
         for i in range(self.num_envs):

@@ -41,8 +41,10 @@ class PolicyTrainConfig:
     bc: BCConfig = option(BCConfig(), help="behaviour-cloning warm start on a dataset's successful episodes")
     ppo: PPOConfig = option(PPOConfig(), help="PPO fine-tuning")
     sim: SimEnvConfig = option(SimEnvConfig(), help="physics-sim env of the exogenous-reward baseline")
-    imagination: ImaginationConfig = option(ImaginationConfig(), help="imagination env: world model, context "
-                                            "episodes, goals, step cap, endogenous reward (train-imagination)")
+    imagination: ImaginationConfig = option(
+        ImaginationConfig(),
+        help="imagination env: world model, context episodes, goals, step cap, endogenous reward (train-imagination)",
+    )
     init: str = option("", help="start PPO from this policy checkpoint instead of running BC first")
     output: str = option("outputs/policies/sim-ppo", help="run folder: checkpoints, stats, TensorBoard logs")
     device: str = option("cpu", help="torch device")
@@ -73,10 +75,15 @@ def _logged(run_dir: Path, prefix: str, train: Callable[[Callable], list[dict[st
         log.close()
 
 
-def _write_summary(path: Path, cfg: PolicyTrainConfig, history: list[dict[str, float]], wall_s: float,
-                   **extra: Any) -> None:
-    summary: dict[str, Any] = {"config": to_dict(cfg), "wall_s": wall_s, "final": history[-1] if history else {},
-                               **extra}
+def _write_summary(
+    path: Path, cfg: PolicyTrainConfig, history: list[dict[str, float]], wall_s: float, **extra: Any
+) -> None:
+    summary: dict[str, Any] = {
+        "config": to_dict(cfg),
+        "wall_s": wall_s,
+        "final": history[-1] if history else {},
+        **extra,
+    }
     path.write_text(json.dumps(summary, indent=1, default=str))
 
 
@@ -135,8 +142,9 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
         print(f"train-imagination: warning: {warning}", file=sys.stderr)
     try:
         if not cfg.init:
-            ImagePolicy(cfg.policy).check_compatible(env.action_dim, env.image_shape,
-                                                     f"world model {wm_run.checkpoint}")
+            ImagePolicy(cfg.policy).check_compatible(
+                env.action_dim, env.image_shape, f"world model {wm_run.checkpoint}"
+            )
         bc_start = time.perf_counter()
         init = Path(cfg.init) if cfg.init else run_bc(cfg, progress)
         bc_s = time.perf_counter() - bc_start if not cfg.init else 0.0
@@ -147,8 +155,12 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
         def train(log: Callable[[int, dict[str, float]], None]) -> list[dict[str, float]]:
             def with_env_steps(step: int, stats: dict[str, float]) -> None:
                 # ppo's control_steps counts decisions x chunk; a world-model step is frame_skip control steps
-                stats.update({"imagined/world_model_steps": float(env.world_steps),
-                              "imagined/control_steps": float(env.control_steps)})
+                stats.update(
+                    {
+                        "imagined/world_model_steps": float(env.world_steps),
+                        "imagined/control_steps": float(env.control_steps),
+                    }
+                )
                 log(step, stats)
 
             return train_ppo(policy, env, cfg.ppo, with_env_steps, progress)
@@ -162,14 +174,36 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
             "episodes_started": env.episodes_started,
         }
         summary = {
-            "kind": "imagination-ppo", "world_model": str(wm_run.checkpoint), "init": str(init),
-            "env": env.describe(), "imagined_steps": steps,
-            "wall": {"total_s": time.perf_counter() - start, "bc_s": bc_s, "ppo_s": ppo_s,
-                     "world_model_steps_per_s": env.world_steps / ppo_s if ppo_s > 0 else None},
-            "imagined_return": {"first_iterations": _mean_return(history, slice(0, 2)),
-                                "last_iterations": _mean_return(history, slice(-2, None))},
-            "curve": [{k: h[k] for k in ("iteration", "imagined/world_model_steps", "wall_s", "episode/return",
-                                         "episode/success", "episode/length") if k in h} for h in history],
+            "kind": "imagination-ppo",
+            "world_model": str(wm_run.checkpoint),
+            "init": str(init),
+            "env": env.describe(),
+            "imagined_steps": steps,
+            "wall": {
+                "total_s": time.perf_counter() - start,
+                "bc_s": bc_s,
+                "ppo_s": ppo_s,
+                "world_model_steps_per_s": env.world_steps / ppo_s if ppo_s > 0 else None,
+            },
+            "imagined_return": {
+                "first_iterations": _mean_return(history, slice(0, 2)),
+                "last_iterations": _mean_return(history, slice(-2, None)),
+            },
+            "curve": [
+                {
+                    k: h[k]
+                    for k in (
+                        "iteration",
+                        "imagined/world_model_steps",
+                        "wall_s",
+                        "episode/return",
+                        "episode/success",
+                        "episode/length",
+                    )
+                    if k in h
+                }
+                for h in history
+            ],
             "note": "imagined return and success (done head fired) are not real success; evaluate in the sim",
         }
     finally:

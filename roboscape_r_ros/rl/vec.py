@@ -32,7 +32,7 @@ leave it out.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from gymnasium.vector import AutoresetMode
 
 from roboscape_r_ros.errors import RoboscapeError
 
-Array = Union[np.ndarray, torch.Tensor]
+Array = np.ndarray | torch.Tensor
 Obs = dict[str, Array]
 TensorObs = dict[str, torch.Tensor]
 OBS_KEYS = ("image", "goal")

@@ -8,8 +8,8 @@ match the spec, so a refused command moves nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -53,7 +53,8 @@ class ActionSpec:
         for key in ("units", "scale", "lower", "upper"):
             if len(getattr(self, key)) != n:
                 raise ActionSpecError(
-                    f"action_{key} has {len(getattr(self, key))} entries but action_names has {n} ({', '.join(self.names)})"
+                    f"action_{key} has {len(getattr(self, key))} entries but action_names has {n} "
+                    f"({', '.join(self.names)})"
                 )
         if self.hold_last and len(self.hold_last) != n:
             raise ActionSpecError(f"hold_last has {len(self.hold_last)} entries, expected {n}")
@@ -61,9 +62,13 @@ class ActionSpec:
             raise ActionSpecError("action limits and scales must be finite numbers")
         bad = [name for name, lo, hi in zip(self.names, self.lower, self.upper) if lo >= hi]
         if bad:
-            raise ActionSpecError(f"action_lower must be below action_upper for every dimension (not for {', '.join(bad)})")
+            raise ActionSpecError(
+                f"action_lower must be below action_upper for every dimension (not for {', '.join(bad)})"
+            )
         if self.mode not in MODE_NAMES:
-            raise ActionSpecError(f"mode must be one of {sorted(MODE_NAMES)} (absolute, delta, velocity), got {self.mode}")
+            raise ActionSpecError(
+                f"mode must be one of {sorted(MODE_NAMES)} (absolute, delta, velocity), got {self.mode}"
+            )
         if not self.period_s > 0:
             raise ActionSpecError(f"the control period must be positive, got {self.period_s}")
 
@@ -124,13 +129,16 @@ def check_command(
         raise CommandRejected("scale", f"action scale {list(scale)} is not {list(spec.scale)}")
     if mode != spec.mode:
         raise CommandRejected(
-            "mode", f"action mode {MODE_NAMES.get(mode, mode)} is not {MODE_NAMES[spec.mode]} (this driver executes only that)"
+            "mode",
+            f"action mode {MODE_NAMES.get(mode, mode)} is not {MODE_NAMES[spec.mode]} (this driver executes only that)",
         )
     if not np.isfinite(values_arr).all():
         raise CommandRejected("nonfinite", f"action values {values_arr.tolist()} are not all finite")
     low, high = np.asarray(spec.lower), np.asarray(spec.upper)
     outside = (values_arr < low) | (values_arr > high)
     if outside.any():
-        dims = ", ".join(f"{spec.names[i]}={values_arr[i]:.4g} not in [{low[i]:g}, {high[i]:g}]" for i in np.flatnonzero(outside))
+        dims = ", ".join(
+            f"{spec.names[i]}={values_arr[i]:.4g} not in [{low[i]:g}, {high[i]:g}]" for i in np.flatnonzero(outside)
+        )
         raise CommandRejected("range", f"action out of range: {dims}")
     return values_arr

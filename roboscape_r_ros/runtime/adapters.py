@@ -21,7 +21,6 @@ A hold (watchdog, e-stop) goes only to the outputs in ``hold_outputs``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -31,16 +30,16 @@ LINEAR = ({"x", "dx", "vx"}, {"y", "dy", "vy"}, {"z", "dz", "vz"})
 ANGULAR = ({"roll", "droll", "rx", "wx"}, {"pitch", "dpitch", "ry", "wy"}, {"yaw", "dyaw", "rz", "wz"})
 
 
-def _axes(spec: ActionSpec, groups: tuple[set[str], ...]) -> list[Optional[int]]:
+def _axes(spec: ActionSpec, groups: tuple[set[str], ...]) -> list[int | None]:
     """For each of the three axes, the index of the action dimension that drives it (or None)."""
     return [next((i for i, name in enumerate(spec.names) if name in group), None) for group in groups]
 
 
-def _vector(physical: np.ndarray, axes: list[Optional[int]]) -> np.ndarray:
+def _vector(physical: np.ndarray, axes: list[int | None]) -> np.ndarray:
     return np.array([physical[i] if i is not None else 0.0 for i in axes])
 
 
-def supported(spec: ActionSpec, output: str) -> Optional[str]:
+def supported(spec: ActionSpec, output: str) -> str | None:
     """None when ``output`` can express actions of this spec, else why not."""
     has_linear = any(i is not None for i in _axes(spec, LINEAR))
     has_angular = any(i is not None for i in _axes(spec, ANGULAR))
@@ -69,24 +68,28 @@ def quat_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
     cr, sr = np.cos(roll / 2), np.sin(roll / 2)
     cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
     cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
-    return np.array([
-        sr * cp * cy - cr * sp * sy,
-        cr * sp * cy + sr * cp * sy,
-        cr * cp * sy - sr * sp * cy,
-        cr * cp * cy + sr * sp * sy,
-    ])
+    return np.array(
+        [
+            sr * cp * cy - cr * sp * sy,
+            cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy,
+            cr * cp * cy + sr * sp * sy,
+        ]
+    )
 
 
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product a * b of (x, y, z, w) quaternions."""
     ax, ay, az, aw = a
     bx, by, bz, bw = b
-    return np.array([
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-        aw * bw - ax * bx - ay * by - az * bz,
-    ])
+    return np.array(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class Pose:
     orientation: np.ndarray  # [4] quaternion x, y, z, w
 
 
-def pose_target(spec: ActionSpec, values: np.ndarray, current: Optional[Pose]) -> Pose:
+def pose_target(spec: ActionSpec, values: np.ndarray, current: Pose | None) -> Pose:
     physical = spec.physical(values)
     linear_axes, angular_axes = _axes(spec, LINEAR), _axes(spec, ANGULAR)
     linear, angular = _vector(physical, linear_axes), _vector(physical, angular_axes)

@@ -75,8 +75,16 @@ class ContextPool:
     """Real context windows: the first ``context_frames`` frames (frame_skip apart) of dataset episodes,
     by default the run's held-out ones (split.json), drawn at random per reset."""
 
-    def __init__(self, wm: WorldModel, run: WorldModelRun, *, dataset: str = "", episodes: str = "held_out",
-                 context_frames: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        wm: WorldModel,
+        run: WorldModelRun,
+        *,
+        dataset: str = "",
+        episodes: str = "held_out",
+        context_frames: int = 0,
+        seed: int = 0,
+    ):
         path = dataset or (run.split or {}).get("dataset", "")
         if not path:
             raise DreamError(f"{run.checkpoint}: no dataset given and no split.json beside it names one")
@@ -102,8 +110,12 @@ class ContextPool:
 
     def draw(self) -> Context:
         p = int(self.rng.integers(len(self.episodes)))
-        return Context(self.frames[p], self.actions[p].astype(np.float32), f"dataset episode {self.episodes[p]}",
-                       self.instructions[p])
+        return Context(
+            self.frames[p],
+            self.actions[p].astype(np.float32),
+            f"dataset episode {self.episodes[p]}",
+            self.instructions[p],
+        )
 
 
 @dataclass(frozen=True)
@@ -124,8 +136,15 @@ class DreamFrame:
 class DreamSession:
     """The KV-cache state of ONE imagined environment, stepped one action at a time."""
 
-    def __init__(self, wm: WorldModel, contexts: ContextPool | None = None, *, max_steps: int = 40,
-                 done_threshold: float = 0.9, name: str = "dream"):
+    def __init__(
+        self,
+        wm: WorldModel,
+        contexts: ContextPool | None = None,
+        *,
+        max_steps: int = 40,
+        done_threshold: float = 0.9,
+        name: str = "dream",
+    ):
         if max_steps < 1 or not 0.0 < done_threshold <= 1.0:
             raise DreamError(f"max_steps must be >= 1 and done_threshold in (0, 1]; got {max_steps}, {done_threshold}")
         self.wm, self.contexts = wm.eval(), contexts
@@ -147,12 +166,15 @@ class DreamSession:
         for i, frame in enumerate(context.frames):
             check_frame(self.wm, frame, f"context frame {i}")
         if context.actions.shape != (len(context.frames) - 1, self.wm.cfg.action_dim):
-            raise DreamError(f"{len(context.frames)} context frames need actions [{len(context.frames) - 1},"
-                             f"{self.wm.cfg.action_dim}], got {list(context.actions.shape)}")
+            raise DreamError(
+                f"{len(context.frames)} context frames need actions [{len(context.frames) - 1},"
+                f"{self.wm.cfg.action_dim}], got {list(context.actions.shape)}"
+            )
         self.state = self.wm.encode_context(context.frames[None], context.actions[None])
         self.episode_index += 1
-        self.frame = DreamFrame(context.frames[-1], 0.0, False, False, 0, f"{self.name}-ep{self.episode_index:04d}",
-                                context)
+        self.frame = DreamFrame(
+            context.frames[-1], 0.0, False, False, 0, f"{self.name}-ep{self.episode_index:04d}", context
+        )
         return self.frame
 
     def step(self, action: np.ndarray) -> DreamFrame:
@@ -163,8 +185,15 @@ class DreamSession:
         self.state, image, done = self.wm.step(self.state, action[None])
         p, step = float(done[0]), self.frame.step + 1
         terminated = p > self.done_threshold
-        self.frame = DreamFrame(image[0].cpu().numpy(), p, terminated, not terminated and step >= self.max_steps, step,
-                                self.frame.episode_id, self.frame.context)
+        self.frame = DreamFrame(
+            image[0].cpu().numpy(),
+            p,
+            terminated,
+            not terminated and step >= self.max_steps,
+            step,
+            self.frame.episode_id,
+            self.frame.context,
+        )
         return self.frame
 
 
@@ -217,7 +246,7 @@ class ShadowMonitor:
             result = ShadowResult(self.prediction, frame, mse, float(psnr(self.prediction, frame)))
             keep = self.wm.cfg.context_length - 1
             self.frames = (self.frames + [frame])[-keep:]
-            self.actions = (self.actions + [np.mean(self.pending, 0)])[len(self.actions) + 2 - len(self.frames):]
+            self.actions = (self.actions + [np.mean(self.pending, 0)])[len(self.actions) + 2 - len(self.frames) :]
             self.pending, self.prediction = [], None
         self.latest, self.answered = stamp, False
         return result
@@ -246,4 +275,3 @@ def side_by_side(size: int, real: np.ndarray | None, dream: np.ndarray | None, g
     for panel in (real, dream, goal):
         panels.append(np.zeros((size, size, 3), np.uint8) if panel is None else to_model_frame(panel, size))
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], 1)
-

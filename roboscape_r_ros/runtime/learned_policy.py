@@ -42,7 +42,9 @@ class LearnedPolicy(PolicyBackend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         if not options.checkpoint:
-            raise BackendError("the learned backend needs a policy checkpoint (parameter checkpoint: a .safetensors file)")
+            raise BackendError(
+                "the learned backend needs a policy checkpoint (parameter checkpoint: a .safetensors file)"
+            )
         try:
             device = torch.device(options.device)
         except RuntimeError as err:

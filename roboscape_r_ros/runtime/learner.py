@@ -32,7 +32,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -55,7 +54,7 @@ class _Step:
     stamp_ns: int
     episode_id: str
     decision: Decision
-    reward: Optional[tuple[float, bool, bool]] = None  # (reward, done, truncated)
+    reward: tuple[float, bool, bool] | None = None  # (reward, done, truncated)
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class _Transition:
     decision: Decision
     reward: float  # raw reward
     ended: bool  # no GAE across it: terminated, truncated or cut
-    bootstrap: Optional[float]  # V(next frame) added as gamma * bootstrap (truncated or cut), else None
+    bootstrap: float | None  # V(next frame) added as gamma * bootstrap (truncated or cut), else None
     next_value: float  # V(next frame) when the episode goes on (used for a rollout's last row)
 
 
@@ -76,7 +75,9 @@ class Learner:
 
     def __init__(self, policy: ImagePolicy, cfg: PPOConfig, output: str | Path) -> None:
         if policy.cfg.chunk != 1:
-            raise LearnerError(f"learning mode trains one action per decision; this policy emits chunks of {policy.cfg.chunk}")
+            raise LearnerError(
+                f"learning mode trains one action per decision; this policy emits chunks of {policy.cfg.chunk}"
+            )
         self.policy, self.cfg = policy, cfg
         self.output = Path(output)
         try:
@@ -105,7 +106,12 @@ class Learner:
     def reward(self, stamp_ns: int, episode_id: str, reward: float, done: bool, truncated: bool) -> bool:
         """A reward computed on the frame stamped ``stamp_ns``; False when it pays no transition."""
         step = next((s for s in reversed(self.steps) if s.stamp_ns < stamp_ns), None)
-        if step is None or step.reward is not None or not _same_episode(step.episode_id, episode_id) or not np.isfinite(reward):
+        if (
+            step is None
+            or step.reward is not None
+            or not _same_episode(step.episode_id, episode_id)
+            or not np.isfinite(reward)
+        ):
             self.counts["unmatched"] += 1
             return False
         step.reward = (float(reward), bool(done), bool(truncated))
@@ -117,7 +123,9 @@ class Learner:
         """The step at ``index`` will never get a reward: a later one has one, or a later episode began."""
         step = self.steps[index]
         later = self.steps[index + 1 :]
-        return step.reward is None and any(s.reward is not None or not _same_episode(s.episode_id, step.episode_id) for s in later)
+        return step.reward is None and any(
+            s.reward is not None or not _same_episode(s.episode_id, step.episode_id) for s in later
+        )
 
     def _settle(self) -> None:
         while self.steps:
@@ -172,7 +180,10 @@ class Learner:
             buffer.rewards[t, 0] = reward[0]
             self.next_done = row.ended
         buffer.next_value[0], buffer.next_done[0] = rows[-1].next_value, float(self.next_done)
-        self.rollout_stats = {"rollout/reward": float(np.mean([row.reward for row in rows])), "rollout/episode_ends": float(sum(row.ended for row in rows))}
+        self.rollout_stats = {
+            "rollout/reward": float(np.mean([row.reward for row in rows])),
+            "rollout/episode_ends": float(sum(row.ended for row in rows)),
+        }
         return buffer
 
     def update(self, buffer: RolloutBuffer) -> dict[str, float]:

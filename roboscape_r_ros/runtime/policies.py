@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -54,8 +54,8 @@ class BackendOptions:
 @dataclass(frozen=True)
 class PolicyInput:
     image: np.ndarray  # uint8 [H, W, 3] RGB, the model-size observation
-    goal: Optional[np.ndarray] = None  # uint8 [H, W, 3] goal frame, when one was received
-    state: Optional[np.ndarray] = None  # float64 [S] in the backend's ``state_names`` order
+    goal: np.ndarray | None = None  # uint8 [H, W, 3] goal frame, when one was received
+    state: np.ndarray | None = None  # float64 [S] in the backend's ``state_names`` order
     step: int = 0  # control step inside the episode
 
 
@@ -65,7 +65,7 @@ class PolicyBackend:
     name = "base"
     needs_state = False  # True: wait for a ``state`` message stamped like the observation
     needs_goal = False  # True: hold until a goal image arrived
-    state_names: Optional[tuple[str, ...]] = None  # the order ``PolicyInput.state`` is given in
+    state_names: tuple[str, ...] | None = None  # the order ``PolicyInput.state`` is given in
     source = "policy"  # written into Action.source
 
     def __init__(self, options: BackendOptions) -> None:
@@ -137,7 +137,9 @@ class ExpertPolicy(PolicyBackend):
         from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES
 
         if options.spec.names != ("dx", "dy", "dz", "gripper"):
-            raise BackendError(f"the expert backend drives Meta-World's dx, dy, dz, gripper, not {', '.join(options.spec.names)}")
+            raise BackendError(
+                f"the expert backend drives Meta-World's dx, dy, dz, gripper, not {', '.join(options.spec.names)}"
+            )
         try:
             self.policy = expert_policy(options.task)
         except RoboscapeError as err:

@@ -66,8 +66,14 @@ class RewardSession:
             raise DreamError(f"frame is {frame.dtype} {list(frame.shape)}; the goal is uint8 {list(self.goal.shape)}")
         p = self.done_probability(frame) if done_probability is None else float(done_probability)
         terms = self.reward(np.array(frame[None]), np.array([p], np.float32))  # [1,H,W,3] writable, [1]
-        return StepReward(float(terms.reward[0]), float(terms.alignment[0]), float(terms.bonus[0]),
-                          float(terms.distance[0]), p, terms.backend)
+        return StepReward(
+            float(terms.reward[0]),
+            float(terms.alignment[0]),
+            float(terms.bonus[0]),
+            float(terms.distance[0]),
+            p,
+            terms.backend,
+        )
 
     def _model(self, why: str) -> WorldModel:
         if self.wm is None:

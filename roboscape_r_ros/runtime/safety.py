@@ -15,8 +15,8 @@ that a held object is not dropped), published once; nothing follows until fresh 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class SafetyConfigError(RoboscapeError, ValueError):
 
 @dataclass(frozen=True)
 class Verdict:
-    command: Optional[np.ndarray]  # float64 [dim] to publish, or None: publish nothing
+    command: np.ndarray | None  # float64 [dim] to publish, or None: publish nothing
     reason: str = ""  # stable key when refused: "estop", "shape", "nonfinite", "range"
     message: str = ""
     rate_limited: bool = False
@@ -44,7 +44,9 @@ class SafetyFilter:
     def __init__(self, spec: ActionSpec, max_delta: Sequence[float]) -> None:
         max_delta = np.asarray(list(max_delta), np.float64)
         if max_delta.shape != (spec.dim,):
-            raise SafetyConfigError(f"max_delta has {max_delta.size} entries, expected {spec.dim} ({', '.join(spec.names)})")
+            raise SafetyConfigError(
+                f"max_delta has {max_delta.size} entries, expected {spec.dim} ({', '.join(spec.names)})"
+            )
         if not (np.isfinite(max_delta).all() and (max_delta > 0).all()):
             raise SafetyConfigError(f"max_delta must be positive finite numbers, got {max_delta.tolist()}")
         self.spec = spec
@@ -91,7 +93,8 @@ class SafetyFilter:
         outside = (action < self.lower) | (action > self.upper)
         if outside.any():
             dims = ", ".join(
-                f"{self.spec.names[i]}={action[i]:.4g} not in [{self.lower[i]:g}, {self.upper[i]:g}]" for i in np.flatnonzero(outside)
+                f"{self.spec.names[i]}={action[i]:.4g} not in [{self.lower[i]:g}, {self.upper[i]:g}]"
+                for i in np.flatnonzero(outside)
             )
             return Verdict(None, "range", f"policy output out of range ({dims}): no command")
         change = np.clip(action - self.previous, -self.max_delta, self.max_delta)
@@ -108,7 +111,7 @@ class Watchdog:
         if not timeout_s > 0:
             raise SafetyConfigError(f"the watchdog timeout must be positive, got {timeout_s}")
         self.timeout_s = timeout_s
-        self.last_feed: Optional[float] = None
+        self.last_feed: float | None = None
 
     def feed(self, now: float) -> None:
         self.last_feed = now

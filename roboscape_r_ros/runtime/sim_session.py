@@ -75,7 +75,9 @@ class SimSession:
             raise RuntimeError("the episode has ended: reset first")
         obs, _, _, truncated, info = self.env.step(np.asarray(values, np.float32))
         self.time_ns += PERIOD_NS
-        self.frame = self._frame(obs, info, success=bool(info["success"]), truncated=truncated, step=self.frame.step + 1)
+        self.frame = self._frame(
+            obs, info, success=bool(info["success"]), truncated=truncated, step=self.frame.step + 1
+        )
         return self.frame
 
     def _frame(self, obs: dict, info: dict, *, success: bool, truncated: bool, step: int) -> SimFrame:

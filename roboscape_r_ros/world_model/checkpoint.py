@@ -54,8 +54,10 @@ def check_state_dict(path: str | Path, module: torch.nn.Module, tensors: dict[st
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        parts = [f"missing {missing[0]!r} (+{len(missing) - 1} more)" if missing else "",
-                 f"unexpected {unexpected[0]!r} (+{len(unexpected) - 1} more)" if unexpected else ""]
+        parts = [
+            f"missing {missing[0]!r} (+{len(missing) - 1} more)" if missing else "",
+            f"unexpected {unexpected[0]!r} (+{len(unexpected) - 1} more)" if unexpected else "",
+        ]
         raise CheckpointError(f"{path}: tensors do not match the model: {'; '.join(p for p in parts if p)}")
     for key, shape in expected.items():
         if tensors[key].shape != shape:

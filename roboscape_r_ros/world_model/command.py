@@ -35,7 +35,11 @@ from roboscape_r_ros.world_model.media import labelled_grid, write_gif
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import dream_vs_real, spread
 from roboscape_r_ros.world_model.train import (
-    MODEL_FILE, saved_step, train_action_model, train_goal_model, train_tokenizer,
+    MODEL_FILE,
+    saved_step,
+    train_action_model,
+    train_goal_model,
+    train_tokenizer,
 )
 
 STAGES = ("tokenizer", "action", "goal")
@@ -47,15 +51,18 @@ class TrainWMConfig:
     name: str = option("world_model", help="run name: the run folder is outputs/runs/<name> unless `run` is set")
     run: str = option("", help="run folder; rerunning the same command on it resumes where it stopped")
     model: WorldModelConfig = option(WorldModelConfig(), help="world model sizes and optimisation")
-    held_out_fraction: float = option(0.15, help="share of episodes held out for evaluation, within every task "
-                                      "and episode kind")
+    held_out_fraction: float = option(
+        0.15, help="share of episodes held out for evaluation, within every task and episode kind"
+    )
     split_seed: int = option(0, help="seed of the train / held-out episode split")
     seed: int = option(0, help="seed of the initial weights and of the training batches")
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="torch device (auto: cuda when available)")
     threads: int = option(0, help="torch CPU threads (0: torch's default); 1 is fastest on a busy 2-core machine")
     goal_first_window_share: float = option(
-        0.25, help="share of each goal-model batch that starts at an episode's first frame (the goal model "
-        "imagines from frame 0)")
+        0.25,
+        help="share of each goal-model batch that starts at an episode's first frame (the goal model "
+        "imagines from frame 0)",
+    )
     media_every: int = option(0, help="action-stage steps between dream-vs-real GIFs (0: only when the stage ends)")
     media_examples: int = option(4, help="held-out episodes shown in each dream-vs-real GIF")
     progress: bool = option(True, help="show progress bars")
@@ -72,11 +79,15 @@ def resolve_device(name: str) -> torch.device:
 def check_dataset(dataset: EpisodeDataset, cfg: WorldModelConfig) -> None:
     size = cfg.image_size
     if dataset.image_shape != (size, size, 3):
-        raise ConfigError(f"{dataset.root}: frames are {dataset.image_shape[0]}x{dataset.image_shape[1]}, the model "
-                          f"takes {size}x{size} (set model.image_size={dataset.image_shape[0]})")
+        raise ConfigError(
+            f"{dataset.root}: frames are {dataset.image_shape[0]}x{dataset.image_shape[1]}, the model "
+            f"takes {size}x{size} (set model.image_size={dataset.image_shape[0]})"
+        )
     if len(dataset.action_names) != cfg.action_dim:
-        raise ConfigError(f"{dataset.root}: actions have {len(dataset.action_names)} dimensions, the model "
-                          f"{cfg.action_dim} (set model.action_dim={len(dataset.action_names)})")
+        raise ConfigError(
+            f"{dataset.root}: actions have {len(dataset.action_names)} dimensions, the model "
+            f"{cfg.action_dim} (set model.action_dim={len(dataset.action_names)})"
+        )
 
 
 def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -84,19 +95,30 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
     if run.file("split.json").exists():
         split = run.read_json("split.json")
         if (split.get("num_episodes"), split.get("num_frames")) != (dataset.num_episodes, dataset.num_frames):
-            raise RunError(f"{run.file('split.json')}: made for a dataset of {split.get('num_episodes')} episodes / "
-                           f"{split.get('num_frames')} frames; {dataset.root} has {dataset.num_episodes} / "
-                           f"{dataset.num_frames}")
+            raise RunError(
+                f"{run.file('split.json')}: made for a dataset of {split.get('num_episodes')} episodes / "
+                f"{split.get('num_frames')} frames; {dataset.root} has {dataset.num_episodes} / "
+                f"{dataset.num_frames}"
+            )
         return list(split["train"]), list(split["held_out"])
     train, held_out = stratified_split(dataset, fraction, seed)
     kinds = defaultdict(int)
     for i in held_out:
         kinds[f"{dataset.episodes[i].task}/{dataset.episodes[i].kind}"] += 1
-    run.write_json("split.json", {
-        "dataset": str(dataset.root), "num_episodes": dataset.num_episodes, "num_frames": dataset.num_frames,
-        "held_out_fraction": fraction, "seed": seed, "stratified_by": "task and kind",
-        "train": train, "held_out": held_out, "held_out_groups": dict(sorted(kinds.items())),
-    })
+    run.write_json(
+        "split.json",
+        {
+            "dataset": str(dataset.root),
+            "num_episodes": dataset.num_episodes,
+            "num_frames": dataset.num_frames,
+            "held_out_fraction": fraction,
+            "seed": seed,
+            "stratified_by": "task and kind",
+            "train": train,
+            "held_out": held_out,
+            "held_out_groups": dict(sorted(kinds.items())),
+        },
+    )
     return train, held_out
 
 
@@ -182,8 +204,9 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
     dataset = EpisodeDataset.open(cfg.dataset)
     check_dataset(dataset, wm_cfg)
     with RunFolder.open(run_path(cfg.run, cfg.name), lock=True) as run:
-        run.write_config(cfg, must_match=("dataset", "model.", "held_out_fraction", "split_seed"),
-                         ignore=("model.train.",))
+        run.write_config(
+            cfg, must_match=("dataset", "model.", "held_out_fraction", "split_seed"), ignore=("model.train.",)
+        )
         train_eps, held_out = load_split(run, dataset, cfg.held_out_fraction, cfg.split_seed)
         run.log(f"train-wm on {device}: {dataset.root} ({len(train_eps)} train / {len(held_out)} held-out episodes)")
         torch.manual_seed(cfg.seed)
@@ -195,16 +218,20 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
         def media(step: int) -> None:
             was_training = model.training
             model.eval()
-            strip = dream_vs_real(model, arrays, held_out, media_dir / f"dream_action_{step:06d}.gif",
-                                  cfg.media_examples)
+            strip = dream_vs_real(
+                model, arrays, held_out, media_dir / f"dream_action_{step:06d}.gif", cfg.media_examples
+            )
             if strip is not None:
                 writer.add_image("action/dream_vs_real", strip, step, dataformats="HWC")
             model.train(was_training)
 
         logger = StageLogger(run, writer, media, cfg.media_every, wm_cfg.train.checkpoint_every)
         T, k, B = wm_cfg.context_length, wm_cfg.frame_skip, wm_cfg.train.batch_size
-        steps = {"tokenizer": wm_cfg.train.tokenizer_steps, "action": wm_cfg.train.action_steps,
-                 "goal": wm_cfg.train.goal_steps}
+        steps = {
+            "tokenizer": wm_cfg.train.tokenizer_steps,
+            "action": wm_cfg.train.action_steps,
+            "goal": wm_cfg.train.goal_steps,
+        }
         starts = {stage: saved_step(run.path, stage) for stage in STAGES}
         for stage in STAGES:
             if 0 < starts[stage] < steps[stage]:
@@ -218,20 +245,40 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
             return tokens[0]
 
         def tokenizer_batches():
-            loader = SkipWindows(dataset, context_length=1, frame_skip=1, batch_size=B, episodes=train_eps,
-                                 seed=(cfg.seed, 0, starts["tokenizer"]))
+            loader = SkipWindows(
+                dataset,
+                context_length=1,
+                frame_skip=1,
+                batch_size=B,
+                episodes=train_eps,
+                seed=(cfg.seed, 0, starts["tokenizer"]),
+            )
             yield from loader
 
         def action_batches():
-            yield from SkipWindows(dataset, context_length=T, frame_skip=k, batch_size=B, episodes=train_eps,
-                                   seed=(cfg.seed, 1, starts["action"]), tokens=token_array())
+            yield from SkipWindows(
+                dataset,
+                context_length=T,
+                frame_skip=k,
+                batch_size=B,
+                episodes=train_eps,
+                seed=(cfg.seed, 1, starts["action"]),
+                tokens=token_array(),
+            )
 
         successful = [i for i in train_eps if dataset.episodes[i].success]
 
         def goal_batches():
-            yield from SkipWindows(dataset, context_length=T, frame_skip=k, batch_size=B, episodes=successful,
-                                   seed=(cfg.seed, 2, starts["goal"]), tokens=token_array(),
-                                   first_window_share=cfg.goal_first_window_share)
+            yield from SkipWindows(
+                dataset,
+                context_length=T,
+                frame_skip=k,
+                batch_size=B,
+                episodes=successful,
+                seed=(cfg.seed, 2, starts["goal"]),
+                tokens=token_array(),
+                first_window_share=cfg.goal_first_window_share,
+            )
 
         # 1. tokenizer
         logger.start("tokenizer")
@@ -246,24 +293,29 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
         # 3. goal world model, on successful episodes only
         if successful and steps["goal"] > 0:
             logger.start("goal")
-            fresh = train_goal_model(model, goal_batches(), dataset.tasks, run_dir=run.path, log=logger,
-                                     progress=cfg.progress)
+            fresh = train_goal_model(
+                model, goal_batches(), dataset.tasks, run_dir=run.path, log=logger, progress=cfg.progress
+            )
             logger.finish("goal")
             if fresh or not (media_dir / "goal.gif").exists():
                 goal_media(model, dataset, arrays, held_out, media_dir / "goal.gif", cfg.media_examples)
         else:
-            run.log("goal: skipped, " + ("model.train.goal_steps=0" if successful
-                                         else "the training episodes hold no successful episode"))
+            run.log(
+                "goal: skipped, "
+                + ("model.train.goal_steps=0" if successful else "the training episodes hold no successful episode")
+            )
         writer.close()
         seconds = logger.seconds
         total = sum(seconds.values())
         timing = ", ".join(f"{s} {seconds.get(s, 0):.0f} s" for s in STAGES)
         run.log(f"finished: {timing} (total {total / 60:.1f} min of training)")
-        return (f"world model  {run.file(MODEL_FILE)}\n"
-                f"stages       {timing}; total {total / 60:.1f} min\n"
-                f"episodes     {len(train_eps)} train, {len(held_out)} held out (split.json)\n"
-                f"media        {media_dir}\n"
-                f"tensorboard  tensorboard --logdir {run.path / 'tensorboard'}")
+        return (
+            f"world model  {run.file(MODEL_FILE)}\n"
+            f"stages       {timing}; total {total / 60:.1f} min\n"
+            f"episodes     {len(train_eps)} train, {len(held_out)} held out (split.json)\n"
+            f"media        {media_dir}\n"
+            f"tensorboard  tensorboard --logdir {run.path / 'tensorboard'}"
+        )
 
 
 def goal_media(model: WorldModel, dataset: EpisodeDataset, arrays, episodes, path: Path, examples: int) -> None:
@@ -273,8 +325,11 @@ def goal_media(model: WorldModel, dataset: EpisodeDataset, arrays, episodes, pat
         return
     k = model.cfg.frame_skip
     first = np.stack([arrays.frames[arrays.starts[e]] for e in chosen])
-    imagined = model.imagine_goal(first, [dataset.episodes[e].instruction for e in chosen],
-                                  max_steps=max(int(arrays.lengths[e]) for e in chosen) // k + 4)
+    imagined = model.imagine_goal(
+        first,
+        [dataset.episodes[e].instruction for e in chosen],
+        max_steps=max(int(arrays.lengths[e]) for e in chosen) // k + 4,
+    )
     rows = []
     for i, e in enumerate(chosen):
         real = arrays.frames[arrays.starts[e] : arrays.starts[e] + arrays.lengths[e] : k]

@@ -28,8 +28,10 @@ class DynamicsConfig:
     done_hidden: int = option(128, help="hidden width of the done-head MLP")
     done_weight: float = option(5.0, help="weight of MSE(done_prob, done_label) beside token cross-entropy")
     changed_token_weight: float = option(
-        1.0, help="cross-entropy weight of the masked tokens that differ from the previous frame's (the moving "
-        "arm and objects, a few percent of all tokens) relative to the static ones")
+        1.0,
+        help="cross-entropy weight of the masked tokens that differ from the previous frame's (the moving "
+        "arm and objects, a few percent of all tokens) relative to the static ones",
+    )
 
 
 @dataclass
@@ -58,11 +60,15 @@ class WorldModelConfig:
     action_dim: int = option(4, help="action dimensions (Meta-World: dx, dy, dz, gripper)")
     context_length: int = option(8, help="training window and attention span: context_length-1 past + 1 predicted")
     frame_skip: int = option(
-        4, help="control steps per world-model step (paper: 4): frames are taken every frame_skip control steps and "
-        "the step's action is the mean of those control steps' actions (in a simulator: repeat it frame_skip times)")
+        4,
+        help="control steps per world-model step (paper: 4): frames are taken every frame_skip control steps and "
+        "the step's action is the mean of those control steps' actions (in a simulator: repeat it frame_skip times)",
+    )
     token_hold_threshold: int = option(
-        -1, help="a frame patch whose pixels all stay within this many levels (0-255) of the frame its token came "
-        "from keeps that token id, so the dynamics predicts motion, not re-quantisation flicker; -1: never hold")
+        -1,
+        help="a frame patch whose pixels all stay within this many levels (0-255) of the frame its token came "
+        "from keeps that token id, so the dynamics predicts motion, not re-quantisation flicker; -1: never hold",
+    )
     done_threshold: float = option(0.9, help="done probability at which an episode (or sub-task) ends")
     tokenizer: TokenizerConfig = option(TokenizerConfig(), help="frame tokenizer")
     dynamics: DynamicsConfig = option(DynamicsConfig(), help="spatial-temporal transformer of both world models")

@@ -45,17 +45,32 @@ def skip_actions(actions: np.ndarray, frame_skip: int) -> np.ndarray:
 class SkipWindows:
     """Random batches of T world-model frames `frame_skip` recorded frames apart, as loader batches:
 
-        frames uint8 [B,T,H,W,3], and their own token ids [B,T,N] when `tokens` [frames,N] is given
-        actions float32 [B,T,A] (a_t leads from frame t to t+1; the last one is zero, unused)
-        done float32 [B,T], task_index int64 [B], episode_index int64 [B]
+    frames uint8 [B,T,H,W,3], and their own token ids [B,T,N] when `tokens` [frames,N] is given
+    actions float32 [B,T,A] (a_t leads from frame t to t+1; the last one is zero, unused)
+    done float32 [B,T], task_index int64 [B], episode_index int64 [B]
     """
 
-    def __init__(self, dataset: EpisodeDataset, *, context_length: int, frame_skip: int, batch_size: int,
-                 episodes: list[int] | np.ndarray | None = None, seed: int | tuple = 0,
-                 first_window_share: float = 0.0, tokens: np.ndarray | None = None):
+    def __init__(
+        self,
+        dataset: EpisodeDataset,
+        *,
+        context_length: int,
+        frame_skip: int,
+        batch_size: int,
+        episodes: list[int] | np.ndarray | None = None,
+        seed: int | tuple = 0,
+        first_window_share: float = 0.0,
+        tokens: np.ndarray | None = None,
+    ):
         self.T, self.k = context_length, frame_skip
-        self.loader = WindowLoader(dataset, window=(context_length - 1) * frame_skip + 1, batch_size=batch_size,
-                                   episodes=episodes, seed=seed, first_window_share=first_window_share)  # type: ignore[arg-type]
+        self.loader = WindowLoader(
+            dataset,
+            window=(context_length - 1) * frame_skip + 1,
+            batch_size=batch_size,
+            episodes=episodes,
+            seed=seed,
+            first_window_share=first_window_share,
+        )  # type: ignore[arg-type]
         self.data: EpisodeArrays = self.loader.data
         self.tokens = tokens
 
@@ -64,8 +79,12 @@ class SkipWindows:
         kept = rows[:, :: self.k]  # [B,T]
         actions = skip_actions(self.data.actions[rows[:, :-1]], self.k)  # [B,T-1,A]
         actions = np.concatenate([actions, np.zeros_like(actions[:, :1])], 1)
-        batch = {"actions": actions.astype(np.float32), "done": self.data.done[kept],
-                 "task_index": self.data.task_index[episode], "episode_index": self.data.episode_index[episode]}
+        batch = {
+            "actions": actions.astype(np.float32),
+            "done": self.data.done[kept],
+            "task_index": self.data.task_index[episode],
+            "episode_index": self.data.episode_index[episode],
+        }
         batch["frames"] = self.data.frames[kept]
         if self.tokens is not None:
             batch["tokens"] = self.tokens[kept]
@@ -83,8 +102,13 @@ def encode_frames(model, frames: np.ndarray, batch_size: int = 256, progress: bo
     model.eval()
     dtype = np.int16 if model.tokenizer.vocab_size <= np.iinfo(np.int16).max else np.int32
     out = np.empty((len(frames), model.grid**2), dtype)
-    for start in tqdm(range(0, len(frames), batch_size), desc="world model: tokenizing frames",
-                      disable=not progress, dynamic_ncols=True, unit="batch"):
+    for start in tqdm(
+        range(0, len(frames), batch_size),
+        desc="world model: tokenizing frames",
+        disable=not progress,
+        dynamic_ncols=True,
+        unit="batch",
+    ):
         chunk = torch.from_numpy(frames[start : start + batch_size])
         out[start : start + len(chunk)] = model.tokens(chunk).cpu().numpy()
     model.train(was_training)

@@ -73,7 +73,7 @@ class TemporalAttention(Attention):
         new_kv = (k, v)
         if past is not None:
             k, v = torch.cat([past[0], k], 1), torch.cat([past[1], v], 1)
-        q = rope(self.split(q), pos[-x.shape[1]:])
+        q = rope(self.split(q), pos[-x.shape[1] :])
         k = rope(self.split(k), pos)
         out = F.scaled_dot_product_attention(q, k, self.split(v), attn_mask=mask)
         return self.out(out.transpose(1, 2).flatten(-2)), new_kv
@@ -163,8 +163,11 @@ class Dynamics(nn.Module):
         n_masked = (ratio * N).ceil().clamp(min=1)
         masked = torch.rand(B, T - 1, N, device=tokens.device).argsort(-1).argsort(-1) < n_masked  # [B,T-1,N]
         stream = torch.cat([tokens, torch.where(masked, self.mask_id, target)], 1)  # [B,2T-1,N]
-        both = Condition(torch.cat([cond.tokens, cond.tokens[:, 1:]], 1),  # clean stream, then masked stream
-                         torch.cat([cond.vector, cond.vector[:, 1:]], 1), cond.valid)
+        both = Condition(
+            torch.cat([cond.tokens, cond.tokens[:, 1:]], 1),  # clean stream, then masked stream
+            torch.cat([cond.vector, cond.vector[:, 1:]], 1),
+            cond.valid,
+        )
         t = torch.arange(T, device=tokens.device)
         pos = torch.cat([t, t[1:]])  # [2T-1]
         is_clean = torch.arange(2 * T - 1, device=tokens.device) < T
@@ -179,9 +182,13 @@ class Dynamics(nn.Module):
         done_mse = F.mse_loss(torch.sigmoid(self._done_logit(features[:, :T]).float()), done)
         loss = ce + self.cfg.done_weight * done_mse
         hit = logits.argmax(-1) == target[masked]
-        metrics = {"loss": loss.item(), "token_ce": ce.item(), "done_mse": done_mse.item(),
-                   "token_acc": hit.float().mean().item(),
-                   "changed_acc": hit[changed].float().mean().item() if changed.any() else float("nan")}
+        metrics = {
+            "loss": loss.item(),
+            "token_ce": ce.item(),
+            "done_mse": done_mse.item(),
+            "token_acc": hit.float().mean().item(),
+            "changed_acc": hit[changed].float().mean().item() if changed.any() else float("nan"),
+        }
         return loss, metrics
 
     def encode(self, tokens: torch.Tensor, cond: Condition) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,8 +67,16 @@ from roboscape_r_ros.world_model.command import resolve_device
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
 from roboscape_r_ros.world_model.model import WorldModel
-from roboscape_r_ros.world_model.rollout import (SHEET_GIF, SHEET_PNG, controllability_sheet, gather, rollout,
-                                                 spread, spread_windows, world_frames)
+from roboscape_r_ros.world_model.rollout import (
+    SHEET_GIF,
+    SHEET_PNG,
+    controllability_sheet,
+    gather,
+    rollout,
+    spread,
+    spread_windows,
+    world_frames,
+)
 from roboscape_r_ros.world_model.train import MODEL_FILE, saved_step
 
 PSNR_CAP = 50.0
@@ -82,15 +90,15 @@ class EvaluateWMConfig:
     output: str = option("", help="report folder (default: <run>/eval)")
     horizons: list[int] = option([1, 4, 8, 16], help="open-loop horizons in world-model steps")
     windows_per_episode: int = option(4, help="rollout windows per held-out episode, evenly spread")
-    change_threshold: int = option(10, help="a pixel changes when a channel differs by more than this (0-255) "
-                                   "from the last context frame")
+    change_threshold: int = option(
+        10, help="a pixel changes when a channel differs by more than this (0-255) from the last context frame"
+    )
     perception: PerceptionConfig = option(PerceptionConfig(), help="perceptual distance of the report")
     batch_size: int = option(64, help="windows imagined at once")
     decode_steps: int = option(0, help="MaskGIT iterations per imagined frame (0: the checkpoint's setting)")
     goal_max_steps: int = option(0, help="goal-model imagination cap in steps (0: longest held-out success + 4)")
     examples: int = option(4, help="successful held-out episodes in the real | dreamed | goal GIF")
-    sheet_steps: int = option(8, help="world-model steps imagined under each held action of the controllability "
-                              "sheet")
+    sheet_steps: int = option(8, help="world-model steps imagined under each held action of the controllability sheet")
     sheet_contexts: int = option(2, help="real context windows of the controllability sheet (different tasks first)")
     seed: int = option(0, help="seed of the action shuffle")
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="torch device (auto: cuda when available)")
@@ -183,11 +191,14 @@ class Evaluation:
                 dynamics.cfg.decode_steps = cfg.decode_steps  # both share the config object
         mc = self.model.cfg
         if self.dataset.image_shape != (mc.image_size, mc.image_size, 3):
-            raise ConfigError(f"{self.dataset.root}: {self.dataset.image_shape[0]}px frames, the model takes "
-                              f"{mc.image_size}px")
+            raise ConfigError(
+                f"{self.dataset.root}: {self.dataset.image_shape[0]}px frames, the model takes {mc.image_size}px"
+            )
         if len(self.dataset.action_names) != mc.action_dim:
-            raise ConfigError(f"{self.dataset.root}: {len(self.dataset.action_names)}-D actions "
-                              f"({', '.join(self.dataset.action_names)}), the model takes {mc.action_dim}-D")
+            raise ConfigError(
+                f"{self.dataset.root}: {len(self.dataset.action_names)}-D actions "
+                f"({', '.join(self.dataset.action_names)}), the model takes {mc.action_dim}-D"
+            )
         for name in ("sheet_steps", "sheet_contexts"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
@@ -202,8 +213,10 @@ class Evaluation:
         """RunError unless `dataset` has the episode and frame counts split.json was made for."""
         made_for = (self.split.get("num_episodes"), self.split.get("num_frames"))
         if made_for != (dataset.num_episodes, dataset.num_frames):
-            raise RunError(f"{self.run.file('split.json')}: made for {made_for[0]} episodes / {made_for[1]} frames, "
-                           f"{dataset.root} has {dataset.num_episodes} / {dataset.num_frames}")
+            raise RunError(
+                f"{self.run.file('split.json')}: made for {made_for[0]} episodes / {made_for[1]} frames, "
+                f"{dataset.root} has {dataset.num_episodes} / {dataset.num_frames}"
+            )
 
     def kind(self, e: int) -> str:
         return self.dataset.episodes[e].kind
@@ -235,8 +248,13 @@ class Evaluation:
             groups[fitting[-1]] += list(zip(eps.tolist(), starts.tolist()))
         records: dict[int, dict[str, list]] = {h: defaultdict(list) for h in self.horizons}
         dream_done: list[tuple[float, float]] = []
-        bar = tqdm(total=sum(len(v) for v in groups.values()), desc="evaluate-wm: open-loop rollouts",
-                   disable=not self.cfg.progress, dynamic_ncols=True, unit="window")
+        bar = tqdm(
+            total=sum(len(v) for v in groups.values()),
+            desc="evaluate-wm: open-loop rollouts",
+            disable=not self.cfg.progress,
+            dynamic_ncols=True,
+            unit="window",
+        )
         for own, members in sorted(groups.items()):
             eps = np.array([m[0] for m in members], np.int64)
             w = gather(self.arrays, eps, np.array([m[1] for m in members], np.int64), self.c, own, self.k)
@@ -257,13 +275,14 @@ class Evaluation:
                 r["psnr"] += capped_psnr(pred, truth).tolist()
                 r["psnr_copy"] += capped_psnr(last, truth).tolist()
                 r["psnr_recon"] += capped_psnr(self.reconstruct(truth), truth).tolist()
-                r["psnr_shuffled"] += (capped_psnr(shuffled[:, h - 1], truth).tolist() if shuffled is not None
-                                       else [float("nan")] * len(w))
+                r["psnr_shuffled"] += (
+                    capped_psnr(shuffled[:, h - 1], truth).tolist() if shuffled is not None else [float("nan")] * len(w)
+                )
                 r["ssim"] += ssim(pred, truth).numpy().tolist()
                 r["ssim_copy"] += ssim(last, truth).numpy().tolist()
                 r["perceptual"] += self.perceptual(pred, truth).tolist()
                 r["perceptual_copy"] += self.perceptual(last, truth).tolist()
-                changed = (np.abs(truth.astype(np.int16) - last.astype(np.int16)).max(-1) > self.cfg.change_threshold)
+                changed = np.abs(truth.astype(np.int16) - last.astype(np.int16)).max(-1) > self.cfg.change_threshold
                 r["changed_share"] += changed.mean((1, 2)).tolist()
                 r["psnr_changed"] += masked_psnr(pred, truth, changed).tolist()
                 r["psnr_changed_copy"] += masked_psnr(last, truth, changed).tolist()
@@ -276,24 +295,35 @@ class Evaluation:
                 continue
             p, pc, ps = (np.asarray(r[key]) for key in ("psnr", "psnr_copy", "psnr_shuffled"))
             table[h] = {
-                "windows": len(p), "episodes": len(set(r["episode"])),
+                "windows": len(p),
+                "episodes": len(set(r["episode"])),
                 "kinds": {k: r["kind"].count(k) for k in sorted(set(r["kind"]))},
-                "psnr": nanmean(p), "psnr_copy_last": nanmean(pc), "psnr_gain": nanmean(p - pc),
+                "psnr": nanmean(p),
+                "psnr_copy_last": nanmean(pc),
+                "psnr_gain": nanmean(p - pc),
                 "psnr_tokenizer_ceiling": nanmean(r["psnr_recon"]),
-                "psnr_shuffled_actions": nanmean(ps), "dpsnr": nanmean(p - ps),
-                "ssim": nanmean(r["ssim"]), "ssim_copy_last": nanmean(r["ssim_copy"]),
-                "perceptual": nanmean(r["perceptual"]), "perceptual_copy_last": nanmean(r["perceptual_copy"]),
-                "psnr_changed": nanmean(r["psnr_changed"]), "psnr_changed_copy_last": nanmean(r["psnr_changed_copy"]),
+                "psnr_shuffled_actions": nanmean(ps),
+                "dpsnr": nanmean(p - ps),
+                "ssim": nanmean(r["ssim"]),
+                "ssim_copy_last": nanmean(r["ssim_copy"]),
+                "perceptual": nanmean(r["perceptual"]),
+                "perceptual_copy_last": nanmean(r["perceptual_copy"]),
+                "psnr_changed": nanmean(r["psnr_changed"]),
+                "psnr_changed_copy_last": nanmean(r["psnr_changed_copy"]),
                 "changed_pixel_share": nanmean(r["changed_share"]),
                 "identical_to_copy_last": int(np.sum(r["identical_copy"])),
                 "by_kind": {
                     k: {"windows": int(m.sum()), "psnr_gain": nanmean((p - pc)[m]), "dpsnr": nanmean((p - ps)[m])}
-                    for k in sorted(set(r["kind"])) for m in [np.array([x == k for x in r["kind"]])]
+                    for k in sorted(set(r["kind"]))
+                    for m in [np.array([x == k for x in r["kind"]])]
                 },
             }
         scores, labels = (np.array([d[i] for d in dream_done]) for i in (0, 1))
-        dream = {"frames": len(scores), "positives": int((labels >= 0.5).sum()),
-                 "auroc": auroc(scores, labels >= 0.5) if len(scores) else float("nan")}
+        dream = {
+            "frames": len(scores),
+            "positives": int((labels >= 0.5).sum()),
+            "auroc": auroc(scores, labels >= 0.5) if len(scores) else float("nan"),
+        }
         return {"horizons": table, "done_on_dreamed_frames": dream}
 
     @torch.no_grad()
@@ -320,18 +350,29 @@ class Evaluation:
             patches = moved.reshape(len(moved), grid, moved.shape[1] // grid, grid, moved.shape[2] // grid)
             changed["patches"] += float(patches.any((2, 4)).mean((1, 2)).sum())
             pairs += len(moved)
-        rates = {key: changed[key] / pairs if pairs else float("nan")
-                 for key in ("tokens", "tokens_per_frame", "patches", "pixels")}
-        return {**rates, "frame_pairs": pairs, "token_hold_threshold": self.model.cfg.token_hold_threshold,
-                "change_threshold": threshold}
+        rates = {
+            key: changed[key] / pairs if pairs else float("nan")
+            for key in ("tokens", "tokens_per_frame", "patches", "pixels")
+        }
+        return {
+            **rates,
+            "frame_pairs": pairs,
+            "token_hold_threshold": self.model.cfg.token_hold_threshold,
+            "change_threshold": threshold,
+        }
 
     # -- done head on real frames -----------------------------------------------------------------
     @torch.no_grad()
     def done_head(self) -> dict:
         T, k = self.model.cfg.context_length, self.k
         probs, labels, kinds, episodes = [], [], [], []
-        for e in tqdm(self.held_out, desc="evaluate-wm: done head", disable=not self.cfg.progress,
-                      dynamic_ncols=True, unit="episode"):
+        for e in tqdm(
+            self.held_out,
+            desc="evaluate-wm: done head",
+            disable=not self.cfg.progress,
+            dynamic_ncols=True,
+            unit="episode",
+        ):
             s, n = int(self.arrays.starts[e]), int(self.arrays.lengths[e])
             tokens = self.model.tokens(self.arrays.frames[s : s + n]).cpu()  # [n,N], each frame encoded once
             actions = self.arrays.actions[s : s + n]
@@ -342,11 +383,15 @@ class Evaluation:
             for m, ts in by_length.items():
                 ts_a = np.array(ts)
                 rows = ts_a[:, None] - k * np.arange(m - 1, -1, -1)  # [b,m] frames ending at t
-                acts = skip_actions(actions[ts_a[:, None] - k * (m - 1) + np.arange((m - 1) * k)], k) if m > 1 \
+                acts = (
+                    skip_actions(actions[ts_a[:, None] - k * (m - 1) + np.arange((m - 1) * k)], k)
+                    if m > 1
                     else np.zeros((len(ts), 0, actions.shape[-1]), np.float32)
+                )
                 for b in range(0, len(ts), 256):
-                    out = self.model.done_probability(self.arrays.frames[s + rows[b : b + 256]], acts[b : b + 256],
-                                                      tokens=tokens[rows[b : b + 256]])
+                    out = self.model.done_probability(
+                        self.arrays.frames[s + rows[b : b + 256]], acts[b : b + 256], tokens=tokens[rows[b : b + 256]]
+                    )
                     p[ts_a[b : b + 256]] = out[:, -1].float().cpu().numpy()
             probs.append(p)
             labels.append(self.arrays.done[s : s + n])
@@ -356,24 +401,39 @@ class Evaluation:
         kinds_a, eps_a = np.array(kinds), np.array(episodes)
         positive = label >= 0.5
         threshold = self.model.cfg.done_threshold
-        out = {"frames": len(prob), "positives": int(positive.sum()), "auroc": auroc(prob, positive),
-               "accuracy_at_0.5": float(((prob >= 0.5) == positive).mean()), "threshold": threshold,
-               "tpr_at_threshold": float((prob[positive] >= threshold).mean()) if positive.any() else float("nan"),
-               "fpr_at_threshold_negatives": float((prob[~positive] >= threshold).mean()) if (~positive).any()
-               else float("nan")}
+        out = {
+            "frames": len(prob),
+            "positives": int(positive.sum()),
+            "auroc": auroc(prob, positive),
+            "accuracy_at_0.5": float(((prob >= 0.5) == positive).mean()),
+            "threshold": threshold,
+            "tpr_at_threshold": float((prob[positive] >= threshold).mean()) if positive.any() else float("nan"),
+            "fpr_at_threshold_negatives": float((prob[~positive] >= threshold).mean())
+            if (~positive).any()
+            else float("nan"),
+        }
         success = np.array([self.dataset.episodes[e].success for e in eps_a])
         for kind in ("failed", "random"):
             mask = (kinds_a == kind) & ~success  # kind says how it was made; a lucky success is no failure
             fired = [bool((prob[eps_a == e] >= threshold).any()) for e in np.unique(eps_a[mask])]
-            out[f"fpr_{kind}"] = {"frames": int(mask.sum()), "episodes": len(fired),
-                                  "frame_fpr": float((prob[mask] >= threshold).mean()) if mask.any() else float("nan"),
-                                  "episode_fpr": float(np.mean(fired)) if fired else float("nan"),
-                                  "max_probability": float(prob[mask].max()) if mask.any() else float("nan")}
+            out[f"fpr_{kind}"] = {
+                "frames": int(mask.sum()),
+                "episodes": len(fired),
+                "frame_fpr": float((prob[mask] >= threshold).mean()) if mask.any() else float("nan"),
+                "episode_fpr": float(np.mean(fired)) if fired else float("nan"),
+                "max_probability": float(prob[mask].max()) if mask.any() else float("nan"),
+            }
         succ_eps = np.unique(eps_a[success])
-        out["successful_episodes_fired_near_end"] = float(np.mean(
-            [bool((prob[(eps_a == e) & positive] >= threshold).any()) for e in succ_eps])) if len(succ_eps) else float("nan")
-        out["successful_episodes_fired_early"] = float(np.mean(
-            [bool((prob[(eps_a == e) & ~positive] >= threshold).any()) for e in succ_eps])) if len(succ_eps) else float("nan")
+        out["successful_episodes_fired_near_end"] = (
+            float(np.mean([bool((prob[(eps_a == e) & positive] >= threshold).any()) for e in succ_eps]))
+            if len(succ_eps)
+            else float("nan")
+        )
+        out["successful_episodes_fired_early"] = (
+            float(np.mean([bool((prob[(eps_a == e) & ~positive] >= threshold).any()) for e in succ_eps]))
+            if len(succ_eps)
+            else float("nan")
+        )
         self._roc = roc_curve(prob, positive) if positive.any() and (~positive).any() else None
         return out
 
@@ -399,21 +459,38 @@ class Evaluation:
         by_task = defaultdict(list)
         for i, e in enumerate(successes):
             by_task[ds.episodes[e].task].append(i)
-        d_goal, d_mean, d_first = self.perceptual(goal, truth), self.perceptual(mean, truth), self.perceptual(first, truth)
+        d_goal, d_mean, d_first = (
+            self.perceptual(goal, truth),
+            self.perceptual(mean, truth),
+            self.perceptual(first, truth),
+        )
         p_goal, p_mean, p_first = capped_psnr(goal, truth), capped_psnr(mean, truth), capped_psnr(first, truth)
         out = {
-            "episodes": len(successes), "trained": True, "max_steps": steps,
+            "episodes": len(successes),
+            "trained": True,
+            "max_steps": steps,
             "fired": float(imagined.fired.float().mean()),
             "goal_step_control_steps": float(imagined.goal_step.float().mean()) * self.k,
             "true_success_frame": float(np.mean(success_frame)),
-            "perceptual_goal": nanmean(d_goal), "perceptual_task_mean_final": nanmean(d_mean[has_mean]),
+            "perceptual_goal": nanmean(d_goal),
+            "perceptual_task_mean_final": nanmean(d_mean[has_mean]),
             "perceptual_first_frame": nanmean(d_first),
-            "psnr_goal": nanmean(p_goal), "psnr_task_mean_final": nanmean(p_mean[has_mean]),
-            "psnr_first_frame": nanmean(p_first), "task_mean_final_source": mean_source,
-            "goal_closer_than_mean_final": float(np.mean((d_goal < d_mean)[has_mean])) if has_mean.any() else float("nan"),
-            "by_task": {t: {"episodes": len(ix), "perceptual_goal": nanmean(d_goal[ix]),
-                            "perceptual_task_mean_final": nanmean(d_mean[ix]), "fired": float(imagined.fired[ix].float().mean())}
-                        for t, ix in sorted(by_task.items())},
+            "psnr_goal": nanmean(p_goal),
+            "psnr_task_mean_final": nanmean(p_mean[has_mean]),
+            "psnr_first_frame": nanmean(p_first),
+            "task_mean_final_source": mean_source,
+            "goal_closer_than_mean_final": float(np.mean((d_goal < d_mean)[has_mean]))
+            if has_mean.any()
+            else float("nan"),
+            "by_task": {
+                t: {
+                    "episodes": len(ix),
+                    "perceptual_goal": nanmean(d_goal[ix]),
+                    "perceptual_task_mean_final": nanmean(d_mean[ix]),
+                    "fired": float(imagined.fired[ix].float().mean()),
+                }
+                for t, ix in sorted(by_task.items())
+            },
         }
         return out, {"episodes": successes, "imagined": imagined}
 
@@ -433,8 +510,11 @@ class Evaluation:
             arrays = dataset.load_arrays()
         means = {}
         for task in tasks:
-            finals = [arrays.frames[arrays.starts[e] + arrays.lengths[e] - 1] for e in self.split["train"]
-                      if dataset.episodes[e].success and dataset.episodes[e].task == task]
+            finals = [
+                arrays.frames[arrays.starts[e] + arrays.lengths[e] - 1]
+                for e in self.split["train"]
+                if dataset.episodes[e].success and dataset.episodes[e].task == task
+            ]
             if finals:
                 means[task] = np.mean(np.stack(finals).astype(np.float32), 0).round().astype(np.uint8)
         return means, f"the run's training split of {dataset.root}"
@@ -465,18 +545,30 @@ class Evaluation:
         table = open_loop["horizons"]
         hs = sorted(table)
         files = []
-        series = {"world model": (hs, [table[h]["psnr"] for h in hs]),
-                  "copy last frame": (hs, [table[h]["psnr_copy_last"] for h in hs]),
-                  "shuffled actions": (hs, [table[h]["psnr_shuffled_actions"] for h in hs]),
-                  "tokenizer ceiling": (hs, [table[h]["psnr_tokenizer_ceiling"] for h in hs])}
-        line_plot(self.out / "psnr_vs_horizon.png", series, "open-loop PSNR on held-out episodes",
-                  "horizon (world-model steps)", "PSNR dB")
+        series = {
+            "world model": (hs, [table[h]["psnr"] for h in hs]),
+            "copy last frame": (hs, [table[h]["psnr_copy_last"] for h in hs]),
+            "shuffled actions": (hs, [table[h]["psnr_shuffled_actions"] for h in hs]),
+            "tokenizer ceiling": (hs, [table[h]["psnr_tokenizer_ceiling"] for h in hs]),
+        }
+        line_plot(
+            self.out / "psnr_vs_horizon.png",
+            series,
+            "open-loop PSNR on held-out episodes",
+            "horizon (world-model steps)",
+            "PSNR dB",
+        )
         files.append("psnr_vs_horizon.png")
         if getattr(self, "_roc", None) is not None:
             fpr, tpr = self._roc
-            line_plot(self.out / "done_roc.png", {"done head (real frames)": (fpr.tolist(), tpr.tolist())},
-                      "done head ROC, held-out frames (label >= 0.5 positive)", "false-positive rate",
-                      "true-positive rate", diagonal=True)
+            line_plot(
+                self.out / "done_roc.png",
+                {"done head (real frames)": (fpr.tolist(), tpr.tolist())},
+                "done head ROC, held-out frames (label >= 0.5 positive)",
+                "false-positive rate",
+                "true-positive rate",
+                diagonal=True,
+            )
             files.append("done_roc.png")
         return files
 
@@ -506,53 +598,79 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
     m = metrics
     ol, done, goal = m["open_loop"]["horizons"], m["done_head"], m["goal_model"]
     lines = [
-        f"# World model evaluation: `{m['run']}`", "",
+        f"# World model evaluation: `{m['run']}`",
+        "",
         f"Checkpoint `{m['checkpoint']}`; dataset `{m['dataset']}`; scored: {m['episodes_scored']} "
         f"({m['held_out_kinds']}). Model: {m['model']['params_m']:.2f}M parameters, {m['model']['image_size']}px "
         f"frames, {m['model']['context_length'] - 1} context frames, one step = {m['model']['frame_skip']} control "
-        f"steps, {m['model']['decode_steps']} MaskGIT decoding steps per frame. Perceptual distance: **{m['perceptual_backend']}** ({m['perceptual_note']}). "
-        f"Evaluation took {m['seconds']:.0f} s on {m['device']}.", "",
-        "## Headline", "",
-        "| metric | value |", "|---|---|",
+        f"steps, {m['model']['decode_steps']} MaskGIT decoding steps per frame. Perceptual distance: "
+        f"**{m['perceptual_backend']}** ({m['perceptual_note']}). "
+        f"Evaluation took {m['seconds']:.0f} s on {m['device']}.",
+        "",
+        "## Headline",
+        "",
+        "| metric | value |",
+        "|---|---|",
     ]
     h8 = ol.get(8) or ol.get(max(ol)) if ol else None
     h_key = 8 if 8 in ol else (max(ol) if ol else None)
     if h8:
-        lines += [f"| {h_key}-step open-loop PSNR gain over copy-last-frame | {_f(h8['psnr_gain'])} dB "
-                  f"({_f(h8['psnr'])} vs {_f(h8['psnr_copy_last'])}) |",
-                  f"| {h_key}-step controllability dPSNR (true - shuffled actions) | {_f(h8['dpsnr'])} dB |"]
-    lines += [f"| done AUROC, real held-out frames (label >= 0.5 positive) | {_f(done['auroc'], 3)} |",
-              f"| done false-positive rate (p >= {done['threshold']}), failed episodes: frames / episodes | "
-              f"{_f(done['fpr_failed']['frame_fpr'], 3)} / {_f(done['fpr_failed']['episode_fpr'], 2)} "
-              f"({done['fpr_failed']['episodes']} episodes) |",
-              f"| done false-positive rate (p >= {done['threshold']}), random episodes: frames / episodes | "
-              f"{_f(done['fpr_random']['frame_fpr'], 3)} / {_f(done['fpr_random']['episode_fpr'], 2)} "
-              f"({done['fpr_random']['episodes']} episodes) |"]
+        lines += [
+            f"| {h_key}-step open-loop PSNR gain over copy-last-frame | {_f(h8['psnr_gain'])} dB "
+            f"({_f(h8['psnr'])} vs {_f(h8['psnr_copy_last'])}) |",
+            f"| {h_key}-step controllability dPSNR (true - shuffled actions) | {_f(h8['dpsnr'])} dB |",
+        ]
+    lines += [
+        f"| done AUROC, real held-out frames (label >= 0.5 positive) | {_f(done['auroc'], 3)} |",
+        f"| done false-positive rate (p >= {done['threshold']}), failed episodes: frames / episodes | "
+        f"{_f(done['fpr_failed']['frame_fpr'], 3)} / {_f(done['fpr_failed']['episode_fpr'], 2)} "
+        f"({done['fpr_failed']['episodes']} episodes) |",
+        f"| done false-positive rate (p >= {done['threshold']}), random episodes: frames / episodes | "
+        f"{_f(done['fpr_random']['frame_fpr'], 3)} / {_f(done['fpr_random']['episode_fpr'], 2)} "
+        f"({done['fpr_random']['episodes']} episodes) |",
+    ]
     if goal.get("episodes"):
-        lines += [f"| goal model: {m['perceptual_backend']} distance to the true final frame (lower is better) | "
-                  f"{_f(goal['perceptual_goal'], 3)} vs task mean final frame {_f(goal['perceptual_task_mean_final'], 3)}"
-                  f" (first frame {_f(goal['perceptual_first_frame'], 3)}) |"]
-    lines += ["", "## Open-loop rollouts", "",
-              "Frame h steps ahead of the last real context frame; means over windows. `ceiling`: the tokenizer's "
-              "reconstruction of the true frame. Changed pixels: where the true frame differs from the last context "
-              f"frame by more than {m['config']['change_threshold']}/255 in a channel.", "",
-              "| h | windows (episodes) | PSNR | copy-last | gain | ceiling | shuffled | dPSNR | SSIM / copy | "
-              f"{m['perceptual_backend']} / copy | PSNR changed px / copy | changed px |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"| goal model: {m['perceptual_backend']} distance to the true final frame (lower is better) | "
+            f"{_f(goal['perceptual_goal'], 3)} vs task mean final frame {_f(goal['perceptual_task_mean_final'], 3)}"
+            f" (first frame {_f(goal['perceptual_first_frame'], 3)}) |"
+        ]
+    lines += [
+        "",
+        "## Open-loop rollouts",
+        "",
+        "Frame h steps ahead of the last real context frame; means over windows. `ceiling`: the tokenizer's "
+        "reconstruction of the true frame. Changed pixels: where the true frame differs from the last context "
+        f"frame by more than {m['config']['change_threshold']}/255 in a channel.",
+        "",
+        "| h | windows (episodes) | PSNR | copy-last | gain | ceiling | shuffled | dPSNR | SSIM / copy | "
+        f"{m['perceptual_backend']} / copy | PSNR changed px / copy | changed px |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for h in sorted(ol):
         r = ol[h]
-        lines.append(f"| {h} | {r['windows']} ({r['episodes']}) | {_f(r['psnr'])} | {_f(r['psnr_copy_last'])} | "
-                     f"{_f(r['psnr_gain'])} | {_f(r['psnr_tokenizer_ceiling'])} | {_f(r['psnr_shuffled_actions'])} | "
-                     f"{_f(r['dpsnr'])} | {_f(r['ssim'], 3)} / {_f(r['ssim_copy_last'], 3)} | "
-                     f"{_f(r['perceptual'], 3)} / {_f(r['perceptual_copy_last'], 3)} | "
-                     f"{_f(r['psnr_changed'])} / {_f(r['psnr_changed_copy_last'])} | {_f(100 * r['changed_pixel_share'], 1)}% |")
+        lines.append(
+            f"| {h} | {r['windows']} ({r['episodes']}) | {_f(r['psnr'])} | {_f(r['psnr_copy_last'])} | "
+            f"{_f(r['psnr_gain'])} | {_f(r['psnr_tokenizer_ceiling'])} | {_f(r['psnr_shuffled_actions'])} | "
+            f"{_f(r['dpsnr'])} | {_f(r['ssim'], 3)} / {_f(r['ssim_copy_last'], 3)} | "
+            f"{_f(r['perceptual'], 3)} / {_f(r['perceptual_copy_last'], 3)} | "
+            f"{_f(r['psnr_changed'])} / {_f(r['psnr_changed_copy_last'])} | {_f(100 * r['changed_pixel_share'], 1)}% |"
+        )
     cr = m["change_rates"]
-    lines += ["", f"Change between consecutive world-model frames ({cr['frame_pairs']} pairs): token ids the dynamics "
-              f"reads {_f(100 * cr['tokens'], 1)}% (token_hold_threshold {cr['token_hold_threshold']}; each frame's "
-              f"own ids {_f(100 * cr['tokens_per_frame'], 1)}%), 8x8 patches {_f(100 * cr['patches'], 1)}%, pixels "
-              f"{_f(100 * cr['pixels'], 1)}% (changed: a channel by more than {cr['change_threshold']}/255)."]
-    lines += ["", "By episode kind (PSNR gain over copy-last / dPSNR, dB):", "",
-              "| h | " + " | ".join(["expert", "noisy", "failed", "random"]) + " |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Change between consecutive world-model frames ({cr['frame_pairs']} pairs): token ids the dynamics "
+        f"reads {_f(100 * cr['tokens'], 1)}% (token_hold_threshold {cr['token_hold_threshold']}; each frame's "
+        f"own ids {_f(100 * cr['tokens_per_frame'], 1)}%), 8x8 patches {_f(100 * cr['patches'], 1)}%, pixels "
+        f"{_f(100 * cr['pixels'], 1)}% (changed: a channel by more than {cr['change_threshold']}/255).",
+    ]
+    lines += [
+        "",
+        "By episode kind (PSNR gain over copy-last / dPSNR, dB):",
+        "",
+        "| h | " + " | ".join(["expert", "noisy", "failed", "random"]) + " |",
+        "|---|---|---|---|---|",
+    ]
     for h in sorted(ol):
         cells = []
         for kind in ("expert", "noisy", "failed", "random"):
@@ -560,51 +678,82 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
             cells.append(f"{_f(b['psnr_gain'])} / {_f(b['dpsnr'])} (n={b['windows']})" if b else "-")
         lines.append(f"| {h} | " + " | ".join(cells) + " |")
     dd = m["open_loop"]["done_on_dreamed_frames"]
-    lines += ["", "## Done head", "",
-              f"Real held-out frames: {done['frames']} ({done['positives']} with label >= 0.5). AUROC "
-              f"{_f(done['auroc'], 3)}, accuracy at p = 0.5 {_f(done['accuracy_at_0.5'], 3)}; at the done threshold "
-              f"{done['threshold']}: true-positive rate {_f(done['tpr_at_threshold'], 3)}, false-positive rate on "
-              f"label < 0.5 frames {_f(done['fpr_at_threshold_negatives'], 4)}.", "",
-              "| episodes | frames | frames with p >= threshold | episodes where done fires | max p |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Done head",
+        "",
+        f"Real held-out frames: {done['frames']} ({done['positives']} with label >= 0.5). AUROC "
+        f"{_f(done['auroc'], 3)}, accuracy at p = 0.5 {_f(done['accuracy_at_0.5'], 3)}; at the done threshold "
+        f"{done['threshold']}: true-positive rate {_f(done['tpr_at_threshold'], 3)}, false-positive rate on "
+        f"label < 0.5 frames {_f(done['fpr_at_threshold_negatives'], 4)}.",
+        "",
+        "| episodes | frames | frames with p >= threshold | episodes where done fires | max p |",
+        "|---|---|---|---|---|",
+    ]
     for kind in ("failed", "random"):
         f = done[f"fpr_{kind}"]
-        lines.append(f"| {kind} ({f['episodes']}) | {f['frames']} | {_f(f['frame_fpr'], 4)} | {_f(f['episode_fpr'], 2)} | "
-                     f"{_f(f['max_probability'], 3)} |")
-    lines += ["", f"Successful held-out episodes where done fires on a label >= 0.5 frame: "
-              f"{_f(done['successful_episodes_fired_near_end'], 2)}; where it fires earlier (label < 0.5): "
-              f"{_f(done['successful_episodes_fired_early'], 2)}.",
-              f"On the open-loop rollouts' dreamed frames ({dd['frames']} frames, {dd['positives']} positive): "
-              f"AUROC {_f(dd['auroc'], 3)}.", ""]
+        lines.append(
+            f"| {kind} ({f['episodes']}) | {f['frames']} | {_f(f['frame_fpr'], 4)} | {_f(f['episode_fpr'], 2)} | "
+            f"{_f(f['max_probability'], 3)} |"
+        )
+    lines += [
+        "",
+        f"Successful held-out episodes where done fires on a label >= 0.5 frame: "
+        f"{_f(done['successful_episodes_fired_near_end'], 2)}; where it fires earlier (label < 0.5): "
+        f"{_f(done['successful_episodes_fired_early'], 2)}.",
+        f"On the open-loop rollouts' dreamed frames ({dd['frames']} frames, {dd['positives']} positive): "
+        f"AUROC {_f(dd['auroc'], 3)}.",
+        "",
+    ]
     if goal.get("episodes"):
-        lines += ["## Goal model", "",
-                  f"{goal['episodes']} successful held-out episodes, imagined from frame 0 and the instruction for up to "
-                  f"{goal['max_steps']} steps. Done fired in {_f(100 * goal['fired'], 0)}% of them, at control step "
-                  f"{_f(goal['goal_step_control_steps'], 0)} on average (true first success: frame "
-                  f"{_f(goal['true_success_frame'], 0)}).", "",
-                  f"| goal frame vs true final frame | {m['perceptual_backend']} distance | PSNR |", "|---|---|---|",
-                  f"| goal model | {_f(goal['perceptual_goal'], 3)} | {_f(goal['psnr_goal'])} |",
-                  f"| task mean final frame ({goal['task_mean_final_source']}) | "
-                  f"{_f(goal['perceptual_task_mean_final'], 3)} | "
-                  f"{_f(goal['psnr_task_mean_final'])} |",
-                  f"| first frame | {_f(goal['perceptual_first_frame'], 3)} | {_f(goal['psnr_first_frame'])} |", "",
-                  f"The goal frame is closer than the task's mean final frame in "
-                  f"{_f(100 * goal['goal_closer_than_mean_final'], 0)}% of episodes.", "",
-                  "| task | episodes | goal model | task mean final | done fired |", "|---|---|---|---|---|"]
+        lines += [
+            "## Goal model",
+            "",
+            f"{goal['episodes']} successful held-out episodes, imagined from frame 0 and the instruction for up to "
+            f"{goal['max_steps']} steps. Done fired in {_f(100 * goal['fired'], 0)}% of them, at control step "
+            f"{_f(goal['goal_step_control_steps'], 0)} on average (true first success: frame "
+            f"{_f(goal['true_success_frame'], 0)}).",
+            "",
+            f"| goal frame vs true final frame | {m['perceptual_backend']} distance | PSNR |",
+            "|---|---|---|",
+            f"| goal model | {_f(goal['perceptual_goal'], 3)} | {_f(goal['psnr_goal'])} |",
+            f"| task mean final frame ({goal['task_mean_final_source']}) | "
+            f"{_f(goal['perceptual_task_mean_final'], 3)} | "
+            f"{_f(goal['psnr_task_mean_final'])} |",
+            f"| first frame | {_f(goal['perceptual_first_frame'], 3)} | {_f(goal['psnr_first_frame'])} |",
+            "",
+            f"The goal frame is closer than the task's mean final frame in "
+            f"{_f(100 * goal['goal_closer_than_mean_final'], 0)}% of episodes.",
+            "",
+            "| task | episodes | goal model | task mean final | done fired |",
+            "|---|---|---|---|---|",
+        ]
         for task, t in goal["by_task"].items():
-            lines.append(f"| {task} | {t['episodes']} | {_f(t['perceptual_goal'], 3)} | "
-                         f"{_f(t['perceptual_task_mean_final'], 3)} | {_f(100 * t['fired'], 0)}% |")
+            lines.append(
+                f"| {task} | {t['episodes']} | {_f(t['perceptual_goal'], 3)} | "
+                f"{_f(t['perceptual_task_mean_final'], 3)} | {_f(100 * t['fired'], 0)}% |"
+            )
         lines.append("")
     else:
-        lines += ["## Goal model", "", "None: the run trained no goal stage (model.train.goal_steps=0)." if not
-                  goal["trained"] else "Not scored: no scored episode is a success.", ""]
+        lines += [
+            "## Goal model",
+            "",
+            "None: the run trained no goal stage (model.train.goal_steps=0)."
+            if not goal["trained"]
+            else "Not scored: no scored episode is a success.",
+            "",
+        ]
     lines += controllability_lines(m["controllability"])
     lines += ["## Pictures", ""]
     lines += [f"![{p}]({p})" for p in plots]
     if gif is not None:
         lines += ["", f"![real | dreamed | goal]({gif.name})"]
-    lines += ["", "Definitions: module docstring of `roboscape_r_ros/world_model/evaluate.py`. Per-image PSNR is "
-              f"capped at {PSNR_CAP:g} dB.", ""]
+    lines += [
+        "",
+        "Definitions: module docstring of `roboscape_r_ros/world_model/evaluate.py`. Per-image PSNR is "
+        f"capped at {PSNR_CAP:g} dB.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -612,12 +761,17 @@ def controllability_lines(sheet: dict) -> list[str]:
     if not sheet["contexts"]:
         return ["## Controllability", "", "No scored episode holds a context window.", ""]
     contexts = ", ".join(f"{c['task']} episode {c['episode']} from frame {c['start']}" for c in sheet["contexts"])
-    lines = ["## Controllability", "",
-             f"From real contexts ({contexts}) the model imagines {sheet['steps']} steps ({sheet['control_steps']} "
-             "control steps) under each held action. Divergence: mean absolute pixel difference (0-255) of the final "
-             "dreamed frame from the other held actions' final frames (near 0: the model ignores the action); "
-             f"change: from the last context frame. Mean over pairs: **{_f(sheet['mean_pairwise_divergence'])}**.",
-             "", "| held action | divergence | change |", "|---|---|---|"]
+    lines = [
+        "## Controllability",
+        "",
+        f"From real contexts ({contexts}) the model imagines {sheet['steps']} steps ({sheet['control_steps']} "
+        "control steps) under each held action. Divergence: mean absolute pixel difference (0-255) of the final "
+        "dreamed frame from the other held actions' final frames (near 0: the model ignores the action); "
+        f"change: from the last context frame. Mean over pairs: **{_f(sheet['mean_pairwise_divergence'])}**.",
+        "",
+        "| held action | divergence | change |",
+        "|---|---|---|",
+    ]
     lines += [f"| {label} | {_f(v['divergence'])} | {_f(v['change'])} |" for label, v in sheet["held_actions"].items()]
     return lines + ["", f"![controllability]({SHEET_PNG})", "", f"![held actions side by side]({SHEET_GIF})", ""]
 
@@ -639,19 +793,37 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
         held_kinds[ev.kind(e)] += 1
     backend = ev.distance.name
     metrics = {
-        "run": str(ev.run.path), "checkpoint": str(ev.checkpoint), "dataset": str(ev.dataset.root),
-        "device": str(ev.device), "seconds": time.perf_counter() - start,
+        "run": str(ev.run.path),
+        "checkpoint": str(ev.checkpoint),
+        "dataset": str(ev.dataset.root),
+        "device": str(ev.device),
+        "seconds": time.perf_counter() - start,
         "episodes_scored": ev.scored,
-        "held_out_episodes": len(ev.held_out), "held_out_kinds": ", ".join(f"{k} {v}" for k, v in sorted(held_kinds.items())),
-        "model": {"params_m": sum(p.numel() for p in ev.model.parameters()) / 1e6, "image_size": mc.image_size,
-                  "context_length": mc.context_length, "frame_skip": mc.frame_skip,
-                  "decode_steps": mc.dynamics.decode_steps},
+        "held_out_episodes": len(ev.held_out),
+        "held_out_kinds": ", ".join(f"{k} {v}" for k, v in sorted(held_kinds.items())),
+        "model": {
+            "params_m": sum(p.numel() for p in ev.model.parameters()) / 1e6,
+            "image_size": mc.image_size,
+            "context_length": mc.context_length,
+            "frame_skip": mc.frame_skip,
+            "decode_steps": mc.dynamics.decode_steps,
+        },
         "perceptual_backend": backend,
-        "perceptual_note": {"effnet": "EfficientNet-Lite0 ImageNet features, LPIPS-style, uncalibrated",
-                            "lpips": "LPIPS-AlexNet v0.1", "ssim": "1 - SSIM"}.get(backend, backend),
-        "config": {"horizons": ev.horizons, "windows_per_episode": cfg.windows_per_episode,
-                   "change_threshold": cfg.change_threshold, "seed": cfg.seed},
-        "open_loop": open_loop, "change_rates": change_rates, "done_head": done, "goal_model": goal,
+        "perceptual_note": {
+            "effnet": "EfficientNet-Lite0 ImageNet features, LPIPS-style, uncalibrated",
+            "lpips": "LPIPS-AlexNet v0.1",
+            "ssim": "1 - SSIM",
+        }.get(backend, backend),
+        "config": {
+            "horizons": ev.horizons,
+            "windows_per_episode": cfg.windows_per_episode,
+            "change_threshold": cfg.change_threshold,
+            "seed": cfg.seed,
+        },
+        "open_loop": open_loop,
+        "change_rates": change_rates,
+        "done_head": done,
+        "goal_model": goal,
         "controllability": sheet,
     }
     metrics["seconds"] = time.perf_counter() - start
@@ -660,10 +832,15 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
     write_text_atomic(ev.out / "report.md", text)
     ol = open_loop["horizons"]
     h = 8 if 8 in ol else (max(ol) if ol else None)
-    head = (f"{h}-step PSNR gain {_f(ol[h]['psnr_gain'])} dB, dPSNR {_f(ol[h]['dpsnr'])} dB; " if h else "")
-    return (f"report   {ev.out / 'report.md'}\n"
-            f"metrics  {ev.out / 'metrics.json'}\n"
-            f"summary  {head}done AUROC {_f(done['auroc'], 3)}, done FPR failed/random episodes "
-            f"{_f(done['fpr_failed']['episode_fpr'])}/{_f(done['fpr_random']['episode_fpr'])}; goal model "
-            + (f"{_f(goal.get('perceptual_goal'), 3)} vs mean final {_f(goal.get('perceptual_task_mean_final'), 3)}"
-               if goal["trained"] else "none (the run trained no goal stage)"))
+    head = f"{h}-step PSNR gain {_f(ol[h]['psnr_gain'])} dB, dPSNR {_f(ol[h]['dpsnr'])} dB; " if h else ""
+    return (
+        f"report   {ev.out / 'report.md'}\n"
+        f"metrics  {ev.out / 'metrics.json'}\n"
+        f"summary  {head}done AUROC {_f(done['auroc'], 3)}, done FPR failed/random episodes "
+        f"{_f(done['fpr_failed']['episode_fpr'])}/{_f(done['fpr_random']['episode_fpr'])}; goal model "
+        + (
+            f"{_f(goal.get('perceptual_goal'), 3)} vs mean final {_f(goal.get('perceptual_task_mean_final'), 3)}"
+            if goal["trained"]
+            else "none (the run trained no goal stage)"
+        )
+    )

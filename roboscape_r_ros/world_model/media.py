@@ -1,8 +1,8 @@
 """Pictures for runs and reports, drawn with Pillow only: labelled side-by-side GIFs and line plots.
 
-    grid = labelled_grid([[real, dream], ...], ["real", "dreamed"])   # uint8 [T,H',W',3]
-    write_gif(path, grid, fps=8)
-    line_plot(path, {"model": (xs, ys), "copy-last": (xs, ys2)}, "PSNR vs horizon", "steps", "dB")
+grid = labelled_grid([[real, dream], ...], ["real", "dreamed"])   # uint8 [T,H',W',3]
+write_gif(path, grid, fps=8)
+line_plot(path, {"model": (xs, ys), "copy-last": (xs, ys2)}, "PSNR vs horizon", "steps", "dB")
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ def hold_last(clip: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([clip, np.repeat(clip[-1:], length - len(clip), 0)])
 
 
-def labelled_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str], scale: int = 2,
-                  gap: int = 2, row_labels: Sequence[str] = ()) -> np.ndarray:
+def labelled_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    labels: Sequence[str],
+    scale: int = 2,
+    gap: int = 2,
+    row_labels: Sequence[str] = (),
+) -> np.ndarray:
     """Clips uint8 [T_i,H,W,3] in rows x columns -> one clip [T,H',W',3] with the column labels on top
     and the `row_labels` (if any) left of their rows.
 
@@ -91,10 +96,17 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def line_plot(path: str | Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str,
-              xlabel: str, ylabel: str, size: tuple[int, int] = (560, 360), diagonal: bool = False,
-              errors: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-              categories: Sequence[str] | None = None) -> Path:
+def line_plot(
+    path: str | Path,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    size: tuple[int, int] = (560, 360),
+    diagonal: bool = False,
+    errors: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    categories: Sequence[str] | None = None,
+) -> Path:
     """Lines with markers and a legend as a PNG (no matplotlib). NaN points are skipped.
 
     ``errors``: per series, (low, high) of a vertical interval at each point. ``categories``: the x
@@ -119,8 +131,10 @@ def line_plot(path: str | Path, series: dict[str, tuple[Sequence[float], Sequenc
     font = _font()
 
     def px(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0) * (width - left - right),
-                height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom))
+        return (
+            left + (x - x0) / (x1 - x0) * (width - left - right),
+            height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom),
+        )
 
     draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
     for t in _ticks(y0, y1):

@@ -80,8 +80,9 @@ class WorldModel(nn.Module):
         frames = self._tensor(frames, torch.uint8)
         actions = self._tensor(actions, torch.float32)
         if actions.shape[1] != frames.shape[1] - 1:
-            raise ValueError(f"{frames.shape[1]} context frames need {frames.shape[1] - 1} actions, "
-                             f"got {actions.shape[1]}")
+            raise ValueError(
+                f"{frames.shape[1]} context frames need {frames.shape[1] - 1} actions, got {actions.shape[1]}"
+            )
         keep = min(frames.shape[1], self.dynamics.capacity)
         tokens = self.window_tokens(frames[:, -keep:])  # [B,T',N]
         state, _ = self.dynamics.prefill(tokens, self.actions.context(actions[:, actions.shape[1] - keep + 1 :]))
@@ -112,16 +113,18 @@ class WorldModel(nn.Module):
         return self.goal.imagine(self.tokenizer, self._tensor(first_frames, torch.uint8), instructions, max_steps)
 
     # -- training losses (batches as the loader yields them, tensors on the model's device) -------
-    def action_loss(self, frames: torch.Tensor, actions: torch.Tensor, done: torch.Tensor,
-                    tokens: torch.Tensor | None = None):
+    def action_loss(
+        self, frames: torch.Tensor, actions: torch.Tensor, done: torch.Tensor, tokens: torch.Tensor | None = None
+    ):
         """frames uint8 [B,T,H,W,3] (with their own token ids [B,T,N] when precomputed), actions [B,T,A]
         (a_t follows frame t; the last is unused), done [B,T]."""
         with torch.no_grad():
             ids = self.window_tokens(frames, tokens)
         return self.dynamics.loss(ids, self.actions.context(actions[:, :-1]), done)
 
-    def goal_loss(self, frames: torch.Tensor, instructions: list[str], done: torch.Tensor,
-                  tokens: torch.Tensor | None = None):
+    def goal_loss(
+        self, frames: torch.Tensor, instructions: list[str], done: torch.Tensor, tokens: torch.Tensor | None = None
+    ):
         with torch.no_grad():
             ids = self.window_tokens(frames, tokens)
         return self.goal.loss(ids, instructions, done)

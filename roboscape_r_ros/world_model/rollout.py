@@ -48,18 +48,27 @@ def world_frames(length: int, frame_skip: int) -> int:
     return (length - 1) // frame_skip + 1
 
 
-def gather(arrays: EpisodeArrays, episodes: np.ndarray, starts: np.ndarray, context: int, horizon: int,
-           frame_skip: int) -> Windows:
+def gather(
+    arrays: EpisodeArrays, episodes: np.ndarray, starts: np.ndarray, context: int, horizon: int, frame_skip: int
+) -> Windows:
     k, n = frame_skip, context + horizon
     rows = arrays.starts[episodes, None] + starts[:, None] + np.arange((n - 1) * k + 1)  # [w,(n-1)k+1]
     kept = rows[:, ::k]  # [w,n]
     actions = skip_actions(arrays.actions[rows[:, :-1]], k)  # [w,n-1,A]
-    return Windows(episodes, starts, arrays.frames[kept[:, :context]], actions[:, : context - 1],
-                   actions[:, context - 1 :], arrays.frames[kept[:, context:]], arrays.done[kept[:, context:]])
+    return Windows(
+        episodes,
+        starts,
+        arrays.frames[kept[:, :context]],
+        actions[:, : context - 1],
+        actions[:, context - 1 :],
+        arrays.frames[kept[:, context:]],
+        arrays.done[kept[:, context:]],
+    )
 
 
-def spread_windows(arrays: EpisodeArrays, episodes, context: int, horizon: int, frame_skip: int,
-                   per_episode: int) -> tuple[np.ndarray, np.ndarray]:
+def spread_windows(
+    arrays: EpisodeArrays, episodes, context: int, horizon: int, frame_skip: int, per_episode: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Up to `per_episode` window starts per episode, evenly spread over the episode (episodes too short
     for context + horizon frames give none). Returns (episode positions [n], starts [n])."""
     span = (context + horizon - 1) * frame_skip + 1
@@ -75,8 +84,9 @@ def spread_windows(arrays: EpisodeArrays, episodes, context: int, horizon: int, 
 
 
 @torch.no_grad()
-def rollout(model, context: np.ndarray, context_actions: np.ndarray, actions: np.ndarray,
-            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def rollout(
+    model, context: np.ndarray, context_actions: np.ndarray, actions: np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Imagine actions [n,H,A] from context frames [n,C,...] -> frames uint8 [n,H,h,w,3], done prob [n,H]."""
     n, horizon = actions.shape[:2]
     frames = np.empty((n, horizon, *context.shape[2:]), np.uint8)
@@ -98,8 +108,9 @@ def spread(items: list, count: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
-def dream_vs_real(model, arrays: EpisodeArrays, episodes, path, examples: int = 4, max_horizon: int = 16,
-                  fps: float = 6.0) -> np.ndarray | None:
+def dream_vs_real(
+    model, arrays: EpisodeArrays, episodes, path, examples: int = 4, max_horizon: int = 16, fps: float = 6.0
+) -> np.ndarray | None:
     """GIF of real | dreamed (open loop from the episode's first context window) for a few episodes.
 
     Returns the filmstrip (real row over dreamed row, middle and last imagined frames) for TensorBoard,
@@ -118,8 +129,9 @@ def dream_vs_real(model, arrays: EpisodeArrays, episodes, path, examples: int = 
         real_clip, dream_clip = np.concatenate([last, w.truth], 1)[0], np.concatenate([last, dreamed], 1)[0]
         rows.append([real_clip, dream_clip])
         pick = [0, len(real_clip) // 2, len(real_clip) - 1]
-        strips.append(np.concatenate([np.concatenate(list(real_clip[pick]), 1),
-                                      np.concatenate(list(dream_clip[pick]), 1)], 0))
+        strips.append(
+            np.concatenate([np.concatenate(list(real_clip[pick]), 1), np.concatenate(list(dream_clip[pick]), 1)], 0)
+        )
     write_gif(path, labelled_grid(rows, ["real", "dreamed (open loop)"]), fps)
     return np.concatenate(strips, 0)
 
@@ -153,8 +165,9 @@ def sheet_contexts(dataset: EpisodeDataset, episodes, count: int, span: int) -> 
 
 
 @torch.no_grad()
-def controllability_sheet(model, dataset: EpisodeDataset, episodes, out: Path, steps: int = 8,
-                          contexts: int = 2) -> dict:
+def controllability_sheet(
+    model, dataset: EpisodeDataset, episodes, out: Path, steps: int = 8, contexts: int = 2
+) -> dict:
     """Imagine `steps` steps from `contexts` real context windows of `episodes` under each held action.
 
     Writes out/controllability.png (rows: context x held action; columns: the last context frame, then
@@ -165,8 +178,11 @@ def controllability_sheet(model, dataset: EpisodeDataset, episodes, out: Path, s
     k, c = model.cfg.frame_skip, model.cfg.context_length - 1
     span = (c - 1) * k + 1
     picks = sheet_contexts(dataset, episodes, contexts, span)
-    summary = {"steps": steps, "control_steps": steps * k,
-               "contexts": [{"episode": e, "task": dataset.episodes[e].task, "start": s} for e, s in picks]}
+    summary = {
+        "steps": steps,
+        "control_steps": steps * k,
+        "contexts": [{"episode": e, "task": dataset.episodes[e].task, "start": s} for e, s in picks],
+    }
     if not picks:
         return summary
     held = held_actions(dataset.action_names)
@@ -175,15 +191,18 @@ def controllability_sheet(model, dataset: EpisodeDataset, episodes, out: Path, s
     context_actions = np.stack([skip_actions(ep.actions[s : s + span - 1], k) for ep, (_, s) in zip(recorded, picks)])
     n, m = len(picks), len(held)
     actions = np.stack([a for _, a in held])[None, :, None].repeat(n, 0).repeat(steps, 2)  # [n,m,steps,A]
-    dreamed, _ = rollout(model, context.repeat(m, 0), context_actions.repeat(m, 0), actions.reshape(n * m, steps, -1),
-                         batch_size=n * m)
+    dreamed, _ = rollout(
+        model, context.repeat(m, 0), context_actions.repeat(m, 0), actions.reshape(n * m, steps, -1), batch_size=n * m
+    )
     clips = np.concatenate([context[:, -1:].repeat(m, 0), dreamed], 1).reshape(n, m, steps + 1, *dreamed.shape[2:])
     _write_sheet(out, clips, [label for label, _ in held], [f"{dataset.episodes[e].task} #{e}" for e, _ in picks])
     final = clips[:, :, -1].astype(np.float32)  # [n,m,H,W,3]
     distance = np.abs(final[:, :, None] - final[:, None]).mean((-3, -2, -1)).mean(0)  # [m,m]
     change = np.abs(final - clips[:, :, 0].astype(np.float32)).mean((0, -3, -2, -1))  # [m]
-    summary["held_actions"] = {label: {"divergence": float(distance[i].sum() / (m - 1)), "change": float(change[i])}
-                               for i, (label, _) in enumerate(held)}
+    summary["held_actions"] = {
+        label: {"divergence": float(distance[i].sum() / (m - 1)), "change": float(change[i])}
+        for i, (label, _) in enumerate(held)
+    }
     summary["mean_pairwise_divergence"] = float(distance[np.triu_indices(m, 1)].mean())
     return summary
 

@@ -49,8 +49,12 @@ class ResBlock(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
-            nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+            nn.GroupNorm(8, ch),
+            nn.SiLU(),
+            nn.Conv2d(ch, ch, 3, padding=1),
+            nn.GroupNorm(8, ch),
+            nn.SiLU(),
+            nn.Conv2d(ch, ch, 3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

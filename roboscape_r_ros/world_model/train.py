@@ -3,10 +3,11 @@
 Each stage is a plain function over an iterator of loader batches
     {"frames": uint8 [B,T,H,W,3], "actions": float32 [B,T,A], "done": float32 [B,T], "task_index": int64 [B]}
 (numpy or torch); the action and goal stages also take "tokens" (each frame's own token ids [B,T,N],
-precomputed with the frozen tokenizer) beside "frames", which saves re-encoding every window. With a run folder a stage saves `world_model.safetensors` and its optimizer state
-`optim-<stage>.safetensors` (tensors + JSON step counter, no pickle) every `checkpoint_every` steps
-and resumes from them; a finished stage returns at once. `log(stage, step, metrics)` receives the
-metrics of every step (for TensorBoard); tqdm shows progress.
+precomputed with the frozen tokenizer) beside "frames", which saves re-encoding every window. With a
+run folder a stage saves `world_model.safetensors` and its optimizer state `optim-<stage>.safetensors`
+(tensors + JSON step counter, no pickle) every `checkpoint_every` steps and resumes from them; a
+finished stage returns at once. `log(stage, step, metrics)` receives the metrics of every step (for
+TensorBoard); tqdm shows progress.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ Log = Callable[[str, int, dict[str, float]], None]
 MODEL_FILE = "world_model.safetensors"
 
 
-def train_tokenizer(model: WorldModel, batches: Iterator[dict], steps: int | None = None,
-                    run_dir: str | Path | None = None, log: Log | None = None,
-                    progress: bool = True) -> list[dict[str, float]]:
+def train_tokenizer(
+    model: WorldModel,
+    batches: Iterator[dict],
+    steps: int | None = None,
+    run_dir: str | Path | None = None,
+    log: Log | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
     """Reconstruction training on one random frame per sequence (batch_size frames per step)."""
 
     def loss(batch: Batch):
@@ -41,9 +47,14 @@ def train_tokenizer(model: WorldModel, batches: Iterator[dict], steps: int | Non
     return _fit("tokenizer", model, model.tokenizer, loss, batches, steps, run_dir, log, progress)
 
 
-def train_action_model(model: WorldModel, batches: Iterator[dict], steps: int | None = None,
-                       run_dir: str | Path | None = None, log: Log | None = None,
-                       progress: bool = True) -> list[dict[str, float]]:
+def train_action_model(
+    model: WorldModel,
+    batches: Iterator[dict],
+    steps: int | None = None,
+    run_dir: str | Path | None = None,
+    log: Log | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
     """Next-frame token prediction + done head of the action world model (tokenizer frozen)."""
 
     def loss(batch: Batch):
@@ -53,9 +64,15 @@ def train_action_model(model: WorldModel, batches: Iterator[dict], steps: int | 
     return _fit("action", model, trained, loss, batches, steps or model.cfg.train.action_steps, run_dir, log, progress)
 
 
-def train_goal_model(model: WorldModel, batches: Iterator[dict], instructions: Sequence[str], steps: int | None = None,
-                     run_dir: str | Path | None = None, log: Log | None = None,
-                     progress: bool = True) -> list[dict[str, float]]:
+def train_goal_model(
+    model: WorldModel,
+    batches: Iterator[dict],
+    instructions: Sequence[str],
+    steps: int | None = None,
+    run_dir: str | Path | None = None,
+    log: Log | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
     """The goal world model; `instructions[task_index]` is each sequence's instruction."""
 
     def loss(batch: Batch):
@@ -82,9 +99,17 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _fit(stage: str, model: WorldModel, trained: nn.Module, loss_fn: Callable[[Batch], tuple[torch.Tensor, dict]],
-         batches: Iterator[dict], steps: int, run_dir: str | Path | None, log: Log | None,
-         progress: bool = True) -> list[dict[str, float]]:
+def _fit(
+    stage: str,
+    model: WorldModel,
+    trained: nn.Module,
+    loss_fn: Callable[[Batch], tuple[torch.Tensor, dict]],
+    batches: Iterator[dict],
+    steps: int,
+    run_dir: str | Path | None,
+    log: Log | None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
     cfg = model.cfg.train
     device = model.device
     model.requires_grad_(False)
@@ -96,8 +121,14 @@ def _fit(stage: str, model: WorldModel, trained: nn.Module, loss_fn: Callable[[B
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     model.train()
-    for step in tqdm(range(start, steps), desc=f"world model: {stage}", initial=start, total=steps, dynamic_ncols=True,
-                     disable=not progress):
+    for step in tqdm(
+        range(start, steps),
+        desc=f"world model: {stage}",
+        initial=start,
+        total=steps,
+        dynamic_ncols=True,
+        disable=not progress,
+    ):
         batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in next(batches).items()}
         lr = _learning_rate(step, steps, cfg.lr, cfg.warmup_steps)
         for group in opt.param_groups:
@@ -123,8 +154,12 @@ def _save(run_dir: Path, stage: str, step: int, model: WorldModel, opt: torch.op
     model.save(run_dir / MODEL_FILE)
     state = opt.state_dict()
     tensors = {f"{idx}.{key}": value for idx, entry in state["state"].items() for key, value in entry.items()}
-    meta = {"format": "roboscape_r_ros.optimizer/1", "stage": stage, "step": step,
-            "param_groups": state["param_groups"]}
+    meta = {
+        "format": "roboscape_r_ros.optimizer/1",
+        "stage": stage,
+        "step": step,
+        "param_groups": state["param_groups"],
+    }
     save_tensors(run_dir / f"optim-{stage}.safetensors", tensors, meta)
 
 
