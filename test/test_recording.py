@@ -94,7 +94,7 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
 
     out = tmp_path / "recorded"
     sent = {}  # stamp -> values of the last Action the controller published for it (the one the sim executed)
-    ros.node.create_subscription(
+    seen = ros.node.create_subscription(
         msg.Action,
         "/rec/action",
         lambda a: sent.update({(a.header.stamp.sec, a.header.stamp.nanosec): list(a.values)}),
@@ -141,6 +141,9 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
     )
     reset = ros.node.create_client(Trigger, "/rec/reset")
     first = sim.wait(ros, r"episode (\S+) ended after (\d+) steps", 90)
+    # under load the harness may match the controller only after the first episode: the second one,
+    # started by the reset below, is then seen whole
+    assert ros.spin_until(lambda: seen.get_publisher_count() > 0, 20)
     assert ros.spin_until(reset.service_is_ready, 20)
     future = reset.call_async(Trigger.Request())
     assert ros.spin_until(future.done, 20) and future.result().success
@@ -163,8 +166,8 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
         f"episodes of {first.group(2)} and {second.group(2)} steps; {len(recorded)} actions recorded, "
         f"{len(published)} seen published"
     )
-    # the harness may have joined a few actions late; everything it saw was recorded, in order
-    assert len(published) >= len(recorded) - 5
+    # everything the harness saw was recorded, in order; it saw at least the whole second episode
+    assert len(published) >= len(dataset.episode(1).actions) - 1  # its final frame's answer may come after stop
     np.testing.assert_array_equal(recorded[len(recorded) - len(published) :], published[-len(recorded) :])
 
 
