@@ -201,3 +201,14 @@ def test_train_wm_presets_carry_the_world_model_presets(preset):
     assert cfg.model == load_config(
         WorldModelConfig, "world_model", preset, ["image_size=32"] if preset == "tiny" else []
     )
+
+
+def test_split_names_the_dataset_by_absolute_path(dataset, tmp_path, monkeypatch):
+    """A run trained with a relative dataset path is used from other folders (ros2 launch, the demo)."""
+    monkeypatch.chdir(dataset.parent)
+    run = tmp_path / "run"
+    args = train_args(Path(dataset.name), run, "model.train.tokenizer_steps=1", "model.train.action_steps=1")
+    assert cli.main([*args, "model.train.goal_steps=0", "media_every=0"]) == 0
+    monkeypatch.chdir(tmp_path)
+    named = Path(yaml.safe_load((run / "split.json").read_text())["dataset"])
+    assert named.is_absolute() and EpisodeDataset.open(named).num_episodes == 24

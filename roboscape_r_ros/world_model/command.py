@@ -108,7 +108,8 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
     run.write_json(
         "split.json",
         {
-            "dataset": str(dataset.root),
+            # absolute: the dreamer, imagination and evaluate-wm open it from whatever folder they run in
+            "dataset": str(Path(dataset.root).resolve()),
             "num_episodes": dataset.num_episodes,
             "num_frames": dataset.num_frames,
             "held_out_fraction": fraction,

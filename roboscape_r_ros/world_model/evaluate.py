@@ -167,7 +167,7 @@ class Evaluation:
             raise RunError(f"{self.run.path}: no split.json (not a train-wm run folder)")
         self.split = self.run.read_json("split.json")
         run_cfg = self.run.read_config() if self.run.file("config.yaml").exists() else {}
-        self.run_dataset = run_cfg.get("dataset") or self.split.get("dataset")
+        self.run_dataset = self.split.get("dataset") or run_cfg.get("dataset")
         dataset_path = cfg.dataset or self.run_dataset
         if not dataset_path:
             raise RunError(f"{self.run.path}: config.yaml names no dataset; set dataset=...")
