@@ -26,6 +26,7 @@ from roboscape_r_ros.world_model import (
     train_tokenizer,
 )
 from roboscape_r_ros.world_model.checkpoint import save_tensors
+from roboscape_r_ros.world_model.dynamics import two_stream_mask
 from roboscape_r_ros.world_model.tokenizer import hold_static_tokens
 
 SIZE, SQUARE, GRID, MAX_LEN = 32, 8, 4, 16
@@ -203,6 +204,16 @@ def test_static_patches_keep_their_token_and_moving_ones_take_the_new_one():
     assert held[:, 1, 1].tolist() == [3, 3, 11, 11]
     assert held[:, 0, 1].tolist() == [1, 1, 1, 1]
     assert torch.equal(hold_static_tokens(ids, frames, threshold=-1), ids)
+
+
+def test_windows_without_history_see_only_the_frame_before():
+    T = 4  # clean frames 0..3 at rows 0..3, masked copies of frames 1..3 at rows 4..6
+    causal, alone = two_stream_mask(T, torch.tensor([False, True]))
+    seen = lambda mask, row: torch.nonzero(mask[row])[:, 0].tolist()  # noqa: E731
+    assert seen(causal, 6) == [0, 1, 2, 6] and seen(causal, 4) == [0, 4]  # masked frame 3, masked frame 1
+    assert seen(causal, 2) == [0, 1, 2]  # clean frame 2
+    assert seen(alone, 6) == [2, 6] and seen(alone, 4) == [0, 4]
+    assert all(seen(alone, row) == [row] for row in range(T))
 
 
 def test_kv_cache_step_matches_a_full_pass():

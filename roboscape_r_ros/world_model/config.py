@@ -32,6 +32,12 @@ class DynamicsConfig:
         help="cross-entropy weight of the masked tokens that differ from the previous frame's (the moving "
         "arm and objects, a few percent of all tokens) relative to the static ones",
     )
+    history_dropout: float = option(
+        0.0,
+        help="share of training windows trained without history: every frame sees only itself and each predicted "
+        "frame the clean frame just before it, so its motion must come from the action (with history, an expert's "
+        "motion is predictable from its past frames alone)",
+    )
 
 
 @dataclass

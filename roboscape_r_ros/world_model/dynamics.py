@@ -10,7 +10,9 @@ causally to each other; a masked copy of frames 1..T-1 (MaskGIT cosine-schedule 
 the clean frames strictly before it and to itself. So all T-1 next-frame predictions train in one
 pass, and each one sees exactly what inference sees: T-1 clean past frames plus the partly decoded
 frame. The done head reads the mean-pooled clean features of a frame; at inference the decoded
-frame gets that clean pass anyway, to fill the KV cache.
+frame gets that clean pass anyway, to fill the KV cache. With `history_dropout` > 0 a share of the
+windows trains without history (`two_stream_mask`): each frame is then predicted from the one before
+it and the action alone, which an expert's smooth motion otherwise lets the model ignore.
 
 Imagination keeps a KV cache of the last C = context_length-1 clean frames (keys stored before
 RoPE, rotated by slot at use, so rolling the window needs no recomputation). Once the window has
@@ -108,6 +110,21 @@ class Block(nn.Module):
         return x, kv
 
 
+def two_stream_mask(T: int, without_history: torch.Tensor) -> torch.Tensor:
+    """Temporal attention mask [B,2T-1,2T-1] (query x key) of training's clean frames 0..T-1 followed by
+    the masked copies of frames 1..T-1. A masked frame sees the clean frames strictly before it and itself
+    (never the clean copy of its target); a clean frame sees itself and the clean frames before it. Windows
+    flagged in ``without_history`` [B] (bool) see no history: a masked frame sees itself and the clean
+    frame just before it, a clean frame only itself."""
+    device = without_history.device
+    pos = torch.cat([torch.arange(T, device=device), torch.arange(1, T, device=device)])  # [2T-1]
+    is_clean = torch.arange(2 * T - 1, device=device) < T
+    itself = torch.eye(2 * T - 1, dtype=torch.bool, device=device)
+    causal = is_clean[None, :] & (pos[None, :] < pos[:, None]) | itself
+    just_before = is_clean[None, :] & ~is_clean[:, None] & (pos[None, :] == pos[:, None] - 1) | itself
+    return torch.where(without_history[:, None, None], just_before, causal)
+
+
 @dataclass
 class State:
     """Imagination state: temporal keys/values of the last C clean frames, right-aligned."""
@@ -170,10 +187,9 @@ class Dynamics(nn.Module):
         )
         t = torch.arange(T, device=tokens.device)
         pos = torch.cat([t, t[1:]])  # [2T-1]
-        is_clean = torch.arange(2 * T - 1, device=tokens.device) < T
-        # clean keys strictly earlier in time, plus each frame itself (never the clean copy of a target)
-        mask = is_clean[None, :] & (pos[None, :] < pos[:, None])
-        mask |= torch.eye(2 * T - 1, dtype=torch.bool, device=tokens.device)  # [2T-1,2T-1] query x key
+        dropped = torch.rand(B, device=tokens.device) < self.cfg.history_dropout
+        mask = two_stream_mask(T, dropped)  # [B,2T-1,2T-1]
+        mask = mask[:, None, None].expand(B, N, 1, 2 * T - 1, 2 * T - 1).reshape(B * N, 1, 2 * T - 1, 2 * T - 1)
         features, _ = self._run(stream, both, pos, mask)
         logits = self.head(features[:, T:][masked]).float()  # [M,V] at the masked positions only
         changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
