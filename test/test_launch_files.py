@@ -68,11 +68,16 @@ class Node(Recorded):
     pass
 
 
+class Shutdown(Recorded):
+    pass
+
+
 STAND_IN = {
     "launch": {"LaunchDescription": LaunchDescription},
     "launch.actions": {
         "DeclareLaunchArgument": DeclareLaunchArgument,
         "SetEnvironmentVariable": SetEnvironmentVariable,
+        "Shutdown": Shutdown,
     },
     "launch.substitutions": {
         "LaunchConfiguration": LaunchConfiguration,
@@ -118,6 +123,7 @@ class Started:
     params: dict
     remappings: dict[str, str]
     output: str
+    on_exit: str  # "respawn", "shutdown" (the launch ends) or "nothing" (the rest keeps running)
 
 
 @dataclass
@@ -180,6 +186,11 @@ def run(description: LaunchDescription, overrides: dict[str, str], env: dict[str
                     params,
                     remaps,
                     kw.get("output", ""),
+                    "respawn"
+                    if kw.get("respawn") is True
+                    else "shutdown"
+                    if any(isinstance(a, Shutdown) for a in kw.get("on_exit", []))
+                    else "nothing",
                 )
             )
     return launch
@@ -211,6 +222,8 @@ def spec_problems(launch: Launch, mode: str) -> list[str]:
         for topic, arg in spec.remappings():
             if node.remappings.get(topic) != a[arg]:
                 problems.append(f"{name}: remapping {topic} -> {a[arg]} missing ({node.remappings})")
+        if node.on_exit != spec.on_exit:
+            problems.append(f"{name}: on exit {node.on_exit} instead of {spec.on_exit}")
         extra = set(node.remappings) - {topic for topic, _ in spec.remappings()}
         problems += [f"{name}: remapping of {topic} is not in the spec" for topic in extra]
     if launch.env.get("FASTDDS_BUILTIN_TRANSPORTS") != launch.arguments["fastdds_transports"]:
@@ -278,6 +291,9 @@ def test_the_checker_fails_a_launch_that_drops_a_node_a_parameter_file_or_a_rema
     )
     assert any("parameters" in p for p in tampered(lambda launch: launch.nodes[2].params.update(use_sim_time=False)))
     assert any("not set" in p for p in tampered(lambda launch: launch.env.pop("FASTDDS_BUILTIN_TRANSPORTS")))
+    assert tampered(lambda launch: setattr(launch.nodes[0], "on_exit", "nothing")) == [
+        "sim_bridge: on exit nothing instead of shutdown"
+    ]
 
 
 def test_the_world_model_nodes_run_in_imagination_on_the_world_model_argument():

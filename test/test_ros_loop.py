@@ -158,6 +158,25 @@ def test_a_node_that_cannot_start_stops_the_graph_with_its_status(ros):
     assert "Traceback" not in out, out
 
 
+def test_a_respawn_node_comes_back_and_a_shutdown_node_stops_the_graph(ros):
+    """graph.py's on_exit: camera_ingest is respawned after it dies, policy_controller's death stops the graph."""
+    out = Output(launch(ros, "arg.backend=random"))
+    started = out.wait(ros, r"started camera_ingest \(pid (\d+)\)", 60)
+    out.wait(ros, r"\[camera_ingest\] .*publishing", 60)
+    os.kill(int(started.group(1)), signal.SIGKILL)
+    out.wait(ros, r"camera_ingest exited with status -9: respawning in 2 s", 20)
+    again = out.wait(ros, r"started camera_ingest \(pid (?!" + started.group(1) + r"\))(\d+)\)", 20)
+    controller = re.search(r"started policy_controller \(pid (\d+)\)", out.text())
+    os.kill(int(controller.group(1)), signal.SIGKILL)
+    out.proc.wait(timeout=60)
+    out.thread.join(timeout=10)
+    log = out.text()
+    assert out.proc.returncode == 2 and "policy_controller exited with status -9: stopping the graph" in log, log
+    assert "all nodes stopped" in log and "node policy_controller exited with status -9" in log, log
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(again.group(1)), 0)
+
+
 def test_real_mode_drives_an_arm_elsewhere_by_remapping_only(ros):
     """mode=real is how a lab arm is driven: here the 'arm' is a sim_bridge in its own namespace,
     reached only through the camera/command/state launch arguments (remappings)."""

@@ -32,6 +32,8 @@ PACKAGE = "roboscape_r_ros"
 MODES = ("imagination", "sim", "real")
 DEFAULT_NAMESPACE = "roboscape"
 LARGE_DATA = "LARGE_DATA"  # FASTDDS_BUILTIN_TRANSPORTS for images over ~64 KB (default transports lose most)
+ON_EXIT = ("respawn", "shutdown")
+RESPAWN_DELAY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,10 @@ class NodeSpec:
     role: str
     clock_source: bool = False  # publishes /clock itself, so never follows use_sim_time
     mode_parameters: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # When the process exits while the graph runs: "respawn" it after RESPAWN_DELAY_S (nodes whose
+    # restart loses nothing but the frame in flight), or "shutdown" the whole graph (the node that
+    # commands the arm, and the sim whose restart would send /clock back to zero).
+    on_exit: str = "shutdown"
 
     @property
     def entry_point(self) -> str:
@@ -150,6 +156,7 @@ NODES: tuple[NodeSpec, ...] = (
         modes=("sim", "real"),
         topics=("image_raw", "observation"),
         role="camera frames of any common encoding -> rgb8 observation at model size",
+        on_exit="respawn",
     ),
     NodeSpec(
         name="policy_controller",
@@ -186,6 +193,7 @@ NODES: tuple[NodeSpec, ...] = (
         ),
         role="the world model as the environment (imagine) or as a monitor (shadow)",
         mode_parameters={"imagination": {"mode": "imagine"}},
+        on_exit="respawn",
     ),
     NodeSpec(
         name="reward_publisher",
@@ -197,6 +205,7 @@ NODES: tuple[NodeSpec, ...] = (
         topics=("observation", "goal_image", "instruction", "done", "episode", "reward", "reward/marker"),
         role="endogenous reward (1 - D(frame, goal) + done bonus) on dreamed or real frames",
         mode_parameters={"imagination": {"done_source": "topic"}},
+        on_exit="respawn",
     ),
 )
 

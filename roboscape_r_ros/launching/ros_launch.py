@@ -44,12 +44,17 @@ def _common_arguments(share_config: str) -> list:
 
 
 def _node(spec: graph.NodeSpec, mode: str, condition=None):
+    from launch.actions import Shutdown
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
     from launch_ros.actions import Node
 
     parameters: dict[str, object] = dict(graph.inline_parameters(spec, mode))
     for arg in spec.parameter_arguments():
         parameters[arg.parameter] = LaunchConfiguration(arg.name)
+    if spec.on_exit == "respawn":
+        on_exit = {"respawn": True, "respawn_delay": graph.RESPAWN_DELAY_S}
+    else:
+        on_exit = {"on_exit": [Shutdown(reason=f"{spec.name} exited")]}
     return Node(
         package=graph.PACKAGE,
         executable=spec.executable,
@@ -59,6 +64,7 @@ def _node(spec: graph.NodeSpec, mode: str, condition=None):
         remappings=[(topic, LaunchConfiguration(arg)) for topic, arg in spec.remappings()],
         condition=condition,
         output="screen",
+        **on_exit,
     )
 
 

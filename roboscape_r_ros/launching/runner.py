@@ -74,6 +74,7 @@ class LaunchError(RoboscapeError):
 class Process:
     name: str
     argv: list[str]
+    on_exit: str  # graph.ON_EXIT: respawn it, or stop the graph
 
 
 # What each node process runs: its executables.txt entry point. A Ctrl-C that arrives while the
@@ -130,7 +131,7 @@ def plan(cfg: LaunchConfig) -> list[Process]:
         for topic, arg_name in spec.remappings():
             if args[arg_name] != topic:
                 argv += ["-r", f"{topic}:={args[arg_name]}"]
-        processes.append(Process(spec.name, argv))
+        processes.append(Process(spec.name, argv, spec.on_exit))
     return processes
 
 
@@ -168,36 +169,46 @@ def run_launch(cfg: LaunchConfig) -> str | None:
     children: list[tuple[Process, subprocess.Popen]] = []
     failed: tuple[str, int] | None = None
     codes: dict[str, int] = {}
+
+    def start(process: Process) -> subprocess.Popen:
+        # Own process group: a terminal's Ctrl-C reaches only this runner, which stops each node once.
+        child = subprocess.Popen(
+            process.argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        threading.Thread(target=_pipe_lines, args=(process.name, child.stdout, out, lock), daemon=True).start()
+        say(f"started {process.name} (pid {child.pid})")
+        return child
+
     try:
         for process in processes:
-            # Own process group: a terminal's Ctrl-C reaches only this runner, which stops each node once.
-            child = subprocess.Popen(
-                process.argv,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                process_group=0,
-                preexec_fn=_die_with_parent,
-            )
-            children.append((process, child))
-        for process, child in children:
-            threading.Thread(target=_pipe_lines, args=(process.name, child.stdout, out, lock), daemon=True).start()
-            say(f"started {process.name} (pid {child.pid})")
+            children.append((process, start(process)))
         if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" and cfg.mode != "imagination":
             say(
                 "note: with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST rmw_fastrtps sets its own transports, so "
-                "LARGE_DATA "
-                "does not apply and camera frames over ~64 KB are mostly lost (bench/bench_latency.py); "
+                "LARGE_DATA does not apply and camera frames over ~64 KB are mostly lost (bench/bench_latency.py); "
                 "isolate with a private ROS_DOMAIN_ID instead"
             )
         say(f"mode {cfg.mode}, namespace /{cfg.namespace.strip('/')}; Ctrl-C stops every node")
         deadline = time.monotonic() + cfg.duration_s if cfg.duration_s > 0 else None
-        while not stop.is_set():
-            exited = [(p.name, c.returncode) for p, c in children if c.poll() is not None]
-            if exited:
-                failed = exited[0]
-                say(f"{failed[0]} exited with status {failed[1]}: stopping the graph")
+        while not stop.is_set() and failed is None:
+            for i, (process, child) in enumerate(children):
+                if child.poll() is None:
+                    continue
+                if process.on_exit == "shutdown":
+                    failed = (process.name, child.returncode)
+                    say(f"{process.name} exited with status {child.returncode}: stopping the graph")
+                    break
+                say(f"{process.name} exited with status {child.returncode}: respawning in {graph.RESPAWN_DELAY_S:g} s")
+                if stop.wait(graph.RESPAWN_DELAY_S):
+                    break
+                children[i] = (process, start(process))
+            if failed is not None:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 say(f"duration of {cfg.duration_s:g} s reached")
