@@ -191,7 +191,7 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         return f"{summary.episodes} episodes, {summary.frames} frames, {summary.size_bytes / 2**20:.1f} MiB"
 
     def train_wm() -> str:
-        return run_train_wm(configs["world_model"]).splitlines()[1].removeprefix("stages").strip()
+        return run_train_wm(configs["world_model"]).timing
 
     def sanity() -> str:
         run_reward_sanity(configs["reward_sanity"])
@@ -223,7 +223,7 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         return f"{sim_cfg.ppo.total_steps} decisions x {sim_cfg.policy.chunk} control steps in the sim"
 
     def evaluate() -> str:
-        return run_evaluate(configs["evaluate"]).splitlines()[0]
+        return f"report: {run_evaluate(configs['evaluate']).report}"
 
     stages = [
         Stage("collect", "record scripted-expert, noisy, failed and random episodes", collect),

@@ -108,7 +108,7 @@ def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
         f"report={tmp_path / 'report.md'}",
     ]
     cfg = load_config(EvaluateConfig, "evaluate", None, overrides)
-    summary = run_evaluate(cfg, progress=False)
+    summary = str(run_evaluate(cfg, progress=False))
     report = (tmp_path / "report.md").read_text()
     assert "| tiny |" in summary and "| random |" in summary and "dark" in summary
     assert "### Relative improvement of tiny" in report and "light_scale" in report

@@ -470,8 +470,19 @@ def build_actors(cfg: EvaluateConfig) -> dict[str, Actor]:
     return actors
 
 
-def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
-    """Evaluate the configured actors, write the markdown report; returns the report's path and table."""
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """Where the report went and its success table; printed by the CLI, read by the demo pipeline."""
+
+    report: Path
+    table: list[str]  # markdown rows: success per actor and scene
+
+    def __str__(self) -> str:
+        return "\n".join([f"report: {self.report}", *self.table])
+
+
+def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluationSummary:
+    """Evaluate the configured actors, write the markdown report (and every episode beside it as JSON)."""
     evaluation = evaluate(cfg, progress)
     path = Path(cfg.report)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,7 +500,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> str:
             indent=1,
         ),
     )
-    return "\n".join([f"report: {path}", *scene_table(evaluation.episodes, evaluation.scenes)])
+    return EvaluationSummary(path, scene_table(evaluation.episodes, evaluation.scenes))
 
 
 def load_evaluation(path: str | Path) -> Evaluation:

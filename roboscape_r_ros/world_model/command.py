@@ -195,7 +195,31 @@ class StageLogger:
         self.writer.flush()
 
 
-def run_train_wm(cfg: TrainWMConfig) -> str:
+@dataclass(frozen=True)
+class TrainWMResult:
+    """What train-wm made; printed by the CLI, read by the demo pipeline."""
+
+    run: Path
+    seconds: dict[str, float]  # wall time of each stage's training
+    train_episodes: int
+    held_out_episodes: int
+
+    @property
+    def timing(self) -> str:
+        stages = ", ".join(f"{s} {self.seconds.get(s, 0):.0f} s" for s in STAGES)
+        return f"{stages}; total {sum(self.seconds.values()) / 60:.1f} min"
+
+    def __str__(self) -> str:
+        return (
+            f"world model  {self.run / MODEL_FILE}\n"
+            f"stages       {self.timing}\n"
+            f"episodes     {self.train_episodes} train, {self.held_out_episodes} held out (split.json)\n"
+            f"media        {self.run / 'media'}\n"
+            f"tensorboard  tensorboard --logdir {self.run / 'tensorboard'}"
+        )
+
+
+def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
     device = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -306,17 +330,9 @@ def run_train_wm(cfg: TrainWMConfig) -> str:
                 + ("model.train.goal_steps=0" if successful else "the training episodes hold no successful episode")
             )
         writer.close()
-        seconds = logger.seconds
-        total = sum(seconds.values())
-        timing = ", ".join(f"{s} {seconds.get(s, 0):.0f} s" for s in STAGES)
-        run.log(f"finished: {timing} (total {total / 60:.1f} min of training)")
-        return (
-            f"world model  {run.file(MODEL_FILE)}\n"
-            f"stages       {timing}; total {total / 60:.1f} min\n"
-            f"episodes     {len(train_eps)} train, {len(held_out)} held out (split.json)\n"
-            f"media        {media_dir}\n"
-            f"tensorboard  tensorboard --logdir {run.path / 'tensorboard'}"
-        )
+        result = TrainWMResult(run.path, dict(logger.seconds), len(train_eps), len(held_out))
+        run.log(f"finished: {result.timing}")
+        return result
 
 
 def goal_media(model: WorldModel, dataset: EpisodeDataset, arrays, episodes, path: Path, examples: int) -> None:
