@@ -2,7 +2,7 @@
 
 Each case runs in its own fresh process (so its peak resident memory is its own):
   sim        PixelMetaWorldEnv reach-v3, 64x64 frames, random actions, one process on one core
-  <preset>   WorldModel (random weights; speed does not depend on them) imagining a batch of B
+  <preset>   WorldModel (random weights, or a run's trained ones with --world-model) imagining a batch of B
              environments at 64x64: encode a real-sized context once, then step with random actions
              (MaskGIT decoding + KV cache + frame decode), B environment steps per model step;
              then the same loop with the endogenous reward r = (1 - D(frame, goal)) + 10 [done >= 0.9]
@@ -14,6 +14,7 @@ Peak memory: ru_maxrss of the case's process (after the loop without reward, the
 
     python bench/bench_imagination.py                      # tiny + small, batches 1, 16, 64
     python bench/bench_imagination.py --presets cpu --batches 64 --seconds 5
+    python bench/bench_imagination.py --world-model outputs/runs/wm3_cpu --batches 64   # trained weights
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
 
     base = peak_rss_mb()
     torch.manual_seed(0)
-    cfg = load_config(WorldModelConfig, "world_model", preset, [f"image_size={SIZE}", "action_dim=4"])
-    wm = WorldModel(cfg).eval()
+    if preset.endswith(".safetensors"):  # trained weights (--world-model)
+        wm = WorldModel.from_checkpoint(preset).eval()
+        cfg = wm.cfg
+    else:
+        cfg = load_config(WorldModelConfig, "world_model", preset, [f"image_size={SIZE}", "action_dim=4"])
+        wm = WorldModel(cfg).eval()
     rng = np.random.default_rng(0)
     c = cfg.context_length - 1
     frames = rng.integers(0, 256, (batch, c, SIZE, SIZE, 3), dtype=np.uint8)
@@ -140,6 +145,11 @@ def run_case(args: list[str], threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="tiny,small", help="world_model presets, comma-separated")
+    parser.add_argument(
+        "--world-model",
+        default="",
+        help="a train-wm run folder: its trained weights instead of the presets' random ones",
+    )
     parser.add_argument("--batches", default="1,16,64", help="imagined environments per model step")
     parser.add_argument("--seconds", type=float, default=4.0, help="minimum timed seconds per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: like the one sim process)")
@@ -166,7 +176,9 @@ def main() -> None:
     start = time.perf_counter()
     sim = run_case(["sim"], args.threads)
     rows = []
-    for preset in args.presets.split(","):
+    models = [str(Path(args.world_model) / "world_model.safetensors")] if args.world_model else args.presets.split(",")
+    for preset in models:
+        label = Path(preset).parent.name if args.world_model else preset
         for batch in (int(b) for b in args.batches.split(",")):
             r = run_case([preset, str(batch)], args.threads)
             r["ratio_to_sim"] = r["steps_per_s"] / sim["steps_per_s"]
@@ -176,7 +188,7 @@ def main() -> None:
                 reward["control_step_ratio"] = reward["ratio_to_sim"] * r["frame_skip"]
             rows.append(r)
             print(
-                f"{preset:>6} batch {batch:>3}: {r['steps_per_s']:8.1f} imagined steps/s "
+                f"{label:>6} batch {batch:>3}: {r['steps_per_s']:8.1f} imagined steps/s "
                 f"({r['ratio_to_sim']:.2f}x sim), with reward "
                 + ", ".join(
                     f"{k} {v['steps_per_s']:.1f}/s ({v['ratio_to_sim']:.2f}x)" for k, v in r["with_reward"].items()
