@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -14,9 +15,10 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -106,30 +108,26 @@ class StartupError(Exception):
 
 def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Run one node until Ctrl-C or SIGTERM. Bad startup parameters end with one line, exit 2."""
-    # Ctrl-C stops the node only through rclpy's own handler, which shuts the context down. Python's
-    # default handler would also raise KeyboardInterrupt at an arbitrary line, e.g. inside rclpy's
-    # Future.__init__, leaving a half-built object whose __del__ prints a traceback at exit. The
-    # no-op must be installed before rclpy.init, which chains to the handler it finds.
-    signal.signal(signal.SIGINT, lambda *_: None)
-    rclpy.init(args=args)
+    # Ctrl-C and SIGTERM only set a flag that the loop reads every 0.1 s (and once the node is built).
+    # Python's KeyboardInterrupt lands at an arbitrary line, e.g. inside rclpy's Future.__init__,
+    # leaving half-built objects whose __del__ prints a traceback at exit; rclpy's own handler, which
+    # shuts the context down from another thread, left the executor waiting for good in 2 of 10 stops.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (StartupError, InvalidParameterTypeException, InvalidParameterValueException) as err:
         print(f"[ERROR] {err}", file=sys.stderr)
         return 2
     except ExternalShutdownException:
         pass
-    except RuntimeError:
-        # Ctrl-C can land while the executor takes a message; rclpy then fails the take with a
-        # RuntimeError, and its signal handler shuts the context down from another thread, which may
-        # not have happened yet (seen under load). Only a context that goes down is a clean stop.
-        deadline = time.monotonic() + 2.0
-        while rclpy.ok() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if rclpy.ok():
-            raise
     finally:
         if node is not None:
             node.destroy_node()
