@@ -248,6 +248,31 @@ def test_watchdog_holds_once_and_estop_holds_until_released(ros):
     assert "E-STOP engaged" in log and "e-stop released" in log and "holding the arm" in log and "Traceback" not in log
 
 
+def test_a_simulator_that_waited_through_a_hold_gets_its_frame_answered(ros):
+    """Sim time stands still while a simulator waits for the action of its frame and re-sends that
+    frame; after a watchdog hold (a stall under load) the controller must answer it again."""
+    from rosgraph_msgs.msg import Clock
+
+    proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "stale_after_s:=0.5", "-p", "use_sim_time:=true")
+    rig = Rig(ros)
+    clock_pub = ros.node.create_publisher(Clock, "/clock", RELIABLE)
+    frozen = Clock(clock=rig.now())  # the sim's time: it advances only when the sim steps
+    frame = image(frozen.clock)
+
+    def sim_waiting():
+        clock_pub.publish(frozen)
+        rig.obs_pub.publish(frame)
+
+    assert ros.spin_until(lambda: rig.actions, 30, tick=sim_waiting), "no action"
+    ros.spin_until(lambda: False, 1.5, tick=lambda: clock_pub.publish(frozen))  # the stall: no frames
+    answered = len([a for a in rig.actions if a.header.stamp == frame.header.stamp])
+    assert ros.spin_until(
+        lambda: len([a for a in rig.actions if a.header.stamp == frame.header.stamp]) > answered, 5, tick=sim_waiting
+    ), "the re-sent frame was never answered after the hold"
+    log = ros.stop(proc)
+    assert "holding the arm" in log and "fresh observations again: resuming" in log and "Traceback" not in log, log
+
+
 def test_no_action_without_a_goal_when_one_is_required(ros):
     proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "require_goal:=true", "-p", "warning_period_s:=60.0")
     rig = Rig(ros)

@@ -308,11 +308,13 @@ class PolicyController(Node):
                 f"dropped a stale observation: its stamp is {age:.3g} s old (limit {self.stale_after_s:g} s){hint}",
             )
             return
-        if stamp == self.answered:
+        if stamp == self.answered and self.moving:
             # The same frame again (a simulator waiting for its action): the source is alive; send
             # the same Action again in case the first was lost (a driver steps once per frame).
+            # After a hold it is decided afresh below: a simulator that waited through the hold
+            # sends only this frame, and would otherwise wait for good.
             self.watchdog.feed(time.monotonic())
-            if self.last_action is not None and self.moving and not self.safety.estop:
+            if self.last_action is not None and not self.safety.estop:
                 self.action_pub.publish(self.last_action)
             return
         image = self.drops.decode(msg, "an observation")
