@@ -27,12 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 PACKAGE = "roboscape_r_ros"
 MODES = ("imagination", "sim", "real")
 DEFAULT_NAMESPACE = "roboscape"
 LARGE_DATA = "LARGE_DATA"  # FASTDDS_BUILTIN_TRANSPORTS for images over ~64 KB (default transports lose most)
-ON_EXIT = ("respawn", "shutdown")
 RESPAWN_DELAY_S = 2.0
 
 
@@ -121,7 +121,7 @@ class NodeSpec:
     # When the process exits while the graph runs: "respawn" it after RESPAWN_DELAY_S (nodes whose
     # restart loses nothing but the frame in flight), or "shutdown" the whole graph (the node that
     # commands the arm, and the sim whose restart would send /clock back to zero).
-    on_exit: str = "shutdown"
+    on_exit: Literal["respawn", "shutdown"] = "shutdown"
 
     @property
     def entry_point(self) -> str:

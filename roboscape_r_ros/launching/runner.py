@@ -74,7 +74,7 @@ class LaunchError(RoboscapeError):
 class Process:
     name: str
     argv: list[str]
-    on_exit: str  # graph.ON_EXIT: respawn it, or stop the graph
+    on_exit: str  # NodeSpec.on_exit: "respawn" it, or "shutdown" the graph
 
 
 # What each node process runs: its executables.txt entry point. A Ctrl-C that arrives while the
