@@ -187,9 +187,12 @@ class Dynamics(nn.Module):
         )
         t = torch.arange(T, device=tokens.device)
         pos = torch.cat([t, t[1:]])  # [2T-1]
-        dropped = torch.rand(B, device=tokens.device) < self.cfg.history_dropout
-        mask = two_stream_mask(T, dropped)  # [B,2T-1,2T-1]
-        mask = mask[:, None, None].expand(B, N, 1, 2 * T - 1, 2 * T - 1).reshape(B * N, 1, 2 * T - 1, 2 * T - 1)
+        if self.cfg.history_dropout > 0:
+            dropped = torch.rand(B, device=tokens.device) < self.cfg.history_dropout
+            mask = two_stream_mask(T, dropped)  # [B,2T-1,2T-1], one per window
+            mask = mask[:, None, None].expand(B, N, 1, 2 * T - 1, 2 * T - 1).reshape(B * N, 1, 2 * T - 1, 2 * T - 1)
+        else:  # one mask for every window, and no random draw: the default path as before the option
+            mask = two_stream_mask(T, torch.zeros(1, dtype=torch.bool, device=tokens.device))[0]
         features, _ = self._run(stream, both, pos, mask)
         logits = self.head(features[:, T:][masked]).float()  # [M,V] at the masked positions only
         changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
