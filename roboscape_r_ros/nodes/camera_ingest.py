@@ -33,11 +33,12 @@ from roboscape_r_ros.nodes.node_tools import (
     RELIABLE_BACKLOG,
     StartupError,
     ThrottledWarnings,
-    declare,
+    declare_parameters,
     rgb8_image,
     spin,
     stamp_ns,
 )
+from roboscape_r_ros.runtime.ingest import CameraIngestParams
 
 REFUSALS = {
     "nonfinite": "an action with NaN or inf values",
@@ -49,71 +50,27 @@ REFUSALS = {
 class CameraIngest(Node):
     def __init__(self) -> None:
         super().__init__("camera_ingest")
-        self.output_size = declare(
-            self, "output_size", 64, "side of the square rgb8 frame published on observation (pixels)", low=8, high=1024
-        )
-        self.interpolation = declare(
-            self, "interpolation", "area", f"OpenCV resize filter: {', '.join(INTERPOLATIONS)}"
-        )
-        throttle_s = declare(
-            self,
-            "warning_period_s",
-            5.0,
-            "at most one warning per kind of bad frame in this period (seconds)",
-            low=0.0,
-            high=3600.0,
-        )
-        output = declare(
-            self,
-            "record.output",
-            "",
-            "record observation + action episodes into a new dataset folder here (empty: no recording)",
-        )
-        task = declare(self, "record.task", "", "task name of the recorded episodes (needed when recording)")
-        instruction = declare(
-            self, "record.instruction", "", "instruction of the recorded episodes (empty: the task name)"
-        )
-        kind = declare(
-            self,
-            "record.kind",
-            "expert",
-            "how the recorded episodes were made: expert, noisy, failed or random (data/lerobot.py)",
-        )
-        fps = declare(
-            self,
-            "record.fps",
-            80,
-            "frame rate written into the dataset (Meta-World controls at 80 Hz)",
-            low=1,
-            high=10_000,
-        )
-        camera = declare(self, "record.camera", "camera", "camera name in the dataset (observation.images.<camera>)")
-        action_names = declare(
-            self,
-            "record.action_names",
-            ["dx", "dy", "dz", "gripper"],
-            "names of the recorded Actions, in order (others are refused)",
-        )
-        overwrite = declare(self, "record.overwrite", False, "replace an existing dataset at record.output")
+        p = declare_parameters(self, CameraIngestParams)
+        self.output_size, self.interpolation, record = p.output_size, p.interpolation, p.record
         if self.interpolation not in INTERPOLATIONS:
             raise StartupError(f"camera_ingest: {self._bad_interpolation(self.interpolation)}")
-        self.warnings = ThrottledWarnings(self, throttle_s)
+        self.warnings = ThrottledWarnings(self, p.warning_period_s)
         self.dropped = 0
         self.recorder = None
-        if output:
+        if record.output:
             from roboscape_r_ros.data.recorder import EpisodeRecorder  # pyarrow: only when recording
 
             try:
                 self.recorder = EpisodeRecorder(
-                    output,
-                    task=task,
-                    instruction=instruction or task,
-                    kind=kind,
-                    fps=fps,
-                    camera=camera,
+                    record.output,
+                    task=record.task,
+                    instruction=record.instruction or record.task,
+                    kind=record.kind,
+                    fps=record.fps,
+                    camera=record.camera,
                     image_shape=(self.output_size, self.output_size, 3),
-                    action_names=action_names,
-                    overwrite=overwrite,
+                    action_names=list(record.action_names),
+                    overwrite=record.overwrite,
                 )
             except RoboscapeError as err:
                 raise StartupError(f"camera_ingest: recording: {err}") from None
@@ -129,8 +86,8 @@ class CameraIngest(Node):
         )
         if self.recorder is not None:
             self.get_logger().info(
-                f"recording observation + action episodes of '{task}' into {output} (the dataset appears when "
-                "this node stops)"
+                f"recording observation + action episodes of '{record.task}' into {record.output} (the dataset "
+                "appears when this node stops)"
             )
 
     @staticmethod

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import rclpy
@@ -17,12 +18,16 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
+from roboscape_r_ros.runtime.parameters import ParameterError, build, parameter_specs
+
+T = TypeVar("T")
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Latched: a late subscriber still gets the last value (episode id, goal image, instruction).
@@ -48,19 +53,39 @@ def rgb8_image(frame: np.ndarray, header: Header) -> Image:
     )
 
 
-def declare(
-    node: Node, name: str, default: object, description: str, *, low: float | None = None, high: float | None = None
-) -> object:
-    """Declare a typed, described parameter (with a range when given) and return its value."""
-    descriptor = ParameterDescriptor(description=description)
-    if low is not None and high is not None:
-        if isinstance(default, int):
-            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
-        else:
-            descriptor.floating_point_range = [
-                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
-            ]
-    return node.declare_parameter(name, default, descriptor).value
+_ARRAY_TYPES = {
+    str: Parameter.Type.STRING_ARRAY,
+    float: Parameter.Type.DOUBLE_ARRAY,
+    int: Parameter.Type.INTEGER_ARRAY,
+    bool: Parameter.Type.BOOL_ARRAY,
+}
+
+
+def declare_parameters(node: Node, cls: type[T]) -> T:
+    """Declare every parameter of dataclass ``cls`` (runtime.parameters) with its description and
+    range, and return ``cls`` built from the values the node was started with."""
+    values = {}
+    for spec in parameter_specs(cls):
+        description = spec.description
+        if spec.choices:
+            description += f" ({', '.join(map(str, spec.choices))})"
+        descriptor = ParameterDescriptor(description=description)
+        if spec.low is not None:
+            if isinstance(spec.default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+                ]
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        # An empty list says nothing of its element type: declare the type instead (unset -> None).
+        declared = _ARRAY_TYPES[spec.item_type] if default == [] else default
+        value = node.declare_parameter(spec.name, declared, descriptor).value
+        values[spec.name] = () if value is None else value
+    try:
+        return build(cls, values)
+    except ParameterError as err:
+        raise StartupError(f"{node.get_name()}: {err}") from None
 
 
 class ThrottledWarnings:

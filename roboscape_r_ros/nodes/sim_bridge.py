@@ -31,7 +31,6 @@ none). A bad one is refused with a throttled warning and the arm does not move.
 from __future__ import annotations
 
 import time
-from collections import deque
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
@@ -49,72 +48,35 @@ from roboscape_r_ros.nodes.node_tools import (
     RELIABLE,
     StartupError,
     ThrottledWarnings,
-    declare,
+    declare_parameters,
     rgb8_image,
     spin,
     stamp,
+    stamp_ns,
 )
 from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
-from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, SimFrame, SimSession
+from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, SimBridgeParams, SimFrame, SimSession
+from roboscape_r_ros.runtime.step_gate import StepGate
 
 
 class SimBridge(Node):
     def __init__(self) -> None:
         super().__init__("sim_bridge")
-        task = declare(self, "task", "reach-v3", "Meta-World v3 task, e.g. reach-v3, push-v3, pick-place-v3")
-        camera = declare(
-            self,
-            "camera",
-            "corner2",
-            "Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV",
-        )
-        resolution = declare(
-            self, "camera_resolution", 128, "side of the square rgb8 frames on image_raw (pixels)", low=8, high=1024
-        )
-        seed = declare(self, "seed", 0, "seed of the first episode; episode k uses seed + k", low=0, high=2**31 - 1)
-        max_steps = declare(
-            self, "max_steps", 300, "control steps before an episode is truncated", low=1, high=1_000_000
-        )
-        end_on_success = declare(
-            self, "end_on_success", True, "an episode ends at its first success step (else only at max_steps)"
-        )
-        self.auto_reset = declare(
-            self, "auto_reset", True, "start the next episode as soon as one ends (else refuse actions until reset)"
-        )
-        self.republish_period_s = declare(
-            self,
-            "republish_period_s",
-            0.2,
-            "publish the current frame again after this long without an action (s); keep it below the policy's "
-            "stale_after_s",
-            low=0.01,
-            high=3600.0,
-        )
-        self.publish_clock = declare(self, "publish_clock", True, "publish simulated time on /clock (for use_sim_time)")
-        self.world_frame = declare(self, "world_frame_id", "world", "frame of state, ee_pose and the action values")
-        self.camera_frame = declare(self, "camera_frame_id", "sim_camera", "frame_id of image_raw")
-        throttle_s = declare(
-            self,
-            "warning_period_s",
-            5.0,
-            "at most one warning per kind of refused action in this period (s)",
-            low=0.0,
-            high=3600.0,
-        )
+        self.params = p = declare_parameters(self, SimBridgeParams)
         try:
             self.session = SimSession(
-                task,
-                resolution=resolution,
-                camera=camera,
-                seed=seed,
-                max_steps=max_steps,
-                end_on_success=end_on_success,
+                p.task,
+                resolution=p.camera_resolution,
+                camera=p.camera,
+                seed=p.seed,
+                max_steps=p.max_steps,
+                end_on_success=p.end_on_success,
             )
         except RoboscapeError as err:
             raise StartupError(f"sim_bridge: {err}") from None
-        self.warnings = ThrottledWarnings(self, throttle_s)
+        self.warnings = ThrottledWarnings(self, p.warning_period_s)
         self.refused = 0
-        self.past_frames: deque[int] = deque(maxlen=64)  # stamps of the latest frames published
+        self.gate = StepGate()
         self.image_pub = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
         self.state_pub = self.create_publisher(JointState, "state", RELIABLE)
         self.pose_pub = self.create_publisher(PoseStamped, "ee_pose", RELIABLE)
@@ -124,20 +86,18 @@ class SimBridge(Node):
         self.create_subscription(Action, "action", self.on_action, RELIABLE)
         self.create_service(Trigger, "reset", self.on_reset)
         self.last_publish = time.monotonic()
-        self.create_timer(
-            min(self.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
-        )
+        self.create_timer(min(p.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.start_episode()
         self.get_logger().info(
-            f"{task}: {resolution}x{resolution} frames from '{camera}', one "
+            f"{p.task}: {p.camera_resolution}x{p.camera_resolution} frames from '{p.camera}', one "
             f"{self.session.spec.period_s * 1e3:g} ms step per action, "
-            f"episodes of at most {max_steps} steps"
+            f"episodes of at most {p.max_steps} steps"
         )
 
     # -- episodes -------------------------------------------------------------------------------
     def start_episode(self) -> SimFrame:
-        self.previous_episode = self.session.frame.episode_id if self.session.frame is not None else ""
         frame = self.session.reset()
+        self.gate.new_episode(frame.episode_id)
         self.episode_pub.publish(String(data=frame.episode_id))
         self.publish_frame(frame)
         return frame
@@ -156,22 +116,10 @@ class SimBridge(Node):
         )
 
     def on_action(self, msg: Action) -> None:
-        frame = self.session.frame
-        answers = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if answers in self.past_frames and (answers != frame.time_ns or frame.ended):
-            # An answer to a frame already stepped from (a policy's repeat: it sends again when it
-            # sees a frame again, in case its first answer was lost) or to an episode's final frame.
-            return
-        if frame.ended:
-            self.refuse("ended", f"episode {frame.episode_id} has ended (call the reset service)")
-            return
-        if msg.episode_id and msg.episode_id != frame.episode_id:
-            if msg.episode_id == self.previous_episode and answers == frame.time_ns:
-                # The first frame of this episode overtook the latched episode id on its way to the
-                # policy: expected; the frame's repeat is answered with the new id.
-                self.get_logger().debug(f"dropped an answer carrying the previous episode id {msg.episode_id}")
-                return
-            self.refuse("episode", f"it belongs to episode '{msg.episode_id}', the current one is '{frame.episode_id}'")
+        admission = self.gate.admit(stamp_ns(msg.header), msg.episode_id, self.session.frame.ended)
+        if admission.verdict != "step":
+            if admission.verdict == "refuse":
+                self.refuse(admission.reason, admission.message)
             return
         try:
             values = check_command(
@@ -181,20 +129,20 @@ class SimBridge(Node):
             self.refuse(err.reason, str(err))
             return
         frame = self.session.step(values)
+        self.gate.moved_on()
         self.success_pub.publish(Bool(data=frame.success))
         self.publish_frame(frame)
         if frame.ended:
             outcome = "success" if frame.success else "truncated"
             self.get_logger().info(f"episode {frame.episode_id} ended after {frame.step} steps: {outcome}")
-            if self.auto_reset:
+            if self.params.auto_reset:
                 self.start_episode()
 
     # -- output ---------------------------------------------------------------------------------
     def publish_frame(self, frame: SimFrame) -> None:
-        if not self.past_frames or self.past_frames[-1] != frame.time_ns:
-            self.past_frames.append(frame.time_ns)
-        header = Header(stamp=stamp(frame.time_ns), frame_id=self.world_frame)
-        if self.publish_clock:
+        self.gate.published(frame.time_ns)
+        header = Header(stamp=stamp(frame.time_ns), frame_id=self.params.world_frame_id)
+        if self.params.publish_clock:
             self.clock_pub.publish(ClockMsg(clock=header.stamp))
         self.state_pub.publish(
             JointState(header=header, name=list(METAWORLD_OBS_NAMES), position=frame.metaworld_obs.tolist())
@@ -203,11 +151,13 @@ class SimBridge(Node):
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = frame.hand_position.tolist()
         pose.pose.orientation.w = 1.0  # Meta-World's hand keeps its orientation
         self.pose_pub.publish(pose)
-        self.image_pub.publish(rgb8_image(frame.image, Header(stamp=header.stamp, frame_id=self.camera_frame)))
+        self.image_pub.publish(
+            rgb8_image(frame.image, Header(stamp=header.stamp, frame_id=self.params.camera_frame_id))
+        )
         self.last_publish = time.monotonic()
 
     def on_timer(self) -> None:
-        if time.monotonic() - self.last_publish >= self.republish_period_s:
+        if time.monotonic() - self.last_publish >= self.params.republish_period_s:
             self.publish_frame(self.session.frame)  # same stamps: nobody acts on it twice
 
     def destroy_node(self) -> None:

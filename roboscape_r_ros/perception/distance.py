@@ -27,9 +27,12 @@ class WeightsError(RoboscapeError, FileNotFoundError):
     """Network weights that are missing or do not fit the network; the message names the files."""
 
 
+PerceptualBackend = Literal["effnet", "lpips", "ssim"]
+
+
 @dataclass
 class PerceptionConfig:
-    backend: Literal["effnet", "lpips", "ssim"] = option("effnet", help="perceptual distance of the reward")
+    backend: PerceptualBackend = option("effnet", help="perceptual distance of the reward")
     resolution: int = option(128, help="effnet input side, frames are resized to it (0 = as given); lpips: frame size")
     lpips_dir: str = option("", help="folder holding alexnet-owt-7be5be79.pth and alex.pth (lpips backend only)")
     device: str = option("cpu", help="torch device of the distance network")

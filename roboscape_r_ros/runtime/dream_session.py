@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -29,8 +30,55 @@ from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.env import WorldModelRun, check_world_model, context_episodes, resolve_world_model
 from roboscape_r_ros.perception.metrics import psnr
+from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
+from roboscape_r_ros.runtime.parameters import parameter
 from roboscape_r_ros.world_model.dynamics import State
 from roboscape_r_ros.world_model.model import WorldModel
+
+_SAWYER = metaworld_action_spec()
+
+
+@dataclass(frozen=True)
+class DreamerParams:
+    mode: Literal["imagine", "shadow"] = parameter(
+        "imagine", "imagine: the world model is the environment; shadow: it predicts beside a real robot"
+    )
+    world_model: str = parameter(
+        "", "world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint"
+    )
+    device: str = parameter("cpu", "torch device of the world model")
+    dataset: str = parameter("", "imagine: dataset of the context episodes (empty: the one the run's split.json names)")
+    context_episodes: Literal["held_out", "all"] = parameter(
+        "held_out", "imagine: context episodes: held_out (the run's split.json) or all"
+    )
+    context_frames: int = parameter(
+        0, "imagine: real context frames per reset (0: the model's context_length - 1)", low=0, high=1024
+    )
+    max_steps: int = parameter(40, "imagine: world-model steps before an episode is truncated", low=1, high=1_000_000)
+    done_threshold: float = parameter(
+        0.9, "imagine: an episode ends when the done probability exceeds this", low=0.01, high=1.0
+    )
+    seed: int = parameter(0, "imagine: seed of the context draws", low=0, high=2**31 - 1)
+    auto_reset: bool = parameter(
+        True, "imagine: start the next episode as soon as one ends (else refuse actions until reset)"
+    )
+    republish_period_s: float = parameter(
+        0.2,
+        "imagine: publish the current frame again (fresh stamp) after this long without an action (s)",
+        low=0.01,
+        high=3600.0,
+    )
+    action_names: tuple[str, ...] = parameter(
+        _SAWYER.names, "expected Action.names, one per world-model action dimension"
+    )
+    action_units: tuple[str, ...] = parameter(_SAWYER.units, "expected Action.units")
+    action_scale: tuple[float, ...] = parameter(
+        _SAWYER.scale, "expected Action.scale (physical quantity per unit of value)"
+    )
+    frame_id: str = parameter("dream_camera", "frame_id of the published images")
+    warning_period_s: float = parameter(
+        5.0, "at most one warning per kind of bad input in this period (s)", low=0.0, high=3600.0
+    )
 
 
 class DreamError(RoboscapeError, ValueError):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,3 +205,38 @@ class Learner:
         with open(self.output / UPDATES_LOG, "a") as log:
             log.write(json.dumps(stats) + "\n")
         return stats
+
+
+class BackgroundUpdates:
+    """Runs ``Learner.update`` in one worker thread, so that its caller keeps serving e-stop and
+    watchdog meanwhile; the caller holds the arm while ``busy``."""
+
+    def __init__(self, learner: Learner) -> None:
+        self.learner = learner
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppo")
+        self.job: Future | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    def start_if_ready(self) -> int | None:
+        """Start an update once a rollout is complete; returns its number of transitions, else None."""
+        if self.job is not None or not self.learner.ready():
+            return None
+        buffer = self.learner.take_rollout()
+        self.job = self.pool.submit(self.learner.update, buffer)
+        return buffer.size
+
+    def finished(self) -> dict[str, float] | Exception | None:
+        """The stats of the update that just finished, or the exception it raised; None while none did."""
+        if self.job is None or not self.job.done():
+            return None
+        job, self.job = self.job, None
+        try:
+            return job.result()
+        except Exception as err:  # returned, not raised: a failed update must not stop the controller
+            return err
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)  # an update in flight finishes and saves its checkpoint

@@ -15,13 +15,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from roboscape_r_ros.imagination.goals import load_goal_image
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
+from roboscape_r_ros.perception.distance import PerceptionConfig, PerceptualBackend
 from roboscape_r_ros.runtime.dream_session import DreamError, check_frame
+from roboscape_r_ros.runtime.parameters import inherited, parameter
 from roboscape_r_ros.world_model.model import WorldModel
+
+
+@dataclass(frozen=True)
+class RewardPublisherParams:
+    world_model: str = parameter(
+        "",
+        "world-model run folder or .safetensors: the done head and the goal model (may stay empty with "
+        "goal_source topic/file and done_source topic)",
+    )
+    device: str = parameter("cpu", "torch device of the world model and the perceptual distance")
+    goal_source: Literal["topic", "instruction", "file"] = parameter("instruction", "where the goal frame comes from")
+    goal_image_file: str = parameter("", "goal_source=file: an 8-bit RGB PNG/JPEG of the frames' size")
+    goal_max_steps: int = parameter(50, "goal_source=instruction: imagined steps at most", low=1, high=10_000)
+    done_source: Literal["model", "topic"] = parameter(
+        "model", "done probability: the world model's done head on each frame, or the dreamer's done topic"
+    )
+    perception: PerceptualBackend = inherited(PerceptionConfig, "backend")
+    perception_resolution: int = inherited(PerceptionConfig, "resolution", low=0, high=1024)
+    lpips_dir: str = inherited(PerceptionConfig, "lpips_dir")
+    done_bonus: float = inherited(RewardConfig, "done_bonus", low=0.0, high=1e6)
+    done_threshold: float = inherited(RewardConfig, "done_threshold", low=0.01, high=1.0)
+    alignment_offset: float = inherited(RewardConfig, "alignment_offset", low=-10.0, high=10.0)
+    alignment_scale: float = inherited(RewardConfig, "alignment_scale", low=0.0, high=1e6)
+    marker_frame_id: str = parameter("world", "frame of reward/marker")
+    warning_period_s: float = parameter(
+        5.0, "at most one warning per kind of problem in this period (s)", low=0.0, high=3600.0
+    )
+
+    def reward_config(self) -> RewardConfig:
+        perception = PerceptionConfig(
+            backend=self.perception, resolution=self.perception_resolution, lpips_dir=self.lpips_dir, device=self.device
+        )
+        return RewardConfig(
+            perception,
+            done_bonus=self.done_bonus,
+            done_threshold=self.done_threshold,
+            alignment_offset=self.alignment_offset,
+            alignment_scale=self.alignment_scale,
+        )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 
 from roboscape_r_ros.envs.metaworld_env import CONTROL_HZ, EnvConfig, PixelMetaWorldEnv
 from roboscape_r_ros.runtime.action_spec import ActionSpec, metaworld_action_spec
+from roboscape_r_ros.runtime.parameters import parameter
 
 _OBJECT = ("x", "y", "z", "qw", "qx", "qy", "qz")
 _FRAME = ("hand_x", "hand_y", "hand_z", "gripper_opening") + tuple(f"obj{i}_{k}" for i in (0, 1) for k in _OBJECT)
@@ -22,6 +23,32 @@ METAWORLD_OBS_NAMES: tuple[str, ...] = _FRAME + tuple(f"prev_{n}" for n in _FRAM
 assert len(METAWORLD_OBS_NAMES) == 39
 
 PERIOD_NS = round(1e9 / CONTROL_HZ)  # 12.5 ms
+
+
+@dataclass(frozen=True)
+class SimBridgeParams:
+    task: str = parameter("reach-v3", "Meta-World v3 task, e.g. reach-v3, push-v3, pick-place-v3")
+    camera: str = parameter(
+        "corner2", "Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV"
+    )
+    camera_resolution: int = parameter(128, "side of the square rgb8 frames on image_raw (pixels)", low=8, high=1024)
+    seed: int = parameter(0, "seed of the first episode; episode k uses seed + k", low=0, high=2**31 - 1)
+    max_steps: int = parameter(300, "control steps before an episode is truncated", low=1, high=1_000_000)
+    end_on_success: bool = parameter(True, "an episode ends at its first success step (else only at max_steps)")
+    auto_reset: bool = parameter(True, "start the next episode as soon as one ends (else refuse actions until reset)")
+    republish_period_s: float = parameter(
+        0.2,
+        "publish the current frame again after this long without an action (s); keep it below the policy's "
+        "stale_after_s",
+        low=0.01,
+        high=3600.0,
+    )
+    publish_clock: bool = parameter(True, "publish simulated time on /clock (for use_sim_time)")
+    world_frame_id: str = parameter("world", "frame of state, ee_pose and the action values")
+    camera_frame_id: str = parameter("sim_camera", "frame_id of image_raw")
+    warning_period_s: float = parameter(
+        5.0, "at most one warning per kind of refused action in this period (s)", low=0.0, high=3600.0
+    )
 
 
 @dataclass(frozen=True)
