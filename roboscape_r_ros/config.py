@@ -7,6 +7,18 @@ Every command's config is a dataclass tree whose fields carry a help text
 
 and every value is checked against its field's type, so a typo or a wrong type is an error that
 names the key, never a silent default.
+
+A preset builds on another with the reserved key ``_base`` in any of its mappings: the mapping
+becomes the named preset merged recursively with the mapping's own keys, which win. E.g. in
+presets/train_wm/tiny.yaml
+
+    model:
+      _base: world_model/tiny   # presets/world_model/tiny.yaml
+      image_size: 32            # this one key differs
+
+``_base`` names ``<folder>/<name>`` under presets/ (``<name>`` alone: in the folder of the preset that
+names it, the command's own for a preset file) or a YAML file path (relative to the file that names it).
+A base may have bases of its own; a cycle is an error. Overrides apply after all bases are merged.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import yaml
 from roboscape_r_ros.errors import RoboscapeError
 
 PRESET_DIR = Path(__file__).parent / "presets"
+BASE_KEY = "_base"
 
 T = TypeVar("T")
 
@@ -55,22 +68,61 @@ def load_config(cls: type[T], command: str, preset: str | None, overrides: list[
     return from_dict(cls, values)
 
 
-def _read_preset(command: str, preset: str) -> dict[str, Any]:
+def _read_preset(command: str, preset: str, here: Path = Path(), chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset by name (in presets/<command>) or YAML file path (relative to ``here``), its bases merged in."""
     path = Path(preset)
-    if path.suffix not in (".yaml", ".yml"):
+    if path.suffix in (".yaml", ".yml"):
+        path = here / path
+    else:
         path = PRESET_DIR / command / f"{preset}.yaml"
         if not path.is_file():
             known = ", ".join(available_presets(command)) or "none"
             raise ConfigError(f"unknown preset '{preset}' for '{command}' (available: {known})")
     if not path.is_file():
         raise ConfigError(f"preset file {path} does not exist")
+    chain = (*chain, path.resolve())
+    if chain[-1] in chain[:-1]:
+        raise ConfigError("presets build on each other in a cycle: " + " -> ".join(map(_preset_label, chain)))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"preset file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"preset file {path} must hold a mapping of options")
-    return data
+    return _with_bases(data, command, path, chain)
+
+
+def _with_bases(node: Any, command: str, path: Path, chain: tuple[Path, ...]) -> Any:
+    """``node`` (read from ``path``) with the ``_base`` of every mapping in it merged in, own keys winning."""
+    if isinstance(node, list):
+        return [_with_bases(item, command, path, chain) for item in node]
+    if not isinstance(node, dict):
+        return node
+    own = {key: _with_bases(value, command, path, chain) for key, value in node.items() if key != BASE_KEY}
+    if BASE_KEY not in node:
+        return own
+    base = node[BASE_KEY]
+    if not isinstance(base, str):
+        raise ConfigError(f"'{BASE_KEY}' in preset file {path} must name a preset, e.g. world_model/tiny; got {base!r}")
+    folder, _, name = base.rpartition("/")
+    if Path(base).suffix in (".yaml", ".yml"):
+        folder, name = "", base
+    return _merge(_read_preset(folder or command, name, path.parent, chain), own)
+
+
+def _merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in own.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both else value
+    return merged
+
+
+def _preset_label(path: Path) -> str:
+    try:
+        return path.relative_to(PRESET_DIR.resolve()).with_suffix("").as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _parse_value(raw: str) -> Any:

@@ -22,7 +22,7 @@ from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import WindowLoader
-from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
+from roboscape_r_ros.world_model import WorldModel
 from roboscape_r_ros.world_model.checkpoint import load_tensors, save_tensors
 from roboscape_r_ros.world_model.command import TrainWMConfig
 from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
@@ -193,14 +193,6 @@ def test_first_window_share_draws_episode_starts(dataset):
     plain = WindowLoader(ds, window=5, batch_size=40, seed=0)  # default: the same draws as before the option
     again = WindowLoader(ds, window=5, batch_size=40, seed=0, first_window_share=0.0)
     assert all(np.array_equal(a, b) for a, b in zip(plain.sample().values(), again.sample().values()))
-
-
-@pytest.mark.parametrize("preset", ["tiny", "small", "cpu", "base", "paper"])
-def test_train_wm_presets_carry_the_world_model_presets(preset):
-    cfg = load_config(TrainWMConfig, "train_wm", preset, [])
-    assert cfg.model == load_config(
-        WorldModelConfig, "world_model", preset, ["image_size=32"] if preset == "tiny" else []
-    )
 
 
 def test_split_names_the_dataset_by_absolute_path(dataset, tmp_path, monkeypatch):
