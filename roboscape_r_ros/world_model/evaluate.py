@@ -60,9 +60,10 @@ from tqdm import tqdm
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.lerobot import DatasetError
 from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
 from roboscape_r_ros.perception.metrics import psnr, ssim
-from roboscape_r_ros.runs import RunError, RunFolder, write_text_atomic
+from roboscape_r_ros.runs import RunError, RunFolder
 from roboscape_r_ros.world_model.command import resolve_device
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
@@ -827,9 +828,9 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
         "controllability": sheet,
     }
     metrics["seconds"] = time.perf_counter() - start
-    write_text_atomic(ev.out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
+    write_atomic(ev.out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
     text = report(metrics, plots, gif)
-    write_text_atomic(ev.out / "report.md", text)
+    write_atomic(ev.out / "report.md", text)
     ol = open_loop["horizons"]
     h = 8 if 8 in ol else (max(ol) if ol else None)
     head = f"{h}-step PSNR gain {_f(ol[h]['psnr_gain'])} dB, dPSNR {_f(ol[h]['dpsnr'])} dB; " if h else ""
