@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from toy_world import write_toy_dataset
 from wm_synthetic import write_dataset
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.imagination.toy import write_toy_dataset
 from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, Evaluation
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import controllability_sheet, held_actions

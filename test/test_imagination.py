@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from toy_world import render, write_toy_dataset
 
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
@@ -29,7 +30,6 @@ from roboscape_r_ros.imagination import (
     make_imagination_env,
 )
 from roboscape_r_ros.imagination.reward_sanity import sliding_done
-from roboscape_r_ros.imagination.toy import render, write_toy_dataset
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
