@@ -42,6 +42,7 @@ import torch
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.collect import CollectConfig, run_collect
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
 from roboscape_r_ros.rl.report import scene_table, success_tables
@@ -54,7 +55,7 @@ from roboscape_r_ros.rl.train import (
     run_imagination_ppo,
     run_sim_baseline,
 )
-from roboscape_r_ros.runs import RunFolder, write_text_atomic
+from roboscape_r_ros.runs import RunFolder
 from roboscape_r_ros.world_model.command import TrainWMConfig, resolve_device, run_train_wm
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import SHEET_PNG, controllability_sheet
@@ -348,7 +349,7 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
         body = sanity.read_text().split("\n", 1)[1]  # without its title
         lines += ["## Reward sanity on held-out episodes", body]
     path = out / REPORT_FILE
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -6,7 +6,7 @@
     writer = run.tensorboard()                            # SummaryWriter on run/tensorboard
     run.write_json("split.json", {...}); run.read_json("split.json")
 
-Every file is written atomically (temporary file + os.replace), so a run killed at any moment
+Every file is written atomically (files.write_atomic), so a run killed at any moment
 leaves whole files behind. The lock is an flock on `run/.lock`: the kernel releases it when the
 holder dies, also after kill -9, so a rerun can always take it over.
 """
@@ -24,6 +24,7 @@ import yaml
 
 from roboscape_r_ros.config import to_yaml
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.files import write_atomic
 
 RUNS_DIR = Path("outputs/runs")
 
@@ -39,13 +40,6 @@ def run_path(run: str, name: str) -> Path:
     if not name or "/" in name or name in (".", ".."):
         raise RunError(f"run name {name!r} must be a plain folder name")
     return RUNS_DIR / name
-
-
-def write_text_atomic(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(text.encode() if isinstance(text, str) else text)
-    os.replace(tmp, path)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -114,7 +108,7 @@ class RunFolder:
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.file(name)
-        write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+        write_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
         return path
 
     def read_json(self, name: str) -> Any:
@@ -151,7 +145,7 @@ class RunFolder:
                     f"{f' (+{len(changed) - 1} more)' if len(changed) > 1 else ''}: resume with the "
                     "same settings or use another run folder"
                 )
-        write_text_atomic(path, to_yaml(cfg))
+        write_atomic(path, to_yaml(cfg))
 
     # -- logs -----------------------------------------------------------------------------------
     def log(self, message: str, name: str = "train.log") -> None:

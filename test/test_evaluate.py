@@ -23,17 +23,9 @@ from roboscape_r_ros.rl.report import (
     mean_relative_improvement,
     relative_improvement,
     success_tables,
-    wilson_interval,
 )
 
 REACH = EnvConfig(tasks=["reach-v3"], resolution=32, max_steps=80)  # the expert needs 32-59 steps
-
-
-def test_wilson_interval_known_values():
-    np.testing.assert_allclose(wilson_interval(0, 10), (0.0, 0.2775), atol=1e-4)
-    np.testing.assert_allclose(wilson_interval(5, 10), (0.2366, 0.7634), atol=1e-4)
-    np.testing.assert_allclose(wilson_interval(10, 10), (0.7225, 1.0), atol=1e-4)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_relative_improvement_as_the_paper_reports_it():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from toy_world import render, write_toy_dataset
 
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
@@ -28,8 +29,7 @@ from roboscape_r_ros.imagination import (
     endogenous_reward,
     make_imagination_env,
 )
-from roboscape_r_ros.imagination.reward_sanity import auroc, rankdata, sliding_done, spearman
-from roboscape_r_ros.imagination.toy import render, write_toy_dataset
+from roboscape_r_ros.imagination.reward_sanity import sliding_done
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
@@ -329,19 +329,6 @@ def test_empty_or_unusable_episode_sets_give_clear_errors(wm, dataset, tmp_path)
 
 
 # -- reward-sanity helpers -------------------------------------------------------------------------
-def test_rank_statistics():
-    x = np.array([3.0, 1.0, 2.0, 2.0, 5.0])
-    np.testing.assert_allclose(rankdata(x), [4, 1, 2.5, 2.5, 5])
-    assert spearman(np.arange(6), np.arange(6) ** 3) == pytest.approx(1.0)
-    assert spearman(np.arange(6), -np.arange(6)) == pytest.approx(-1.0)
-    assert np.isnan(spearman(np.ones(5), np.arange(5)))
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(0)
-    a, b = rng.integers(0, 5, 30).astype(float), rng.normal(size=30)
-    assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
-    assert auroc([3, 4], [1, 2]) == 1.0 and auroc([1], [1]) == 0.5 and np.isnan(auroc([], [1]))
-
-
 def test_sliding_done_gives_each_frame_its_own_causal_window(wm, dataset):
     arrays = dataset.load_arrays()
     e = int(np.argmax(arrays.lengths))

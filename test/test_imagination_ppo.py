@@ -1,4 +1,4 @@
-"""RL in imagination end to end on the toy grid world (imagination/toy.py), with measured effects.
+"""RL in imagination end to end on the toy grid world (test/toy_world.py), with measured effects.
 
 A tiny world model (tokenizer, then action model with done head) is trained on a toy dataset in the
 test (~15 s on 2 busy cores) and saved as a train-wm run folder (world_model.safetensors + split.json).
@@ -15,12 +15,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from toy_world import ToyGridEnv, write_toy_dataset
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
 from roboscape_r_ros.imagination.reward_sanity import RewardSanityConfig, run_reward_sanity
-from roboscape_r_ros.imagination.toy import ToyGridEnv, write_toy_dataset
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo

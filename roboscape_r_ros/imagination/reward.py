@@ -14,7 +14,7 @@ made it. The distance runs on the device of the frames' env (perception.device i
 `alignment_offset` exists because the paper's per-step term is positive: PPO bootstraps a truncated
 episode with V(last obs), so an episode that never finishes is worth ~(1 - D) / (1 - gamma) (about 90
 at gamma 0.99) against a one-off bonus of 10 for finishing, and PPO learns to keep the done head from
-firing (measured on the toy world: imagined success fell from 10% to 0% while returns fell below
+firing (measured on the tests' toy grid world: imagined success fell from 10% to 0% while returns fell below
 random). An offset of 1 makes every step cost D (r = -D + bonus): finishing early then always pays
 (the same toy: imagined success 6% -> 93%, real success 0% -> 100%). `alignment_scale` stretches
 the dense term: effnet distances between a scene and its goal span only ~0.02-0.05 on 64x64

@@ -37,6 +37,7 @@ from roboscape_r_ros.imagination.env import SPLIT_FILE, check_world_model, conte
 from roboscape_r_ros.imagination.errors import ImaginationError
 from roboscape_r_ros.imagination.goals import model_goal_bank
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
+from roboscape_r_ros.stats import auroc, spearman
 from roboscape_r_ros.world_model.model import WorldModel
 
 GOAL_SOURCES = ("goal_model", "demo")
@@ -62,41 +63,6 @@ class RewardSanityConfig:
         bad = [g for g in self.goals if g not in GOAL_SOURCES]
         if bad or not self.goals:
             raise ConfigError(f"goals must be a non-empty list of {', '.join(GOAL_SOURCES)}, got {self.goals}")
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (scipy.stats.rankdata's default)."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation; NaN when fewer than 3 points or either side is constant."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 3:
-        return float("nan")
-    rx, ry = rankdata(x), rankdata(y)
-    sx, sy = rx.std(), ry.std()
-    if sx == 0 or sy == 0:
-        return float("nan")
-    return float(((rx - rx.mean()) * (ry - ry.mean())).mean() / (sx * sy))
-
-
-def auroc(positive: list[float], negative: list[float]) -> float:
-    """P(a random positive scores above a random negative), ties counting half; NaN if a side is empty."""
-    if not positive or not negative:
-        return float("nan")
-    p, n = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
-    return float(((p > n) + 0.5 * (p == n)).mean())
 
 
 @torch.no_grad()

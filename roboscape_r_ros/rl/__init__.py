@@ -1,6 +1,6 @@
 """Policies and their training: behaviour cloning, PPO, the physics-sim baseline env, evaluation.
 
-vec.py       the batched env contract PPO trains against (sim, imagination, toy envs)
+vec.py       the batched env contract PPO trains against (sim, imagination, the tests' toy envs)
 policy.py    goal-conditioned image policy (Gaussian actions, optional chunks), checkpoints
 bc.py        behaviour-cloning warm start on a dataset's successful episodes
 ppo.py       PPO, one algorithm top to bottom (CleanRL style)
@@ -9,6 +9,5 @@ sim_env.py   N Meta-World envs as one batched env with Meta-World's dense reward
 actors.py    per-episode actors for evaluation: a policy, the scripted expert, random actions
 evaluate.py  success rates in the physics sim, in-domain and out-of-domain, and the report
 report.py    Wilson intervals, relative improvement, markdown tables
-toy_env.py   a point mass rendered to images: a learnable toy of the env contract
 train.py     configs and entry points: BC, then PPO in the physics sim
 """

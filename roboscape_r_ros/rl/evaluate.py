@@ -49,11 +49,11 @@ from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
 from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.rl.actors import Actor, ExpertActor, PolicyActor, RandomActor
 from roboscape_r_ros.rl.goals import DemoGoal, ExpertGoal, GoalSource
 from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.rl.report import IN_DOMAIN, EpisodeResult, rate, scene_table, success_tables
-from roboscape_r_ros.runs import write_text_atomic
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
 
 AXES = {"x": 0, "y": 1}
@@ -486,9 +486,9 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluationSummar
     evaluation = evaluate(cfg, progress)
     path = Path(cfg.report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, markdown_report(evaluation, cfg, write_media(evaluation, path)))
+    write_atomic(path, markdown_report(evaluation, cfg, write_media(evaluation, path)))
     # every episode, for tables of your own: load with load_evaluation(<report>.json)
-    write_text_atomic(
+    write_atomic(
         path.with_suffix(".json"),
         json.dumps(
             {

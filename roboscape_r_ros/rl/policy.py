@@ -21,19 +21,17 @@ A checkpoint is one safetensors file; its metadata holds the format tag and the 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributions import Normal
 
 from roboscape_r_ros.config import ConfigError, from_dict, option, to_dict
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.files import load_safetensors, save_safetensors
 
 FORMAT = "roboscape_r_ros.policy/1"
 
@@ -165,13 +163,7 @@ class ImagePolicy(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write weights + config atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "config": json.dumps(to_dict(self.cfg))})
-        os.replace(tmp, path)
-        return path
+        return save_safetensors(path, self.state_dict(), {"format": FORMAT, "config": json.dumps(to_dict(self.cfg))})
 
     @classmethod
     def load(
@@ -179,14 +171,7 @@ class ImagePolicy(nn.Module):
     ) -> ImagePolicy:
         """Read a checkpoint; with ``action_dim``/``image_size`` given, refuse a policy of other sizes."""
         path = Path(path)
-        if not path.is_file():
-            raise PolicyCheckpointError(f"{path}: no such policy checkpoint")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise PolicyCheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+        tensors, metadata = load_safetensors(path, PolicyCheckpointError, "policy checkpoint")
         if metadata.get("format") != FORMAT:
             raise PolicyCheckpointError(f"{path}: not a policy checkpoint (format {metadata.get('format')!r})")
         try:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from roboscape_r_ros.stats import mcnemar_p, wilson_interval
+
 IN_DOMAIN = "in-domain"
 
 
@@ -53,17 +55,6 @@ class Rate:
         if not self.n:
             return "n/a"
         return f"{100 * self.value:.0f}% [{100 * self.low:.0f}, {100 * self.high:.0f}] n={self.n}"
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion; (0, 1) when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def rate(results: Iterable[EpisodeResult]) -> Rate:
@@ -102,9 +93,7 @@ def mcnemar(ours: Sequence[EpisodeResult], baseline: Sequence[EpisodeResult]) ->
     pairs = [(r.success, theirs[key(r)]) for r in ours if key(r) in theirs]
     b = sum(o and not t for o, t in pairs)
     c = sum(t and not o for o, t in pairs)
-    n = b + c
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n if n else 0.5
-    return PairedTest(b, c, min(1.0, 2 * tail))
+    return PairedTest(b, c, mcnemar_p(b, c))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

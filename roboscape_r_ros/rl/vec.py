@@ -1,4 +1,4 @@
-"""The batched env contract that PPO trains against; the sim, imagination and toy envs all follow it.
+"""The batched env contract that PPO trains against; the sim, imagination and test toy envs follow it.
 
 A batched env runs ``num_envs`` goal-conditioned episodes side by side (gymnasium VectorEnv style,
 ``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``):

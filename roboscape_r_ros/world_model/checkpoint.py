@@ -1,16 +1,14 @@
-"""Safetensors files with JSON metadata, written atomically; every failure to read is a CheckpointError."""
+"""World-model safetensors files: metadata values JSON-encoded; every failure to read is a CheckpointError."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.files import load_safetensors, save_safetensors
 
 
 class CheckpointError(RoboscapeError, RuntimeError):
@@ -18,26 +16,14 @@ class CheckpointError(RoboscapeError, RuntimeError):
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
-    """Write tensors + JSON-encoded metadata to path via a temporary file and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    """Write tensors + JSON-encoded metadata to path atomically."""
+    save_safetensors(path, tensors, {k: json.dumps(v) for k, v in metadata.items()})
 
 
 def load_tensors(path: str | Path, required: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
     """Read tensors and the metadata keys `required` (JSON-decoded) from a safetensors file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    tensors, raw = load_safetensors(path, CheckpointError, "checkpoint file")
     missing = [k for k in required if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: not a roboscape_r_ros checkpoint (metadata lacks {', '.join(missing)})")

@@ -17,6 +17,7 @@ Rerunning the same command continues where it stopped, also after kill -9.
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import torch
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.runs import RunError, RunFolder, run_path
 from roboscape_r_ros.world_model.config import WorldModelConfig
 from roboscape_r_ros.world_model.data import SkipWindows, encode_frames, stratified_split
@@ -145,9 +147,9 @@ def cached_tokens(run: RunFolder, model: WorldModel, frames: np.ndarray, progres
             pass  # a damaged cache is recomputed
     start = time.perf_counter()
     tokens = encode_frames(model, frames, progress=progress)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, tokens)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.save(buffer, tokens)
+    write_atomic(path, buffer.getvalue())
     run.write_json("tokens.json", {"tokenizer": digest, "frames": len(frames)})
     run.log(f"tokenized {len(frames)} frames in {time.perf_counter() - start:.0f} s")
     return tokens

@@ -60,9 +60,11 @@ from tqdm import tqdm
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.lerobot import DatasetError
 from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
 from roboscape_r_ros.perception.metrics import psnr, ssim
-from roboscape_r_ros.runs import RunError, RunFolder, write_text_atomic
+from roboscape_r_ros.runs import RunError, RunFolder
+from roboscape_r_ros.stats import auroc, roc_curve
 from roboscape_r_ros.world_model.command import resolve_device
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
@@ -104,34 +106,6 @@ class EvaluateWMConfig:
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="torch device (auto: cuda when available)")
     threads: int = option(0, help="torch CPU threads (0: torch's default)")
     progress: bool = option(True, help="show progress bars")
-
-
-# -- small statistics -----------------------------------------------------------------------------
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); NaN without both classes."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    pos, neg = labels.sum(), (~labels).sum()
-    if pos == 0 or neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    thresholds = np.unique(scores)[::-1]
-    labels = np.asarray(labels, bool)
-    fpr = [0.0] + [float((scores[~labels] >= t).mean()) for t in thresholds]
-    tpr = [0.0] + [float((scores[labels] >= t).mean()) for t in thresholds]
-    return np.asarray(fpr), np.asarray(tpr)
 
 
 def capped_psnr(a, b) -> np.ndarray:
@@ -319,10 +293,11 @@ class Evaluation:
                 },
             }
         scores, labels = (np.array([d[i] for d in dream_done]) for i in (0, 1))
+        positive = labels >= 0.5
         dream = {
             "frames": len(scores),
-            "positives": int((labels >= 0.5).sum()),
-            "auroc": auroc(scores, labels >= 0.5) if len(scores) else float("nan"),
+            "positives": int(positive.sum()),
+            "auroc": auroc(scores[positive], scores[~positive]),
         }
         return {"horizons": table, "done_on_dreamed_frames": dream}
 
@@ -404,7 +379,7 @@ class Evaluation:
         out = {
             "frames": len(prob),
             "positives": int(positive.sum()),
-            "auroc": auroc(prob, positive),
+            "auroc": auroc(prob[positive], prob[~positive]),
             "accuracy_at_0.5": float(((prob >= 0.5) == positive).mean()),
             "threshold": threshold,
             "tpr_at_threshold": float((prob[positive] >= threshold).mean()) if positive.any() else float("nan"),
@@ -827,9 +802,9 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
         "controllability": sheet,
     }
     metrics["seconds"] = time.perf_counter() - start
-    write_text_atomic(ev.out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
+    write_atomic(ev.out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
     text = report(metrics, plots, gif)
-    write_text_atomic(ev.out / "report.md", text)
+    write_atomic(ev.out / "report.md", text)
     ol = open_loop["horizons"]
     h = 8 if 8 in ol else (max(ol) if ol else None)
     head = f"{h}-step PSNR gain {_f(ol[h]['psnr_gain'])} dB, dPSNR {_f(ol[h]['dpsnr'])} dB; " if h else ""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from roboscape_r_ros.runs import write_text_atomic
+from roboscape_r_ros.files import write_atomic
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
@@ -73,16 +73,14 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     images = [Image.fromarray(f) for f in frames]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    write_text_atomic(Path(path), buffer.getvalue())
-    return Path(path)
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_png(path: str | Path, image: np.ndarray | Image.Image) -> Path:
     image = image if isinstance(image, Image.Image) else Image.fromarray(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
-    write_text_atomic(Path(path), buffer.getvalue())
-    return Path(path)
+    return write_atomic(path, buffer.getvalue())
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:

@@ -1,4 +1,4 @@
-"""A point mass rendered to small images: a learnable toy that follows the batched env contract (vec.py).
+"""A point mass rendered to small images: a learnable toy that follows the batched env contract (rl/vec.py).
 
 The point starts anywhere in [-1, 1]^2 and must reach a goal drawn the same way. The frame shows the
 point as a red Gaussian blob, the goal frame shows the point where it should end (like a demo's last frame).
