@@ -26,7 +26,6 @@ with ``decisions`` as many policy decisions.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import platform
 import shutil
@@ -51,6 +50,7 @@ from roboscape_r_ros.rl.train import (
     IMAGINATION_FILE,
     POLICY_FILE,
     PolicyTrainConfig,
+    PolicyTrainResult,
     run_bc,
     run_imagination_ppo,
     run_sim_baseline,
@@ -174,11 +174,6 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
     }
 
 
-def imagined_budget(imagination_dir: Path) -> dict[str, int]:
-    summary = json.loads((imagination_dir / "imagination.json").read_text())
-    return summary["imagined_steps"]
-
-
 def baseline_steps(cfg: DemoConfig, imagined: dict[str, int]) -> int:
     """PPO decisions for the sim baseline: the same environment steps imagination PPO had."""
     if cfg.baseline_budget == "decisions":
@@ -195,31 +190,27 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         return run_train_wm(configs["world_model"]).timing
 
     def sanity() -> str:
-        run_reward_sanity(configs["reward_sanity"])
-        report = json.loads((Path(configs["reward_sanity"].output) / "reward_sanity.json").read_text())
         rows = []
-        for task, row in report["tasks"].items():
-            rho = next(iter(row["goals"].values()), {}).get("spearman_reward_time")
-            fired = row["done_fired_on_success"]
-            rows.append(f"{task} rho {rho:+.2f}" if rho is not None else f"{task} rho n/a")
+        for task in run_reward_sanity(configs["reward_sanity"]).tasks:
+            rho, fired = task.spearman_reward_time, task.done_fired_on_success
+            rows.append(f"{task.task} rho {rho:+.2f}" if rho is not None else f"{task.task} rho n/a")
             rows[-1] += f", done fired {fired:.0%}" if fired is not None else ""
         return "; ".join(rows)
 
     def bc() -> str:
-        run_bc(configs["bc"])
-        final = json.loads((Path(configs["bc"].output) / "bc.json").read_text())["final"]
+        final = run_bc(configs["bc"]).final
         return ", ".join(
             f"{k.removeprefix('bc/').replace('_', ' ')} {v:.3g}" for k, v in final.items() if k.startswith("bc/")
         )
 
     def imagination() -> str:
-        run_imagination_ppo(configs["imagination"])
-        steps = imagined_budget(Path(configs["imagination"].output))
+        steps = run_imagination_ppo(configs["imagination"]).imagined_steps
         return f"{steps['world_model_steps']} world-model steps = {steps['control_steps']} control steps"
 
     def sim_ppo() -> str:
         sim_cfg = configs["sim_ppo"]
-        sim_cfg.ppo.total_steps = baseline_steps(cfg, imagined_budget(Path(configs["imagination"].output)))
+        imagined = PolicyTrainResult.load(configs["imagination"].output, "imagination").imagined_steps
+        sim_cfg.ppo.total_steps = baseline_steps(cfg, imagined)
         run_sim_baseline(sim_cfg)
         return f"{sim_cfg.ppo.total_steps} decisions x {sim_cfg.policy.chunk} control steps in the sim"
 
@@ -287,21 +278,21 @@ def _evaluation_lines(configs: dict[str, object]) -> list[str]:
 
 def budget_table(configs: dict[str, object]) -> list[str]:
     """Environment steps and wall time of each policy's training."""
-    imag = json.loads((Path(configs["imagination"].output) / "imagination.json").read_text())
-    sim = json.loads((Path(configs["sim_ppo"].output) / "ppo.json").read_text())
-    bc = json.loads((Path(configs["bc"].output) / "bc.json").read_text())
-    steps = imag["imagined_steps"]
+    imag = PolicyTrainResult.load(configs["imagination"].output, "imagination")
+    sim = PolicyTrainResult.load(configs["sim_ppo"].output, "ppo")
+    bc = PolicyTrainResult.load(configs["bc"].output, "bc")
+    steps = imag.imagined_steps
     chunk = configs["sim_ppo"].policy.chunk
-    sim_decisions = int(sim["final"].get("decisions", configs["sim_ppo"].ppo.total_steps))
+    sim_decisions = int(sim.final.get("decisions", configs["sim_ppo"].ppo.total_steps))
     return [
         "| policy | trained in | environment steps | decisions | wall time |",
         "|---|---|---|---|---|",
         f"| bc | {configs['bc'].bc.steps} gradient steps on the dataset's successful episodes | 0 | 0 | "
-        f"{_minutes(bc['wall_s'])} |",
+        f"{_minutes(bc.wall_s)} |",
         f"| {OURS} | the world model, endogenous reward (BC init) | {steps['world_model_steps']} world-model steps "
-        f"= {steps['control_steps']} control steps | {steps['decisions']} | {_minutes(imag['wall']['ppo_s'])} |",
+        f"= {steps['control_steps']} control steps | {steps['decisions']} | {_minutes(imag.wall_s)} |",
         f"| sim-ppo | Meta-World physics, hand-written dense reward (BC init) | {sim_decisions * chunk} control "
-        f"steps | {sim_decisions} | {_minutes(sim['wall_s'])} |",
+        f"steps | {sim_decisions} | {_minutes(sim.wall_s)} |",
     ]
 
 

@@ -142,11 +142,13 @@ def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
             "imagination.reward.perception.backend=ssim",
         ],
     )
-    path = run_imagination_ppo(cfg, progress=False)
+    result = run_imagination_ppo(cfg, progress=False)
+    path = result.checkpoint
     assert path == out / "imagination.safetensors" and (out / "bc.safetensors").is_file()
     assert ImagePolicy.load(path, action_dim=2, image_size=32)
     summary = json.loads((out / "imagination.json").read_text())
     steps = summary["imagined_steps"]
+    assert result.imagined_steps == steps and result.wall_s == summary["wall"]["ppo_s"]
     assert summary["kind"] == "imagination-ppo" and summary["env"]["reward_backend"] == "ssim"
     assert steps["decisions"] == 48 and steps["world_model_steps"] == 48 and steps["control_steps"] == 48
     assert summary["wall"]["total_s"] >= summary["wall"]["ppo_s"] > 0 and summary["wall"]["bc_s"] > 0
@@ -158,7 +160,7 @@ def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
 def test_reward_sanity_on_held_out_toy_demos(toy_run):
     dataset, run, root = toy_run
     out = root / "sanity"
-    text = run_reward_sanity(
+    result = run_reward_sanity(
         RewardSanityConfig(
             run=str(run),
             goals=["demo"],
@@ -168,7 +170,8 @@ def test_reward_sanity_on_held_out_toy_demos(toy_run):
         )
     )
     report = json.loads((out / "reward_sanity.json").read_text())
-    assert "**ssim**" in text and (out / "report.md").read_text() in text
+    assert "**ssim**" in result.text and (out / "report.md").read_text() == result.text
+    assert result.tasks[0].task == "reach-marker" and str(out) in str(result)
     row = report["tasks"]["reach-marker"]
     demo = row["goals"]["demo"]
     print(json.dumps({k: v for k, v in row.items() if k != "goals"}), json.dumps(demo))

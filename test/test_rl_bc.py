@@ -84,7 +84,7 @@ def test_bc_refuses_mismatched_sizes_and_datasets_without_demos(tiny_dataset, tm
 
 def test_sim_baseline_runs_bc_then_ppo_in_meta_world(tiny_dataset, tmp_path):
     cfg = load_config(PolicyTrainConfig, "policy", "tiny", [f"bc.dataset={tiny_dataset.root}", f"output={tmp_path}"])
-    path = run_sim_baseline(cfg, progress=False)
+    path = run_sim_baseline(cfg, progress=False).checkpoint
     assert path == tmp_path / "policy.safetensors" and (tmp_path / "bc.safetensors").is_file()
     policy = ImagePolicy.load(path, action_dim=4, image_size=32)
     assert policy.cfg.channels == [8, 16, 16]

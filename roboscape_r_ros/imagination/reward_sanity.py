@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import SPLIT_FILE, check_world_model, context_episodes, resolve_world_model
 from roboscape_r_ros.imagination.errors import ImaginationError
 from roboscape_r_ros.imagination.goals import model_goal_bank
@@ -315,7 +316,25 @@ def progress_plot(report: dict[str, Any], path: Path, bins: int = 10) -> Path | 
     )
 
 
-def run_reward_sanity(cfg: RewardSanityConfig) -> str:
+@dataclass(frozen=True)
+class TaskSanity:
+    task: str
+    spearman_reward_time: float | None  # mean over successful episodes, with the first goal source scored
+    done_fired_on_success: float | None  # share of successful episodes where the done head fired
+
+
+@dataclass(frozen=True)
+class RewardSanityResult:
+    output: Path  # folder of report.md, reward_sanity.json and the plot
+    text: str  # report.md's text
+    wall_s: float
+    tasks: tuple[TaskSanity, ...]
+
+    def __str__(self) -> str:
+        return self.text + f"\nwritten to {self.output} ({self.wall_s:.0f} s)"
+
+
+def run_reward_sanity(cfg: RewardSanityConfig) -> RewardSanityResult:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
@@ -338,10 +357,18 @@ def run_reward_sanity(cfg: RewardSanityConfig) -> str:
     )
     out = Path(cfg.output) if cfg.output else run.folder / "reward_sanity"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "reward_sanity.json").write_text(json.dumps(report, indent=1, allow_nan=True))
+    write_atomic(out / "reward_sanity.json", json.dumps(report, indent=1, allow_nan=True))
     text = markdown(report, f"{run.checkpoint} on {cfg.episodes} episodes of {dataset.root}")
     plot = progress_plot(report, out / "alignment_vs_progress.png")
     if plot is not None:
         text += f"\n![alignment vs progress]({plot.name})\n"
-    (out / "report.md").write_text(text)
-    return text + f"\nwritten to {out} ({report['wall_s']:.0f} s)"
+    write_atomic(out / "report.md", text)
+    tasks = tuple(
+        TaskSanity(
+            task,
+            next(iter(row["goals"].values()), {}).get("spearman_reward_time"),
+            row["done_fired_on_success"],
+        )
+        for task, row in report["tasks"].items()
+    )
+    return RewardSanityResult(out, text, report["wall_s"], tasks)

@@ -7,7 +7,8 @@ or PPO in imagination (the world model as the env, with its endogenous reward).
     run_imagination_ppo(cfg)   -> <output>/bc.safetensors (unless init is given), <output>/imagination.safetensors
 
 Each run writes TensorBoard logs under <output>/tensorboard and a JSON summary of its stats (with
-wall time and environment steps) beside the checkpoints (bc.json, ppo.json, imagination.json).
+wall time and environment steps) beside the checkpoints (bc.json, ppo.json, imagination.json), and
+returns a PolicyTrainResult (``PolicyTrainResult.load`` reads it back from the folder).
 Imagination PPO uses the same policy, BC and PPO configs with the imagination env in place of the
 sim env; its summary counts imagined world-model steps and the control steps they stand for.
 """
@@ -20,12 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from roboscape_r_ros.config import option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import ImaginationConfig, make_imagination_env
 from roboscape_r_ros.rl.bc import BCConfig, train_bc
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
@@ -75,16 +77,46 @@ def _logged(run_dir: Path, prefix: str, train: Callable[[Callable], list[dict[st
         log.close()
 
 
-def _write_summary(
-    path: Path, cfg: PolicyTrainConfig, history: list[dict[str, float]], wall_s: float, **extra: Any
-) -> None:
+@dataclass(frozen=True)
+class PolicyTrainResult:
+    """What a policy training stage leaves, as the JSON summary beside its checkpoint records it."""
+
+    checkpoint: Path
+    wall_s: float  # training wall time (train-imagination: its PPO part)
+    final: dict[str, float]  # the last logged statistics
+    imagined_steps: dict[str, int] | None = None  # train-imagination: decisions, world-model and control steps
+
+    def __str__(self) -> str:
+        return str(self.checkpoint)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, stage: Literal["bc", "ppo", "imagination"]) -> PolicyTrainResult:
+        """The result of the ``stage`` that wrote ``run_dir``/<stage>.json."""
+        summary = json.loads((Path(run_dir) / f"{stage}.json").read_text())
+        return cls(Path(summary["checkpoint"]), summary["wall_s"], summary["final"], summary.get("imagined_steps"))
+
+
+def _finish(
+    run_dir: Path,
+    stage: Literal["bc", "ppo", "imagination"],
+    cfg: PolicyTrainConfig,
+    policy: ImagePolicy,
+    checkpoint: str,
+    history: list[dict[str, float]],
+    wall_s: float,
+    **extra: Any,
+) -> PolicyTrainResult:
+    """Save the policy, then the summary naming it (<stage>.json) and return the result."""
+    path = policy.save(run_dir / checkpoint)
     summary: dict[str, Any] = {
         "config": to_dict(cfg),
+        "checkpoint": str(path),
         "wall_s": wall_s,
         "final": history[-1] if history else {},
         **extra,
     }
-    path.write_text(json.dumps(summary, indent=1, default=str))
+    write_atomic(run_dir / f"{stage}.json", json.dumps(summary, indent=1, default=str))
+    return PolicyTrainResult.load(run_dir, stage)
 
 
 def _setup(cfg: PolicyTrainConfig) -> Path:
@@ -95,22 +127,21 @@ def _setup(cfg: PolicyTrainConfig) -> Path:
     return run_dir
 
 
-def run_bc(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
-    """Behaviour cloning from ``cfg.bc.dataset``; returns the checkpoint path."""
+def run_bc(cfg: PolicyTrainConfig, progress: bool = True) -> PolicyTrainResult:
+    """Behaviour cloning from ``cfg.bc.dataset``."""
     run_dir = _setup(cfg)
     torch.manual_seed(cfg.bc.seed)
     dataset = EpisodeDataset.open(cfg.bc.dataset)
     policy = ImagePolicy(cfg.policy).to(cfg.device)
     start = time.perf_counter()
     history = _logged(run_dir, "bc", lambda log: train_bc(policy, dataset, cfg.bc, log, progress))
-    _write_summary(run_dir / "bc.json", cfg, history, time.perf_counter() - start)
-    return policy.save(run_dir / BC_FILE)
+    return _finish(run_dir, "bc", cfg, policy, BC_FILE, history, time.perf_counter() - start)
 
 
-def run_sim_baseline(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
+def run_sim_baseline(cfg: PolicyTrainConfig, progress: bool = True) -> PolicyTrainResult:
     """BC warm start (or ``cfg.init``), then PPO in the physics sim with Meta-World's dense reward."""
     run_dir = _setup(cfg)
-    init = Path(cfg.init) if cfg.init else run_bc(cfg, progress)
+    init = Path(cfg.init) if cfg.init else run_bc(cfg, progress).checkpoint
     policy = ImagePolicy.load(init, device=cfg.device)
     env = SimVectorEnv(cfg.sim)
     start = time.perf_counter()
@@ -118,8 +149,7 @@ def run_sim_baseline(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
         history = _logged(run_dir, "ppo", lambda log: train_ppo(policy, env, cfg.ppo, log, progress))
     finally:
         env.close()
-    _write_summary(run_dir / "ppo.json", cfg, history, time.perf_counter() - start)
-    return policy.save(run_dir / POLICY_FILE)
+    return _finish(run_dir, "ppo", cfg, policy, POLICY_FILE, history, time.perf_counter() - start)
 
 
 def _mean_return(history: list[dict[str, float]], part: slice) -> float | None:
@@ -127,7 +157,7 @@ def _mean_return(history: list[dict[str, float]], part: slice) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
+def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> PolicyTrainResult:
     """BC warm start (or ``cfg.init``), then PPO inside the world model with the endogenous reward.
 
     The world model and its held-out context episodes come from ``cfg.imagination``; it is frozen.
@@ -146,7 +176,7 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
                 env.action_dim, env.image_shape, f"world model {wm_run.checkpoint}"
             )
         bc_start = time.perf_counter()
-        init = Path(cfg.init) if cfg.init else run_bc(cfg, progress)
+        init = Path(cfg.init) if cfg.init else run_bc(cfg, progress).checkpoint
         bc_s = time.perf_counter() - bc_start if not cfg.init else 0.0
         policy = ImagePolicy.load(init, device=cfg.device)
         policy.check_compatible(env.action_dim, env.image_shape, f"world model {wm_run.checkpoint}")
@@ -208,5 +238,4 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Path:
         }
     finally:
         env.close()
-    _write_summary(run_dir / "imagination.json", cfg, history, ppo_s, **summary)
-    return policy.save(run_dir / IMAGINATION_FILE)
+    return _finish(run_dir, "imagination", cfg, policy, IMAGINATION_FILE, history, ppo_s, **summary)

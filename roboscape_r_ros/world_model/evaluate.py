@@ -51,7 +51,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -751,7 +751,29 @@ def controllability_lines(sheet: dict) -> list[str]:
     return lines + ["", f"![controllability]({SHEET_PNG})", "", f"![held actions side by side]({SHEET_GIF})", ""]
 
 
-def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
+@dataclass(frozen=True)
+class WorldModelEvaluation:
+    report: Path  # report.md; metrics.json beside it
+    metrics: dict[str, Any]  # what metrics.json holds
+
+    def __str__(self) -> str:
+        ol, done, goal = self.metrics["open_loop"]["horizons"], self.metrics["done_head"], self.metrics["goal_model"]
+        h = 8 if 8 in ol else (max(ol) if ol else None)
+        head = f"{h}-step PSNR gain {_f(ol[h]['psnr_gain'])} dB, dPSNR {_f(ol[h]['dpsnr'])} dB; " if h else ""
+        goal_text = (
+            f"{_f(goal.get('perceptual_goal'), 3)} vs mean final {_f(goal.get('perceptual_task_mean_final'), 3)}"
+            if goal["trained"]
+            else "none (the run trained no goal stage)"
+        )
+        return (
+            f"report   {self.report}\n"
+            f"metrics  {self.report.with_name('metrics.json')}\n"
+            f"summary  {head}done AUROC {_f(done['auroc'], 3)}, done FPR failed/random episodes "
+            f"{_f(done['fpr_failed']['episode_fpr'])}/{_f(done['fpr_random']['episode_fpr'])}; goal model {goal_text}"
+        )
+
+
+def run_evaluate_wm(cfg: EvaluateWMConfig) -> WorldModelEvaluation:
     start = time.perf_counter()
     ev = Evaluation(cfg)
     ev.model.eval()
@@ -805,17 +827,4 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> str:
     write_atomic(ev.out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
     text = report(metrics, plots, gif)
     write_atomic(ev.out / "report.md", text)
-    ol = open_loop["horizons"]
-    h = 8 if 8 in ol else (max(ol) if ol else None)
-    head = f"{h}-step PSNR gain {_f(ol[h]['psnr_gain'])} dB, dPSNR {_f(ol[h]['dpsnr'])} dB; " if h else ""
-    return (
-        f"report   {ev.out / 'report.md'}\n"
-        f"metrics  {ev.out / 'metrics.json'}\n"
-        f"summary  {head}done AUROC {_f(done['auroc'], 3)}, done FPR failed/random episodes "
-        f"{_f(done['fpr_failed']['episode_fpr'])}/{_f(done['fpr_random']['episode_fpr'])}; goal model "
-        + (
-            f"{_f(goal.get('perceptual_goal'), 3)} vs mean final {_f(goal.get('perceptual_task_mean_final'), 3)}"
-            if goal["trained"]
-            else "none (the run trained no goal stage)"
-        )
-    )
+    return WorldModelEvaluation(ev.out / "report.md", metrics)
