@@ -177,6 +177,18 @@ def test_a_respawn_node_comes_back_and_a_shutdown_node_stops_the_graph(ros):
         os.kill(int(again.group(1)), 0)
 
 
+def test_ctrl_c_during_a_respawn_delay_stops_the_graph_cleanly(ros):
+    """The node waiting to be respawned was reported when it died: Ctrl-C then is a clean stop."""
+    out = Output(launch(ros, "arg.backend=random"))
+    started = out.wait(ros, r"started camera_ingest \(pid (\d+)\)", 60)
+    out.wait(ros, r"\[camera_ingest\] .*publishing", 60)
+    os.kill(int(started.group(1)), signal.SIGKILL)
+    out.wait(ros, r"camera_ingest exited with status -9: respawning in 2 s", 20)
+    log = out.ctrl_c()
+    assert out.proc.returncode == 0 and "all nodes stopped" in log and "did not stop cleanly" not in log, log
+    assert len(re.findall(r"started camera_ingest", log)) == 1 and "Traceback" not in log, log
+
+
 def test_real_mode_drives_an_arm_elsewhere_by_remapping_only(ros):
     """mode=real is how a lab arm is driven: here the 'arm' is a sim_bridge in its own namespace,
     reached only through the camera/command/state launch arguments (remappings)."""

@@ -206,6 +206,7 @@ def run_launch(cfg: LaunchConfig) -> str | None:
                     break
                 say(f"{process.name} exited with status {child.returncode}: respawning in {graph.RESPAWN_DELAY_S:g} s")
                 if stop.wait(graph.RESPAWN_DELAY_S):
+                    del children[i]  # it died before the stop and was reported: not an unclean stop
                     break
                 children[i] = (process, start(process))
             if failed is not None:
