@@ -1,5 +1,5 @@
-"""What every roboscape_r_ros node shares: QoS profiles, stamps, described parameters, throttled
-logs and drops, rgb8 images, a clean spin."""
+"""What every roboscape_r_ros node shares: QoS profiles, stamps, parameters declared from their
+dataclasses, throttled logs and drops, rgb8 images, a clean spin."""
 
 from __future__ import annotations
 
