@@ -423,9 +423,18 @@ def test_rviz_config_shows_real_dreamed_and_goal_frames_and_the_reward():
         assert relative in known or relative.split("/")[0] in known, topic
 
 
-@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros is not installed (not on PyPI)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("launch_ros") is None,
+    reason="launch_ros is not installed (not on PyPI; `make venv ROS2_LAUNCH_SRC=<its sources>` installs it)",
+)
 def test_launch_files_with_the_real_launch_api():
+    """Under the real launch/launch_ros (installed by `make venv` when their sources sit beside the
+    repository): the files build, and declare every topic argument of the graph with a description."""
     from launch import LaunchDescription as Real  # noqa: F811
 
     for name in ("train.launch.py", "deploy.launch.py"):
-        assert isinstance(load_launch_file(name), Real)
+        description = load_launch_file(name)
+        assert isinstance(description, Real)
+        arguments = {a.name: a for a in description.get_launch_arguments()}
+        assert {t.name for t in graph.TOPIC_ARGUMENTS} <= set(arguments), name
+        assert all(a.description for a in arguments.values()), name
