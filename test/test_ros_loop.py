@@ -158,14 +158,20 @@ def test_a_node_that_cannot_start_stops_the_graph_with_its_status(ros):
     assert "Traceback" not in out, out
 
 
-def test_a_respawn_node_comes_back_and_a_shutdown_node_stops_the_graph(ros):
-    """graph.py's on_exit: camera_ingest is respawned after it dies, policy_controller's death stops the graph."""
+def kill_camera_ingest(ros) -> tuple[Output, str]:
+    """A graph whose camera_ingest was killed and is about to be respawned: (its output, the dead pid)."""
     out = Output(launch(ros, "arg.backend=random"))
     started = out.wait(ros, r"started camera_ingest \(pid (\d+)\)", 60)
     out.wait(ros, r"\[camera_ingest\] .*publishing", 60)
     os.kill(int(started.group(1)), signal.SIGKILL)
     out.wait(ros, r"camera_ingest exited with status -9: respawning in 2 s", 20)
-    again = out.wait(ros, r"started camera_ingest \(pid (?!" + started.group(1) + r"\))(\d+)\)", 20)
+    return out, started.group(1)
+
+
+def test_a_respawn_node_comes_back_and_a_shutdown_node_stops_the_graph(ros):
+    """graph.py's on_exit: camera_ingest is respawned after it dies, policy_controller's death stops the graph."""
+    out, dead = kill_camera_ingest(ros)
+    again = out.wait(ros, r"started camera_ingest \(pid (?!" + dead + r"\))(\d+)\)", 20)
     controller = re.search(r"started policy_controller \(pid (\d+)\)", out.text())
     os.kill(int(controller.group(1)), signal.SIGKILL)
     out.proc.wait(timeout=60)
@@ -179,11 +185,7 @@ def test_a_respawn_node_comes_back_and_a_shutdown_node_stops_the_graph(ros):
 
 def test_ctrl_c_during_a_respawn_delay_stops_the_graph_cleanly(ros):
     """The node waiting to be respawned was reported when it died: Ctrl-C then is a clean stop."""
-    out = Output(launch(ros, "arg.backend=random"))
-    started = out.wait(ros, r"started camera_ingest \(pid (\d+)\)", 60)
-    out.wait(ros, r"\[camera_ingest\] .*publishing", 60)
-    os.kill(int(started.group(1)), signal.SIGKILL)
-    out.wait(ros, r"camera_ingest exited with status -9: respawning in 2 s", 20)
+    out, _ = kill_camera_ingest(ros)
     log = out.ctrl_c()
     assert out.proc.returncode == 0 and "all nodes stopped" in log and "did not stop cleanly" not in log, log
     assert len(re.findall(r"started camera_ingest", log)) == 1 and "Traceback" not in log, log
