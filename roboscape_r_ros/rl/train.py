@@ -116,7 +116,7 @@ def _finish(
         **extra,
     }
     write_atomic(run_dir / f"{stage}.json", json.dumps(summary, indent=1, default=str))
-    return PolicyTrainResult.load(run_dir, stage)
+    return PolicyTrainResult(path, wall_s, summary["final"], extra.get("imagined_steps"))
 
 
 def _setup(cfg: PolicyTrainConfig) -> Path:

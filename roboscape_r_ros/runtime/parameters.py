@@ -51,12 +51,17 @@ class ParameterSpec:
 
     @property
     def choices(self) -> tuple[Any, ...]:
-        return typing.get_args(self.hint) if typing.get_origin(self.hint) is typing.Literal else ()
+        return _choices(self.hint)
 
     @property
     def item_type(self) -> type | None:
         """The element type of a list parameter (tuple[str, ...] -> str), else None."""
         return typing.get_args(self.hint)[0] if typing.get_origin(self.hint) is tuple else None
+
+
+def _choices(hint: Any) -> tuple[Any, ...]:
+    """The values a ``Literal`` type allows; () for any other type."""
+    return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
 
 
 def parameter_specs(cls: type, prefix: str = "") -> list[ParameterSpec]:
@@ -85,7 +90,7 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
         value = values[name]
         if isinstance(value, list):
             value = tuple(value)
-        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
+        choices = _choices(hint)
         if choices and value not in choices:
             raise ParameterError(f"{name} '{value}' is not one of {', '.join(map(str, choices))}")
         kwargs[f.name] = value
