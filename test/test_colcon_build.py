@@ -85,7 +85,7 @@ def ros2_launch(install: Path, ros, arguments: str) -> subprocess.Popen:
     """`ros2 launch roboscape_r_ros <arguments>` from the install space, in its own process group
     (so that a SIGINT to the group reaches the launch and every node it started)."""
     if shutil.which("ros2") is None or importlib.util.find_spec("ros2launch") is None:
-        pytest.skip("ros2 launch is not installed (not on PyPI; `make venv ROS2_LAUNCH_SRC=<its sources>`)")
+        pytest.skip("ros2 launch is not installed (not on PyPI; `make launch ROS2_LAUNCH_SRC=<its sources>`)")
     script = f"source {install}/setup.bash && exec ros2 launch roboscape_r_ros {arguments}"
     proc = subprocess.Popen(
         ["bash", "-c", script],

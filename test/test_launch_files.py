@@ -425,10 +425,10 @@ def test_rviz_config_shows_real_dreamed_and_goal_frames_and_the_reward():
 
 @pytest.mark.skipif(
     importlib.util.find_spec("launch_ros") is None,
-    reason="launch_ros is not installed (not on PyPI; `make venv ROS2_LAUNCH_SRC=<its sources>` installs it)",
+    reason="launch_ros is not installed (not on PyPI; `make launch ROS2_LAUNCH_SRC=<its sources>` installs it)",
 )
 def test_launch_files_with_the_real_launch_api():
-    """Under the real launch/launch_ros (installed by `make venv` when their sources sit beside the
+    """Under the real launch/launch_ros (installed by `make launch` when their sources sit beside the
     repository): the files build, and declare every topic argument of the graph with a description."""
     from launch import LaunchDescription as Real  # noqa: F811
 
