@@ -1,6 +1,7 @@
 """`roboscape-r demo`: the whole method end to end in one run folder.
 
-    collect -> train-wm -> reward-sanity -> train-bc -> train-imagination -> train-sim-ppo -> evaluate -> report
+    collect -> train-wm -> reward-sanity -> train-bc -> train-imagination -> train-sim-ppo
+            [-> train-imagination-wall] -> evaluate -> report
 
 Each stage is the same code as its own command; the pipeline only wires their paths inside one run
 folder and gives the baseline its budget:
@@ -10,7 +11,7 @@ folder and gives the baseline its budget:
     <output>/dataset/           collect
     <output>/world_model/       train-wm (resumes inside a stage after a kill)
     <output>/reward_sanity/     does the endogenous reward rise toward success on held-out demos
-    <output>/policies/{bc,imagination,sim_ppo}/
+    <output>/policies/{bc,imagination,sim_ppo,imagination_wall}/
     <output>/evaluation/        success in the physics sim, in-domain and out-of-domain
     <output>/world_model_sheet/ the world model's controllability sheet (drawn with the report)
     <output>/REPORT.md          all of it on one page
@@ -20,7 +21,10 @@ and the evaluation. With ``world_model_run`` an existing world model (and its da
 instead of collecting and training one. The exogenous-reward baseline (PPO in the physics sim with Meta-World's dense
 reward) gets as many environment steps as imagination PPO imagined: with ``baseline_budget =
 control_steps`` (default) as many sim control steps as the world-model steps stood for (x frame_skip),
-with ``decisions`` as many policy decisions.
+with ``decisions`` as many policy decisions. Imagined steps are cheaper than simulated ones, so with
+``equal_wall_time`` a second imagination-PPO policy (``imagination-ppo-wall``) gets the decisions it makes in
+sim-PPO's measured wall time, at the rate train-imagination measured: both comparisons in one report
+(on by default).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from roboscape_r_ros.world_model.rollout import SHEET_PNG, controllability_sheet
 from roboscape_r_ros.world_model.train import MODEL_FILE
 
 STAGES_FILE, REPORT_FILE, SHEET_DIR = "stages.json", "REPORT.md", "world_model_sheet"
-OURS = "imagination-ppo"
+OURS, OURS_WALL = "imagination-ppo", "imagination-ppo-wall"
 
 
 @dataclass
@@ -83,6 +87,11 @@ class DemoConfig:
     baseline_budget: Literal["control_steps", "decisions"] = option(
         "control_steps",
         help="sim-PPO budget: imagination's imagined control steps (world-model steps x frame_skip) or its decisions",
+    )
+    equal_wall_time: bool = option(
+        True,
+        help="also train imagination-PPO for sim-PPO's wall time (at its own measured decision rate) and "
+        f"evaluate it as '{OURS_WALL}'",
     )
     evaluate: EvaluateConfig = option(
         EvaluateConfig(), help="evaluation in the physics sim (policies, env and report path are set here)"
@@ -141,6 +150,8 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
     imagination.output, imagination.init = str(policies / "imagination"), str(policies / "bc" / BC_FILE)
     sim_ppo = copy.deepcopy(imagination)
     sim_ppo.output = str(policies / "sim_ppo")
+    imagination_wall = copy.deepcopy(imagination)
+    imagination_wall.output = str(policies / "imagination_wall")
 
     goal = policy.imagination.goal if policy.imagination.goal in GOAL_SOURCES else "demo"
     sanity = RewardSanityConfig(
@@ -159,7 +170,10 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
         f"bc={policies / 'bc' / BC_FILE}",
         f"sim-ppo={policies / 'sim_ppo' / POLICY_FILE}",
     ]
-    evaluate.ours, evaluate.device = OURS, policy.device
+    evaluate.ours, evaluate.device = [OURS], policy.device
+    if cfg.equal_wall_time:
+        evaluate.policies.insert(1, f"{OURS_WALL}={policies / 'imagination_wall' / IMAGINATION_FILE}")
+        evaluate.ours.append(OURS_WALL)
     evaluate.report = str(out / "evaluation" / "report.md")
     if evaluate.goal == "demo":
         evaluate.goal_dataset = str(dataset)
@@ -170,6 +184,7 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
         "bc": bc,
         "imagination": imagination,
         "sim_ppo": sim_ppo,
+        "imagination_wall": imagination_wall,
         "evaluate": evaluate,
     }
 
@@ -179,6 +194,12 @@ def baseline_steps(cfg: DemoConfig, imagined: dict[str, int]) -> int:
     if cfg.baseline_budget == "decisions":
         return imagined["decisions"]
     return max(1, imagined["control_steps"] // cfg.policy.policy.chunk)
+
+
+def wall_time_decisions(imagined: PolicyTrainResult, wall_s: float) -> int:
+    """PPO decisions imagination makes in ``wall_s`` at the rate it measured (its PPO part's wall time)."""
+    rate = imagined.imagined_steps["decisions"] / imagined.wall_s
+    return max(1, round(rate * wall_s))
 
 
 def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
@@ -214,6 +235,17 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         run_sim_baseline(sim_cfg)
         return f"{sim_cfg.ppo.total_steps} decisions x {sim_cfg.policy.chunk} control steps in the sim"
 
+    def imagination_wall() -> str:
+        wall_cfg = configs["imagination_wall"]
+        imagined = PolicyTrainResult.load(configs["imagination"].output, "imagination")
+        sim_wall_s = PolicyTrainResult.load(configs["sim_ppo"].output, "ppo").wall_s
+        wall_cfg.ppo.total_steps = wall_time_decisions(imagined, sim_wall_s)
+        steps = run_imagination_ppo(wall_cfg).imagined_steps
+        return (
+            f"{steps['decisions']} decisions ({steps['control_steps']} control steps) for sim-PPO's "
+            f"{_minutes(sim_wall_s)}"
+        )
+
     def evaluate() -> str:
         return f"report: {run_evaluate(configs['evaluate']).report}"
 
@@ -224,9 +256,12 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         Stage("train-bc", "behaviour-cloning warm start on the successful episodes", bc),
         Stage("train-imagination", "PPO inside the world model with its own reward", imagination),
         Stage("train-sim-ppo", "baseline: PPO in the physics sim with Meta-World's hand-written reward", sim_ppo),
+        Stage("train-imagination-wall", "PPO inside the world model for as long as sim-PPO trained", imagination_wall),
         Stage("evaluate", "success in the physics sim, in-domain and out-of-domain", evaluate),
     ]
     skipped = {"reward-sanity"} if not cfg.reward_sanity else set()
+    if not cfg.equal_wall_time:
+        skipped.add("train-imagination-wall")
     if cfg.world_model_run:
         skipped |= {"collect", "train-wm"}
     return [s for s in stages if s.name not in skipped]
@@ -273,27 +308,37 @@ def run_demo(cfg: DemoConfig) -> str:
 def _evaluation_lines(configs: dict[str, object]) -> list[str]:
     evaluate = configs["evaluate"]
     evaluation = load_evaluation(Path(evaluate.report).with_suffix(".json"))
-    return success_tables(evaluation.episodes, evaluation.scenes, OURS, evaluate.min_baseline)
+    return success_tables(evaluation.episodes, evaluation.scenes, evaluate.ours, evaluate.min_baseline)
 
 
-def budget_table(configs: dict[str, object]) -> list[str]:
+def budget_table(cfg: DemoConfig, configs: dict[str, object]) -> list[str]:
     """Environment steps and wall time of each policy's training."""
-    imag = PolicyTrainResult.load(configs["imagination"].output, "imagination")
     sim = PolicyTrainResult.load(configs["sim_ppo"].output, "ppo")
     bc = PolicyTrainResult.load(configs["bc"].output, "bc")
-    steps = imag.imagined_steps
     chunk = configs["sim_ppo"].policy.chunk
     sim_decisions = int(sim.final.get("decisions", configs["sim_ppo"].ppo.total_steps))
-    return [
+    rows = [
         "| policy | trained in | environment steps | decisions | wall time |",
         "|---|---|---|---|---|",
         f"| bc | {configs['bc'].bc.steps} gradient steps on the dataset's successful episodes | 0 | 0 | "
         f"{_minutes(bc.wall_s)} |",
-        f"| {OURS} | the world model, endogenous reward (BC init) | {steps['world_model_steps']} world-model steps "
-        f"= {steps['control_steps']} control steps | {steps['decisions']} | {_minutes(imag.wall_s)} |",
-        f"| sim-ppo | Meta-World physics, hand-written dense reward (BC init) | {sim_decisions * chunk} control "
-        f"steps | {sim_decisions} | {_minutes(sim.wall_s)} |",
     ]
+    imagined = [(OURS, "imagination", "")]
+    if cfg.equal_wall_time:
+        imagined.append((OURS_WALL, "imagination_wall", ", for sim-PPO's wall time"))
+    for name, stage, budget in imagined:
+        imag = PolicyTrainResult.load(configs[stage].output, "imagination")
+        steps = imag.imagined_steps
+        rows.append(
+            f"| {name} | the world model, endogenous reward (BC init{budget}) | {steps['world_model_steps']} "
+            f"world-model steps = {steps['control_steps']} control steps | {steps['decisions']} | "
+            f"{_minutes(imag.wall_s)} |"
+        )
+    rows.append(
+        f"| sim-ppo | Meta-World physics, hand-written dense reward (BC init) | {sim_decisions * chunk} control "
+        f"steps | {sim_decisions} | {_minutes(sim.wall_s)} |"
+    )
+    return rows
 
 
 def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, dict]) -> Path:
@@ -315,11 +360,16 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
         "",
         "## Training budgets",
         "",
-        *budget_table(configs),
+        *budget_table(cfg, configs),
         "",
         "One world-model step stands for frame_skip control steps (the action held, as the sim would repeat it); "
         "the sim baseline gets the same environment steps "
-        f"({cfg.baseline_budget.replace('_', ' ')}).",
+        f"({cfg.baseline_budget.replace('_', ' ')})"
+        + (
+            f"; {OURS_WALL} gets sim-PPO's wall time at imagination's measured decision rate."
+            if cfg.equal_wall_time
+            else "."
+        ),
         "",
         "## Success in the physics sim",
         "",
@@ -368,9 +418,9 @@ def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> 
     evaluation = load_evaluation(Path(configs["evaluate"].report).with_suffix(".json"))
     total = sum(s["wall_s"] for s in done.values())
     lines = ["", "roboscape-r demo finished", ""]
-    lines += [f"  {name:<18} {_minutes(s['wall_s']):>9}  {s['result']}" for name, s in done.items()]
+    lines += [f"  {name:<22} {_minutes(s['wall_s']):>9}  {s['result']}" for name, s in done.items()]
     lines += [
-        f"  {'total':<18} {_minutes(total):>9}",
+        f"  {'total':<22} {_minutes(total):>9}",
         "",
         *scene_table(evaluation.episodes, evaluation.scenes),
         "",

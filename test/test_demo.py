@@ -11,9 +11,19 @@ import pytest
 from cli_runner import assert_one_line_error, cli
 
 from roboscape_r_ros.config import ConfigError, load_config
-from roboscape_r_ros.pipeline import DemoConfig, baseline_steps
+from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, wall_time_decisions
+from roboscape_r_ros.rl.train import PolicyTrainResult
 
-STAGES = ["collect", "train-wm", "reward-sanity", "train-bc", "train-imagination", "train-sim-ppo", "evaluate"]
+STAGES = [
+    "collect",
+    "train-wm",
+    "reward-sanity",
+    "train-bc",
+    "train-imagination",
+    "train-sim-ppo",
+    "train-imagination-wall",
+    "evaluate",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +48,7 @@ def test_every_stage_runs_in_order_with_progress_and_a_summary(demo_run):
         "policies/bc/bc.safetensors",
         "policies/imagination/imagination.safetensors",
         "policies/sim_ppo/policy.safetensors",
+        "policies/imagination_wall/imagination.safetensors",
         "evaluation/report.md",
         "config.yaml",
         "world_model_sheet/controllability.png",
@@ -54,10 +65,25 @@ def test_the_baseline_gets_the_environment_steps_imagination_had(demo_run):
     assert sim["final"]["decisions"] >= imagined["control_steps"]
 
 
+def test_the_second_imagination_policy_gets_sim_ppos_wall_time(demo_run):
+    out, _ = demo_run
+    imagination = PolicyTrainResult.load(out / "policies/imagination", "imagination")
+    sim = PolicyTrainResult.load(out / "policies/sim_ppo", "ppo")
+    wall = json.loads((out / "policies/imagination_wall/imagination.json").read_text())
+    assert wall["config"]["ppo"]["total_steps"] == wall_time_decisions(imagination, sim.wall_s)
+    assert wall["init"] == str(out / "policies/bc/bc.safetensors")  # the same BC start as the others
+
+
+def test_wall_time_decisions_follow_the_measured_rate():
+    imagined = PolicyTrainResult(Path("p"), wall_s=10.0, final={}, imagined_steps={"decisions": 400})
+    assert wall_time_decisions(imagined, 30.0) == 1200
+    assert wall_time_decisions(imagined, 0.0) == 1
+
+
 def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
     out, _ = demo_run
     episodes = json.loads((out / "evaluation/report.json").read_text())["episodes"]
-    actors = {"imagination-ppo", "bc", "sim-ppo", "random"}
+    actors = {"imagination-ppo", "imagination-ppo-wall", "bc", "sim-ppo", "random"}
     assert {e["actor"] for e in episodes} == actors
     for scene in ("in-domain", "lighting"):
         seeds = [sorted(e["reset_seed"] for e in episodes if e["actor"] == a and e["scene"] == scene) for a in actors]
@@ -69,6 +95,9 @@ def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
         "## Success in the physics sim",
         "| imagination-ppo |",
         "| sim-ppo |",
+        "| imagination-ppo-wall | the world model, endogenous reward (BC init, for sim-PPO's wall time) |",
+        "### Relative improvement of imagination-ppo\n",
+        "### Relative improvement of imagination-ppo-wall\n",
         "## Reward sanity on held-out episodes",
         "rho(r, t)",
         "## World model controllability",

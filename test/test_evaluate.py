@@ -44,7 +44,7 @@ def test_success_tables_pool_and_compare():
             for i, s in enumerate(successes)
         ]
 
-    lines = "\n".join(success_tables(results("ours", [1, 1, 1, 0]) + results("bc", [1, 1, 0, 0]), ours="ours"))
+    lines = "\n".join(success_tables(results("ours", [1, 1, 1, 0]) + results("bc", [1, 1, 0, 0]), ours=["ours"]))
     assert "| ours | 75% [30, 95] n=4 | 75% [30, 95] n=4 | 75% [30, 95] n=4 |" in lines
     assert "| bc | +25.0 pts | +50.0% | 1 / 0, p = 1 | +50.0% | 1 / 0, p = 1 |" in lines
     assert "(the paper's measure): **+50.0%**" in lines

@@ -24,5 +24,13 @@ def test_mcnemar_pairs_by_episode_identity_not_by_order():
 
 
 def test_report_lists_the_paired_test_per_baseline():
-    lines = "\n".join(success_tables(results("ours", [True] * 8) + results("bc", [False] * 8), ours="ours"))
+    lines = "\n".join(success_tables(results("ours", [True] * 8) + results("bc", [False] * 8), ours=["ours"]))
     assert "8 / 0, p = 0.00781" in lines
+
+
+def test_two_policies_of_ours_are_each_compared_with_the_baselines_only():
+    episodes = results("ours", [True] * 8) + results("ours-long", [True] * 4 + [False] * 4) + results("bc", [False] * 8)
+    lines = success_tables(episodes, ours=["ours", "ours-long"])
+    assert "### Relative improvement of ours" in lines and "### Relative improvement of ours-long" in lines
+    comparisons = [line.split(" | ")[:2] for line in lines if " pts | " in line]
+    assert comparisons == [["| bc", "+100.0 pts"], ["| bc", "+50.0 pts"]]

@@ -87,7 +87,9 @@ def default_ood_scenes() -> list[SceneSpec]:
 @dataclass
 class EvaluateConfig:
     policies: list[str] = option([], help="policies to evaluate, each name=path/to/policy.safetensors")
-    ours: str = option("", help="the policy whose relative improvement over the other actors is reported")
+    ours: list[str] = option(
+        [], help="policies whose relative improvement over the other actors (the baselines) is reported"
+    )
     random_actor: bool = option(True, help="also evaluate uniform random actions (the floor)")
     expert_actor: bool = option(False, help="also evaluate the scripted expert (the ceiling)")
     env: EnvConfig = option(EnvConfig(), help="tasks, resolution, camera and step cap; its scene is the in-domain one")
@@ -433,7 +435,7 @@ def markdown_report(evaluation: Evaluation, cfg: EvaluateConfig, media: list[str
         f"frames: {cfg.goal}; wall time {evaluation.wall_s:.0f} s. Success = Meta-World's success flag within the "
         "step cap. Every actor ran the same episodes; episodes the scripted expert could not solve were dropped.",
         "",
-        *success_tables(evaluation.episodes, evaluation.scenes, cfg.ours or None, cfg.min_baseline),
+        *success_tables(evaluation.episodes, evaluation.scenes, cfg.ours, cfg.min_baseline),
         "",
         "### Episodes",
         "",

@@ -143,10 +143,11 @@ def scene_table(results: Sequence[EpisodeResult], scenes: Sequence[str] | None =
 def success_tables(
     results: Sequence[EpisodeResult],
     scenes: Sequence[str] | None = None,
-    ours: str | None = None,
+    ours: Sequence[str] = (),
     min_baseline: float = 0.05,
 ) -> list[str]:
-    """Markdown lines: success per actor and scene, per seed, per task, and the relative improvement."""
+    """Markdown lines: success per actor and scene, per seed, per task, and the relative improvement of each of
+    ``ours`` over the actors not in ``ours`` (the baselines)."""
     by = _group(results)
     actors = list(dict.fromkeys(r.actor for r in results))
     lines = ["### Success rate (95% Wilson interval, episodes pooled over tasks and seeds)", ""]
@@ -165,41 +166,56 @@ def success_tables(
             rows.append([actor, *cells])
         lines += _table([title, *map(str, keys)], rows)
 
-    has_ood = any(not r.in_domain for r in results)
-    if ours is not None and ours in actors and has_ood:
-        lines += ["", f"### Relative improvement of {ours}", ""]
-        out = {a: rate(by[a, "ood"]).value for a in actors}
-        within = {a: rate(by[a, IN_DOMAIN]).value for a in actors}
-        baselines = [a for a in actors if a != ours]
-        mean_gain, gains = mean_relative_improvement(out[ours], {a: out[a] for a in baselines}, min_baseline)
-        rows = []
-        for b in baselines:
-            test = {d: mcnemar(by[ours, d], by[b, d]) for d in ("ood", IN_DOMAIN)}
-            rows.append(
-                [
-                    b,
-                    _points(out[ours] - out[b]),
-                    _percent(gains[b]),
-                    _paired(test["ood"]),
-                    _percent(relative_improvement(within[ours], within[b], min_baseline)),
-                    _paired(test[IN_DOMAIN]),
-                ]
-            )
-        lines += _table(
+    baselines = [a for a in actors if a not in ours]
+    for name in ours:
+        lines += relative_improvement_lines(results, name, baselines, min_baseline)
+    return lines
+
+
+def relative_improvement_lines(
+    results: Sequence[EpisodeResult],
+    ours: str,
+    baselines: Sequence[str],
+    min_baseline: float = 0.05,
+) -> list[str]:
+    """Markdown lines: ``ours`` against each baseline on the matched episodes, the paper's relative gain and
+    an exact McNemar test; empty without ``ours`` or out-of-domain episodes."""
+    by = _group(results)
+    actors = list(dict.fromkeys(r.actor for r in results))
+    if ours not in actors or all(r.in_domain for r in results):
+        return []
+    lines = ["", f"### Relative improvement of {ours}", ""]
+    out = {a: rate(by[a, "ood"]).value for a in actors}
+    within = {a: rate(by[a, IN_DOMAIN]).value for a in actors}
+    mean_gain, gains = mean_relative_improvement(out[ours], {a: out[a] for a in baselines}, min_baseline)
+    rows = []
+    for b in baselines:
+        test = {d: mcnemar(by[ours, d], by[b, d]) for d in ("ood", IN_DOMAIN)}
+        rows.append(
             [
-                "baseline",
-                "out-of-domain: absolute",
-                "out-of-domain: relative",
-                "out-of-domain: only ours / only baseline, McNemar p",
-                "in-domain: relative",
-                "in-domain: only ours / only baseline, McNemar p",
-            ],
-            rows,
+                b,
+                _points(out[ours] - out[b]),
+                _percent(gains[b]),
+                _paired(test["ood"]),
+                _percent(relative_improvement(within[ours], within[b], min_baseline)),
+                _paired(test[IN_DOMAIN]),
+            ]
         )
-        lines += [
-            "",
-            f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_percent(mean_gain)}**"
-            f" (relative gains over baselines under {100 * min_baseline:.0f}% success are n/a and left out). "
-            "McNemar: exact two-sided test on the matched episodes that only one of the two policies solved.",
-        ]
+    lines += _table(
+        [
+            "baseline",
+            "out-of-domain: absolute",
+            "out-of-domain: relative",
+            "out-of-domain: only ours / only baseline, McNemar p",
+            "in-domain: relative",
+            "in-domain: only ours / only baseline, McNemar p",
+        ],
+        rows,
+    )
+    lines += [
+        "",
+        f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_percent(mean_gain)}**"
+        f" (relative gains over baselines under {100 * min_baseline:.0f}% success are n/a and left out). "
+        "McNemar: exact two-sided test on the matched episodes that only one of the two policies solved.",
+    ]
     return lines
