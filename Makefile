@@ -17,6 +17,11 @@ export AMENT_PREFIX_PATH := $(VIRTUAL_ENV)
 PY := $(VIRTUAL_ENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 MSG_BUILD := $(VIRTUAL_ENV)/build/roboscape_r_ros
+# ONNX Runtime build: cpu (default) or gpu (CUDA/TensorRT providers; see README, ONNX Runtime).
+ONNXRUNTIME ?= cpu
+ifeq ($(filter $(ONNXRUNTIME),cpu gpu),)
+$(error ONNXRUNTIME must be cpu or gpu, not '$(ONNXRUNTIME)')
+endif
 # Optional: a folder with the sources of launch, launch_ros, ros2launch and ros2cli (src/) and a
 # stand-in of composition_interfaces (stubs/); they are not on PyPI. When set, `make launch` (and so
 # `make test`) installs them and the launch files are also tested under the real launch system.
@@ -26,7 +31,7 @@ LAUNCH_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli r
 
 .PHONY: venv launch demo test colcon bench clean
 
-venv: $(VIRTUAL_ENV)/.installed
+venv: $(VIRTUAL_ENV)/.installed $(VIRTUAL_ENV)/.onnxruntime-$(ONNXRUNTIME)
 
 $(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xml executables.txt msg/*.msg
 	test -x $(PY) || $(PYTHON) -m venv $(VIRTUAL_ENV)
@@ -45,6 +50,16 @@ $(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xm
 	# The sources, editable: compat mode puts this folder on sys.path, where extend_path finds it.
 	$(PIP) --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	$(PY) -c "import roboscape_r_ros.msg, roboscape_r_ros.cli, rclpy, metaworld, torch"
+	touch $@
+
+# onnxruntime and onnxruntime-gpu own the same module: the other one goes first, the chosen one is
+# reinstalled over whatever files the other left.
+$(VIRTUAL_ENV)/.onnxruntime-$(ONNXRUNTIME): $(VIRTUAL_ENV)/.installed requirements/onnxruntime-$(ONNXRUNTIME).txt
+	$(PY) -m pip uninstall --quiet --yes $(if $(filter gpu,$(ONNXRUNTIME)),onnxruntime,onnxruntime-gpu)
+	rm -f $(VIRTUAL_ENV)/.onnxruntime-*
+	$(PIP) -r requirements/onnxruntime-$(ONNXRUNTIME).txt
+	$(PIP) --force-reinstall --no-deps -r requirements/onnxruntime-$(ONNXRUNTIME).txt
+	$(PY) -c "import onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 	touch $@
 
 launch: $(VIRTUAL_ENV)/.launch-installed

@@ -33,6 +33,12 @@ setup(
     packages=find_packages(include=["roboscape_r_ros", "roboscape_r_ros.*"]),
     package_data={"roboscape_r_ros": ["presets/*/*.yaml"]},
     install_requires=requirements("core.txt"),
-    extras_require={"ros": requirements("ros.txt"), "dev": requirements("dev.txt")},
+    # ONNX Runtime: choose one, they own the same module (requirements/onnxruntime-*.txt)
+    extras_require={
+        "ros": requirements("ros.txt"),
+        "dev": requirements("dev.txt"),
+        "onnxruntime-cpu": requirements("onnxruntime-cpu.txt"),
+        "onnxruntime-gpu": requirements("onnxruntime-gpu.txt"),
+    },
     entry_points={"console_scripts": console_scripts()},
 )

@@ -101,6 +101,12 @@ COMMANDS = [
         run="roboscape_r_ros.rl.evaluate:run_evaluate",
     ),
     Command(
+        name="export",
+        summary="a trained policy as an ONNX file (metadata inside, checked against torch) for ONNX Runtime",
+        config="roboscape_r_ros.export.command:ExportConfig",
+        run="roboscape_r_ros.export.command:run_export",
+    ),
+    Command(
         name="demo",
         summary="the whole method end to end: collect, train-wm, reward sanity, BC, imagination PPO, sim-PPO "
         "baseline, evaluate, report",

@@ -53,14 +53,15 @@ def test_the_mean_is_the_default_action_and_sampling_keeps_logprob_and_value(tmp
 
 
 def test_a_chunk_is_emitted_one_action_per_step_and_a_new_episode_drops_its_rest(tmp_path):
-    backend = learned(checkpoint(tmp_path, chunk=3))
+    path = checkpoint(tmp_path, chunk=3)
+    backend = learned(path)
     image, goal = frames()
     actions, decided = [], []
     for _ in range(4):
         actions.append(backend.act(PolicyInput(image=image, goal=goal)))
         decided.append(backend.last_decision is not None)
     assert decided == [True, False, False, True]  # one decision per 3 control steps
-    chunk = backend.policy.mean(obs_batch(image, goal))[0].detach().numpy()  # [K=3,A]
+    chunk = ImagePolicy.load(path).mean(obs_batch(image, goal))[0].detach().numpy()  # [K=3,A]
     np.testing.assert_allclose(np.stack(actions[:3]), chunk, atol=1e-6)
     assert not np.allclose(actions[0], actions[1])
     backend.reset("next-episode")

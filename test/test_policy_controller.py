@@ -296,6 +296,8 @@ def test_no_action_without_a_goal_when_one_is_required(ros):
         (["stale_after_s:=0.0"], "stale_after_s"),
         (["action_mode:=velocity", "publish_pose:=true"], "publish_pose: a pose target cannot carry velocities"),
         (["backend:=learned", "checkpoint:=/nowhere/policy.safetensors"], "no such policy checkpoint"),
+        (["backend:=learned", "runtime:=onnx", "checkpoint:=/x/policy.safetensors"], "export this checkpoint first"),
+        (["runtime:=tensorrt"], "runtime"),
         (["learning.enabled:=true"], "learning mode trains the learned backend (backend:=learned), not 'random'"),
     ],
 )
@@ -306,3 +308,31 @@ def test_bad_startup_parameters_end_with_one_clear_line(ros, params, expected):
     assert proc.returncode == 2, out
     assert expected in out and "Traceback" not in out, out
     assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+
+
+def test_the_learned_backend_drives_from_an_exported_onnx_policy(ros, tmp_path):
+    torch = pytest.importorskip("torch")
+    from roboscape_r_ros.export.policy import export_policy
+    from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
+    from roboscape_r_ros.runtime.inference import open_policy_runner
+
+    torch.manual_seed(0)
+    policy = ImagePolicy(PolicyConfig(image_size=64, channels=[8, 8], hidden=16))
+    with torch.no_grad():
+        policy.actor_mean.weight.normal_(0.0, 0.5)
+    onnx_file = export_policy(policy.save(tmp_path / "policy.safetensors"), tmp_path / "policy.onnx").path
+    proc = ros.start(CONTROLLER, "-p", "backend:=learned", "-p", f"checkpoint:={onnx_file}", "-p", "stale_after_s:=5.0")
+    rig = Rig(ros)
+    goal = image(rig.now())
+    goal.data = bytes(255 - b for b in goal.data)
+    rig.goal_pub.publish(goal)
+    rig.warm_up()
+    obs = image(rig.now())
+    a = rig.answer(obs)
+    frame = np.frombuffer(obs.data, np.uint8).reshape(1, 64, 64, 3)
+    target = np.frombuffer(goal.data, np.uint8).reshape(1, 64, 64, 3)
+    expected = open_policy_runner(onnx_file).mean(frame, target)[0, 0]
+    np.testing.assert_allclose(a.values, np.clip(expected, -1, 1), atol=1e-5)
+    assert a.source == "learned"
+    log = ros.stop(proc)
+    assert "backend 'learned' (onnx on CPUExecutionProvider)" in log, log

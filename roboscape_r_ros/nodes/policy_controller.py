@@ -85,7 +85,7 @@ class PolicyController(Node):
             )
             self.safety = SafetyFilter(self.spec, p.max_delta)
             options = BackendOptions(
-                self.spec, p.task, p.seed, p.checkpoint, p.device, p.sample_actions or p.learning.enabled
+                self.spec, p.task, p.seed, p.checkpoint, p.device, p.sample_actions or p.learning.enabled, p.runtime
             )
             self.backend = make_backend(p.backend, options)
             self.updates = self._background_updates() if p.learning.enabled else None
@@ -123,7 +123,7 @@ class PolicyController(Node):
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(
-            f"backend '{p.backend}' ({', '.join(p.action_names)} in {p.action_mode} mode, "
+            f"backend {self.backend.describe()} ({', '.join(p.action_names)} in {p.action_mode} mode, "
             f"{p.control_period_s * 1e3:g} ms per step); adapters: {self.outputs.describe()}; "
             f"holding after {p.stale_after_s:g} s without fresh observations"
         )

@@ -122,7 +122,11 @@ class ImagePolicy(nn.Module):
     def mean(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The deterministic action: mean of the Gaussian, [B,K,A] in (-1, 1)."""
         self._check_obs(obs)
-        features = self.actor_encoder(obs["image"], obs["goal"])  # [B,hidden]
+        return self.mean_of(obs["image"], obs["goal"])
+
+    def mean_of(self, image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """``mean`` of uint8 frames [B,H,W,3] without the shape check (the graph ONNX export traces)."""
+        features = self.actor_encoder(image, goal)  # [B,hidden]
         return torch.tanh(self.actor_mean(features)).view(-1, self.cfg.chunk, self.cfg.action_dim)
 
     def distribution(self, obs: dict[str, torch.Tensor]) -> Normal:
@@ -172,14 +176,7 @@ class ImagePolicy(nn.Module):
         """Read a checkpoint; with ``action_dim``/``image_size`` given, refuse a policy of other sizes."""
         path = Path(path)
         tensors, metadata = load_safetensors(path, PolicyCheckpointError, "policy checkpoint")
-        if metadata.get("format") != FORMAT:
-            raise PolicyCheckpointError(f"{path}: not a policy checkpoint (format {metadata.get('format')!r})")
-        try:
-            cfg = from_dict(PolicyConfig, json.loads(metadata["config"]))
-        except (KeyError, json.JSONDecodeError, ConfigError) as err:
-            raise PolicyCheckpointError(f"{path}: unusable policy config ({err})") from None
-        if action_dim is not None and action_dim != cfg.action_dim:
-            raise PolicyMismatchError(f"{path}: the policy emits {cfg.action_dim}-D actions, expected {action_dim}-D")
+        cfg = config_from_metadata(path, metadata, FORMAT, "policy checkpoint", action_dim)
         if image_size is not None and image_size != cfg.image_size:
             raise PolicyMismatchError(f"{path}: the policy reads {cfg.image_size}px frames, expected {image_size}px")
         policy = cls(cfg)
@@ -190,6 +187,21 @@ class ImagePolicy(nn.Module):
             raise PolicyCheckpointError(f"{path}: tensors do not fit the stored config (first: {diff[0]!r})")
         policy.load_state_dict(tensors)
         return policy.to(device)
+
+
+def config_from_metadata(
+    path: Path, metadata: dict[str, str], form: str, what: str, action_dim: int | None
+) -> PolicyConfig:
+    """The PolicyConfig a policy file's metadata holds, checked against its format and ``action_dim``."""
+    if metadata.get("format") != form:
+        raise PolicyCheckpointError(f"{path}: not a {what} (format {metadata.get('format')!r})")
+    try:
+        cfg = from_dict(PolicyConfig, json.loads(metadata["config"]))
+    except (KeyError, json.JSONDecodeError, ConfigError) as err:
+        raise PolicyCheckpointError(f"{path}: unusable policy config ({err})") from None
+    if action_dim is not None and action_dim != cfg.action_dim:
+        raise PolicyMismatchError(f"{path}: the policy emits {cfg.action_dim}-D actions, expected {action_dim}-D")
+    return cfg
 
 
 def obs_batch(image: np.ndarray, goal: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

@@ -52,8 +52,13 @@ class PolicyControllerParams:
     backend: str = parameter("random", "policy backend (runtime/policies.py): expert, random or learned")
     task: str = parameter("reach-v3", "Meta-World task of the expert backend")
     seed: int = parameter(0, "seed of stochastic backends", low=0, high=2**31 - 1)
-    checkpoint: str = parameter("", "learned backend: a policy .safetensors checkpoint (unused by expert and random)")
+    checkpoint: str = parameter(
+        "", "learned backend: a policy .safetensors checkpoint or its .onnx export (unused by expert and random)"
+    )
     device: str = parameter("cpu", "inference device of a learned backend")
+    runtime: Literal["torch", "onnx", "auto"] = parameter(
+        "auto", "learned backend's inference runtime: torch, onnx (ONNX Runtime) or auto (by the checkpoint's suffix)"
+    )
     sample_actions: bool = parameter(
         False, "learned backend: draw actions from the policy's Gaussian instead of using its mean"
     )

@@ -20,6 +20,7 @@ import torch
 
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy, obs_batch
+from roboscape_r_ros.runtime.inference import open_policy_runner, torch_device
 from roboscape_r_ros.runtime.policies import BackendError, BackendOptions, PolicyBackend, PolicyInput
 
 
@@ -43,25 +44,32 @@ class LearnedPolicy(PolicyBackend):
         super().__init__(options)
         if not options.checkpoint:
             raise BackendError(
-                "the learned backend needs a policy checkpoint (parameter checkpoint: a .safetensors file)"
+                "the learned backend needs a policy checkpoint (parameter checkpoint: .safetensors or exported .onnx)"
             )
+        self.sample = options.sample
         try:
-            device = torch.device(options.device)
-        except RuntimeError as err:
-            raise BackendError(f"learned backend: device '{options.device}' is not a torch device ({err})") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise BackendError(f"learned backend: device '{options.device}' asked for, but torch sees no CUDA device")
-        try:
-            self.policy = ImagePolicy.load(options.checkpoint, action_dim=options.spec.dim, device=device)
+            if self.sample:  # sampling and PPO need the Gaussian and the critic: the torch checkpoint
+                if options.runtime == "onnx" or options.checkpoint.endswith(".onnx"):
+                    raise BackendError(
+                        "sampling (sample_actions, learning mode) needs the .safetensors checkpoint under runtime "
+                        "torch; an exported ONNX file holds the mean action only"
+                    )
+                device = torch_device(options.device)
+                self.policy = ImagePolicy.load(options.checkpoint, action_dim=options.spec.dim, device=device)
+                torch.manual_seed(options.seed)
+            else:
+                self.runner = open_policy_runner(options.checkpoint, options.runtime, options.device, options.spec.dim)
         except RoboscapeError as err:
             raise BackendError(f"learned backend: {err}") from None
-        self.sample = options.sample
-        if self.sample:
-            torch.manual_seed(options.seed)
-        self.size = self.policy.cfg.image_size
-        self.chunk = self.policy.cfg.chunk
+        cfg = self.policy.cfg if self.sample else self.runner.cfg
+        self.size, self.chunk = cfg.image_size, cfg.chunk
         self.pending: deque[np.ndarray] = deque()  # the current chunk's actions not yet emitted
         self.last_decision: Decision | None = None  # set when ``act`` decided (not when it emitted from a chunk)
+
+    def describe(self) -> str:
+        if self.sample:
+            return f"'learned' (torch on {self.policy.device}, sampling)"
+        return f"'learned' ({self.runner.runtime} on {', '.join(self.runner.providers)})"
 
     def reset(self, episode_id: str) -> None:
         self.pending.clear()
@@ -83,10 +91,10 @@ class LearnedPolicy(PolicyBackend):
                     f"the {name} is {width}x{height}, the checkpoint reads {self.size}x{self.size} frames "
                     f"(set camera_ingest's output_size to {self.size})"
                 )
+        if not self.sample:  # the mean only: the critic is not needed to act
+            action = self.runner.mean(image[None], goal[None])[0]  # [K,A]
+            return Decision(image, goal, action, float("nan"), float("nan"))
         obs = obs_batch(image, goal, self.policy.device)
         with torch.no_grad():
-            if not self.sample:  # the mean only: the critic is not needed to act
-                action = self.policy.mean(obs)[0].cpu().numpy()  # [K,A]
-                return Decision(image, goal, action, float("nan"), float("nan"))
             action, logprob, _, value = self.policy.get_action_and_value(obs)  # [1,K,A], [1], _, [1]
         return Decision(image, goal, action[0].cpu().numpy(), float(logprob[0]), float(value[0]))

@@ -49,6 +49,7 @@ class BackendOptions:
     checkpoint: str = ""  # weights of a learned backend (ONNX or safetensors); unused by expert/random
     device: str = "cpu"
     sample: bool = False  # stochastic backends: draw actions from the policy's distribution, not its mean
+    runtime: str = "auto"  # learned backend: torch, onnx or auto (by the checkpoint's suffix); runtime/inference.py
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class PolicyBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
+
+    def describe(self) -> str:
+        """The backend as the start-up log names it."""
+        return f"'{self.name}'"
 
     def reset(self, episode_id: str) -> None:
         """A new episode begins (recurrent state, action history...)."""
