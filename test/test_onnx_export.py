@@ -115,3 +115,49 @@ def test_the_export_command(exported, tmp_path):
     assert "max |onnxruntime - torch|" in done.stdout and (tmp_path / "cli.onnx").is_file()
     assert_one_line_error(cli("export", f"policy={tmp_path / 'cli.onnx'}"), "not a readable safetensors file")
     assert_one_line_error(cli("export"), "export needs policy=")
+
+
+def test_a_reload_swaps_a_fitting_policy_and_refuses_the_rest_keeping_the_old(exported, tmp_path):
+    checkpoint, result = exported
+    spec = metaworld_action_spec()
+    backend = make_backend("learned", BackendOptions(spec, checkpoint=str(result.path)))
+    image, goal = frames(1, seed=7)[0], frames(1, seed=8)[0]
+    before = backend.runner.mean(image[None], goal[None])
+    other = ImagePolicy(PolicyConfig(**TINY))  # fresh weights: other actions
+    refused = {
+        "truncated": (tmp_path / "truncated.onnx", result.path.read_bytes()[:300], "not a readable ONNX model"),
+        "action spec": (
+            ImagePolicy(PolicyConfig(**{**TINY, "action_dim": 3})).save(tmp_path / "a3.safetensors"),
+            None,
+            "emits 3-D actions, expected 4-D",
+        ),
+        "image size": (
+            ImagePolicy(PolicyConfig(**{**TINY, "image_size": 32})).save(tmp_path / "s32.safetensors"),
+            None,
+            "reads 32px frames in chunks of 2, the running one 16px",
+        ),
+    }
+    for path, data, why in refused.values():
+        if data is not None:
+            path.write_bytes(data)
+        with pytest.raises(BackendError, match=f"reload refused, the old policy keeps running: .*{why}"):
+            backend.reload(str(path))
+        np.testing.assert_array_equal(backend.runner.mean(image[None], goal[None]), before)
+    described = backend.reload(str(other.save(tmp_path / "other.safetensors")))
+    assert "other.safetensors (torch on torch:cpu)" in described
+    assert not np.allclose(backend.runner.mean(image[None], goal[None]), before)
+    sampler = make_backend("learned", BackendOptions(spec, checkpoint=str(checkpoint), sample=True))
+    with pytest.raises(BackendError, match="no reload"):
+        sampler.reload(str(checkpoint))
+
+
+def test_the_file_watch_fires_once_per_new_file(tmp_path):
+    from roboscape_r_ros.runtime.reload import FileWatch
+
+    path = tmp_path / "policy.onnx"
+    watch = FileWatch(path)
+    assert not watch.changed()  # no file yet
+    path.write_bytes(b"one")
+    assert watch.changed() and not watch.changed()
+    path.write_bytes(b"two!")
+    assert watch.changed() and not watch.changed()

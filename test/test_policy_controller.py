@@ -3,6 +3,7 @@ and a bad-input battery: bad frames, stale stamps, bad state, missing goal, watc
 bad parameters. The test harness plays camera, arm and operator."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -310,29 +311,86 @@ def test_bad_startup_parameters_end_with_one_clear_line(ros, params, expected):
     assert len([line for line in out.splitlines() if line.strip()]) == 1, out
 
 
-def test_the_learned_backend_drives_from_an_exported_onnx_policy(ros, tmp_path):
+def small_policy(seed: int):
     torch = pytest.importorskip("torch")
-    from roboscape_r_ros.export.policy import export_policy
     from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
-    from roboscape_r_ros.runtime.inference import open_policy_runner
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     policy = ImagePolicy(PolicyConfig(image_size=64, channels=[8, 8], hidden=16))
     with torch.no_grad():
-        policy.actor_mean.weight.normal_(0.0, 0.5)
+        policy.actor_mean.weight.normal_(0.0, 0.5)  # a mean far enough from 0 to tell policies apart
+    return policy
+
+
+def expected_action(policy_file, obs: Image, goal: Image) -> np.ndarray:
+    from roboscape_r_ros.runtime.inference import open_policy_runner
+
+    frame = np.frombuffer(obs.data, np.uint8).reshape(1, 64, 64, 3)
+    target = np.frombuffer(goal.data, np.uint8).reshape(1, 64, 64, 3)
+    return np.clip(open_policy_runner(policy_file).mean(frame, target)[0, 0], -1, 1)
+
+
+def inverted(frame: Image) -> Image:
+    frame.data = bytes(255 - b for b in frame.data)
+    return frame
+
+
+def test_the_learned_backend_drives_from_an_exported_onnx_policy(ros, tmp_path):
+    from roboscape_r_ros.export.policy import export_policy
+
+    policy = small_policy(0)
     onnx_file = export_policy(policy.save(tmp_path / "policy.safetensors"), tmp_path / "policy.onnx").path
     proc = ros.start(CONTROLLER, "-p", "backend:=learned", "-p", f"checkpoint:={onnx_file}", "-p", "stale_after_s:=5.0")
     rig = Rig(ros)
-    goal = image(rig.now())
-    goal.data = bytes(255 - b for b in goal.data)
+    goal = inverted(image(rig.now()))
     rig.goal_pub.publish(goal)
     rig.warm_up()
     obs = image(rig.now())
     a = rig.answer(obs)
-    frame = np.frombuffer(obs.data, np.uint8).reshape(1, 64, 64, 3)
-    target = np.frombuffer(goal.data, np.uint8).reshape(1, 64, 64, 3)
-    expected = open_policy_runner(onnx_file).mean(frame, target)[0, 0]
-    np.testing.assert_allclose(a.values, np.clip(expected, -1, 1), atol=1e-5)
+    np.testing.assert_allclose(a.values, expected_action(onnx_file, obs, goal), atol=1e-5)
     assert a.source == "learned"
     log = ros.stop(proc)
     assert "backend 'learned' (onnx on CPUExecutionProvider)" in log, log
+
+
+def test_a_bad_hot_reload_is_refused_and_the_old_policy_keeps_driving(ros, tmp_path):
+    from std_srvs.srv import Trigger
+
+    from roboscape_r_ros.files import write_atomic
+
+    live = tmp_path / "live.safetensors"
+    first, second = small_policy(0), small_policy(1)
+    first.save(live)
+    kept = first.save(tmp_path / "first.safetensors")
+    proc = ros.start(
+        CONTROLLER,
+        *("-p", "backend:=learned", "-p", f"checkpoint:={live}", "-p", "stale_after_s:=5.0"),
+        *("-p", "reload_check_s:=0.1"),
+    )
+    rig = Rig(ros)
+    goal = inverted(image(rig.now()))
+    rig.goal_pub.publish(goal)
+    rig.warm_up()
+    client = ros.node.create_client(Trigger, "reload_policy")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def answered_by(policy_file) -> bool:
+        obs = image(rig.now())
+        return np.allclose(rig.answer(obs).values, expected_action(policy_file, obs, goal), atol=1e-5)
+
+    assert answered_by(kept)
+    write_atomic(live, live.read_bytes()[:5000])  # a truncated copy: the watch sees it, refuses it once
+    rig.quiet(0.6, tick=lambda: rig.obs_pub.publish(image(rig.now())))
+    future = client.call_async(Trigger.Request())  # the service refuses it too, with the same line
+    assert ros.spin_until(future.done, 10) and not future.result().success
+    assert "reload refused, the old policy keeps running" in future.result().message
+    assert answered_by(kept)  # the old policy still drives
+    replacement = second.save(tmp_path / "second.safetensors")
+    second.save(live)  # a good one: swapped in by the watch between two decisions
+    deadline = time.monotonic() + 10
+    while not answered_by(replacement):
+        assert time.monotonic() < deadline, "the replaced policy never answered"
+    log = ros.stop(proc)
+    refusals = [line for line in log.splitlines() if "reload refused" in line]
+    assert len(refusals) == 2 and all("not a readable safetensors file" in line for line in refusals), log
+    assert "policy reloaded: " in log, log

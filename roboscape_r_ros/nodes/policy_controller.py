@@ -7,6 +7,10 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
             estop        (std_msgs/Bool, reliable: true stops, false releases)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
             reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
+Service     reload_policy (std_srvs/Trigger): swap in the policy file at `checkpoint` between two
+            decisions (also on a timer with reload_check_s > 0); a file that cannot replace the
+            running policy (unreadable, other sizes or action spec) is refused with one line and
+            the old policy keeps driving
 Publishes   action       (roboscape_r_ros/Action, reliable) and, each when enabled,
             cmd_pose (geometry_msgs/PoseStamped), cmd_twist (geometry_msgs/TwistStamped),
             cmd_array (std_msgs/Float64MultiArray), cmd_trajectory (trajectory_msgs/JointTrajectory)
@@ -42,6 +46,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.errors import RoboscapeError
@@ -62,6 +67,7 @@ from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.controller import DecisionGate, PolicyControllerParams, Ready
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
+from roboscape_r_ros.runtime.reload import FileWatch
 from roboscape_r_ros.runtime.safety import SafetyFilter
 
 MODES = {name: mode for mode, name in MODE_NAMES.items()}
@@ -121,6 +127,10 @@ class PolicyController(Node):
             self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
+        self.create_service(Trigger, "reload_policy", self.on_reload)
+        self.policy_file = FileWatch(p.checkpoint) if p.checkpoint else None
+        if self.policy_file is not None and p.reload_check_s > 0:
+            self.create_timer(p.reload_check_s, self.on_policy_file_check, clock=steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(
             f"backend {self.backend.describe()} ({', '.join(p.action_names)} in {p.action_mode} mode, "
@@ -145,6 +155,24 @@ class PolicyController(Node):
             )
         cfg = load_config(PPOConfig, "ppo", None, [*learning.ppo.split(), f"num_steps={learning.rollout_steps}"])
         return BackgroundUpdates(Learner(self.backend.policy, cfg, learning.output))
+
+    def on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = self.reload()
+        return response
+
+    def on_policy_file_check(self) -> None:
+        if self.policy_file.changed():
+            self.reload()
+
+    def reload(self) -> tuple[bool, str]:
+        """The policy at the checkpoint path, swapped in between two decisions (callbacks never overlap)."""
+        try:
+            what = self.backend.reload(self.params.checkpoint)
+        except RoboscapeError as err:
+            self.get_logger().error(str(err))
+            return False, str(err)
+        self.get_logger().info(f"policy reloaded: {what}")
+        return True, what
 
     def on_set_parameters(self, params: list) -> SetParametersResult:
         # The policy, action spec and safety limits are fixed at start: a running controller

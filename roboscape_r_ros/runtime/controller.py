@@ -59,6 +59,13 @@ class PolicyControllerParams:
     runtime: Literal["torch", "onnx", "auto"] = parameter(
         "auto", "learned backend's inference runtime: torch, onnx (ONNX Runtime) or auto (by the checkpoint's suffix)"
     )
+    reload_check_s: float = parameter(
+        0.0,
+        "learned backend: seconds between checks of the checkpoint file for a replaced policy, swapped in "
+        "between two decisions (0: only on the reload_policy service)",
+        low=0.0,
+        high=3600.0,
+    )
     sample_actions: bool = parameter(
         False, "learned backend: draw actions from the policy's Gaussian instead of using its mean"
     )

@@ -74,6 +74,23 @@ class LearnedPolicy(PolicyBackend):
     def reset(self, episode_id: str) -> None:
         self.pending.clear()
 
+    def reload(self, path: str) -> str:
+        """Between two decisions (the chunk in progress finishes with the old policy); sizes must match."""
+        if self.sample:
+            raise BackendError("sampling and learning mode keep the policy they train: no reload")
+        try:
+            runner = open_policy_runner(path, self.options.runtime, self.options.device, self.options.spec.dim)
+        except RoboscapeError as err:
+            raise BackendError(f"reload refused, the old policy keeps running: {err}") from None
+        old, new = self.runner.cfg, runner.cfg
+        if (new.image_size, new.chunk) != (old.image_size, old.chunk):
+            raise BackendError(
+                f"reload refused, the old policy keeps running: {path} reads {new.image_size}px frames in chunks "
+                f"of {new.chunk}, the running one {old.image_size}px in chunks of {old.chunk}"
+            )
+        self.runner = runner
+        return f"{path} ({runner.runtime} on {', '.join(runner.providers)})"
+
     def act(self, inputs: PolicyInput) -> np.ndarray:
         self.last_decision = None
         if not self.pending:

@@ -79,6 +79,10 @@ class PolicyBackend:
     def reset(self, episode_id: str) -> None:
         """A new episode begins (recurrent state, action history...)."""
 
+    def reload(self, path: str) -> str:
+        """Swap in the policy file at ``path`` (a description of it), or raise BackendError and keep the old."""
+        raise BackendError(f"backend '{self.name}' has no policy file to reload")
+
     def act(self, inputs: PolicyInput) -> np.ndarray:
         raise NotImplementedError
 
