@@ -101,6 +101,12 @@ COMMANDS = [
         run="roboscape_r_ros.rl.evaluate:run_evaluate",
     ),
     Command(
+        name="calibrate-ood",
+        summary="shadow-mode prediction error on in-domain and changed scenes: AUROC and the guard's threshold",
+        config="roboscape_r_ros.runtime.ood_calibration:CalibrateOodConfig",
+        run="roboscape_r_ros.runtime.ood_calibration:run_calibrate_ood",
+    ),
+    Command(
         name="export",
         summary="a trained policy as an ONNX file (metadata inside, checked against torch) for ONNX Runtime",
         config="roboscape_r_ros.export.command:ExportConfig",

@@ -15,18 +15,15 @@ import time
 import numpy as np
 import pytest
 import torch
-from toy_world import ToyGridEnv, write_toy_dataset
+from toy_world import ToyGridEnv, train_toy_world_model
 
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
 from roboscape_r_ros.imagination.reward_sanity import RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
 from roboscape_r_ros.rl.train import PolicyTrainConfig, run_imagination_ppo
-from roboscape_r_ros.world_model import WorldModel, WorldModelConfig, train_action_model, train_tokenizer
-from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
 
 # r = -D + 10 [done >= 0.9]: with the paper's positive per-step term (offset 0), PPO's truncation
 # bootstrap values never finishing above the bonus (see imagination/reward.py)
@@ -37,39 +34,7 @@ REWARD = RewardConfig(perception=PerceptionConfig(backend="ssim"), alignment_off
 def toy_run(tmp_path_factory):
     """A toy dataset and a world-model run folder trained on its training split."""
     root = tmp_path_factory.mktemp("imagination_ppo")
-    start = time.perf_counter()
-    dataset = EpisodeDataset.open(write_toy_dataset(root / "toy"))
-    train, held_out = stratified_split(dataset, 0.15, seed=0)
-    cfg = load_config(
-        WorldModelConfig,
-        "world_model",
-        "tiny",
-        ["image_size=32", "action_dim=2", "context_length=2", "tokenizer.levels=[5,5,5]", "train.lr=1e-2"],
-    )
-    torch.manual_seed(0)
-    wm = WorldModel(cfg)
-
-    def batches(seed):
-        yield from SkipWindows(dataset, context_length=2, frame_skip=1, batch_size=16, episodes=train, seed=seed)
-
-    train_tokenizer(wm, batches(0), steps=100, progress=False)
-    wm.cfg.train.lr = 5e-3
-    history = train_action_model(wm, batches(1), steps=150, progress=False)
-    run = root / "wm_run"
-    run.mkdir()
-    wm.save(run / "world_model.safetensors")
-    (run / "split.json").write_text(
-        json.dumps(
-            {
-                "dataset": str(dataset.root),
-                "num_episodes": dataset.num_episodes,
-                "num_frames": dataset.num_frames,
-                "train": train,
-                "held_out": held_out,
-            }
-        )
-    )
-    print(f"toy world model trained in {time.perf_counter() - start:.1f} s: {history[-1]}")
+    dataset, run = train_toy_world_model(root)
     return dataset, run, root
 
 

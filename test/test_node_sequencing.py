@@ -61,7 +61,7 @@ S = 1_000_000_000  # ns per s
 def decide(gate: DecisionGate, stamp: int, now: float, **take) -> Ready | str | None:
     assert gate.arrival(stamp, clock_s=stamp / S, now=now).kind == "fresh"
     gate.accept(stamp, ("header", "image"), now)
-    ready = gate.take(estop=False, updating=False, goal_missing=False, **take)
+    ready = gate.take(estop=False, paused=False, goal_missing=False, **take)
     if isinstance(ready, Ready):
         gate.decided(stamp)
     return ready
@@ -76,7 +76,7 @@ def test_decision_gate_stale_fresh_and_repeated_observations():
     ready = decide(gate, 2 * S, now=1.0)
     assert isinstance(ready, Ready) and ready.pending.payload == ("header", "image") and gate.step == 1
     assert gate.arrival(2 * S, clock_s=2.0, now=1.1).kind == "repeat"
-    assert gate.take(estop=False, updating=False, goal_missing=False) is None  # decided once
+    assert gate.take(estop=False, paused=False, goal_missing=False) is None  # decided once
 
 
 def test_decision_gate_waits_for_the_state_stamped_like_the_frame_and_gives_up_after_the_timeout():
@@ -84,7 +84,7 @@ def test_decision_gate_waits_for_the_state_stamped_like_the_frame_and_gives_up_a
     gate.state_received(1 * S, np.zeros(3))
     assert decide(gate, 2 * S, now=0.0) is None  # the state is a second older: wait
     gate.state_received(2 * S + 10_000_000, np.ones(3))  # 10 ms off: within tolerance
-    ready = gate.take(estop=False, updating=False, goal_missing=False)
+    ready = gate.take(estop=False, paused=False, goal_missing=False)
     assert isinstance(ready, Ready) and ready.state.tolist() == [1, 1, 1]
     gate.decided(ready.pending.stamp)
     assert decide(gate, 3 * S, now=1.0) is None
@@ -95,10 +95,10 @@ def test_decision_gate_waits_for_the_state_stamped_like_the_frame_and_gives_up_a
 def test_decision_gate_e_stop_keeps_the_frame_an_update_drops_it_a_missing_goal_drops_it_once():
     gate = DecisionGate(stale_after_s=0.5, state_tolerance_s=0.02, needs_state=False)
     gate.accept(1 * S, "frame", 0.0)
-    assert gate.take(estop=True, updating=False, goal_missing=False) is None and gate.pending is not None
-    assert gate.take(estop=False, updating=True, goal_missing=False) is None and gate.pending is None
+    assert gate.take(estop=True, paused=False, goal_missing=False) is None and gate.pending is not None
+    assert gate.take(estop=False, paused=True, goal_missing=False) is None and gate.pending is None
     gate.accept(2 * S, "frame", 0.1)
-    assert gate.take(estop=False, updating=False, goal_missing=True) == "no-goal" and gate.pending is None
+    assert gate.take(estop=False, paused=False, goal_missing=True) == "no-goal" and gate.pending is None
 
 
 def test_decision_gate_watchdog_holds_once_and_a_held_frame_is_decided_afresh():

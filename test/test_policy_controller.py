@@ -394,3 +394,31 @@ def test_a_bad_hot_reload_is_refused_and_the_old_policy_keeps_driving(ros, tmp_p
     refusals = [line for line in log.splitlines() if "reload refused" in line]
     assert len(refusals) == 2 and all("not a readable safetensors file" in line for line in refusals), log
     assert "policy reloaded: " in log, log
+
+
+def test_the_out_of_domain_guard_holds_while_dream_error_stays_high(ros):
+    from std_msgs.msg import Float32
+
+    proc = ros.start(
+        CONTROLLER,
+        *("-p", "backend:=random", "-p", "stale_after_s:=5.0", "-p", "action_mode:=velocity"),
+        *("-p", "ood_guard.threshold:=0.01", "-p", "ood_guard.trip_after:=2", "-p", "ood_guard.release_after:=3"),
+    )
+    rig = Rig(ros)
+    error_pub = ros.node.create_publisher(Float32, "dream/error", RELIABLE)
+    rig.warm_up()
+    ros.spin_until(lambda: error_pub.get_subscription_count() > 0, 10)
+    for value in (0.05, 0.002, 0.05, 0.05):  # the low one restarts the count: the fourth trips it
+        error_pub.publish(Float32(data=value))
+    assert ros.spin_until(lambda: any(a.source == "hold:ood" for a in rig.actions), 10)
+    hold = next(a for a in rig.actions if a.source == "hold:ood")
+    assert list(hold.values[:3]) == [0.0] * 3  # velocity mode: zero motion (the gripper, hold_last, kept)
+    assert rig.quiet(1.0, tick=lambda: rig.obs_pub.publish(image(rig.now()))) == 0  # fresh frames, no commands
+    for _ in range(3):
+        error_pub.publish(Float32(data=0.004))
+    seen = len(rig.actions)
+    stream = lambda: rig.obs_pub.publish(image(rig.now()))  # noqa: E731
+    assert ros.spin_until(lambda: len(rig.actions) > seen, 10, tick=stream)  # commands resume
+    log = ros.stop(proc)
+    assert log.count("out-of-domain guard: dream/error above 0.01 for 2 predictions") == 1, log
+    assert "commands resume" in log, log

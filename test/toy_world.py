@@ -12,6 +12,8 @@ policy trained in imagination transfers.
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,12 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
+from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination.errors import ActionError
+from roboscape_r_ros.world_model import WorldModel, WorldModelConfig, train_action_model, train_tokenizer
+from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
 
 SIZE, GRID = 32, 8
 GOAL = np.array([0, 0])  # the marked cell (x, y)
@@ -28,15 +34,15 @@ TASK, INSTRUCTION = "reach-marker", "move the red square onto the blue marker"
 CELLS = np.arange(SIZE // GRID)  # 4 cells per axis
 
 
-def render(pos: np.ndarray) -> np.ndarray:
-    """Square cells [...,2] (x, y) -> uint8 frames [...,32,32,3]."""
+def render(pos: np.ndarray, background: int = 40) -> np.ndarray:
+    """Square cells [...,2] (x, y) -> uint8 frames [...,32,32,3] (``background``: the floor's grey level)."""
     pos = np.asarray(pos)
     lead = pos.shape[:-1]
     flat = pos.reshape(-1, 2)
-    frames = np.full((len(flat), SIZE, SIZE, 3), 40, np.uint8)
+    frames = np.full((len(flat), SIZE, SIZE, 3), background, np.uint8)
     gx, gy = GOAL * GRID
     frames[:, gy : gy + GRID, gx : gx + GRID] = (40, 90, 230)  # the marker: a blue frame 1 px wide
-    frames[:, gy + 1 : gy + GRID - 1, gx + 1 : gx + GRID - 1] = 40
+    frames[:, gy + 1 : gy + GRID - 1, gx + 1 : gx + GRID - 1] = background
     for i, (x, y) in enumerate(flat * GRID):  # the square: 6x6 px, inside the marker's frame on the goal
         frames[i, y + 1 : y + GRID - 1, x + 1 : x + GRID - 1] = (230, 50, 40)
     return frames.reshape(*lead, SIZE, SIZE, 3)
@@ -52,7 +58,7 @@ def expert_action(pos: np.ndarray) -> np.ndarray:
     return 0.8 * np.sign(GOAL - pos) * (np.arange(2) == axis)
 
 
-def episode(rng: np.random.Generator, kind: str, max_len: int = 12) -> Episode:
+def episode(rng: np.random.Generator, kind: str, max_len: int = 12, background: int = 40) -> Episode:
     """One episode of ``kind``: expert (noise 0.1), noisy (noise 0.6) or random actions."""
     pos = rng.choice(CELLS, 2)
     while (pos == GOAL).all():
@@ -72,7 +78,7 @@ def episode(rng: np.random.Generator, kind: str, max_len: int = 12) -> Episode:
     done = np.exp(4 * (np.arange(n) / max(n - 1, 1) - 1)) if success else np.zeros(n)
     states = np.asarray(positions, np.float32)
     return Episode(
-        frames=render(np.asarray(positions)),
+        frames=render(np.asarray(positions), background),
         actions=np.asarray(actions, np.float32),
         states=states,
         done=done.astype(np.float32),
@@ -85,9 +91,10 @@ def episode(rng: np.random.Generator, kind: str, max_len: int = 12) -> Episode:
 
 
 def write_toy_dataset(
-    root: str | Path, episodes: dict[str, int] | None = None, seed: int = 0, max_len: int = 12
+    root: str | Path, episodes: dict[str, int] | None = None, seed: int = 0, max_len: int = 12, background: int = 40
 ) -> Path:
-    """Write a toy dataset (default 40 expert, 80 noisy, 40 random episodes) to ``root``."""
+    """Write a toy dataset (default 40 expert, 80 noisy, 40 random episodes) to ``root``; another
+    ``background`` is a changed scene."""
     episodes = episodes or {"expert": 40, "noisy": 80, "random": 40}
     rng = np.random.default_rng(seed)
     with DatasetWriter(
@@ -102,8 +109,47 @@ def write_toy_dataset(
     ) as writer:
         for kind, count in episodes.items():
             for _ in range(count):
-                writer.add_episode(episode(rng, kind, max_len))
+                writer.add_episode(episode(rng, kind, max_len, background))
     return Path(root)
+
+
+def train_toy_world_model(root: Path) -> tuple[EpisodeDataset, Path]:
+    """A toy dataset under ``root`` and a train-wm run folder (world_model.safetensors + split.json) of a
+    tiny world model trained on its training split (~15 s on 2 busy cores)."""
+    start = time.perf_counter()
+    dataset = EpisodeDataset.open(write_toy_dataset(root / "toy"))
+    train, held_out = stratified_split(dataset, 0.15, seed=0)
+    cfg = load_config(
+        WorldModelConfig,
+        "world_model",
+        "tiny",
+        ["image_size=32", "action_dim=2", "context_length=2", "tokenizer.levels=[5,5,5]", "train.lr=1e-2"],
+    )
+    torch.manual_seed(0)
+    wm = WorldModel(cfg)
+
+    def batches(seed):
+        yield from SkipWindows(dataset, context_length=2, frame_skip=1, batch_size=16, episodes=train, seed=seed)
+
+    train_tokenizer(wm, batches(0), steps=100, progress=False)
+    wm.cfg.train.lr = 5e-3
+    history = train_action_model(wm, batches(1), steps=150, progress=False)
+    run = root / "wm_run"
+    run.mkdir()
+    wm.save(run / "world_model.safetensors")
+    (run / "split.json").write_text(
+        json.dumps(
+            {
+                "dataset": str(dataset.root),
+                "num_episodes": dataset.num_episodes,
+                "num_frames": dataset.num_frames,
+                "train": train,
+                "held_out": held_out,
+            }
+        )
+    )
+    print(f"toy world model trained in {time.perf_counter() - start:.1f} s: {history[-1]}")
+    return dataset, run
 
 
 class ToyGridEnv:

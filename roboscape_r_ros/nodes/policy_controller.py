@@ -7,6 +7,9 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
             estop        (std_msgs/Bool, reliable: true stops, false releases)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
             reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
+            dream/error  (std_msgs/Float32, reliable; the dreamer's shadow-mode prediction error,
+                         only with ood_guard.threshold > 0: the out-of-domain guard holds the arm
+                         while it stays above the threshold, see runtime/ood_guard.py)
 Service     reload_policy (std_srvs/Trigger): swap in the policy file at `checkpoint` between two
             decisions (also on a timer with reload_check_s > 0); a file that cannot replace the
             running policy (unreadable, other sizes or action spec) is refused with one line and
@@ -45,7 +48,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import Trigger
 
 from roboscape_r_ros.config import load_config
@@ -67,6 +70,7 @@ from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.controller import DecisionGate, PolicyControllerParams, Ready
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
+from roboscape_r_ros.runtime.ood_guard import OodGate
 from roboscape_r_ros.runtime.reload import FileWatch
 from roboscape_r_ros.runtime.safety import SafetyFilter
 
@@ -128,6 +132,10 @@ class PolicyController(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         self.create_service(Trigger, "reload_policy", self.on_reload)
+        guard = p.ood_guard
+        self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after)
+        if guard.threshold > 0:
+            self.create_subscription(Float32, "dream/error", self.on_dream_error, RELIABLE)
         self.policy_file = FileWatch(p.checkpoint) if p.checkpoint else None
         if self.policy_file is not None and p.reload_check_s > 0:
             self.create_timer(p.reload_check_s, self.on_policy_file_check, clock=steady)
@@ -264,6 +272,21 @@ class PolicyController(Node):
         if change != "same":
             self.get_logger().info(f"episode {msg.data}")
 
+    def on_dream_error(self, msg: Float32) -> None:
+        change = self.ood_gate.update(msg.data)
+        guard = self.params.ood_guard
+        if change == "hold":
+            self.get_logger().warning(
+                f"out-of-domain guard: dream/error above {guard.threshold:g} for {guard.trip_after} predictions "
+                f"in a row (last {msg.data:.4g}): holding the arm"
+            )
+            self.hold("ood")
+        elif change == "release":
+            self.get_logger().info(
+                f"out-of-domain guard: dream/error at or below {guard.threshold:g} for {guard.release_after} "
+                "predictions: commands resume"
+            )
+
     def on_reward(self, msg: Reward) -> None:
         self.updates.learner.reward(stamp_ns(msg.header), msg.episode_id, msg.reward, msg.done, msg.truncated)
         self.start_update()
@@ -304,7 +327,7 @@ class PolicyController(Node):
     def try_act(self) -> None:
         ready = self.gate.take(
             estop=self.safety.estop,
-            updating=self.updates is not None and self.updates.busy,
+            paused=(self.updates is not None and self.updates.busy) or self.ood_gate.holding,
             goal_missing=self.needs_goal and self.goal is None,
         )
         if ready == "no-goal":

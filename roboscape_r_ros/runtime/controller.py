@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
+from roboscape_r_ros.runtime.ood_guard import OodGuardParams
 from roboscape_r_ros.runtime.parameters import parameter
 from roboscape_r_ros.runtime.safety import Watchdog, is_stale, stamp_age
 
@@ -70,6 +71,7 @@ class PolicyControllerParams:
         False, "learned backend: draw actions from the policy's Gaussian instead of using its mean"
     )
     learning: LearningParams = LearningParams()
+    ood_guard: OodGuardParams = OodGuardParams()
     action_names: tuple[str, ...] = parameter(_SAWYER.names, "one name per action dimension (Action.names)")
     action_units: tuple[str, ...] = parameter(
         _SAWYER.units, "unit of each dimension's physical quantity (Action.units)"
@@ -179,13 +181,14 @@ class DecisionGate:
     def state_received(self, stamp: int, values: np.ndarray) -> None:
         self.state = (stamp, values)
 
-    def take(self, *, estop: bool, updating: bool, goal_missing: bool) -> Ready | Literal["no-goal"] | None:
+    def take(self, *, estop: bool, paused: bool, goal_missing: bool) -> Ready | Literal["no-goal"] | None:
         """The pending observation when it can be decided now; "no-goal" when it is dropped for want of
-        a goal; None when there is nothing to decide or it waits (e-stop, its state)."""
+        a goal; None when there is nothing to decide or it waits (e-stop, its state). ``paused``: the
+        arm holds (a policy update, the out-of-domain guard) and observations are dropped meanwhile."""
         if self.pending is None or estop:
             return None
-        if updating:
-            self.pending = None  # holding while the policy is updated
+        if paused:
+            self.pending = None
             return None
         state = None
         if self.needs_state:
