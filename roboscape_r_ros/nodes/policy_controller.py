@@ -69,8 +69,8 @@ from roboscape_r_ros.nodes.node_tools import (
 from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec
 from roboscape_r_ros.runtime.controller import DecisionGate, PolicyControllerParams, Ready
-from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
 from roboscape_r_ros.runtime.ood_guard import OodGate
+from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
 from roboscape_r_ros.runtime.reload import FileWatch
 from roboscape_r_ros.runtime.safety import SafetyFilter
 
