@@ -190,8 +190,9 @@ class EpisodeDataset:
         global_index = np.concatenate([np.arange(m.from_index, m.from_index + m.length) for m in group])
         if not np.array_equal(numpy_column(table["index"]), global_index):
             raise DatasetCorruptError(f"{path}: frame 'index' column disagrees with {EPISODES_DIR}")
-        out.actions[rows] = numpy_column(table["action"])
-        out.states[rows] = numpy_column(table["observation.state"])
+        # reshaped: a one-dimensional action or state is a scalar column
+        out.actions[rows] = numpy_column(table["action"]).reshape(len(table), -1)
+        out.states[rows] = numpy_column(table["observation.state"]).reshape(len(table), -1)
         out.done[rows] = numpy_column(table["done_label"])
         out.subtask_index[rows] = numpy_column(table["subtask_index"])
         if not self.video:
