@@ -285,8 +285,6 @@ def run_import_bag(cfg: ImportBagConfig) -> BagImportSummary:
 
 
 def _read_bag(path: Path, cfg: ImportBagConfig) -> _BagRead:
-    reader, store = open_bag(path)
-    camera = connection_of(reader, path, cfg.camera.topic, CAMERA_TYPES)
     wanted = {cfg.action.topic: (SOURCE_TYPES[cfg.action.source],)}
     for topic in cfg.states:
         wanted.setdefault(topic, STATE_TYPES)
@@ -294,8 +292,13 @@ def _read_bag(path: Path, cfg: ImportBagConfig) -> _BagRead:
         wanted.setdefault(cfg.episodes.topic, (STRING,))
     if cfg.labels.source == "topic":
         wanted.setdefault(cfg.labels.topic, (BOOL,))
-    others = [connection_of(reader, path, topic, types) for topic, types in wanted.items()]
-    images, streams = read_topics(reader, store, path, camera, others, cfg.camera.size, cfg.camera.interpolation)
+    reader, store = open_bag(path)
+    try:
+        camera = connection_of(reader, path, cfg.camera.topic, CAMERA_TYPES)
+        others = [connection_of(reader, path, topic, types) for topic, types in wanted.items()]
+        images, streams = read_topics(reader, store, path, camera, others, cfg.camera.size, cfg.camera.interpolation)
+    finally:
+        reader.close()
     if len(images.stamps) == 0:
         raise BagError(f"{path}: topic {cfg.camera.topic} has no messages")
     action, states = streams[cfg.action.topic], [streams[topic] for topic in cfg.states]

@@ -131,8 +131,6 @@ def read_topics(
                 rows[topic].append(reading(msg, connection.msgtype))
     except ReaderError as err:
         raise BagError(f"{path}: unreadable ({err})") from None
-    finally:
-        reader.close()
     shape = (0, size, size, 3)
     camera_stream = CameraStream(
         camera.topic,
