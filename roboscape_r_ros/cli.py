@@ -54,6 +54,13 @@ COMMANDS = [
         run="roboscape_r_ros.data.inspect:run_inspect",
     ),
     Command(
+        name="import-bag",
+        summary="rosbag2 recordings (MCAP or sqlite3): camera, actions, states, labels -> a dataset",
+        config="roboscape_r_ros.data.bag_import:ImportBagConfig",
+        run="roboscape_r_ros.data.bag_import:run_import_bag",
+        presets="import_bag",
+    ),
+    Command(
         name="train-wm",
         summary="train the world model (tokenizer, action model with done head, goal model) into a run folder",
         config="roboscape_r_ros.world_model.command:TrainWMConfig",

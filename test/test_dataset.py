@@ -181,6 +181,35 @@ def test_summary_is_readable(tmp_path, episodes):
     assert summary.size_bytes > 0 and str(EpisodeDataset.open(tmp_path / "ds").summary()) == text
 
 
+def test_unlabelled_episodes_round_trip_and_are_summarised(tmp_path, episodes):
+    unknown = bad(episodes[1], success=False, done=np.zeros(12, np.float32), labelled=False)
+    with open_writer(tmp_path / "ds") as writer:
+        writer.add_episode(episodes[0])
+        writer.add_episode(unknown)
+        writer.finalize(extra_info={"action_spec": {"units": ["m", "m", "m", "1"]}})
+    dataset = EpisodeDataset.open(tmp_path / "ds")
+    assert [m.labelled for m in dataset.episodes] == [True, False] and not dataset.episode(1).labelled
+    np.testing.assert_array_equal(dataset.load_arrays().labelled, [True, False])
+    assert dataset.info["action_spec"] == {"units": ["m", "m", "m", "1"]}
+    text = str(dataset.summary())
+    assert "expert 1 (100% success), noisy 1 (success unknown)" in text
+    assert "labels    unknown for 1 episodes (they train the dynamics, not the done head)" in text
+
+
+def test_datasets_without_the_labelled_column_count_as_labelled(dataset_root):
+    path = next((dataset_root / "meta/episodes").rglob("*.parquet"))
+    pq.write_table(pq.read_table(path).drop(["labelled"]), path)
+    assert all(m.labelled for m in EpisodeDataset.open(dataset_root).episodes)
+
+
+def test_extra_info_may_not_replace_lerobot_keys(tmp_path, episodes):
+    writer = open_writer(tmp_path / "ds")
+    writer.add_episode(episodes[0])
+    with pytest.raises(DatasetWriteError, match=r"extra info.json keys \['fps'\]"):
+        writer.finalize(extra_info={"fps": 3})
+    assert not (tmp_path / "ds").exists()
+
+
 # --- round trip ------------------------------------------------------------------------------------
 
 
@@ -396,6 +425,7 @@ def bad(episode: Episode, **changes) -> Episode:
         (lambda e: bad(e, kind="lucky"), "kind must be one of expert, noisy, failed, random"),
         (lambda e: bad(e, instruction=""), "instruction must be a non-empty string"),
         (lambda e: bad(e, frames=e.frames[:0]), "frames must be uint8 .T,H,W,3. with T >= 1"),
+        (lambda e: bad(e, labelled=False), "an unlabelled episode must have success False and all done labels 0"),
     ],
 )
 def test_bad_episodes_are_rejected_with_the_problem_named(tmp_path, episodes, change, message):

@@ -240,6 +240,26 @@ def test_kv_cache_step_matches_a_full_pass():
     assert torch.equal(mixed.kv[:, :, 0], pair.kv[:, :, 0]) and torch.equal(mixed.kv[:, :, 1], state.kv[:, :, 0])
 
 
+def test_done_head_learns_only_from_labelled_episodes():
+    wm = WorldModel(tiny_config())
+    batch = next(windows(make_episodes(8, 12), wm.cfg.context_length, 4, 12))
+    frames, actions = torch.as_tensor(batch["frames"]), torch.as_tensor(batch["actions"])
+
+    def done_mse(done: np.ndarray, labelled: list[bool] | None) -> float:
+        mask = None if labelled is None else torch.tensor(labelled)
+        torch.manual_seed(0)  # the same token masking in every call
+        return wm.action_loss(frames, actions, torch.as_tensor(done), labelled=mask)[1]["done_mse"]
+
+    done = batch["done"].copy()
+    everything = done_mse(done, None)
+    assert done_mse(done, [True] * 4) == pytest.approx(everything)
+    done[2:] = 1 - done[2:]  # labels of windows 2 and 3 changed: they count only where labelled
+    assert done_mse(done, [True, True, False, False]) == pytest.approx(
+        done_mse(batch["done"], [True, True, False, False])
+    )
+    assert done_mse(done, [False] * 4) == 0.0
+
+
 @pytest.mark.parametrize("damage", ["missing", "random", "truncated", "foreign", "shapes"])
 def test_bad_checkpoint_raises_checkpoint_error_naming_the_file(tmp_path, damage):
     wm = WorldModel(tiny_config())

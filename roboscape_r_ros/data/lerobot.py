@@ -11,8 +11,11 @@
 Frames are lossless PNG bytes inside the parquet (feature dtype "image", as LeRobot stores images
 without video), so a round trip is bit-exact. Features beyond LeRobot's defaults: ``done_label``
 (float32 soft done label of the RoboScape-R paper) and ``subtask_index`` (the frame's sub-task ordinal within
-its episode). Episode rows carry ``task_name``, ``instruction``, ``success`` and ``kind``; the
-LeRobot "task" of an episode is its instruction, so ``task_index`` indexes instructions.
+its episode). Episode rows carry ``task_name``, ``instruction``, ``success``, ``kind`` and ``labelled``
+(false: success and done are unknown, e.g. an imported bag without labels; such an episode trains the
+world model's dynamics but not its done head); the LeRobot "task" of an episode is its instruction, so
+``task_index`` indexes instructions. Writers may add their own keys to info.json (``extra_info``), e.g.
+the ``action_spec`` of imported actions.
 
 A ``DatasetWriter`` writes into a hidden sibling folder and renames it into place in
 ``finalize()``: a dataset on disk is complete or absent. ``reader.EpisodeDataset`` loads it.
@@ -110,6 +113,7 @@ class Episode:
     instruction: str  # natural-language instruction; the LeRobot "task" string
     success: bool
     kind: str  # one of KINDS
+    labelled: bool = True  # False: success and done unknown (then success is False and done all 0)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class EpisodeMeta:
     data_file: tuple[int, int]  # (chunk_index, file_index) of its data parquet
     video_file: tuple[int, int] | None = None  # same for its mp4, with video
     video_from_timestamp: float = 0.0  # its first frame's time inside that mp4
+    labelled: bool = True  # success and done labels known
 
 
 def image_key(camera: str) -> str:
@@ -223,6 +228,7 @@ class DatasetSummary:
     episodes_per_task: dict[str, int]
     episodes_per_kind: dict[str, int]
     successes_per_kind: dict[str, int]
+    labelled_per_kind: dict[str, int]
 
     @classmethod
     def of(cls, root: Path, info: dict[str, Any], episodes: Sequence[EpisodeMeta]) -> DatasetSummary:
@@ -240,15 +246,17 @@ class DatasetSummary:
             episodes_per_task=dict(sorted(Counter(e.task for e in episodes).items())),
             episodes_per_kind={k: n for k in KINDS if (n := sum(e.kind == k for e in episodes))},
             successes_per_kind={k: sum(e.success for e in episodes if e.kind == k) for k in KINDS},
+            labelled_per_kind={k: sum(e.labelled for e in episodes if e.kind == k) for k in KINDS},
         )
+
+    @property
+    def unlabelled(self) -> int:
+        return self.episodes - sum(self.labelled_per_kind.values())
 
     def __str__(self) -> str:
         height, width, _ = self.image_shape
         storage = "mp4 video (lossy)" if self.video else "PNG in parquet (lossless)"
-        kinds = ", ".join(
-            f"{kind} {n} ({self.successes_per_kind[kind] / n:.0%} success)"
-            for kind, n in self.episodes_per_kind.items()
-        )
+        kinds = ", ".join(f"{kind} {n} ({self._success_rate(kind)})" for kind, n in self.episodes_per_kind.items())
         tasks = ", ".join(f"{task} ({n})" for task, n in self.episodes_per_task.items())
         mib = self.size_bytes / 2**20
         return "\n".join(
@@ -260,7 +268,20 @@ class DatasetSummary:
                 f"tasks     {len(self.episodes_per_task)}: {tasks}",
                 f"kinds     {kinds}",
             ]
+            + (
+                [f"labels    unknown for {self.unlabelled} episodes (they train the dynamics, not the done head)"]
+                if self.unlabelled
+                else []
+            )
         )
+
+    def _success_rate(self, kind: str) -> str:
+        labelled, successes = self.labelled_per_kind[kind], self.successes_per_kind[kind]
+        if labelled == 0:
+            return "success unknown"
+        if labelled < self.episodes_per_kind[kind]:
+            return f"{successes / labelled:.0%} success of {labelled} labelled"
+        return f"{successes / labelled:.0%} success"
 
 
 W = TypeVar("W", pq.ParquetWriter, Mp4Writer)
@@ -418,13 +439,15 @@ class DatasetWriter:
                 data_file=(self._data.chunk, self._data.file),
                 video_file=video_file,
                 video_from_timestamp=video_from,
+                labelled=episode.labelled,
             )
         )
         self._stats.append(self._episode_stats(episode, columns))
         self._num_frames += len(episode.actions)
 
-    def finalize(self) -> DatasetSummary:
-        """Write the metadata and move the dataset into place; returns its summary."""
+    def finalize(self, extra_info: dict[str, Any] | None = None) -> DatasetSummary:
+        """Write the metadata (info.json gets the keys of ``extra_info`` too) and move the dataset into
+        place; returns its summary."""
         if self._summary is not None:
             return self._summary
         self._require_open()
@@ -434,7 +457,7 @@ class DatasetWriter:
         try:
             self._data.close()
             self._video.close()
-            info = self._write_metadata()
+            info = self._write_metadata(extra_info or {})
             self._publish()
         except (OSError, pa.ArrowException) as err:
             self._abort()
@@ -497,7 +520,7 @@ class DatasetWriter:
                 stats[key] = feature_stats(numpy_column(column).reshape(len(column), -1))
         return stats
 
-    def _write_metadata(self) -> dict[str, Any]:
+    def _write_metadata(self, extra_info: dict[str, Any]) -> dict[str, Any]:
         info = {
             **self._info_head,
             "total_episodes": len(self._episodes),
@@ -510,6 +533,10 @@ class DatasetWriter:
             "video_path": VIDEO_PATH if self.video else None,
             "features": self.features,
         }
+        if clashes := sorted(info.keys() & extra_info.keys()):
+            self._abort()
+            raise DatasetWriteError(f"{self.root}: extra info.json keys {clashes} would replace LeRobot's")
+        info |= extra_info
         _write_json(self._tmp / INFO_PATH, info)
         stats = {key: aggregate_stats([s[key] for s in self._stats]) for key in self._stats[0]}
         _write_json(self._tmp / STATS_PATH, _to_lists(stats))
@@ -543,6 +570,7 @@ class DatasetWriter:
                 "instruction": episode.instruction,
                 "success": episode.success,
                 "kind": episode.kind,
+                "labelled": episode.labelled,
             }
             row |= {f"stats/{key}/{name}": v.tolist() for key, ft in stats.items() for name, v in ft.items()}
             rows.append(row)
@@ -638,6 +666,10 @@ def _validate_episode(
         fail(f"success must be a bool, got {type(episode.success).__name__}")
     if episode.kind not in KINDS:
         fail(f"kind must be one of {', '.join(KINDS)}, got {episode.kind!r}")
+    if not isinstance(episode.labelled, (bool, np.bool_)):
+        fail(f"labelled must be a bool, got {type(episode.labelled).__name__}")
+    if not episode.labelled and (episode.success or episode.done.any()):
+        fail("an unlabelled episode must have success False and all done labels 0")
 
 
 def _tasks_table(tasks: list[str]) -> pa.Table:

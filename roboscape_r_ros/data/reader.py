@@ -62,6 +62,7 @@ _EPISODE_COLUMNS = [
     "success",
     "kind",
 ]
+_LABELLED = "labelled"  # optional episode column: datasets written before it have labels everywhere
 _FRAME_COLUMNS = ["action", "observation.state", "done_label", "subtask_index", "episode_index", "index"]
 
 
@@ -78,6 +79,7 @@ class EpisodeArrays:
     starts: np.ndarray  # int64 [E]
     lengths: np.ndarray  # int64 [E]
     task_index: np.ndarray  # int64 [E]
+    labelled: np.ndarray  # bool [E] success and done labels known (else the done head skips the episode)
 
 
 class EpisodeDataset:
@@ -144,6 +146,7 @@ class EpisodeDataset:
             instruction=meta.instruction,
             success=meta.success,
             kind=meta.kind,
+            labelled=meta.labelled,
         )
 
     def load_arrays(self) -> EpisodeArrays:
@@ -166,6 +169,7 @@ class EpisodeDataset:
             starts=np.cumsum(lengths) - lengths,
             lengths=lengths,
             task_index=np.array([m.task_index for m in metas], np.int64),
+            labelled=np.array([m.labelled for m in metas], bool),
         )
         for group, rows in _file_groups(metas, lambda m: m.data_file):
             self._read_rows(group, out, rows)
@@ -186,8 +190,9 @@ class EpisodeDataset:
         global_index = np.concatenate([np.arange(m.from_index, m.from_index + m.length) for m in group])
         if not np.array_equal(numpy_column(table["index"]), global_index):
             raise DatasetCorruptError(f"{path}: frame 'index' column disagrees with {EPISODES_DIR}")
-        out.actions[rows] = numpy_column(table["action"])
-        out.states[rows] = numpy_column(table["observation.state"])
+        # reshaped: a one-dimensional action or state is a scalar column
+        out.actions[rows] = numpy_column(table["action"]).reshape(len(table), -1)
+        out.states[rows] = numpy_column(table["observation.state"]).reshape(len(table), -1)
         out.done[rows] = numpy_column(table["done_label"])
         out.subtask_index[rows] = numpy_column(table["subtask_index"])
         if not self.video:
@@ -310,10 +315,10 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[E
     video = info["video_path"] is not None
     key = image_key(camera_of(info["features"]))
     video_columns = [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
-    columns = _EPISODE_COLUMNS + (video_columns if video else [])
     rows = []
     for path in paths:
         table = _read_parquet(path)
+        columns = _EPISODE_COLUMNS + (video_columns if video else []) + [_LABELLED] * (_LABELLED in table.column_names)
         if missing := [c for c in columns if c not in table.column_names]:
             raise DatasetCorruptError(f"{path}: missing columns {', '.join(missing)}")
         if nulls := [c for c in columns if table[c].null_count]:
@@ -346,6 +351,7 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[E
                 data_file=(row["data/chunk_index"], row["data/file_index"]),
                 video_file=(row[video_columns[0]], row[video_columns[1]]) if video else None,
                 video_from_timestamp=row[video_columns[2]] if video else 0.0,
+                labelled=row.get(_LABELLED, True),
             )
         )
         from_index += row["length"]

@@ -78,6 +78,15 @@ def quat_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
     )
 
 
+def rpy_from_quat(quaternion: np.ndarray) -> np.ndarray:
+    """Inverse of ``quat_from_rpy``: (roll, pitch, yaw) of an (x, y, z, w) quaternion."""
+    x, y, z, w = quaternion / np.linalg.norm(quaternion)
+    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.array([roll, pitch, yaw])
+
+
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product a * b of (x, y, z, w) quaternions."""
     ax, ay, az, aw = a

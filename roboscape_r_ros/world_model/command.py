@@ -120,6 +120,11 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
             "train": train,
             "held_out": held_out,
             "held_out_groups": dict(sorted(kinds.items())),
+            # episodes without success/done labels (imported bags): they train the dynamics, not the done head
+            "unlabelled": {
+                "train": sum(not dataset.episodes[i].labelled for i in train),
+                "held_out": sum(not dataset.episodes[i].labelled for i in held_out),
+            },
         },
     )
     return train, held_out
@@ -236,6 +241,8 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
         )
         train_eps, held_out = load_split(run, dataset, cfg.held_out_fraction, cfg.split_seed)
         run.log(f"train-wm on {device}: {dataset.root} ({len(train_eps)} train / {len(held_out)} held-out episodes)")
+        if unlabelled := sum(not meta.labelled for meta in dataset.episodes):
+            run.log(f"{unlabelled} episodes have no success/done labels: they train the dynamics, not the done head")
         torch.manual_seed(cfg.seed)
         model = WorldModel(wm_cfg).to(device)
         arrays = dataset.load_arrays()

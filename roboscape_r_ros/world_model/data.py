@@ -47,7 +47,7 @@ class SkipWindows:
 
     frames uint8 [B,T,H,W,3], and their own token ids [B,T,N] when `tokens` [frames,N] is given
     actions float32 [B,T,A] (a_t leads from frame t to t+1; the last one is zero, unused)
-    done float32 [B,T], task_index int64 [B], episode_index int64 [B]
+    done float32 [B,T], labelled bool [B] (done known), task_index int64 [B], episode_index int64 [B]
     """
 
     def __init__(
@@ -82,6 +82,7 @@ class SkipWindows:
         batch = {
             "actions": actions.astype(np.float32),
             "done": self.data.done[kept],
+            "labelled": self.data.labelled[episode],
             "task_index": self.data.task_index[episode],
             "episode_index": self.data.episode_index[episode],
         }

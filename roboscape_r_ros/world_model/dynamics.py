@@ -172,8 +172,11 @@ class Dynamics(nn.Module):
     def _done_logit(self, features: torch.Tensor) -> torch.Tensor:
         return self.done_head(features.mean(-2)).squeeze(-1)  # [B,F,N,D] -> [B,F]
 
-    def loss(self, tokens: torch.Tensor, cond: Condition, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """tokens [B,T,N], cond for T frames, done labels [B,T] -> token CE + w * MSE(done)."""
+    def loss(
+        self, tokens: torch.Tensor, cond: Condition, done: torch.Tensor, labelled: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """tokens [B,T,N], cond for T frames, done labels [B,T] -> token CE + w * MSE(done). The done
+        MSE is over the windows whose episode is ``labelled`` (bool [B]; None: all), 0 when none is."""
         B, T, N = tokens.shape
         target = tokens[:, 1:]  # [B,T-1,N]
         ratio = torch.cos(math.pi / 2 * torch.rand(B, T - 1, 1, device=tokens.device))  # MaskGIT cosine schedule
@@ -198,7 +201,12 @@ class Dynamics(nn.Module):
         changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
         weight = 1 + (self.cfg.changed_token_weight - 1) * changed.float()
         ce = (F.cross_entropy(logits, target[masked], reduction="none") * weight).sum() / weight.sum()
-        done_mse = F.mse_loss(torch.sigmoid(self._done_logit(features[:, :T]).float()), done)
+        done_error = (torch.sigmoid(self._done_logit(features[:, :T]).float()) - done) ** 2  # [B,T]
+        if labelled is None:
+            done_mse = done_error.mean()
+        else:
+            weight = labelled.float()[:, None].expand_as(done_error)
+            done_mse = (done_error * weight).sum() / weight.sum().clamp(min=1)
         loss = ce + self.cfg.done_weight * done_mse
         hit = logits.argmax(-1) == target[masked]
         metrics = {

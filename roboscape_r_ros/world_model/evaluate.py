@@ -340,9 +340,10 @@ class Evaluation:
     @torch.no_grad()
     def done_head(self) -> dict:
         T, k = self.model.cfg.context_length, self.k
-        probs, labels, kinds, episodes = [], [], [], []
+        probs, labels, kinds, episodes = [np.empty(0, np.float32)], [np.empty(0, np.float32)], [], []
+        labelled = [e for e in self.held_out if self.dataset.episodes[e].labelled]  # others have no done labels
         for e in tqdm(
-            self.held_out,
+            labelled,
             desc="evaluate-wm: done head",
             disable=not self.cfg.progress,
             dynamic_ncols=True,
@@ -378,9 +379,10 @@ class Evaluation:
         threshold = self.model.cfg.done_threshold
         out = {
             "frames": len(prob),
+            "unlabelled_episodes_skipped": len(self.held_out) - len(labelled),
             "positives": int(positive.sum()),
             "auroc": auroc(prob[positive], prob[~positive]),
-            "accuracy_at_0.5": float(((prob >= 0.5) == positive).mean()),
+            "accuracy_at_0.5": float(((prob >= 0.5) == positive).mean()) if len(prob) else float("nan"),
             "threshold": threshold,
             "tpr_at_threshold": float((prob[positive] >= threshold).mean()) if positive.any() else float("nan"),
             "fpr_at_threshold_negatives": float((prob[~positive] >= threshold).mean())

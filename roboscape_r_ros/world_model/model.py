@@ -114,13 +114,18 @@ class WorldModel(nn.Module):
 
     # -- training losses (batches as the loader yields them, tensors on the model's device) -------
     def action_loss(
-        self, frames: torch.Tensor, actions: torch.Tensor, done: torch.Tensor, tokens: torch.Tensor | None = None
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        done: torch.Tensor,
+        tokens: torch.Tensor | None = None,
+        labelled: torch.Tensor | None = None,
     ):
         """frames uint8 [B,T,H,W,3] (with their own token ids [B,T,N] when precomputed), actions [B,T,A]
-        (a_t follows frame t; the last is unused), done [B,T]."""
+        (a_t follows frame t; the last is unused), done [B,T], labelled bool [B] (None: all)."""
         with torch.no_grad():
             ids = self.window_tokens(frames, tokens)
-        return self.dynamics.loss(ids, self.actions.context(actions[:, :-1]), done)
+        return self.dynamics.loss(ids, self.actions.context(actions[:, :-1]), done, labelled)
 
     def goal_loss(
         self, frames: torch.Tensor, instructions: list[str], done: torch.Tensor, tokens: torch.Tensor | None = None

@@ -58,7 +58,9 @@ def train_action_model(
     """Next-frame token prediction + done head of the action world model (tokenizer frozen)."""
 
     def loss(batch: Batch):
-        return model.action_loss(batch["frames"], batch["actions"], batch["done"], batch.get("tokens"))
+        return model.action_loss(
+            batch["frames"], batch["actions"], batch["done"], batch.get("tokens"), batch.get("labelled")
+        )
 
     trained = nn.ModuleList([model.actions, model.dynamics])
     return _fit("action", model, trained, loss, batches, steps or model.cfg.train.action_steps, run_dir, log, progress)
