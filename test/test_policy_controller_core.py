@@ -140,13 +140,9 @@ def test_adapter_mapping():
     here = adapters.Pose(np.array([0.1, 0.6, 0.2]), np.array([0.0, 0.0, 0.0, 1.0]))
     target = adapters.pose_target(SPEC, values, here)
     assert np.allclose(target.position, [0.11, 0.595, 0.2]) and np.allclose(target.orientation, [0, 0, 0, 1])
-    assert adapters.trajectory_point(SPEC, values) == {
-        "positions": [],
-        "velocities": pytest.approx([0.8, -0.4, 0.0, 64.0]),
-    }
     with pytest.raises(ValueError, match="current end-effector pose"):
         adapters.pose_target(SPEC, values, None)
-    assert adapters.supported(SPEC, "twist") is None and adapters.supported(SPEC, "pose") is None
+    assert adapters.cartesian_names(SPEC) == ["dx", "dy", "dz"] and adapters.linear_axes(SPEC) == [0, 1, 2]
     # A DELTA hold sends no Action (a delta of nothing; a per-action sim is not stepped by it).
     assert adapters.hold_outputs(SPEC) == {"twist", "pose", "trajectory"}
 
@@ -157,12 +153,9 @@ def test_adapters_for_a_7d_absolute_and_a_velocity_spec():
     target = adapters.pose_target(absolute, np.array([0.3, 0.1, 0.5, 0.0, 0.0, math.pi / 2, 0.0]), None)
     assert np.allclose(target.position, [0.3, 0.1, 0.5])
     assert np.allclose(target.orientation, [0, 0, math.sin(math.pi / 4), math.cos(math.pi / 4)])
-    assert adapters.trajectory_point(absolute, np.arange(7.0))["positions"] == list(np.arange(7.0))
-    assert adapters.supported(absolute, "twist") == "a twist cannot carry absolute targets"
     velocity = ActionSpec(("vx", "wz"), ("m/s", "rad/s"), (0.1, 0.5), (-1.0, -1.0), (1.0, 1.0), MODE_VELOCITY)
     linear, angular = adapters.twist(velocity, np.array([1.0, -1.0]))
     assert np.allclose(linear, [0.1, 0, 0]) and np.allclose(angular, [0, 0, -0.5])
-    assert adapters.supported(velocity, "pose") is not None
     assert adapters.hold_outputs(velocity) == {"twist", "pose", "trajectory", "action", "array"}  # explicit zero rates
     assert adapters.hold_outputs(absolute) == {"twist", "pose"}  # never an absolute zero target
 

@@ -2,8 +2,8 @@
 adapter outputs cmd_pose, cmd_twist, cmd_array and cmd_trajectory (the mapping is runtime/adapters.py).
 
 A hold goes only to the outputs of ``adapters.hold_outputs``: zero motion on rate outputs, the current
-pose on cmd_pose, nothing on delta/absolute outputs (in the default DELTA mode no Action at all, so a
-per-action simulator is not stepped by it).
+pose on cmd_pose, the current joint positions on a DELTA cmd_trajectory, nothing on delta/absolute
+outputs (in the default DELTA mode no Action at all, so a per-action simulator is not stepped by it).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from roboscape_r_ros.msg import Action
 from roboscape_r_ros.nodes.node_tools import RELIABLE, ThrottledWarnings
 from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, ActionSpec
+from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_DELTA, ActionSpec
 
 ADAPTER_TYPES = {
     "pose": PoseStamped,
@@ -34,10 +34,10 @@ class CommandOutputs:
         node: Node,
         spec: ActionSpec,
         enabled: dict[str, bool],
-        joint_names: tuple[str, ...],
+        joint_order: tuple[str, ...],
         warnings: ThrottledWarnings,
     ) -> None:
-        self.spec, self.joint_names, self.warnings = spec, list(joint_names), warnings
+        self.spec, self.joint_order, self.warnings = spec, joint_order, warnings
         self.period = Duration(sec=int(spec.period_s), nanosec=int(round((spec.period_s % 1) * 1e9)))
         self.hold_outputs = adapters.hold_outputs(spec)
         self.action_pub = node.create_publisher(Action, "action", RELIABLE)
@@ -59,8 +59,17 @@ class CommandOutputs:
             self.action_pub.publish(self.last_action)
 
     def publish(
-        self, values: np.ndarray, stamp: Time, *, step: int, episode_id: str, source: str, hold: bool = False
+        self,
+        values: np.ndarray,
+        stamp: Time,
+        *,
+        step: int,
+        episode_id: str,
+        source: str,
+        hold: bool = False,
+        joints: np.ndarray | None = None,
     ) -> None:
+        """``joints``: the arm's joint positions in action order (DELTA joint targets; None: none fresh)."""
         spec = self.spec
         header = Header(stamp=stamp, frame_id=spec.frame_id)
         names = self.hold_outputs if hold else {"action", *self.adapter_pubs}
@@ -100,14 +109,19 @@ class CommandOutputs:
             msg = Float64MultiArray(data=adapters.array(spec, values).tolist())
             msg.layout.dim = [MultiArrayDimension(label=",".join(spec.names), size=spec.dim, stride=spec.dim)]
             self.adapter_pubs["array"].publish(msg)
-        if "trajectory" in self.adapter_pubs and "trajectory" in names:
-            point = adapters.trajectory_point(spec, values)
+        # A DELTA hold without fresh joint positions sends nothing: the controller stops at its last point.
+        if (
+            "trajectory" in self.adapter_pubs
+            and "trajectory" in names
+            and (joints is not None or spec.mode != MODE_DELTA)
+        ):
+            joint_names, point = adapters.joint_trajectory(spec, values, self.joint_order, joints)
             # A zero stamp means "start now" to ros2_control's joint_trajectory_controller; the
             # observation's stamp would put the point in the past.
-            msg = JointTrajectory(header=Header(frame_id=spec.frame_id), joint_names=self.joint_names)
+            msg = JointTrajectory(header=Header(frame_id=spec.frame_id), joint_names=joint_names)
             msg.points = [
                 JointTrajectoryPoint(
-                    positions=point["positions"], velocities=point["velocities"], time_from_start=self.period
+                    positions=list(point.positions), velocities=list(point.velocities), time_from_start=self.period
                 )
             ]
             self.adapter_pubs["trajectory"].publish(msg)

@@ -2,8 +2,9 @@
 
 Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-data QoS)
             goal_image   (sensor_msgs/Image; reliable, transient local: a latched goal)
-            state        (sensor_msgs/JointState by name; only read by backends that need it)
-            ee_pose      (geometry_msgs/PoseStamped; only read for the PoseStamped adapter)
+            state        (sensor_msgs/JointState by name; read by backends that need it, and for joint
+                          feedback: joint_state_feedback)
+            ee_pose      (geometry_msgs/PoseStamped; read for cmd_pose and workspace limits)
             estop        (std_msgs/Bool, reliable: true stops, false releases)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
             reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
@@ -18,9 +19,14 @@ Publishes   action       (roboscape_r_ros/Action, reliable) and, each when enabl
             cmd_pose (geometry_msgs/PoseStamped), cmd_twist (geometry_msgs/TwistStamped),
             cmd_array (std_msgs/Float64MultiArray), cmd_trajectory (trajectory_msgs/JointTrajectory)
 
-A hold (watchdog, e-stop) is published once, on the outputs of ``adapters.hold_outputs``: zero
-motion on rate outputs, the current pose on cmd_pose, nothing on delta/absolute outputs (in the
-default DELTA mode no Action at all, so a per-action simulator is not stepped by it).
+Which outputs a controller can execute for the action spec is checked at start
+(``runtime.adapter_config``: one line and exit status 2 otherwise). Joint-space actions go to
+cmd_trajectory in the controller's joint order, values and feedback matched by joint name.
+
+A hold (watchdog, e-stop, workspace limits, missing feedback) is published once, on the outputs of
+``adapters.hold_outputs``: zero motion on rate outputs, the current pose on cmd_pose, the current
+joint positions on a DELTA cmd_trajectory, nothing on delta/absolute outputs (in the default DELTA
+mode no Action at all, so a per-action simulator is not stepped by it).
 
 One action answers one observation stamp: a frame seen again (a simulator waiting for its
 action republishes it) gets the same Action again, never a new one. The
@@ -67,14 +73,13 @@ from roboscape_r_ros.nodes.node_tools import (
     stamp_ns,
 )
 from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec
+from roboscape_r_ros.runtime.action_spec import MODE_DELTA
+from roboscape_r_ros.runtime.adapter_config import startup_check
 from roboscape_r_ros.runtime.controller import DecisionGate, PolicyControllerParams, Ready
+from roboscape_r_ros.runtime.feedback import ByName, Fresh, StateRejected
 from roboscape_r_ros.runtime.ood_guard import OodGate
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
 from roboscape_r_ros.runtime.reload import FileWatch
-from roboscape_r_ros.runtime.safety import SafetyFilter
-
-MODES = {name: mode for mode, name in MODE_NAMES.items()}
 
 
 class PolicyController(Node):
@@ -82,18 +87,7 @@ class PolicyController(Node):
         super().__init__("policy_controller")
         self.params = p = declare_parameters(self, PolicyControllerParams)
         try:
-            self.spec = ActionSpec(
-                p.action_names,
-                p.action_units,
-                p.action_scale,
-                p.action_lower,
-                p.action_upper,
-                MODES[p.action_mode],
-                p.control_period_s,
-                p.frame_id,
-                p.hold_last,
-            )
-            self.safety = SafetyFilter(self.spec, p.max_delta)
+            self.spec, self.safety = startup_check(p)
             options = BackendOptions(
                 self.spec, p.task, p.seed, p.checkpoint, p.device, p.sample_actions or p.learning.enabled, p.runtime
             )
@@ -101,29 +95,24 @@ class PolicyController(Node):
             self.updates = self._background_updates() if p.learning.enabled else None
         except RoboscapeError as err:
             raise StartupError(f"policy_controller: {err}") from None
-        if len(p.trajectory_joint_names) != self.spec.dim:
-            raise StartupError(
-                f"policy_controller: trajectory_joint_names has {len(p.trajectory_joint_names)} names, the action "
-                f"{self.spec.dim}"
-            )
-        for output, enabled in p.outputs.items():
-            why = adapters.supported(self.spec, output) if enabled else None
-            if why:
-                raise StartupError(f"policy_controller: publish_{output}: {why}")
         self.needs_goal = p.require_goal or self.backend.needs_goal
         self.gate = DecisionGate(p.stale_after_s, p.state_tolerance_s, self.backend.needs_state)
         self.warnings = ThrottledWarnings(self, p.warning_period_s)
         self.drops = Drops(self.warnings, "no command for it")
-        self.state_index: dict[tuple[str, ...], np.ndarray | None] = {}
+        self.backend_state = ByName(self.backend.state_names)
+        self.joint_state = ByName(self.spec.names) if p.joint_state_feedback else None
+        self.joints: Fresh[np.ndarray] = Fresh(p.stale_after_s)  # joint positions in action order
+        self.ee_position: Fresh[np.ndarray] = Fresh(p.stale_after_s)  # for workspace limits
+        self.needs_joints = p.publish_trajectory and self.spec.mode == MODE_DELTA
         self.goal: np.ndarray | None = None
         self.counts = {"refused": 0, "holds": 0}
-        self.outputs = CommandOutputs(self, self.spec, p.outputs, p.trajectory_joint_names, self.warnings)
+        self.outputs = CommandOutputs(self, self.spec, p.outputs, p.trajectory_controller.joints, self.warnings)
 
         self.create_subscription(Image, "observation", self.on_observation, qos_profile_sensor_data)
         self.create_subscription(Image, "goal_image", self.on_goal, LATCHED)
-        if self.backend.needs_state:
+        if self.backend.needs_state or p.joint_state_feedback:
             self.create_subscription(JointState, "state", self.on_state, qos_profile_sensor_data)
-        if p.publish_pose:
+        if p.publish_pose or p.workspace.enabled:
             self.create_subscription(PoseStamped, "ee_pose", self.on_ee_pose, qos_profile_sensor_data)
         self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
         self.create_subscription(String, "episode", self.on_episode, LATCHED)
@@ -143,6 +132,7 @@ class PolicyController(Node):
         self.get_logger().info(
             f"backend {self.backend.describe()} ({', '.join(p.action_names)} in {p.action_mode} mode, "
             f"{p.control_period_s * 1e3:g} ms per step); adapters: {self.outputs.describe()}; "
+            f"{self.safety.describe()}; "
             f"holding after {p.stale_after_s:g} s without fresh observations"
         )
         if self.updates is not None:
@@ -216,29 +206,23 @@ class PolicyController(Node):
         self.try_act()
 
     def on_state(self, msg: JointState) -> None:
-        names = tuple(msg.name)
-        if names not in self.state_index:
-            self.state_index[names] = self._index(names)
-        index = self.state_index[names]
-        if index is None or len(msg.position) != len(names):
-            missing = sorted(set(self.backend.state_names or ()) - set(names))[:5]
-            self.warnings.warn(
-                "state", f"dropped a state: {len(msg.position)} positions for {len(names)} names, missing {missing}"
-            )
-            return
-        values = np.asarray(msg.position, np.float64)[index]
-        if not np.isfinite(values).all():
-            self.warnings.warn("state-nonfinite", "dropped a state with NaN or inf positions")
-            return
-        self.gate.state_received(stamp_ns(msg.header), values)
+        stamp = stamp_ns(msg.header)
+        if self.backend.needs_state:
+            values = self._read_state(self.backend_state, msg)
+            if values is not None:
+                self.gate.state_received(stamp, values)
+        if self.joint_state is not None:
+            values = self._read_state(self.joint_state, msg)
+            if values is not None:
+                self.joints.set(values, stamp)
         self.try_act()
 
-    def _index(self, names: tuple[str, ...]) -> np.ndarray | None:
-        wanted = self.backend.state_names or names
-        position = {name: i for i, name in enumerate(names)}
-        if any(name not in position for name in wanted):
+    def _read_state(self, by_name: ByName, msg: JointState) -> np.ndarray | None:
+        try:
+            return by_name(msg.name, msg.position)
+        except StateRejected as err:
+            self.warnings.warn(f"state-{err.reason}", f"dropped a state: {err}")
             return None
-        return np.array([position[name] for name in wanted])
 
     def on_goal(self, msg: Image) -> None:
         goal = self.drops.decode(msg, "a goal image")
@@ -253,6 +237,15 @@ class PolicyController(Node):
             self.warnings.warn("ee_pose", "dropped an ee_pose with NaN/inf values or a zero quaternion")
             return
         self.outputs.ee_pose = adapters.Pose(position, orientation / np.linalg.norm(orientation))
+        workspace = self.params.workspace
+        if workspace.enabled and msg.header.frame_id != workspace.frame_id:
+            self.warnings.warn(
+                "ee_pose-frame",
+                f"ee_pose is in '{msg.header.frame_id}', the workspace in '{workspace.frame_id}': not used for "
+                "the limits",
+            )
+            return
+        self.ee_position.set(position, stamp_ns(msg.header))
 
     def on_estop(self, msg: Bool) -> None:
         if not self.safety.set_estop(bool(msg.data)):
@@ -345,19 +338,30 @@ class PolicyController(Node):
                 "backend", f"backend '{self.backend.name}' failed ({type(err).__name__}: {err}): no command"
             )
             return
-        verdict = self.safety.check(raw)
+        clock_s = self.get_clock().now().nanoseconds * 1e-9
+        joints = self.joints.get(clock_s)
+        if self.needs_joints and joints is None:
+            self.warnings.warn("no-joint-state", "no fresh joint positions on state for a DELTA joint target: holding")
+            self.hold("no-joint-state")
+            return
+        verdict = self.safety.check(raw, self.ee_position.get(clock_s))
         if not verdict.ok:
             self.counts["refused"] += 1
             self.warnings.warn(verdict.reason, f"{verdict.message} [{self.counts['refused']} refused in all]")
+            if verdict.hold:
+                self.hold(verdict.reason)
             return
         if verdict.rate_limited:
             self.warnings.warn("rate", "policy output changed faster than max_delta: rate-limited")
+        if verdict.clipped:
+            self.warnings.warn("workspace-clip", verdict.message)
         self.outputs.publish(
             verdict.command,
             header.stamp,
             step=self.gate.step,
             episode_id=self.gate.episode_id,
             source=self.backend.source,
+            joints=joints,
         )
         self.gate.decided(ready.pending.stamp)
         if self.updates is not None and self.backend.last_decision is not None:
@@ -376,6 +380,7 @@ class PolicyController(Node):
                 episode_id=self.gate.episode_id,
                 source=f"hold:{why}",
                 hold=True,
+                joints=self.joints.get(self.get_clock().now().nanoseconds * 1e-9),
             )
             self.counts["holds"] += 1
 

@@ -11,9 +11,12 @@ The mapping, by dimension name (``ActionSpec.names``):
                 applied in the world frame); ABSOLUTE: target = value * scale (orientation kept
                 unless roll/pitch/yaw are dims). Needs the current end-effector pose for DELTA.
     array       value * scale for every dim, in ``names`` order (physical units).
-    trajectory  one point, joint_names = the action names (or the names given):
-                ABSOLUTE -> positions = value * scale; DELTA -> velocities = value * scale / period;
-                VELOCITY -> velocities = value * scale; time_from_start = one period.
+    trajectory  joint-space actions (names are joints): one point in the controller's joint order,
+                values taken by name: ABSOLUTE -> positions = value * scale; DELTA -> positions =
+                current joint positions + value * scale; VELOCITY -> velocities = value * scale;
+                time_from_start = one period.
+
+Which combinations a controller can execute is runtime/adapter_config.py.
 
 A hold (watchdog, e-stop) goes only to the outputs in ``hold_outputs``.
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
+from roboscape_r_ros.runtime.controller_rules import TrajectoryPoint
 
 LINEAR = ({"x", "dx", "vx"}, {"y", "dy", "vy"}, {"z", "dz", "vz"})
 ANGULAR = ({"roll", "droll", "rx", "wx"}, {"pitch", "dpitch", "ry", "wy"}, {"yaw", "dyaw", "rz", "wz"})
@@ -39,21 +43,15 @@ def _vector(physical: np.ndarray, axes: list[int | None]) -> np.ndarray:
     return np.array([physical[i] if i is not None else 0.0 for i in axes])
 
 
-def supported(spec: ActionSpec, output: str) -> str | None:
-    """None when ``output`` can express actions of this spec, else why not."""
-    has_linear = any(i is not None for i in _axes(spec, LINEAR))
-    has_angular = any(i is not None for i in _axes(spec, ANGULAR))
-    if output == "twist":
-        if spec.mode == MODE_ABSOLUTE:
-            return "a twist cannot carry absolute targets"
-        if not (has_linear or has_angular):
-            return f"no dimension of {list(spec.names)} is a linear or angular axis"
-    if output == "pose":
-        if spec.mode == MODE_VELOCITY:
-            return "a pose target cannot carry velocities"
-        if not (has_linear or has_angular):
-            return f"no dimension of {list(spec.names)} is a position or orientation axis"
-    return None
+def linear_axes(spec: ActionSpec) -> list[int | None]:
+    """For x, y and z, the index of the action dimension that moves the end effector along it (or None)."""
+    return _axes(spec, LINEAR)
+
+
+def cartesian_names(spec: ActionSpec) -> list[str]:
+    """The dimensions that are Cartesian axes (linear or angular), in ``names`` order."""
+    axes = set().union(*LINEAR, *ANGULAR)
+    return [name for name in spec.names if name in axes]
 
 
 def twist(spec: ActionSpec, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,9 +131,10 @@ def hold_outputs(spec: ActionSpec) -> frozenset[str]:
     """Which outputs carry a hold (safety.SafetyFilter.hold: zero motion, hold_last dims kept).
 
     A hold must stop the arm without commanding a place: rate outputs get zero motion (twist
-    always; trajectory unless ABSOLUTE; action and array in VELOCITY mode), pose gets the current
-    pose as its target. Delta and absolute outputs get nothing: a delta of nothing, or no new
-    target, leaves the arm where it is; and a per-action simulator (sim_bridge) is not stepped.
+    always; action and array in VELOCITY mode), pose gets the current pose as its target and
+    trajectory the current joint positions (DELTA) or zero velocities (VELOCITY). Delta and
+    absolute outputs get nothing: a delta of nothing, or no new target, leaves the arm where it is;
+    and a per-action simulator (sim_bridge) is not stepped.
     """
     outputs = {"twist", "pose"}
     if spec.mode != MODE_ABSOLUTE:
@@ -149,12 +148,32 @@ def array(spec: ActionSpec, values: np.ndarray) -> np.ndarray:
     return spec.physical(values)
 
 
-def trajectory_point(spec: ActionSpec, values: np.ndarray) -> dict[str, list[float]]:
+def joint_trajectory(
+    spec: ActionSpec, values: np.ndarray, joint_order: tuple[str, ...], current: np.ndarray | None
+) -> tuple[list[str], TrajectoryPoint]:
+    """(joint_names, the one point) for a joint-space action. joint_names follow ``joint_order`` (the
+    controller's), each value taken by name; ``current`` holds the joint positions in ``spec.names``
+    order (needed for DELTA). Action names the controller does not have come last (refused at start)."""
+    names = [name for name in joint_order if name in spec.names]
+    names += [name for name in spec.names if name not in joint_order]
+    index = [spec.names.index(name) for name in names]
     physical = spec.physical(values)
-    if spec.mode == MODE_ABSOLUTE:
-        return {"positions": physical.tolist(), "velocities": []}
-    rate = physical / spec.period_s if spec.mode == MODE_DELTA else physical
-    return {"positions": [], "velocities": rate.tolist()}
+    if spec.mode == MODE_VELOCITY:
+        return names, TrajectoryPoint(velocities=tuple(physical[index]), time_from_start_s=spec.period_s)
+    if spec.mode == MODE_DELTA:
+        if current is None:
+            raise ValueError("a DELTA joint target needs the current joint positions")
+        physical = current + physical
+    return names, TrajectoryPoint(positions=tuple(physical[index]), time_from_start_s=spec.period_s)
 
 
-__all__ = ["Pose", "array", "hold_outputs", "pose_target", "supported", "trajectory_point", "twist"]
+__all__ = [
+    "Pose",
+    "array",
+    "cartesian_names",
+    "hold_outputs",
+    "joint_trajectory",
+    "linear_axes",
+    "pose_target",
+    "twist",
+]

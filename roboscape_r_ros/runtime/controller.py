@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
+from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec, metaworld_action_spec
+from roboscape_r_ros.runtime.controller_rules import TrajectoryController
 from roboscape_r_ros.runtime.ood_guard import OodGuardParams
 from roboscape_r_ros.runtime.parameters import parameter
-from roboscape_r_ros.runtime.safety import Watchdog, is_stale, stamp_age
+from roboscape_r_ros.runtime.safety import Watchdog, WorkspaceLimits, is_stale, stamp_age
 
 _SAWYER = metaworld_action_spec()
 
@@ -104,13 +105,31 @@ class PolicyControllerParams:
     publish_pose: bool = parameter(False, "also publish cmd_pose (geometry_msgs/PoseStamped)")
     publish_twist: bool = parameter(False, "also publish cmd_twist (geometry_msgs/TwistStamped)")
     publish_array: bool = parameter(False, "also publish cmd_array (std_msgs/Float64MultiArray)")
-    publish_trajectory: bool = parameter(False, "also publish cmd_trajectory (trajectory_msgs/JointTrajectory)")
-    trajectory_joint_names: tuple[str, ...] = parameter(
-        _SAWYER.names, "joint_names of cmd_trajectory, one per action dimension"
+    publish_trajectory: bool = parameter(
+        False, "also publish cmd_trajectory (trajectory_msgs/JointTrajectory; joint-space actions)"
     )
+    trajectory_controller: TrajectoryController = TrajectoryController()
+    joint_state_feedback: bool = parameter(
+        False, "read the arm's joint positions by name from state (sensor_msgs/JointState); DELTA joint targets need it"
+    )
+    workspace: WorkspaceLimits = WorkspaceLimits()
     warning_period_s: float = parameter(
         5.0, "at most one warning per kind of problem in this period (s)", low=0.0, high=3600.0
     )
+
+    def action_spec(self) -> ActionSpec:
+        modes = {name: mode for mode, name in MODE_NAMES.items()}
+        return ActionSpec(
+            self.action_names,
+            self.action_units,
+            self.action_scale,
+            self.action_lower,
+            self.action_upper,
+            modes[self.action_mode],
+            self.control_period_s,
+            self.frame_id,
+            self.hold_last,
+        )
 
     @property
     def outputs(self) -> dict[str, bool]:

@@ -6,7 +6,10 @@ Rules, in the order ``SafetyFilter.check`` applies them:
 3. policy output outside the per-dimension limits [lower, upper] -> no command (refused, not clipped:
    an out-of-range output means the policy is off its training distribution);
 4. the change from the previous command is clamped to ``max_delta`` per dimension per step
-   (the command is published, rate-limited; ``Verdict.rate_limited`` says so).
+   (the command is published, rate-limited; ``Verdict.rate_limited`` says so);
+5. with workspace limits (``WorkspaceLimits``, an end-effector box): a command that would take the
+   end effector out of the box is clipped to it or refused (``on_exit``); without a fresh
+   end-effector pose no command at all. Both refusals ask for a hold (``Verdict.hold``).
 
 ``Watchdog`` holds when observations stop arriving or arrive with stale stamps: a hold is a
 command with zero motion (dims marked ``hold_last``, such as a gripper, keep their last value so
@@ -17,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime.action_spec import ActionSpec
+from roboscape_r_ros.runtime import adapters
+from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_VELOCITY, ActionSpec
+from roboscape_r_ros.runtime.parameters import parameter
 
 
 class SafetyConfigError(RoboscapeError, ValueError):
@@ -31,17 +37,91 @@ class SafetyConfigError(RoboscapeError, ValueError):
 @dataclass(frozen=True)
 class Verdict:
     command: np.ndarray | None  # float64 [dim] to publish, or None: publish nothing
-    reason: str = ""  # stable key when refused: "estop", "shape", "nonfinite", "range"
+    reason: str = ""  # stable key when refused: "estop", "shape", "nonfinite", "range", "workspace", "no-ee-pose"
     message: str = ""
     rate_limited: bool = False
+    clipped: bool = False  # moved back into the workspace box
+    hold: bool = False  # refused, and the arm must hold (it may be moving on the previous command)
 
     @property
     def ok(self) -> bool:
         return self.command is not None
 
 
+@dataclass(frozen=True)
+class WorkspaceLimits:
+    """An end-effector box: the ``workspace.*`` parameters of policy_controller."""
+
+    enabled: bool = parameter(False, "keep the end effector inside the box [lower, upper] (needs a fresh ee_pose)")
+    frame_id: str = parameter("world", "frame of the box, of ee_pose and of the action (frame_id)")
+    lower: tuple[float, ...] = parameter((-1.0, -1.0, 0.0), "lowest x, y, z of the end effector (m)")
+    upper: tuple[float, ...] = parameter((1.0, 1.0, 1.0), "highest x, y, z of the end effector (m)")
+    on_exit: Literal["clip", "refuse"] = parameter(
+        "refuse", "a command that would leave the box: clip it to the box, or refuse it and hold"
+    )
+
+
+class Workspace:
+    """Keeps the end effector's predicted position in the box. The prediction is the current position
+    moved by the command's linear dimensions (DELTA: value * scale; VELOCITY: value * scale * period;
+    ABSOLUTE: the target itself). Along an axis where the hand is already outside, the command may
+    bring it back toward the box, never farther out."""
+
+    def __init__(self, spec: ActionSpec, limits: WorkspaceLimits) -> None:
+        lower, upper = np.asarray(limits.lower, np.float64), np.asarray(limits.upper, np.float64)
+        if lower.shape != (3,) or upper.shape != (3,) or not np.isfinite([*lower, *upper]).all():
+            raise SafetyConfigError("workspace.lower and workspace.upper take three finite numbers each (x, y, z)")
+        if not (lower < upper).all():
+            raise SafetyConfigError(f"workspace.lower {lower.tolist()} must be below workspace.upper {upper.tolist()}")
+        if limits.frame_id != spec.frame_id:
+            raise SafetyConfigError(
+                f"workspace.frame_id '{limits.frame_id}' is not the action's frame_id '{spec.frame_id}'"
+            )
+        self.axes = [(axis, i) for axis, i in enumerate(adapters.linear_axes(spec)) if i is not None]
+        if not self.axes:
+            raise SafetyConfigError(
+                f"workspace limits need Cartesian actions (x/dx/vx...), not {', '.join(spec.names)}: the "
+                "end effector's place after a joint command needs forward kinematics"
+            )
+        self.spec, self.limits, self.lower, self.upper = spec, limits, lower, upper
+        scale = np.asarray(spec.scale, np.float64)
+        # metres moved (or, ABSOLUTE, the coordinate reached) per unit of value, per action dimension
+        self.metres = scale * spec.period_s if spec.mode == MODE_VELOCITY else scale
+
+    def apply(self, command: np.ndarray, position: np.ndarray | None) -> Verdict:
+        """``command`` after the box (clipped) or a refusal asking for a hold; ``position`` is the end
+        effector's current position in the box's frame, None when there is no fresh one."""
+        if position is None:
+            return Verdict(
+                None, "no-ee-pose", "no fresh ee_pose while workspace limits are on: holding, no command", hold=True
+            )
+        command = command.copy()
+        clipped = []
+        for axis, i in self.axes:
+            here = position[axis]
+            low, high = min(self.lower[axis], here), max(self.upper[axis], here)
+            start = 0.0 if self.spec.mode == MODE_ABSOLUTE else here
+            target = start + command[i] * self.metres[i]
+            if low <= target <= high:
+                continue
+            if self.limits.on_exit == "refuse":
+                return Verdict(
+                    None,
+                    "workspace",
+                    f"{self.spec.names[i]} would take the end effector to {'xyz'[axis]}={target:.4g} m, outside "
+                    f"the workspace [{self.lower[axis]:g}, {self.upper[axis]:g}] in {self.limits.frame_id}: holding",
+                    hold=True,
+                )
+            command[i] = (np.clip(target, low, high) - start) / self.metres[i]
+            clipped.append(f"{'xyz'[axis]}={target:.4g} m")
+        message = f"clipped to the workspace box ({', '.join(clipped)} was outside)" if clipped else ""
+        return Verdict(command, message=message, clipped=bool(clipped))
+
+
 class SafetyFilter:
-    def __init__(self, spec: ActionSpec, max_delta: Sequence[float]) -> None:
+    def __init__(
+        self, spec: ActionSpec, max_delta: Sequence[float], workspace: WorkspaceLimits = WorkspaceLimits()
+    ) -> None:
         max_delta = np.asarray(list(max_delta), np.float64)
         if max_delta.shape != (spec.dim,):
             raise SafetyConfigError(
@@ -54,9 +134,16 @@ class SafetyFilter:
         self.upper = np.asarray(spec.upper, np.float64)
         self.max_delta = max_delta
         self.hold_mask = spec.hold_mask
+        self.workspace = Workspace(spec, workspace) if workspace.enabled else None
         self.estop = False
         self.previous = np.zeros(spec.dim)  # the last command published (the hold after a reset)
         self.reset()
+
+    def describe(self) -> str:
+        if self.workspace is None:
+            return "no workspace limits"
+        w = self.workspace.limits
+        return f"workspace {list(w.lower)}..{list(w.upper)} m in {w.frame_id} ({w.on_exit} on exit)"
 
     def reset(self) -> None:
         """A new episode: the rate limiter starts from rest (all zeros, gripper included)."""
@@ -79,7 +166,10 @@ class SafetyFilter:
         self.estop = engaged
         return changed
 
-    def check(self, raw: object) -> Verdict:
+    def check(self, raw: object, ee_position: np.ndarray | None = None) -> Verdict:
+        """The command to publish for policy output ``raw``; ``ee_position``: the end effector's current
+        position (x, y, z in the workspace frame), None when there is no fresh one (read only with
+        workspace limits)."""
         if self.estop:
             return Verdict(None, "estop", "e-stop engaged: no command")
         try:
@@ -100,8 +190,11 @@ class SafetyFilter:
         change = np.clip(action - self.previous, -self.max_delta, self.max_delta)
         limited = bool((np.abs(action - self.previous) > self.max_delta + 1e-12).any())
         command = self.previous + change
-        self.previous = command
-        return Verdict(command.copy(), rate_limited=limited)
+        boxed = Verdict(command) if self.workspace is None else self.workspace.apply(command, ee_position)
+        if not boxed.ok:
+            return boxed
+        self.previous = boxed.command
+        return Verdict(boxed.command.copy(), message=boxed.message, rate_limited=limited, clipped=boxed.clipped)
 
 
 class Watchdog:
