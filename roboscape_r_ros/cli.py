@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from roboscape_r_ros.config import available_presets, describe, load_config, to_yaml
+from roboscape_r_ros.distributed import Ranks, process_group
 from roboscape_r_ros.errors import RoboscapeError
 
 
@@ -30,6 +31,7 @@ class Command:
     run: str  # "module:function(cfg)"
     default_preset: str | None = None
     presets: str = ""  # folder under presets/ (default: the command's name)
+    distributed: bool = False  # runs under torchrun as one rank of a DDP group (roboscape_r_ros.distributed)
 
     @property
     def preset_folder(self) -> str:
@@ -59,6 +61,7 @@ COMMANDS = [
         config="roboscape_r_ros.world_model.command:TrainWMConfig",
         run="roboscape_r_ros.world_model.command:run_train_wm",
         presets="train_wm",
+        distributed=True,
     ),
     Command(
         name="evaluate-wm",
@@ -168,20 +171,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     command: Command = args.command_spec
+    main_rank = Ranks.from_env().main  # under torchrun only rank 0 prints (every rank meets the same errors)
     try:
         cfg = load_config(command.load("config"), command.preset_folder, args.preset, args.overrides)
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0
         run: Callable[[Any], Any] = command.load("run")
-        result = run(cfg)
+        with process_group(command.name, command.distributed):
+            result = run(cfg)
     except RoboscapeError as err:
-        print(f"roboscape-r {command.name}: error: {err}", file=sys.stderr)
+        if main_rank:
+            print(f"roboscape-r {command.name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"roboscape-r {command.name}: interrupted", file=sys.stderr)
         return 130
-    if result is not None:
+    if result is not None and main_rank:
         print(result)
     return 0
 

@@ -8,18 +8,25 @@ run folder a stage saves `world_model.safetensors` and its optimizer state `opti
 (tensors + JSON step counter, no pickle) every `checkpoint_every` steps and resumes from them; a
 finished stage returns at once. `log(stage, step, metrics)` receives the metrics of every step (for
 TensorBoard); tqdm shows progress.
+
+Under torchrun (roboscape_r_ros.distributed) a stage's loss runs inside DistributedDataParallel, which
+averages the gradients of the ranks; each rank's batches are its shard of the global batch, the
+logged metrics are averaged over the ranks, and rank 0 alone saves checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from roboscape_r_ros.distributed import draw, mean_metrics, ranks
 from roboscape_r_ros.world_model.checkpoint import CheckpointError, load_tensors, save_tensors
 from roboscape_r_ros.world_model.model import WorldModel
 
@@ -40,7 +47,7 @@ def train_tokenizer(
 
     def loss(batch: Batch):
         frames = batch["frames"]  # [B,T,H,W,3]
-        pick = torch.randint(frames.shape[1], (frames.shape[0],), device=frames.device)
+        pick = draw(partial(torch.randint, frames.shape[1]), (frames.shape[0],), device=frames.device)
         return model.tokenizer.loss(frames[torch.arange(frames.shape[0], device=frames.device), pick])
 
     steps = steps or model.cfg.train.tokenizer_steps
@@ -99,6 +106,18 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+class _StageLoss(nn.Module):
+    """A stage's loss as the forward of a module holding the trained parameters: the module that
+    DistributedDataParallel wraps (it averages the gradients of the parameters of the module it runs)."""
+
+    def __init__(self, trained: nn.Module, loss_fn: Callable[[Batch], tuple[torch.Tensor, dict]]):
+        super().__init__()
+        self.trained, self.loss_fn = trained, loss_fn
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        return self.loss_fn(batch)
+
+
 def _fit(
     stage: str,
     model: WorldModel,
@@ -118,6 +137,10 @@ def _fit(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     run_dir = Path(run_dir) if run_dir is not None else None
     start = _resume(run_dir, stage, model, opt) if run_dir is not None else 0
+    rank = ranks()
+    stage_loss = _StageLoss(trained, loss_fn)
+    if rank.world_size > 1:
+        stage_loss = DistributedDataParallel(stage_loss)  # starts every rank from rank 0's weights
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     model.train()
@@ -127,23 +150,23 @@ def _fit(
         initial=start,
         total=steps,
         dynamic_ncols=True,
-        disable=not progress,
+        disable=not (progress and rank.main),
     ):
         batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in next(batches).items()}
         lr = _learning_rate(step, steps, cfg.lr, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = lr
         with amp:
-            loss, metrics = loss_fn(batch)
+            loss, metrics = stage_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        metrics = {**metrics, "lr": lr, "grad_norm": grad_norm.item()}
+        metrics = {**mean_metrics(metrics), "lr": lr, "grad_norm": grad_norm.item()}
         history.append(metrics)
         if log is not None:
             log(stage, step + 1, metrics)
-        if run_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps):
+        if run_dir is not None and rank.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps):
             _save(run_dir, stage, step + 1, model, opt)
     model.eval()
     model.requires_grad_(True)
