@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from roboscape_r_ros.config import available_presets, describe, load_config, to_yaml
-from roboscape_r_ros.distributed import Ranks, process_group
 from roboscape_r_ros.errors import RoboscapeError
 
 
@@ -76,6 +76,7 @@ COMMANDS = [
         config="roboscape_r_ros.rl.train:PolicyTrainConfig",
         run="roboscape_r_ros.rl.train:run_bc",
         presets="policy",
+        distributed=True,
     ),
     Command(
         name="train-sim-ppo",
@@ -171,13 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     command: Command = args.command_spec
-    main_rank = Ranks.from_env().main  # under torchrun only rank 0 prints (every rank meets the same errors)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone prints: all ranks meet one error
     try:
         cfg = load_config(command.load("config"), command.preset_folder, args.preset, args.overrides)
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0
         run: Callable[[Any], Any] = command.load("run")
+        from roboscape_r_ros.distributed import process_group  # imports torch, which `--help` and configs need not
+
         with process_group(command.name, command.distributed):
             result = run(cfg)
     except RoboscapeError as err:

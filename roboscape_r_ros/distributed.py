@@ -10,7 +10,8 @@ Inside, each rank
 - trains on its own rows of every global batch (`shard`), drawn by one seeded sampler that all ranks
   run alike, and draws its rows of the global batch's random masks (`draw`), so the group sees
   exactly the samples and masks one process with the whole batch sees;
-- has its gradients averaged by DDP and logs metrics averaged over the ranks (`mean_metrics`);
+- has its gradients averaged by DDP (`data_parallel`) and logs metrics averaged over the ranks
+  (`mean_metrics`);
 - reads what rank 0 reads, but only rank 0 (`Ranks.main`) writes checkpoints, logs, TensorBoard
   and media.
 A predictable error (RoboscapeError) comes from inputs every rank shares, so rank 0 prints its one
@@ -23,12 +24,13 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from roboscape_r_ros.config import ConfigError
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,6 @@ class Ranks:
 
 def ranks() -> Ranks:
     """The group this process trains in now: Ranks() outside an open process group."""
-    # torch is imported where it is used: the CLI imports this module before it knows the command
-    import torch.distributed as dist
-
     return Ranks.from_env() if dist.is_initialized() else Ranks()
 
 
@@ -79,11 +78,29 @@ def draw(sample: Callable[..., torch.Tensor], size: tuple[int, ...], **kwargs) -
     return full[group.rank * size[0] : (group.rank + 1) * size[0]]
 
 
+class _Loss(nn.Module):
+    """A loss function as the forward of a module holding the trained parameters: DDP averages the
+    gradients of the parameters of the module whose forward it runs."""
+
+    def __init__(self, trained: nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.trained, self.loss_fn = trained, loss_fn
+
+    def forward(self, *args, **kwargs):
+        return self.loss_fn(*args, **kwargs)
+
+
+def data_parallel(trained: nn.Module, loss_fn: Callable) -> Callable:
+    """`loss_fn` in one process; in a group the same function run through DistributedDataParallel, so
+    that backward() averages the gradients of `trained`'s parameters over the ranks (and DDP starts
+    every rank from rank 0's weights)."""
+    if ranks().world_size == 1:
+        return loss_fn
+    return DistributedDataParallel(_Loss(trained, loss_fn))
+
+
 def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Each metric averaged over the ranks (the global batch's value for a mean over equal shards)."""
-    import torch
-    import torch.distributed as dist
-
     if ranks().world_size == 1:
         return metrics
     values = torch.tensor(list(metrics.values()), dtype=torch.float64)  # a CPU tensor: reduced by gloo
@@ -103,9 +120,6 @@ def process_group(command: str, supported: bool) -> Iterator[Ranks]:
         return
     if not supported:
         raise ConfigError(f"{command} runs in one process; run it without torchrun (WORLD_SIZE={group.world_size})")
-    import torch
-    import torch.distributed as dist
-
     if torch.cuda.is_available():
         torch.cuda.set_device(group.local_rank)  # device "cuda" now means this rank's GPU
     # CPU tensors (metrics; CPU training) go through gloo, CUDA tensors through NCCL

@@ -1,5 +1,6 @@
-"""`roboscape-r train-wm` under `torchrun --nproc_per_node 2` on CPU (gloo): the same loss trajectory as
-one process with the same global batch, resume after kill -9 of the whole group, and errors as one line."""
+"""`roboscape-r train-wm` and `train-bc` under `torchrun --nproc_per_node 2` on CPU (gloo): the same loss
+trajectory as one process with the same global batch, resume (train-wm after kill -9 of the whole group,
+train-bc exactly where it stopped), and errors as one line."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from cli_runner import REPO
 from wm_synthetic import write_dataset
 
 from roboscape_r_ros import cli
+from roboscape_r_ros.rl.bc import RESUME_FILE
+from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.runs import RunFolder
 from roboscape_r_ros.world_model.checkpoint import load_tensors
 
@@ -62,7 +66,7 @@ def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]
 
 
 def losses(run: Path) -> dict[tuple[str, int], float]:
-    """Every logged loss (TensorBoard scalars: loss, token_ce, done_mse) by (tag, step)."""
+    """Every logged loss (TensorBoard scalars: loss, token_ce, done_mse, held_out_action_mse) by (tag, step)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = {}
@@ -70,7 +74,7 @@ def losses(run: Path) -> dict[tuple[str, int], float]:
         acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
         acc.Reload()
         for tag in acc.Tags()["scalars"]:
-            if tag.rsplit("/", 1)[1] in ("loss", "token_ce", "done_mse"):
+            if tag.rsplit("/", 1)[1] in ("loss", "token_ce", "done_mse", "held_out_action_mse"):
                 out.update({(tag, e.step): e.value for e in acc.Scalars(tag)})
     return out
 
@@ -159,3 +163,39 @@ def test_error_on_every_rank_is_printed_once(dataset, tmp_path):
     assert code != 0
     lines = [line for line in err.splitlines() if ERROR in line]
     assert len(lines) == 1 and "model.train.batch_size=15 does not split evenly over 2 processes" in lines[0], err
+
+
+def bc_args(dataset: Path, output: Path, steps: int) -> list[str]:
+    # same_task goals and random shifts: every random draw of a batch is sharded
+    settings = f"bc.steps={steps} bc.eval_every=10 bc.batch_size=32 bc.shift=2 bc.goal=same_task threads=1"
+    return ["train-bc", "--preset", "tiny", f"bc.dataset={dataset}", f"output={output}", *settings.split()]
+
+
+def test_bc_on_two_ranks_and_resumed_follows_one_process(dataset, tmp_path):
+    """One process, 40 steps; against it: 2 ranks for 20 steps, then rerun to 40 (a resume, also on 2 ranks)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli.main(bc_args(dataset, one, 40)) == 0
+    code, _, err = finish(torchrun(*bc_args(dataset, two, 20)))
+    assert code == 0, err[-3000:]
+    code, _, err = finish(torchrun(*bc_args(dataset, two, 40)))
+    assert code == 0, err[-3000:]
+    expected, got = losses(one), losses(two)
+    assert {step for _, step in expected} == {0, 10, 20, 30, 40} and set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-3, nan_ok=True), key
+    a, b = ImagePolicy.load(one / "bc.safetensors"), ImagePolicy.load(two / "bc.safetensors")
+    assert all(torch.allclose(a.state_dict()[k], v, atol=1e-4) for k, v in b.state_dict().items())
+    assert (two / RESUME_FILE).exists() and len(list((two / "tensorboard").glob("events.*"))) == 2  # rank 0, twice
+
+
+def test_bc_resume_continues_exactly_and_refuses_other_settings(dataset, tmp_path, capsys):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert cli.main(bc_args(dataset, whole, 30)) == 0
+    assert cli.main(bc_args(dataset, resumed, 10)) == 0
+    assert cli.main(bc_args(dataset, resumed, 30)) == 0  # continues at step 10 with the saved random states
+    a, b = ImagePolicy.load(whole / "bc.safetensors"), ImagePolicy.load(resumed / "bc.safetensors")
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    capsys.readouterr()
+    assert cli.main([*bc_args(dataset, resumed, 30), "bc.lr=0.01"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bc.lr=0.001" in err and RESUME_FILE in err, err

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from roboscape_r_ros.distributed import draw, mean_metrics, ranks
-from roboscape_r_ros.world_model.checkpoint import CheckpointError, load_tensors, save_tensors
+from roboscape_r_ros.distributed import data_parallel, draw, mean_metrics, ranks
+from roboscape_r_ros.world_model.checkpoint import load_optimizer, load_tensors, optimizer_tensors, save_tensors
 from roboscape_r_ros.world_model.model import WorldModel
 
 Batch = dict[str, torch.Tensor]
@@ -106,18 +105,6 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-class _StageLoss(nn.Module):
-    """A stage's loss as the forward of a module holding the trained parameters: the module that
-    DistributedDataParallel wraps (it averages the gradients of the parameters of the module it runs)."""
-
-    def __init__(self, trained: nn.Module, loss_fn: Callable[[Batch], tuple[torch.Tensor, dict]]):
-        super().__init__()
-        self.trained, self.loss_fn = trained, loss_fn
-
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
-        return self.loss_fn(batch)
-
-
 def _fit(
     stage: str,
     model: WorldModel,
@@ -138,9 +125,7 @@ def _fit(
     run_dir = Path(run_dir) if run_dir is not None else None
     start = _resume(run_dir, stage, model, opt) if run_dir is not None else 0
     rank = ranks()
-    stage_loss = _StageLoss(trained, loss_fn)
-    if rank.world_size > 1:
-        stage_loss = DistributedDataParallel(stage_loss)  # starts every rank from rank 0's weights
+    stage_loss = data_parallel(trained, loss_fn)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     model.train()
@@ -175,14 +160,8 @@ def _fit(
 
 def _save(run_dir: Path, stage: str, step: int, model: WorldModel, opt: torch.optim.Optimizer) -> None:
     model.save(run_dir / MODEL_FILE)
-    state = opt.state_dict()
-    tensors = {f"{idx}.{key}": value for idx, entry in state["state"].items() for key, value in entry.items()}
-    meta = {
-        "format": "roboscape_r_ros.optimizer/1",
-        "stage": stage,
-        "step": step,
-        "param_groups": state["param_groups"],
-    }
+    tensors, groups = optimizer_tensors(opt)
+    meta = {"format": "roboscape_r_ros.optimizer/1", "stage": stage, "step": step, "param_groups": groups}
     save_tensors(run_dir / f"optim-{stage}.safetensors", tensors, meta)
 
 
@@ -193,12 +172,5 @@ def _resume(run_dir: Path, stage: str, model: WorldModel, opt: torch.optim.Optim
         return 0
     tensors, meta = load_tensors(path, ("stage", "step", "param_groups"))
     model.load_weights(run_dir / MODEL_FILE)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value  # load_state_dict moves it to the parameter's device
-    try:
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: optimizer state does not fit the '{stage}' parameters ({err})") from None
+    load_optimizer(path, opt, tensors, meta["param_groups"])
     return int(meta["step"])
