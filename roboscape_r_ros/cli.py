@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class Command:
     run: str  # "module:function(cfg)"
     default_preset: str | None = None
     presets: str = ""  # folder under presets/ (default: the command's name)
+    distributed: bool = False  # runs under torchrun as one rank of a DDP group (roboscape_r_ros.distributed)
 
     @property
     def preset_folder(self) -> str:
@@ -66,6 +68,7 @@ COMMANDS = [
         config="roboscape_r_ros.world_model.command:TrainWMConfig",
         run="roboscape_r_ros.world_model.command:run_train_wm",
         presets="train_wm",
+        distributed=True,
     ),
     Command(
         name="evaluate-wm",
@@ -80,6 +83,7 @@ COMMANDS = [
         config="roboscape_r_ros.rl.train:PolicyTrainConfig",
         run="roboscape_r_ros.rl.train:run_bc",
         presets="policy",
+        distributed=True,
     ),
     Command(
         name="train-sim-ppo",
@@ -187,20 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     command: Command = args.command_spec
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone prints: all ranks meet one error
     try:
         cfg = load_config(command.load("config"), command.preset_folder, args.preset, args.overrides)
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0
         run: Callable[[Any], Any] = command.load("run")
-        result = run(cfg)
+        from roboscape_r_ros.distributed import process_group  # imports torch, which `--help` and configs need not
+
+        with process_group(command.name, command.distributed):
+            result = run(cfg)
     except RoboscapeError as err:
-        print(f"roboscape-r {command.name}: error: {err}", file=sys.stderr)
+        if main_rank:
+            print(f"roboscape-r {command.name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"roboscape-r {command.name}: interrupted", file=sys.stderr)
         return 130
-    if result is not None:
+    if result is not None and main_rank:
         print(result)
     return 0
 

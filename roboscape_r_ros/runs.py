@@ -8,7 +8,8 @@
 
 Every file is written atomically (files.write_atomic), so a run killed at any moment
 leaves whole files behind. The lock is an flock on `run/.lock`: the kernel releases it when the
-holder dies, also after kill -9, so a rerun can always take it over.
+holder dies, also after kill -9, so a rerun can always take it over. Under torchrun the ranks other
+than 0 open the folder `read_only`: they read and check what rank 0 does, and write nothing.
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 class RunFolder:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = path
+        self.read_only = read_only  # write_config, write_json and log check or return, writing nothing
         self._lock_fd: int | None = None
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True, lock: bool = False) -> RunFolder:
+    def open(cls, path: str | Path, *, create: bool = True, lock: bool = False, read_only: bool = False) -> RunFolder:
+        """The run folder at path (`create`d when missing), holding its lock when `lock` unless `read_only`."""
         path = Path(path)
         if create:
             try:
@@ -68,8 +71,8 @@ class RunFolder:
             raise RunError(f"{path}: no such run folder")
         if create and not os.access(path, os.W_OK):
             raise RunError(f"{path}: run folder is not writable")
-        run = cls(path)
-        if lock:
+        run = cls(path, read_only)
+        if lock and not read_only:
             run._lock()
         return run
 
@@ -108,6 +111,8 @@ class RunFolder:
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.file(name)
+        if self.read_only:
+            return path
         write_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
         return path
 
@@ -145,16 +150,31 @@ class RunFolder:
                     f"{f' (+{len(changed) - 1} more)' if len(changed) > 1 else ''}: resume with the "
                     "same settings or use another run folder"
                 )
-        write_atomic(path, to_yaml(cfg))
+        if not self.read_only:
+            write_atomic(path, to_yaml(cfg))
 
     # -- logs -----------------------------------------------------------------------------------
     def log(self, message: str, name: str = "train.log") -> None:
+        if self.read_only:
+            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(self.file(name), "a") as f:
             f.write(f"{stamp} {message}\n")
 
     def tensorboard(self, name: str = "tensorboard"):
-        """A TensorBoard SummaryWriter writing event files under run/<name> (a new file per process)."""
+        """A TensorBoard SummaryWriter writing event files under run/<name> (a new file per process);
+        on a read-only folder one that writes nothing."""
+        if self.read_only:
+            return _NoTensorBoard()
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.folder(name)))
+
+
+class _NoTensorBoard:
+    """The TensorBoard writer of a read-only run folder (a torchrun rank other than 0)."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    add_image = flush = close = add_scalar

@@ -48,7 +48,9 @@ class WindowLoader:
     Episodes shorter than T are skipped and listed in ``skipped_episodes``. With
     ``first_window_share`` > 0 that share of each batch (rounded) is drawn from the windows that start
     at an episode's first frame, e.g. for a model that must learn how episodes begin (the goal model
-    imagines from frame 0); the rest stays uniform over all window starts.
+    imagines from frame 0); the rest stays uniform over all window starts. With ``shard`` (a rank of
+    a torchrun group) a batch is those rows of the ``batch_size`` windows drawn: every rank draws the
+    same global batch from the same seed and keeps its own rows.
     """
 
     def __init__(
@@ -60,13 +62,14 @@ class WindowLoader:
         episodes: Sequence[int] | None = None,
         seed: int = 0,
         first_window_share: float = 0.0,
+        shard: slice = slice(None),
     ):
         if window < 1 or batch_size < 1:
             raise WindowError(f"window and batch_size must be >= 1, got {window} and {batch_size}")
         if not 0.0 <= first_window_share <= 1.0:
             raise WindowError(f"first_window_share must lie in [0, 1], got {first_window_share}")
         self.first_window_share = first_window_share
-        self.window, self.batch_size = window, batch_size
+        self.window, self.batch_size, self.shard = window, batch_size, shard
         self.data = dataset.load_arrays()
         chosen = np.arange(dataset.num_episodes) if episodes is None else np.asarray(episodes, np.int64)
         if chosen.size and (chosen.min() < 0 or chosen.max() >= dataset.num_episodes):
@@ -98,11 +101,13 @@ class WindowLoader:
         return len(self._starts)
 
     def sample_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of ``data`` (``load_arrays()``) of one batch of windows [B,T] and their episodes [B]."""
-        pick = self._rng.integers(0, len(self._starts), self.batch_size)  # [B]
+        """Rows of ``data`` (``load_arrays()``) of one batch of windows [B,T] and their episodes [B]
+        (B: the shard's rows of the batch)."""
+        pick = self._rng.integers(0, len(self._starts), self.batch_size)  # [batch_size]
         first = round(self.batch_size * self.first_window_share)
         if first:
             pick[:first] = self._first_windows[self._rng.integers(0, len(self._first_windows), first)]
+        pick = pick[self.shard]  # [B]
         return self._starts[pick, None] + self._steps, self._episode_of[pick]
 
     def sample(self) -> dict[str, np.ndarray]:

@@ -10,25 +10,44 @@ Loss: mean squared error between the tanh-bounded Gaussian mean and the demo act
 clipped to [-1, 1]); the log std is left at its initial value, which sets PPO's first exploration.
 Optional random-shift augmentation moves frame and goal by the same random offset (as a camera
 jitter would move both). A held-out share of the demo episodes measures the action error.
+
+With a run folder, every held-out measurement also saves `bc-resume.safetensors` (weights, Adam
+state, step, the samplers' random states and the stats so far; no pickle), and a rerun continues
+from it exactly where the interrupted run was. Under torchrun (roboscape_r_ros.distributed) each
+rank clones its rows of every global batch through DistributedDataParallel; rank 0 saves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.config import ConfigError, option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import split_episodes
+from roboscape_r_ros.distributed import data_parallel, draw, mean_metrics, ranks
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy
+from roboscape_r_ros.world_model.checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    load_optimizer,
+    load_tensors,
+    optimizer_tensors,
+    save_tensors,
+)
 
 Log = Callable[[int, dict[str, float]], None]
+RESUME_FILE = "bc-resume.safetensors"
+RESUME_FORMAT = "roboscape_r_ros.bc_resume/1"
 
 
 class BCDataError(RoboscapeError, ValueError):
@@ -85,15 +104,18 @@ class DemoSet:
             out[mine] = ends[self.rng.integers(len(ends), size=int(mine.sum()))]
         return out
 
-    def batch(self, pick: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def batch(self, pick: np.ndarray, goals: np.ndarray | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Samples `pick` [B] with goal frames at rows `goals` [B] (default: drawn by `goal_rows`)."""
         obs = {
             "image": torch.from_numpy(self.frames[self.rows[pick]]),  # [B,H,W,3]
-            "goal": torch.from_numpy(self.frames[self.goal_rows(pick)]),  # [B,H,W,3]
+            "goal": torch.from_numpy(self.frames[self.goal_rows(pick) if goals is None else goals]),  # [B,H,W,3]
         }
         return obs, torch.from_numpy(self.actions[self.chunk_rows[pick]])  # [B,K,A]
 
-    def sample(self, batch_size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        return self.batch(self.rng.integers(len(self.rows), size=batch_size))
+    def sample(self, batch_size: int, shard: slice = slice(None)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """A random batch of `batch_size`, or a torchrun rank's `shard` of its rows (all ranks draw alike)."""
+        pick = self.rng.integers(len(self.rows), size=batch_size)
+        return self.batch(pick[shard], self.goal_rows(pick)[shard])
 
 
 def demo_episodes(dataset: EpisodeDataset) -> np.ndarray:
@@ -108,7 +130,7 @@ def random_shift(obs: dict[str, torch.Tensor], pad: int, rng: np.random.Generato
     if pad == 0:
         return obs
     batch, height, width = obs["image"].shape[:3]
-    offsets = rng.integers(0, 2 * pad + 1, size=(batch, 2))
+    offsets = draw(partial(rng.integers, 0, 2 * pad + 1), (batch, 2))  # torchrun: this rank's rows of the draw
     out = {}
     for key, frames in obs.items():
         padded = torch.nn.functional.pad(frames.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
@@ -136,8 +158,10 @@ def train_bc(
     cfg: BCConfig,
     log: Log | None = None,
     progress: bool = True,
+    run_dir: str | Path | None = None,
 ) -> list[dict[str, float]]:
-    """Clone the dataset's successful episodes into ``policy`` (in place); returns the logged stats."""
+    """Clone the dataset's successful episodes into ``policy`` (in place); returns the logged stats.
+    With ``run_dir``, save a resume point there at every measurement, and continue from one."""
     policy.check_compatible(len(dataset.action_names), dataset.image_shape, f"dataset {dataset.root}")
     train_eps, held_out_eps = split_episodes(demo_episodes(dataset), cfg.held_out_fraction, cfg.seed)
     chunk = policy.cfg.chunk
@@ -145,7 +169,13 @@ def train_bc(
     held_out = DemoSet(dataset, held_out_eps, chunk, cfg.goal, cfg.seed + 1) if held_out_eps.size else None
     optimizer = torch.optim.Adam(policy.actor_parameters(), lr=cfg.lr)
     aug_rng = np.random.default_rng((cfg.seed, 1))
+    rngs = {"train": train.rng, "shift": aug_rng, **({"held_out": held_out.rng} if held_out is not None else {})}
     history: list[dict[str, float]] = []
+    rank = ranks()
+    shard = rank.shard(cfg.batch_size, "bc.batch_size")  # this rank's rows of every batch
+    # log_std is not trained by BC: DDP averages the gradients of the actor's networks only
+    actor_mean = data_parallel(nn.ModuleList([policy.actor_encoder, policy.actor_mean]), policy.mean)
+    resume = Path(run_dir) / RESUME_FILE if run_dir is not None else None
 
     def measure(step: int, loss: float) -> None:
         stats = {"step": float(step), "bc/loss": loss}
@@ -154,17 +184,84 @@ def train_bc(
         history.append(stats)
         if log is not None:
             log(step, stats)
+        if resume is not None and rank.main:
+            _save(resume, policy, optimizer, rngs, cfg, step, history)
 
-    measure(0, float("nan"))
-    bar = tqdm(range(1, cfg.steps + 1), unit="step", desc="bc", disable=not progress)
+    first = 0
+    if resume is not None and resume.exists():
+        first, history[:] = _resume(resume, policy, optimizer, rngs, cfg)
+    else:
+        measure(0, float("nan"))
+    bar = tqdm(
+        range(first + 1, cfg.steps + 1),
+        unit="step",
+        desc="bc",
+        initial=first,
+        total=cfg.steps,
+        disable=not (progress and rank.main),
+    )
     for step in bar:
-        obs, target = train.sample(cfg.batch_size)  # {[B,H,W,3]}, [B,K,A]
+        obs, target = train.sample(cfg.batch_size, shard)  # {[B,H,W,3]}, [B,K,A]
         obs = {k: v.to(policy.device) for k, v in random_shift(obs, cfg.shift, aug_rng).items()}
-        loss = ((policy.mean(obs) - target.to(policy.device)) ** 2).mean()
+        loss = ((actor_mean(obs) - target.to(policy.device)) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            measure(step, loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            measure(step, mean_metrics({"loss": loss.item()})["loss"])
+            bar.set_postfix(loss=f"{history[-1]['bc/loss']:.4f}")
     return history
+
+
+def _save(
+    path: Path,
+    policy: ImagePolicy,
+    optimizer: torch.optim.Optimizer,
+    rngs: dict[str, np.random.Generator],
+    cfg: BCConfig,
+    step: int,
+    history: list[dict[str, float]],
+) -> None:
+    optim, groups = optimizer_tensors(optimizer)
+    tensors = {f"policy.{k}": v for k, v in policy.state_dict().items()} | {f"optim.{k}": v for k, v in optim.items()}
+    meta = {
+        "format": RESUME_FORMAT,
+        "step": step,
+        "config": {"bc": to_dict(cfg), "policy": to_dict(policy.cfg)},
+        "param_groups": groups,
+        "rng": {name: rng.bit_generator.state for name, rng in rngs.items()},
+        "history": history,
+    }
+    save_tensors(path, tensors, meta)
+
+
+def _resume(
+    path: Path,
+    policy: ImagePolicy,
+    optimizer: torch.optim.Optimizer,
+    rngs: dict[str, np.random.Generator],
+    cfg: BCConfig,
+) -> tuple[int, list[dict[str, float]]]:
+    """Load weights, Adam state and random states of an interrupted BC run: its step and stats."""
+    tensors, meta = load_tensors(path, ("format", "step", "config", "param_groups", "rng", "history"))
+    if meta["format"] != RESUME_FORMAT:
+        raise CheckpointError(f"{path}: format {meta['format']!r}, expected {RESUME_FORMAT!r}")
+    now = {"bc": to_dict(cfg), "policy": to_dict(policy.cfg)}
+    for part in ("bc", "policy"):  # steps and eval_every may change; the rest must not
+        old = {k: v for k, v in meta["config"][part].items() if k not in ("steps", "eval_every")}
+        new = {k: v for k, v in now[part].items() if k not in ("steps", "eval_every")}
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if changed:
+            key = changed[0]
+            raise CheckpointError(
+                f"{path} was written with {part}.{key}={old.get(key)!r}, now {new.get(key)!r}: resume with the same "
+                "settings or use another output folder"
+            )
+    weights = {k.removeprefix("policy."): v for k, v in tensors.items() if k.startswith("policy.")}
+    check_state_dict(path, policy, weights)
+    policy.load_state_dict(weights)
+    optim = {k.removeprefix("optim."): v for k, v in tensors.items() if k.startswith("optim.")}
+    load_optimizer(path, optimizer, optim, meta["param_groups"])
+    for name, rng in rngs.items():
+        rng.bit_generator.state = meta["rng"][name]
+    return int(meta["step"]), meta["history"]

@@ -2,7 +2,7 @@
 or PPO in imagination (the world model as the env, with its endogenous reward).
 
     cfg = load_config(PolicyTrainConfig, "policy", "tiny", ["output=outputs/policies/x"])
-    run_bc(cfg)                -> <output>/bc.safetensors
+    run_bc(cfg)                -> <output>/bc.safetensors (and bc-resume.safetensors: a rerun continues)
     run_sim_baseline(cfg)      -> <output>/bc.safetensors (unless init is given), <output>/policy.safetensors
     run_imagination_ppo(cfg)   -> <output>/bc.safetensors (unless init is given), <output>/imagination.safetensors
 
@@ -27,6 +27,7 @@ import torch
 
 from roboscape_r_ros.config import option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.distributed import ranks
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import ImaginationConfig, make_imagination_env
 from roboscape_r_ros.rl.bc import BCConfig, train_bc
@@ -70,6 +71,8 @@ class TensorBoardLog:
 
 
 def _logged(run_dir: Path, prefix: str, train: Callable[[Callable], list[dict[str, float]]]) -> list[dict[str, float]]:
+    if not ranks().main:
+        return train(None)  # under torchrun rank 0 alone writes TensorBoard
     log = TensorBoardLog(run_dir, prefix)
     try:
         return train(log)
@@ -106,8 +109,9 @@ def _finish(
     wall_s: float,
     **extra: Any,
 ) -> PolicyTrainResult:
-    """Save the policy, then the summary naming it (<stage>.json) and return the result."""
-    path = policy.save(run_dir / checkpoint)
+    """Save the policy, then the summary naming it (<stage>.json) and return the result (under torchrun
+    rank 0 alone writes)."""
+    path = run_dir / checkpoint
     summary: dict[str, Any] = {
         "config": to_dict(cfg),
         "checkpoint": str(path),
@@ -115,7 +119,9 @@ def _finish(
         "final": history[-1] if history else {},
         **extra,
     }
-    write_atomic(run_dir / f"{stage}.json", json.dumps(summary, indent=1, default=str))
+    if ranks().main:
+        policy.save(path)
+        write_atomic(run_dir / f"{stage}.json", json.dumps(summary, indent=1, default=str))
     return PolicyTrainResult(path, wall_s, summary["final"], extra.get("imagined_steps"))
 
 
@@ -128,13 +134,14 @@ def _setup(cfg: PolicyTrainConfig) -> Path:
 
 
 def run_bc(cfg: PolicyTrainConfig, progress: bool = True) -> PolicyTrainResult:
-    """Behaviour cloning from ``cfg.bc.dataset``."""
+    """Behaviour cloning from ``cfg.bc.dataset``; a rerun resumes from <output>/bc-resume.safetensors.
+    Under torchrun bc.batch_size is the global batch, split over the ranks."""
     run_dir = _setup(cfg)
     torch.manual_seed(cfg.bc.seed)
     dataset = EpisodeDataset.open(cfg.bc.dataset)
     policy = ImagePolicy(cfg.policy).to(cfg.device)
     start = time.perf_counter()
-    history = _logged(run_dir, "bc", lambda log: train_bc(policy, dataset, cfg.bc, log, progress))
+    history = _logged(run_dir, "bc", lambda log: train_bc(policy, dataset, cfg.bc, log, progress, run_dir))
     return _finish(run_dir, "bc", cfg, policy, BC_FILE, history, time.perf_counter() - start)
 
 

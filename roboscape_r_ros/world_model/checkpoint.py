@@ -1,4 +1,5 @@
-"""World-model safetensors files: metadata values JSON-encoded; every failure to read is a CheckpointError."""
+"""Training safetensors files (world model, optimizer state): metadata values JSON-encoded; every failure
+to read is a CheckpointError."""
 
 from __future__ import annotations
 
@@ -49,3 +50,22 @@ def check_state_dict(path: str | Path, module: torch.nn.Module, tensors: dict[st
         if tensors[key].shape != shape:
             got = tuple(tensors[key].shape)
             raise CheckpointError(f"{path}: tensor {key!r} has shape {got}, the config expects {tuple(shape)}")
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """An optimizer's state as flat tensors {"<param index>.<key>": tensor} and its param groups (JSON)."""
+    state = opt.state_dict()
+    tensors = {f"{idx}.{key}": value for idx, entry in state["state"].items() for key, value in entry.items()}
+    return tensors, state["param_groups"]
+
+
+def load_optimizer(path: str | Path, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list):
+    """Load what `optimizer_tensors` gave (read back from `path`) into opt; CheckpointError if it does not fit."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value  # load_state_dict moves it to the parameter's device
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: optimizer state does not fit the trained parameters ({err})") from None

@@ -12,6 +12,10 @@ The run folder (outputs/runs/<name>, or `run=...`) holds
     media/                      dream_action_<step>.gif (real | dreamed, open loop, held-out), goal.gif
     train.log                   what happened, with times (resumes included)
 Rerunning the same command continues where it stopped, also after kill -9.
+
+Under `torchrun --nproc_per_node N` (docs/distributed.md) the same command trains with
+DistributedDataParallel: model.train.batch_size is the global batch, split evenly over the N ranks;
+rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.distributed import ranks
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.runs import RunError, RunFolder, run_path
 from roboscape_r_ros.world_model.config import WorldModelConfig
@@ -139,7 +144,8 @@ def tokenizer_digest(model: WorldModel) -> str:
 
 
 def cached_tokens(run: RunFolder, model: WorldModel, frames: np.ndarray, progress: bool) -> np.ndarray:
-    """Token ids of every dataset frame, reused from run/tokens.npy while the tokenizer is unchanged."""
+    """Token ids of every dataset frame, reused from run/tokens.npy while the tokenizer is unchanged
+    (a read-only run folder computes them without writing the cache)."""
     digest = tokenizer_digest(model)
     path, meta = run.file("tokens.npy"), run.file("tokens.json")
     if path.exists() and meta.exists():
@@ -152,6 +158,8 @@ def cached_tokens(run: RunFolder, model: WorldModel, frames: np.ndarray, progres
             pass  # a damaged cache is recomputed
     start = time.perf_counter()
     tokens = encode_frames(model, frames, progress=progress)
+    if run.read_only:
+        return tokens
     buffer = io.BytesIO()
     np.save(buffer, tokens)
     write_atomic(path, buffer.getvalue())
@@ -233,14 +241,20 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
     if not 0.0 <= cfg.goal_first_window_share <= 1.0:
         raise ConfigError(f"goal_first_window_share must lie in [0, 1], got {cfg.goal_first_window_share}")
     wm_cfg = cfg.model
+    rank = ranks()
+    shard = rank.shard(wm_cfg.train.batch_size, "model.train.batch_size")  # this rank's rows of each batch
     dataset = EpisodeDataset.open(cfg.dataset)
     check_dataset(dataset, wm_cfg)
-    with RunFolder.open(run_path(cfg.run, cfg.name), lock=True) as run:
+    with RunFolder.open(run_path(cfg.run, cfg.name), lock=True, read_only=not rank.main) as run:
         run.write_config(
             cfg, must_match=("dataset", "model.", "held_out_fraction", "split_seed"), ignore=("model.train.",)
         )
         train_eps, held_out = load_split(run, dataset, cfg.held_out_fraction, cfg.split_seed)
-        run.log(f"train-wm on {device}: {dataset.root} ({len(train_eps)} train / {len(held_out)} held-out episodes)")
+        processes = f" x {rank.world_size} processes (DDP)" if rank.world_size > 1 else ""
+        run.log(
+            f"train-wm on {device}{processes}: {dataset.root} "
+            f"({len(train_eps)} train / {len(held_out)} held-out episodes)"
+        )
         if unlabelled := sum(not meta.labelled for meta in dataset.episodes):
             run.log(f"{unlabelled} episodes have no success/done labels: they train the dynamics, not the done head")
         torch.manual_seed(cfg.seed)
@@ -259,7 +273,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
                 writer.add_image("action/dream_vs_real", strip, step, dataformats="HWC")
             model.train(was_training)
 
-        logger = StageLogger(run, writer, media, cfg.media_every, wm_cfg.train.checkpoint_every)
+        logger = StageLogger(run, writer, media if rank.main else None, cfg.media_every, wm_cfg.train.checkpoint_every)
         T, k, B = wm_cfg.context_length, wm_cfg.frame_skip, wm_cfg.train.batch_size
         steps = {
             "tokenizer": wm_cfg.train.tokenizer_steps,
@@ -274,7 +288,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
 
         def token_array() -> np.ndarray:
             if not tokens:
-                tokens.append(cached_tokens(run, model, arrays.frames, cfg.progress))
+                tokens.append(cached_tokens(run, model, arrays.frames, cfg.progress and rank.main))
                 logger.last = time.perf_counter()  # tokenizing is not training time of the stage
             return tokens[0]
 
@@ -286,6 +300,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
                 batch_size=B,
                 episodes=train_eps,
                 seed=(cfg.seed, 0, starts["tokenizer"]),
+                shard=shard,
             )
             yield from loader
 
@@ -298,6 +313,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
                 episodes=train_eps,
                 seed=(cfg.seed, 1, starts["action"]),
                 tokens=token_array(),
+                shard=shard,
             )
 
         successful = [i for i in train_eps if dataset.episodes[i].success]
@@ -312,6 +328,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
                 seed=(cfg.seed, 2, starts["goal"]),
                 tokens=token_array(),
                 first_window_share=cfg.goal_first_window_share,
+                shard=shard,
             )
 
         # 1. tokenizer
@@ -322,7 +339,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
         logger.start("action")
         fresh = train_action_model(model, action_batches(), run_dir=run.path, log=logger, progress=cfg.progress)
         logger.finish("action")
-        if fresh or not any(media_dir.glob("dream_action_*.gif")):
+        if rank.main and (fresh or not any(media_dir.glob("dream_action_*.gif"))):
             media(steps["action"])
         # 3. goal world model, on successful episodes only
         if successful and steps["goal"] > 0:
@@ -331,7 +348,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
                 model, goal_batches(), dataset.tasks, run_dir=run.path, log=logger, progress=cfg.progress
             )
             logger.finish("goal")
-            if fresh or not (media_dir / "goal.gif").exists():
+            if rank.main and (fresh or not (media_dir / "goal.gif").exists()):
                 goal_media(model, dataset, arrays, held_out, media_dir / "goal.gif", cfg.media_examples)
         else:
             run.log(

@@ -48,6 +48,7 @@ class SkipWindows:
     frames uint8 [B,T,H,W,3], and their own token ids [B,T,N] when `tokens` [frames,N] is given
     actions float32 [B,T,A] (a_t leads from frame t to t+1; the last one is zero, unused)
     done float32 [B,T], labelled bool [B] (done known), task_index int64 [B], episode_index int64 [B]
+    (B: batch_size, or the `shard`'s rows of it; see WindowLoader)
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class SkipWindows:
         seed: int | tuple = 0,
         first_window_share: float = 0.0,
         tokens: np.ndarray | None = None,
+        shard: slice = slice(None),
     ):
         self.T, self.k = context_length, frame_skip
         self.loader = WindowLoader(
@@ -70,6 +72,7 @@ class SkipWindows:
             episodes=episodes,
             seed=seed,
             first_window_share=first_window_share,
+            shard=shard,
         )  # type: ignore[arg-type]
         self.data: EpisodeArrays = self.loader.data
         self.tokens = tokens

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roboscape_r_ros.distributed import draw
 from roboscape_r_ros.world_model.conditioning import Condition
 from roboscape_r_ros.world_model.config import DynamicsConfig
 
@@ -179,9 +180,10 @@ class Dynamics(nn.Module):
         MSE is over the windows whose episode is ``labelled`` (bool [B]; None: all), 0 when none is."""
         B, T, N = tokens.shape
         target = tokens[:, 1:]  # [B,T-1,N]
-        ratio = torch.cos(math.pi / 2 * torch.rand(B, T - 1, 1, device=tokens.device))  # MaskGIT cosine schedule
+        # random draws through `draw`: under torchrun each rank takes its rows of the global batch's draw
+        ratio = torch.cos(math.pi / 2 * draw(torch.rand, (B, T - 1, 1), device=tokens.device))  # MaskGIT cosine
         n_masked = (ratio * N).ceil().clamp(min=1)
-        masked = torch.rand(B, T - 1, N, device=tokens.device).argsort(-1).argsort(-1) < n_masked  # [B,T-1,N]
+        masked = draw(torch.rand, (B, T - 1, N), device=tokens.device).argsort(-1).argsort(-1) < n_masked  # [B,T-1,N]
         stream = torch.cat([tokens, torch.where(masked, self.mask_id, target)], 1)  # [B,2T-1,N]
         both = Condition(
             torch.cat([cond.tokens, cond.tokens[:, 1:]], 1),  # clean stream, then masked stream
@@ -191,7 +193,7 @@ class Dynamics(nn.Module):
         t = torch.arange(T, device=tokens.device)
         pos = torch.cat([t, t[1:]])  # [2T-1]
         if self.cfg.history_dropout > 0:
-            dropped = torch.rand(B, device=tokens.device) < self.cfg.history_dropout
+            dropped = draw(torch.rand, (B,), device=tokens.device) < self.cfg.history_dropout
             mask = two_stream_mask(T, dropped)  # [B,2T-1,2T-1], one per window
             mask = mask[:, None, None].expand(B, N, 1, 2 * T - 1, 2 * T - 1).reshape(B * N, 1, 2 * T - 1, 2 * T - 1)
         else:  # one mask for every window, and no random draw: the default path as before the option

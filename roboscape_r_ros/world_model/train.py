@@ -8,19 +8,25 @@ run folder a stage saves `world_model.safetensors` and its optimizer state `opti
 (tensors + JSON step counter, no pickle) every `checkpoint_every` steps and resumes from them; a
 finished stage returns at once. `log(stage, step, metrics)` receives the metrics of every step (for
 TensorBoard); tqdm shows progress.
+
+Under torchrun (roboscape_r_ros.distributed) a stage's loss runs inside DistributedDataParallel, which
+averages the gradients of the ranks; each rank's batches are its shard of the global batch, the
+logged metrics are averaged over the ranks, and rank 0 alone saves checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from roboscape_r_ros.world_model.checkpoint import CheckpointError, load_tensors, save_tensors
+from roboscape_r_ros.distributed import data_parallel, draw, mean_metrics, ranks
+from roboscape_r_ros.world_model.checkpoint import load_optimizer, load_tensors, optimizer_tensors, save_tensors
 from roboscape_r_ros.world_model.model import WorldModel
 
 Batch = dict[str, torch.Tensor]
@@ -40,7 +46,7 @@ def train_tokenizer(
 
     def loss(batch: Batch):
         frames = batch["frames"]  # [B,T,H,W,3]
-        pick = torch.randint(frames.shape[1], (frames.shape[0],), device=frames.device)
+        pick = draw(partial(torch.randint, frames.shape[1]), (frames.shape[0],), device=frames.device)
         return model.tokenizer.loss(frames[torch.arange(frames.shape[0], device=frames.device), pick])
 
     steps = steps or model.cfg.train.tokenizer_steps
@@ -120,6 +126,8 @@ def _fit(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     run_dir = Path(run_dir) if run_dir is not None else None
     start = _resume(run_dir, stage, model, opt) if run_dir is not None else 0
+    rank = ranks()
+    stage_loss = data_parallel(trained, loss_fn)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     model.train()
@@ -129,23 +137,23 @@ def _fit(
         initial=start,
         total=steps,
         dynamic_ncols=True,
-        disable=not progress,
+        disable=not (progress and rank.main),
     ):
         batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in next(batches).items()}
         lr = _learning_rate(step, steps, cfg.lr, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = lr
         with amp:
-            loss, metrics = loss_fn(batch)
+            loss, metrics = stage_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        metrics = {**metrics, "lr": lr, "grad_norm": grad_norm.item()}
+        metrics = {**mean_metrics(metrics), "lr": lr, "grad_norm": grad_norm.item()}
         history.append(metrics)
         if log is not None:
             log(stage, step + 1, metrics)
-        if run_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps):
+        if run_dir is not None and rank.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps):
             _save(run_dir, stage, step + 1, model, opt)
     model.eval()
     model.requires_grad_(True)
@@ -154,14 +162,8 @@ def _fit(
 
 def _save(run_dir: Path, stage: str, step: int, model: WorldModel, opt: torch.optim.Optimizer) -> None:
     model.save(run_dir / MODEL_FILE)
-    state = opt.state_dict()
-    tensors = {f"{idx}.{key}": value for idx, entry in state["state"].items() for key, value in entry.items()}
-    meta = {
-        "format": "roboscape_r_ros.optimizer/1",
-        "stage": stage,
-        "step": step,
-        "param_groups": state["param_groups"],
-    }
+    tensors, groups = optimizer_tensors(opt)
+    meta = {"format": "roboscape_r_ros.optimizer/1", "stage": stage, "step": step, "param_groups": groups}
     save_tensors(run_dir / f"optim-{stage}.safetensors", tensors, meta)
 
 
@@ -172,12 +174,5 @@ def _resume(run_dir: Path, stage: str, model: WorldModel, opt: torch.optim.Optim
         return 0
     tensors, meta = load_tensors(path, ("stage", "step", "param_groups"))
     model.load_weights(run_dir / MODEL_FILE)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value  # load_state_dict moves it to the parameter's device
-    try:
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: optimizer state does not fit the '{stage}' parameters ({err})") from None
+    load_optimizer(path, opt, tensors, meta["param_groups"])
     return int(meta["step"])
