@@ -24,29 +24,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_loader import EPISODES, SIZE, camera_like_episode
+from bench_loader import EPISODES, SIZE, camera_like_episode, write_dataset
 from bench_results import publish
 
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.data.lerobot import DatasetWriter
 from roboscape_r_ros.world_model.command import TrainWMConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_dataset(root: Path) -> Path:
+def camera_like_dataset(root: Path) -> Path:
     rng = np.random.default_rng(0)
-    with DatasetWriter(
-        root,
-        fps=30,
-        camera="corner2",
-        image_shape=(SIZE, SIZE, 3),
-        action_names=["dx", "dy", "dz", "gripper"],
-        state_names=[f"s{i}" for i in range(7)],
-    ) as writer:
-        for i in range(EPISODES):
-            writer.add_episode(camera_like_episode(i, rng))
-    return root
+    return write_dataset(root, [camera_like_episode(i, rng) for i in range(EPISODES)])
 
 
 def train(launcher: list[str], args: list[str], run: Path, threads: int) -> dict[str, float]:
@@ -72,7 +61,7 @@ def main() -> dict:
     one = [sys.executable, "-m"]
     two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = write_dataset(Path(tmp) / "dataset")
+        dataset = camera_like_dataset(Path(tmp) / "dataset")
         args = [
             "train-wm",
             "--preset",

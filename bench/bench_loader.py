@@ -99,6 +99,21 @@ def windows_per_second(dataset: EpisodeDataset, window: int, step_ms: float, bat
     }
 
 
+def write_dataset(root: Path, episodes: list) -> Path:
+    """The camera-like episodes as a dataset (64x64 corner2 frames, Meta-World's action names)."""
+    with DatasetWriter(
+        root,
+        fps=30,
+        camera="corner2",
+        image_shape=(SIZE, SIZE, 3),
+        action_names=["dx", "dy", "dz", "gripper"],
+        state_names=[f"s{i}" for i in range(7)],
+    ) as writer:
+        for episode in episodes:
+            writer.add_episode(episode)
+    return root
+
+
 def main() -> dict:
     rng = np.random.default_rng(0)
     episodes = [camera_like_episode(i, rng) for i in range(EPISODES)]
@@ -106,19 +121,7 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "dataset"
 
-        def write() -> None:
-            with DatasetWriter(
-                root,
-                fps=30,
-                camera="corner2",
-                image_shape=(SIZE, SIZE, 3),
-                action_names=["dx", "dy", "dz", "gripper"],
-                state_names=[f"s{i}" for i in range(7)],
-            ) as writer:
-                for episode in episodes:
-                    writer.add_episode(episode)
-
-        write_s, _ = seconds(write)
+        write_s, _ = seconds(lambda: write_dataset(root, episodes))
         open_s, dataset = seconds(lambda: EpisodeDataset.open(root))
         decode_s, arrays = seconds(dataset.load_arrays)
         assert np.array_equal(arrays.frames[:LENGTH], episodes[0].frames)  # lossless

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import REPO
-from wm_synthetic import write_dataset
+from wm_synthetic import train_wm_args, write_dataset
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.rl.bc import RESUME_FILE
@@ -26,23 +26,11 @@ STEPS = {"tokenizer": 20, "action": 20, "goal": 10}
 ERROR = "roboscape-r train-wm: error:"
 
 
+SETTINGS = ("model.frame_skip=2", "model.train.checkpoint_every=5", "media_every=0", "media_examples=1")
+
+
 def train_args(dataset: Path, run: Path, *extra: str) -> list[str]:
-    return [
-        "train-wm",
-        "--preset",
-        "tiny",
-        f"dataset={dataset}",
-        f"run={run}",
-        "threads=1",
-        "progress=false",
-        "held_out_fraction=0.3",
-        "model.frame_skip=2",
-        "model.train.checkpoint_every=5",
-        "media_every=0",
-        "media_examples=1",
-        *(f"model.train.{stage}_steps={n}" for stage, n in STEPS.items()),
-        *extra,
-    ]
+    return train_wm_args(dataset, run, STEPS, *SETTINGS, *extra)
 
 
 def torchrun(*args: str, **popen) -> subprocess.Popen:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from toy_world import write_toy_dataset
-from wm_synthetic import write_dataset
+from wm_synthetic import train_wm_args, write_dataset
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
@@ -30,23 +30,8 @@ def trained(tmp_path_factory):
     dataset = write_dataset(root / "synthetic", seed=1)
     run = root / "run"
     # 150 action steps: the fewest after which held actions visibly change the tiny model's rollouts
-    steps = ["model.train.tokenizer_steps=40", "model.train.action_steps=150", "model.train.goal_steps=10"]
-    assert (
-        cli.main(
-            [
-                "train-wm",
-                "--preset",
-                "tiny",
-                f"dataset={dataset}",
-                f"run={run}",
-                "threads=1",
-                "progress=false",
-                "held_out_fraction=0.3",
-                *steps,
-            ]
-        )
-        == 0
-    )
+    steps = {"tokenizer": 40, "action": 150, "goal": 10}
+    assert cli.main(train_wm_args(dataset, run, steps)) == 0
     return root, run, dataset
 
 

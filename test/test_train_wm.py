@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from wm_synthetic import write_dataset
+from wm_synthetic import train_wm_args, write_dataset
 
 from roboscape_r_ros import cli
 from roboscape_r_ros.config import load_config
@@ -30,23 +30,11 @@ from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
 STEPS = {"tokenizer": 40, "action": 80, "goal": 20}
 
 
+SETTINGS = ("model.frame_skip=2", "model.train.checkpoint_every=5", "media_every=40", "media_examples=2")
+
+
 def train_args(dataset: Path, run: Path, *extra: str) -> list[str]:
-    return [
-        "train-wm",
-        "--preset",
-        "tiny",
-        f"dataset={dataset}",
-        f"run={run}",
-        "threads=1",
-        "progress=false",
-        "held_out_fraction=0.3",
-        "model.frame_skip=2",
-        "model.train.checkpoint_every=5",
-        "media_every=40",
-        "media_examples=2",
-        *(f"model.train.{stage}_steps={n}" for stage, n in STEPS.items()),
-        *extra,
-    ]
+    return train_wm_args(dataset, run, STEPS, *SETTINGS, *extra)
 
 
 def saved_step(run: Path, stage: str) -> int:

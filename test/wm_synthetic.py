@@ -86,3 +86,20 @@ def write_dataset(root: Path, per_kind: int = 3, seed: int = 0) -> Path:
                 for _ in range(per_kind):
                     writer.add_episode(episode(task, kind, rng))
     return root
+
+
+def train_wm_args(dataset: Path, run: Path, steps: dict[str, int], *extra: str) -> list[str]:
+    """`roboscape-r train-wm` arguments of the tests: the tiny preset, one thread, no progress bars, 30%
+    held out, ``steps`` per stage (tokenizer, action, goal), then ``extra`` overrides."""
+    return [
+        "train-wm",
+        "--preset",
+        "tiny",
+        f"dataset={dataset}",
+        f"run={run}",
+        "threads=1",
+        "progress=false",
+        "held_out_fraction=0.3",
+        *(f"model.train.{stage}_steps={n}" for stage, n in steps.items()),
+        *extra,
+    ]
