@@ -30,8 +30,8 @@ from roboscape_r_ros.config import to_dict
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.rl.policy import ImagePolicy
-from roboscape_r_ros.runtime.inference import ONNX_FORMAT
 
+ONNX_FORMAT = "roboscape_r_ros.policy.onnx/1"  # metadata "format" of an exported policy
 OPSET = 17
 PARITY_BATCHES = (1, 16)
 

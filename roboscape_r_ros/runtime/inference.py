@@ -19,10 +19,10 @@ from typing import Literal
 import numpy as np
 
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.export.policy import ONNX_FORMAT
 from roboscape_r_ros.rl.policy import PolicyCheckpointError, PolicyConfig, config_from_metadata
 
 Runtime = Literal["torch", "onnx", "auto"]
-ONNX_FORMAT = "roboscape_r_ros.policy.onnx/1"  # written by export.policy
 
 
 class PolicyRunner:
