@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.export.policy import ONNX_FORMAT
-from roboscape_r_ros.rl.policy import PolicyCheckpointError, PolicyConfig, config_from_metadata
+from roboscape_r_ros.rl.policy import ImagePolicy, PolicyCheckpointError, PolicyConfig, config_from_metadata, obs_batch
 
 Runtime = Literal["torch", "onnx", "auto"]
 
@@ -36,10 +37,8 @@ class PolicyRunner:
         raise NotImplementedError
 
 
-def torch_device(name: str):
+def torch_device(name: str) -> torch.device:
     """``name`` as a torch device that this torch build can use, or a one-line error."""
-    import torch
-
     try:
         device = torch.device(name)
     except RuntimeError as err:
@@ -53,20 +52,13 @@ class TorchPolicyRunner(PolicyRunner):
     runtime = "torch"
 
     def __init__(self, path: Path, device: str, action_dim: int | None, threads: int):
-        import torch
-
-        from roboscape_r_ros.rl.policy import ImagePolicy
-
-        self._torch = torch
         self.policy = ImagePolicy.load(path, action_dim=action_dim, device=torch_device(device)).eval()
         self.cfg = self.policy.cfg
         self.providers = [f"torch:{self.policy.device}"]
 
     def mean(self, image: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        device = self.policy.device
-        obs = {"image": self._torch.as_tensor(image, device=device), "goal": self._torch.as_tensor(goal, device=device)}
-        with self._torch.no_grad():
-            return self.policy.mean(obs).cpu().numpy()
+        with torch.no_grad():
+            return self.policy.mean(obs_batch(image, goal, self.policy.device)).cpu().numpy()
 
 
 def onnx_providers(device: str, available: list[str]) -> list[str]:

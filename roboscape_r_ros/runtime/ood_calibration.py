@@ -61,12 +61,16 @@ class CalibrateOodConfig:
             raise ConfigError(f"trip_after must be at least 1, got {self.trip_after}")
 
 
+def replayed(dataset: EpisodeDataset, max_episodes: int) -> int:
+    """Episodes of ``dataset`` that are replayed (all, or the first ``max_episodes``)."""
+    return dataset.num_episodes if max_episodes <= 0 else min(max_episodes, dataset.num_episodes)
+
+
 @torch.no_grad()
 def shadow_errors(monitor: ShadowMonitor, dataset: EpisodeDataset, max_episodes: int, bar: tqdm) -> list[np.ndarray]:
     """Per episode, the per-pixel MSE of every scored frame [n_e], as shadow mode publishes them."""
     errors = []
-    count = dataset.num_episodes if max_episodes <= 0 else min(max_episodes, dataset.num_episodes)
-    for index in range(count):
+    for index in range(replayed(dataset, max_episodes)):
         episode = dataset.episode(index)
         monitor.reset()
         scored = []
@@ -121,11 +125,7 @@ def run_calibrate_ood(cfg: CalibrateOodConfig) -> str:
         for dataset in datasets:
             check_world_model(wm, dataset)
     monitor = ShadowMonitor(wm)
-    total = sum(
-        d.num_episodes if cfg.max_episodes <= 0 else min(cfg.max_episodes, d.num_episodes)
-        for ds in sets.values()
-        for d in ds
-    )
+    total = sum(replayed(d, cfg.max_episodes) for datasets in sets.values() for d in datasets)
     errors: dict[str, list[np.ndarray]] = {}
     with tqdm(total=total, unit="episode", desc="calibrate-ood", disable=not cfg.progress) as bar:
         for name, datasets in sets.items():
