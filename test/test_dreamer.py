@@ -8,13 +8,13 @@ synthetic dataset of wm_synthetic (32x32 frames, 4-D Meta-World actions): a trai
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from toy_world import write_run
 from wm_synthetic import write_dataset
 
 from roboscape_r_ros.config import load_config
@@ -42,21 +42,7 @@ def tiny_run(folder: Path, *overrides: str) -> Path:
     cfg = load_config(
         WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", *overrides]
     )
-    run = folder / "run"
-    run.mkdir(parents=True)
-    WorldModel(cfg).save(run / "world_model.safetensors")
-    (run / "split.json").write_text(
-        json.dumps(
-            {
-                "dataset": str(data.root),
-                "num_episodes": data.num_episodes,
-                "num_frames": data.num_frames,
-                "train": [e for e in range(data.num_episodes) if e not in HELD_OUT],
-                "held_out": HELD_OUT,
-            }
-        )
-    )
-    return run
+    return write_run(folder / "run", WorldModel(cfg), data, HELD_OUT)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from toy_world import render, write_toy_dataset
+from toy_world import render, write_run, write_toy_dataset
 
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
@@ -64,23 +64,6 @@ def make_env(wm, dataset, **kwargs) -> ImaginationEnv:
     goal_image = kwargs.pop("goal_image", None)
     cfg = ImaginationConfig(**{"num_envs": 3, "max_steps": 4, "reward": NEVER_DONE, **kwargs})
     return ImaginationEnv(wm, dataset, list(range(dataset.num_episodes)), cfg, goal_image=goal_image)
-
-
-def write_run(folder, wm, dataset, held_out):
-    folder.mkdir(parents=True, exist_ok=True)
-    wm.save(folder / "world_model.safetensors")
-    (folder / "split.json").write_text(
-        json.dumps(
-            {
-                "dataset": str(dataset.root),
-                "num_episodes": dataset.num_episodes,
-                "num_frames": dataset.num_frames,
-                "train": [e for e in range(dataset.num_episodes) if e not in held_out],
-                "held_out": held_out,
-            }
-        )
-    )
-    return folder
 
 
 # -- the env contract ------------------------------------------------------------------------------

@@ -113,6 +113,24 @@ def write_toy_dataset(
     return Path(root)
 
 
+def write_run(folder: Path, wm: WorldModel, dataset: EpisodeDataset, held_out: list[int]) -> Path:
+    """``wm`` as a train-wm run folder over ``dataset``: world_model.safetensors + split.json (the rest trains)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wm.save(folder / "world_model.safetensors")
+    (folder / "split.json").write_text(
+        json.dumps(
+            {
+                "dataset": str(dataset.root),
+                "num_episodes": dataset.num_episodes,
+                "num_frames": dataset.num_frames,
+                "train": [e for e in range(dataset.num_episodes) if e not in held_out],
+                "held_out": held_out,
+            }
+        )
+    )
+    return folder
+
+
 def train_toy_world_model(root: Path) -> tuple[EpisodeDataset, Path]:
     """A toy dataset under ``root`` and a train-wm run folder (world_model.safetensors + split.json) of a
     tiny world model trained on its training split (~15 s on 2 busy cores)."""
@@ -134,20 +152,7 @@ def train_toy_world_model(root: Path) -> tuple[EpisodeDataset, Path]:
     train_tokenizer(wm, batches(0), steps=100, progress=False)
     wm.cfg.train.lr = 5e-3
     history = train_action_model(wm, batches(1), steps=150, progress=False)
-    run = root / "wm_run"
-    run.mkdir()
-    wm.save(run / "world_model.safetensors")
-    (run / "split.json").write_text(
-        json.dumps(
-            {
-                "dataset": str(dataset.root),
-                "num_episodes": dataset.num_episodes,
-                "num_frames": dataset.num_frames,
-                "train": train,
-                "held_out": held_out,
-            }
-        )
-    )
+    run = write_run(root / "wm_run", wm, dataset, held_out)
     print(f"toy world model trained in {time.perf_counter() - start:.1f} s: {history[-1]}")
     return dataset, run
 
