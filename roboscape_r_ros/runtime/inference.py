@@ -36,6 +36,9 @@ class PolicyRunner:
     def mean(self, image: np.ndarray, goal: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        return f"{self.runtime} on {', '.join(self.providers)}"
+
 
 def torch_device(name: str) -> torch.device:
     """``name`` as a torch device that this torch build can use, or a one-line error."""

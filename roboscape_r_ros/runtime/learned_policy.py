@@ -69,7 +69,7 @@ class LearnedPolicy(PolicyBackend):
     def describe(self) -> str:
         if self.sample:
             return f"'learned' (torch on {self.policy.device}, sampling)"
-        return f"'learned' ({self.runner.runtime} on {', '.join(self.runner.providers)})"
+        return f"'learned' ({self.runner.describe()})"
 
     def reset(self, episode_id: str) -> None:
         self.pending.clear()
@@ -89,7 +89,7 @@ class LearnedPolicy(PolicyBackend):
                 f"of {new.chunk}, the running one {old.image_size}px in chunks of {old.chunk}"
             )
         self.runner = runner
-        return f"{path} ({runner.runtime} on {', '.join(runner.providers)})"
+        return f"{path} ({runner.describe()})"
 
     def act(self, inputs: PolicyInput) -> np.ndarray:
         self.last_decision = None
