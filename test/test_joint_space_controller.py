@@ -63,7 +63,13 @@ def test_joint_commands_go_out_in_the_controllers_order_with_values_and_feedback
         state_pub.publish(joint_state(now))
         obs_pub.publish(image(now))
 
+    def answered(action) -> bool:  # a point = the arm's position + the action, joint by joint (Action: policy order)
+        expected = [HERE[joint] + SCALE * action.values[POLICY_ORDER.index(joint)] for joint in UR5E]
+        return any(np.allclose(t.points[0].positions, expected, atol=1e-9) for t in trajectories)
+
     assert ros.spin_until(lambda: len(trajectories) >= 3, 30, tick=stream), "no cmd_trajectory"
+    # the last Action's trajectory may still be in flight on its own topic: let it land (no new frames)
+    ros.spin_until(lambda: all(answered(a) for a in actions), 1.0)
     log = ros.stop(proc)
     assert actions and actions[0].names == POLICY_ORDER and actions[0].units == ["rad"] * 6, log
     by_stamp = {(a.header.stamp.sec, a.header.stamp.nanosec): a for a in actions}
@@ -71,11 +77,7 @@ def test_joint_commands_go_out_in_the_controllers_order_with_values_and_feedback
         assert trajectory.joint_names == UR5E and trajectory.header.stamp.sec == 0  # controller order, start now
         (point,) = trajectory.points
         assert len(point.positions) == 6 and not point.velocities and point.time_from_start.nanosec == 50_000_000
-    # Each point = the arm's position + the action, joint by joint (the Action carries the policy's order).
-    checked = 0
-    for action in actions:
-        expected = [HERE[joint] + SCALE * action.values[POLICY_ORDER.index(joint)] for joint in UR5E]
-        checked += any(np.allclose(t.points[0].positions, expected, atol=1e-9) for t in trajectories)
+    checked = sum(answered(action) for action in actions)
     assert checked == len(by_stamp) and checked >= 3, log
     assert "adapters: cmd_trajectory" in log and "Traceback" not in log
 
