@@ -98,6 +98,7 @@ COMMANDS = [
         config="roboscape_r_ros.rl.train:PolicyTrainConfig",
         run="roboscape_r_ros.rl.train:run_imagination_ppo",
         presets="policy",
+        distributed=True,
     ),
     Command(
         name="reward-sanity",

@@ -99,13 +99,19 @@ def data_parallel(trained: nn.Module, loss_fn: Callable) -> Callable:
     return DistributedDataParallel(_Loss(trained, loss_fn))
 
 
-def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """Each metric averaged over the ranks (the global batch's value for a mean over equal shards)."""
+def sum_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric summed over the ranks (every rank must pass the same keys in the same order)."""
     if ranks().world_size == 1:
         return metrics
     values = torch.tensor(list(metrics.values()), dtype=torch.float64)  # a CPU tensor: reduced by gloo
     dist.all_reduce(values)
-    return dict(zip(metrics, (values / dist.get_world_size()).tolist()))
+    return dict(zip(metrics, values.tolist()))
+
+
+def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric averaged over the ranks (the global batch's value for a mean over equal shards)."""
+    world_size = ranks().world_size
+    return {key: value / world_size for key, value in sum_metrics(metrics).items()}
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from toy_world import ToyGridEnv, train_toy_world_model
+from toy_world import real_success, train_toy_world_model
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
@@ -36,19 +36,6 @@ def toy_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("imagination_ppo")
     dataset, run = train_toy_world_model(root)
     return dataset, run, root
-
-
-def real_success(policy: ImagePolicy, n: int = 64) -> float:
-    """Success rate of the policy's mean action in the real toy world (6-step cap)."""
-    env = ToyGridEnv(num_envs=n, max_steps=6, seed=123)
-    obs, _ = env.reset()
-    success, alive = np.zeros(n, bool), np.ones(n, bool)
-    for _ in range(6):
-        with torch.no_grad():
-            obs, _, terminated, truncated, _ = env.step(policy.mean(obs)[:, 0])
-        success |= terminated & alive
-        alive &= ~(terminated | truncated)
-    return float(success.mean())
 
 
 def mean_of(stats, key, part):

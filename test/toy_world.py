@@ -25,6 +25,7 @@ from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.imagination.errors import ActionError
+from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig, train_action_model, train_tokenizer
 from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
 
@@ -217,3 +218,16 @@ class ToyGridEnv:
 
     def close(self) -> None:
         pass
+
+
+def real_success(policy: ImagePolicy, n: int = 64) -> float:
+    """Success rate of the policy's mean action in the real toy world (6-step cap)."""
+    env = ToyGridEnv(num_envs=n, max_steps=6, seed=123)
+    obs, _ = env.reset()
+    success, alive = np.zeros(n, bool), np.ones(n, bool)
+    for _ in range(6):
+        with torch.no_grad():
+            obs, _, terminated, truncated, _ = env.step(policy.mean(obs)[:, 0])
+        success |= terminated & alive
+        alive &= ~(terminated | truncated)
+    return float(success.mean())

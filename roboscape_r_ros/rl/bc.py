@@ -36,18 +36,11 @@ from roboscape_r_ros.data.windows import split_episodes
 from roboscape_r_ros.distributed import data_parallel, draw, mean_metrics, ranks
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy
-from roboscape_r_ros.world_model.checkpoint import (
-    CheckpointError,
-    check_state_dict,
-    load_optimizer,
-    load_tensors,
-    optimizer_tensors,
-    save_tensors,
-)
+from roboscape_r_ros.rl.resume import load_resume, save_resume
 
 Log = Callable[[int, dict[str, float]], None]
 RESUME_FILE = "bc-resume.safetensors"
-RESUME_FORMAT = "roboscape_r_ros.bc_resume/1"
+RESUME_FORMAT = "roboscape_r_ros.bc_resume/2"
 
 
 class BCDataError(RoboscapeError, ValueError):
@@ -185,11 +178,17 @@ def train_bc(
         if log is not None:
             log(step, stats)
         if resume is not None and rank.main:
-            _save(resume, policy, optimizer, rngs, cfg, step, history)
+            rng_states = {name: rng.bit_generator.state for name, rng in rngs.items()}
+            save_resume(resume, RESUME_FORMAT, policy, optimizer, step, _config(policy, cfg), history, rng_states)
 
     first = 0
     if resume is not None and resume.exists():
-        first, history[:] = _resume(resume, policy, optimizer, rngs, cfg)
+        # steps and eval_every may change; the rest shapes what was trained
+        first, history[:], rng_states = load_resume(
+            resume, RESUME_FORMAT, policy, optimizer, _config(policy, cfg), ("steps", "eval_every")
+        )
+        for name, rng in rngs.items():
+            rng.bit_generator.state = rng_states[name]
     else:
         measure(0, float("nan"))
     bar = tqdm(
@@ -213,55 +212,5 @@ def train_bc(
     return history
 
 
-def _save(
-    path: Path,
-    policy: ImagePolicy,
-    optimizer: torch.optim.Optimizer,
-    rngs: dict[str, np.random.Generator],
-    cfg: BCConfig,
-    step: int,
-    history: list[dict[str, float]],
-) -> None:
-    optim, groups = optimizer_tensors(optimizer)
-    tensors = {f"policy.{k}": v for k, v in policy.state_dict().items()} | {f"optim.{k}": v for k, v in optim.items()}
-    meta = {
-        "format": RESUME_FORMAT,
-        "step": step,
-        "config": {"bc": to_dict(cfg), "policy": to_dict(policy.cfg)},
-        "param_groups": groups,
-        "rng": {name: rng.bit_generator.state for name, rng in rngs.items()},
-        "history": history,
-    }
-    save_tensors(path, tensors, meta)
-
-
-def _resume(
-    path: Path,
-    policy: ImagePolicy,
-    optimizer: torch.optim.Optimizer,
-    rngs: dict[str, np.random.Generator],
-    cfg: BCConfig,
-) -> tuple[int, list[dict[str, float]]]:
-    """Load weights, Adam state and random states of an interrupted BC run: its step and stats."""
-    tensors, meta = load_tensors(path, ("format", "step", "config", "param_groups", "rng", "history"))
-    if meta["format"] != RESUME_FORMAT:
-        raise CheckpointError(f"{path}: format {meta['format']!r}, expected {RESUME_FORMAT!r}")
-    now = {"bc": to_dict(cfg), "policy": to_dict(policy.cfg)}
-    for part in ("bc", "policy"):  # steps and eval_every may change; the rest must not
-        old = {k: v for k, v in meta["config"][part].items() if k not in ("steps", "eval_every")}
-        new = {k: v for k, v in now[part].items() if k not in ("steps", "eval_every")}
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        if changed:
-            key = changed[0]
-            raise CheckpointError(
-                f"{path} was written with {part}.{key}={old.get(key)!r}, now {new.get(key)!r}: resume with the same "
-                "settings or use another output folder"
-            )
-    weights = {k.removeprefix("policy."): v for k, v in tensors.items() if k.startswith("policy.")}
-    check_state_dict(path, policy, weights)
-    policy.load_state_dict(weights)
-    optim = {k.removeprefix("optim."): v for k, v in tensors.items() if k.startswith("optim.")}
-    load_optimizer(path, optimizer, optim, meta["param_groups"])
-    for name, rng in rngs.items():
-        rng.bit_generator.state = meta["rng"][name]
-    return int(meta["step"]), meta["history"]
+def _config(policy: ImagePolicy, cfg: BCConfig) -> dict:
+    return {"bc": to_dict(cfg), "policy": to_dict(policy.cfg)}

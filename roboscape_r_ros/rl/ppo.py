@@ -25,14 +25,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.config import ConfigError, option, to_dict
+from roboscape_r_ros.distributed import data_parallel, mean_metrics, ranks, sum_metrics
 from roboscape_r_ros.rl.policy import ImagePolicy
+from roboscape_r_ros.rl.resume import load_resume, save_resume
 from roboscape_r_ros.rl.vec import BatchedEnv, as_tensor, check_env, final_obs, obs_to_tensors
 
 Log = Callable[[int, dict[str, float]], None]
@@ -59,6 +63,7 @@ class PPOConfig:
     normalize_advantages: bool = option(True, help="standardise advantages per minibatch")
     value_warmup_iterations: int = option(0, help="first iterations train only the critic (after BC)")
     seed: int = option(0, help="seed of the env reset and the action sampling")
+    checkpoint_every: int = option(10, help="iterations between resume points in the run folder (0: none)")
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_steps", "update_epochs", "num_minibatches"):
@@ -69,6 +74,8 @@ class PPOConfig:
                 raise ConfigError(f"ppo.{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.clip_coef <= 0:
             raise ConfigError(f"ppo.clip_coef must be > 0, got {self.clip_coef}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"ppo.checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
 
 class RewardScaler:
@@ -111,15 +118,19 @@ class EpisodeTracker:
         self.ret[ended], self.length[ended], self.success[ended] = 0.0, 0, False
 
     def pop(self) -> dict[str, float]:
-        if not self.finished:
-            return {}
-        returns, lengths, successes = zip(*self.finished)
+        """Means over the episodes finished since the last pop (under torchrun: over every rank's)."""
+        returns, lengths, successes = zip(*self.finished) if self.finished else ((), (), ())
         self.finished = []
+        sums = sum_metrics(
+            {"return": sum(returns), "length": sum(lengths), "success": sum(successes), "count": len(returns)}
+        )
+        if not sums["count"]:
+            return {}
         return {
-            "episode/return": float(np.mean(returns)),
-            "episode/length": float(np.mean(lengths)),
-            "episode/success": float(np.mean(successes)),
-            "episode/count": float(len(returns)),
+            "episode/return": sums["return"] / sums["count"],
+            "episode/length": sums["length"] / sums["count"],
+            "episode/success": sums["success"] / sums["count"],
+            "episode/count": sums["count"],
         }
 
 
@@ -170,100 +181,180 @@ def make_optimizer(policy: ImagePolicy, cfg: PPOConfig) -> torch.optim.Adam:
     )
 
 
+def minibatch_loss(
+    policy: ImagePolicy, cfg: PPOConfig, value_only: bool, mb: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on one minibatch ``mb`` (image, goal, actions, logprob, advantage, return, value; [B,...])
+    and its parts (detached). ``value_only``: the critic's loss alone (warm-up after BC)."""
+    _, new_logprob, entropy, new_value = policy.get_action_and_value(
+        {"image": mb["image"], "goal": mb["goal"]}, mb["actions"]
+    )
+    log_ratio = new_logprob - mb["logprob"]
+    ratio = log_ratio.exp()
+    advantage = mb["advantage"]
+    if cfg.normalize_advantages and len(advantage) > 1:
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    pg_loss = torch.max(-advantage * ratio, -advantage * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+
+    if cfg.clip_value:
+        clipped = mb["value"] + (new_value - mb["value"]).clamp(-cfg.clip_coef, cfg.clip_coef)
+        v_loss = 0.5 * torch.max((new_value - mb["return"]) ** 2, (clipped - mb["return"]) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((new_value - mb["return"]) ** 2).mean()
+    entropy_mean = entropy.mean()
+
+    loss = cfg.vf_coef * v_loss
+    if not value_only:
+        loss = loss + pg_loss - cfg.ent_coef * entropy_mean
+    with torch.no_grad():
+        parts = {
+            "policy": pg_loss,
+            "value": v_loss,
+            "entropy": entropy_mean,
+            "approx_kl": ((ratio - 1) - log_ratio).mean(),  # http://joschu.net/blog/kl-approx.html
+            "clipfrac": ((ratio - 1.0).abs() > cfg.clip_coef).float().mean(),
+        }
+    return loss, parts
+
+
+MinibatchLoss = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
 def ppo_update(
     policy: ImagePolicy,
     optimizer: torch.optim.Optimizer,
     buffer: RolloutBuffer,
     cfg: PPOConfig,
     value_only: bool = False,
+    loss_fn: MinibatchLoss | None = None,
 ) -> dict[str, float]:
     """GAE over ``buffer``, then the clipped-surrogate update (several epochs of shuffled minibatches).
-    ``value_only`` trains the critic alone (warm-up after BC). Returns the losses of the last minibatch."""
+    ``value_only`` trains the critic alone (warm-up after BC). ``loss_fn`` replaces ``minibatch_loss``
+    (train_ppo passes it wrapped in DistributedDataParallel under torchrun). Returns the losses of the
+    last minibatch (under torchrun averaged over the ranks)."""
+    loss_fn = loss_fn or partial(minibatch_loss, policy, cfg, value_only)
     device = policy.device
     batch_size = buffer.size
     minibatch_size = max(1, batch_size // cfg.num_minibatches)
     advantages, returns = buffer.advantages(cfg.gamma, cfg.gae_lambda)  # [T,N] each
 
     # --- flatten the batch ------------------------------------------------------------------------
-    b_images, b_goals = buffer.images.flatten(0, 1), buffer.goals.flatten(0, 1)  # [T*N,H,W,3]
-    b_actions = buffer.actions.flatten(0, 1)  # [T*N,K,A]
-    b_logprobs, b_advantages = buffer.logprobs.flatten(), advantages.flatten()  # [T*N]
-    b_returns, b_values = returns.flatten(), buffer.values.flatten()  # [T*N]
+    flat = {
+        "image": buffer.images.flatten(0, 1),  # [T*N,H,W,3]
+        "goal": buffer.goals.flatten(0, 1),  # [T*N,H,W,3]
+        "actions": buffer.actions.flatten(0, 1),  # [T*N,K,A]
+        "logprob": buffer.logprobs.flatten(),  # [T*N]
+        "advantage": advantages.flatten(),  # [T*N]
+        "return": returns.flatten(),  # [T*N]
+        "value": buffer.values.flatten(),  # [T*N]
+    }
 
     # --- optimise policy and value ----------------------------------------------------------------
-    clipfracs, approx_kl = [], torch.zeros(())
+    clipfracs, approx_kl = [], 0.0
     for _ in range(cfg.update_epochs):
         order = torch.randperm(batch_size, device=device)
         for begin in range(0, batch_size, minibatch_size):
             mb = order[begin : begin + minibatch_size]
-            mb_obs = {"image": b_images[mb], "goal": b_goals[mb]}
-            _, new_logprob, entropy, new_value = policy.get_action_and_value(mb_obs, b_actions[mb])
-            log_ratio = new_logprob - b_logprobs[mb]
-            ratio = log_ratio.exp()
-            with torch.no_grad():
-                approx_kl = ((ratio - 1) - log_ratio).mean()  # http://joschu.net/blog/kl-approx.html
-                clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean().item())
-
-            mb_adv = b_advantages[mb]
-            if cfg.normalize_advantages and len(mb) > 1:
-                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-            pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-
-            if cfg.clip_value:
-                clipped = b_values[mb] + (new_value - b_values[mb]).clamp(-cfg.clip_coef, cfg.clip_coef)
-                v_loss = 0.5 * torch.max((new_value - b_returns[mb]) ** 2, (clipped - b_returns[mb]) ** 2).mean()
-            else:
-                v_loss = 0.5 * ((new_value - b_returns[mb]) ** 2).mean()
-            entropy_mean = entropy.mean()
-
-            loss = cfg.vf_coef * v_loss
-            if not value_only:
-                loss = loss + pg_loss - cfg.ent_coef * entropy_mean
+            loss, parts = loss_fn({key: value[mb] for key, value in flat.items()})
+            clipfracs.append(parts["clipfrac"].item())
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
-        if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
+        # every rank must stop at the same epoch: the KL of the group decides
+        approx_kl = mean_metrics({"kl": parts["approx_kl"].item()})["kl"]
+        if cfg.target_kl is not None and approx_kl > cfg.target_kl:
             break
 
+    b_returns, b_values = flat["return"], flat["value"]
     variance = b_returns.var().item()
     explained = float("nan") if variance == 0 else 1.0 - (b_returns - b_values).var().item() / variance
-    return {
-        "loss/policy": pg_loss.item(),
-        "loss/value": v_loss.item(),
-        "loss/entropy": entropy_mean.item(),
-        "loss/approx_kl": approx_kl.item(),
-        "loss/clipfrac": float(np.mean(clipfracs)),
-        "loss/explained_variance": explained,
-        "policy/std": policy.log_std.exp().mean().item(),
-        "lr/actor": optimizer.param_groups[0]["lr"],
-    }
+    return mean_metrics(
+        {
+            "loss/policy": parts["policy"].item(),
+            "loss/value": parts["value"].item(),
+            "loss/entropy": parts["entropy"].item(),
+            "loss/approx_kl": approx_kl,
+            "loss/clipfrac": float(np.mean(clipfracs)),
+            "loss/explained_variance": explained,
+        }
+    ) | {"policy/std": policy.log_std.exp().mean().item(), "lr/actor": optimizer.param_groups[0]["lr"]}
+
+
+RESUME_FILE = "ppo-resume.safetensors"
+RESUME_FORMAT = "roboscape_r_ros.ppo_resume/1"
+
+
+def rollout_seed(seed: int, rank: int, iteration: int) -> int:
+    """Seed of the env reset and the action sampling: ``seed + rank`` for a fresh run (one process: the
+    seed itself); a run resumed at ``iteration`` draws from all three, so its new episodes differ from
+    the interrupted run's and a resume from the same point repeats them."""
+    if iteration == 0:
+        return seed + rank
+    return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0])
 
 
 def train_ppo(
-    policy: ImagePolicy, env: BatchedEnv, cfg: PPOConfig, log: Log | None = None, progress: bool = True
+    policy: ImagePolicy,
+    env: BatchedEnv,
+    cfg: PPOConfig,
+    log: Log | None = None,
+    progress: bool = True,
+    run_dir: str | Path | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``policy`` in place; returns one stats dict per iteration (also passed to ``log``)."""
+    """Train ``policy`` in place; returns one stats dict per iteration (also passed to ``log``).
+
+    With ``run_dir``, save a resume point there every ``cfg.checkpoint_every`` iterations and continue
+    from one: weights, Adam state, the reward statistics and the stats so far carry over; the envs
+    start fresh episodes at the resume point.
+
+    Under torchrun each rank runs its own ``env`` (its share of the global env count), seeded apart,
+    and fills its own rollout; the update's minibatch loss runs through DistributedDataParallel, so
+    every optimiser step applies the gradient averaged over the ranks' minibatches and the replicas
+    stay equal. Advantages are normalised, and rewards scaled, per rank; logged losses and episode
+    statistics are the group's. ``cfg.total_steps`` counts the decisions of all ranks.
+    """
     check_env(env)
     policy.check_compatible(env.action_dim, env.image_shape, type(env).__name__)
-    device = policy.device
+    device, rank = policy.device, ranks()
     N, T, K = env.num_envs, cfg.num_steps, policy.cfg.chunk
-    batch_size = N * T
+    batch_size = N * T * rank.world_size  # decisions per iteration, all ranks
     iterations = max(1, cfg.total_steps // batch_size)
     optimizer = make_optimizer(policy, cfg)
     base_lrs = [cfg.lr, cfg.critic_lr]
     buffer = RolloutBuffer(T, N, env.image_shape, K, policy.cfg.action_dim, device)
+    scaler = RewardScaler(N, cfg.gamma, device)
+    critic = nn.ModuleList([policy.critic_encoder, policy.critic])
+    loss_fns = {  # value_only -> loss; DDP averages the gradients of the parameters each one trains
+        False: data_parallel(policy, partial(minibatch_loss, policy, cfg, False)),
+        True: data_parallel(critic, partial(minibatch_loss, policy, cfg, True)),
+    }
 
-    torch.manual_seed(cfg.seed)
-    raw_obs, _ = env.reset(seed=cfg.seed)
+    history: list[dict[str, float]] = []
+    first = 0
+    resume = Path(run_dir) / RESUME_FILE if run_dir is not None else None
+    config = {"ppo": to_dict(cfg), "policy": to_dict(policy.cfg), "rollout": {"num_envs": N * rank.world_size}}
+    if resume is not None and resume.exists():
+        may_change = ("total_steps", "checkpoint_every")
+        first, history, state = load_resume(resume, RESUME_FORMAT, policy, optimizer, config, may_change)
+        scaler.mean, scaler.var, scaler.count = state["reward_scaler"]
+
+    seed = rollout_seed(cfg.seed, rank.rank, first)
+    torch.manual_seed(seed)
+    raw_obs, _ = env.reset(seed=seed)
     obs = obs_to_tensors(raw_obs, device, N, env.image_shape)
     next_done = torch.zeros(N, device=device)
-    scaler = RewardScaler(N, cfg.gamma, device)
     tracker = EpisodeTracker(N, device)
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
+    start = time.perf_counter() - (history[-1]["wall_s"] if history else 0.0)
 
-    bar = tqdm(range(1, iterations + 1), unit="iter", desc="ppo", disable=not progress)
+    bar = tqdm(
+        range(first + 1, iterations + 1),
+        unit="iter",
+        desc="ppo",
+        initial=first,
+        total=iterations,
+        disable=not (progress and rank.main),
+    )
     for iteration in bar:
         if cfg.anneal_lr:
             fraction = 1.0 - (iteration - 1) / iterations
@@ -300,7 +391,8 @@ def train_ppo(
         with torch.no_grad():
             buffer.next_value = policy.value(obs)  # [N]
         buffer.next_done = next_done
-        losses = ppo_update(policy, optimizer, buffer, cfg, value_only=iteration <= cfg.value_warmup_iterations)
+        value_only = iteration <= cfg.value_warmup_iterations
+        losses = ppo_update(policy, optimizer, buffer, cfg, value_only, loss_fns[value_only])
 
         stats = {
             "iteration": float(iteration),
@@ -313,6 +405,14 @@ def train_ppo(
         history.append(stats)
         if log is not None:
             log(iteration, stats)
+        if (
+            resume is not None
+            and rank.main
+            and cfg.checkpoint_every
+            and (iteration % cfg.checkpoint_every == 0 or iteration == iterations)
+        ):
+            state = {"reward_scaler": [scaler.mean, scaler.var, scaler.count]}
+            save_resume(resume, RESUME_FORMAT, policy, optimizer, iteration, config, history, state)
         if "episode/return" in stats:
             bar.set_postfix(ret=f"{stats['episode/return']:.3g}", success=f"{stats['episode/success']:.2f}")
     return history

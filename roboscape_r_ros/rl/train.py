@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,15 +27,23 @@ import torch
 
 from roboscape_r_ros.config import option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.distributed import ranks
+from roboscape_r_ros.distributed import ranks, sum_metrics
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import ImaginationConfig, make_imagination_env
 from roboscape_r_ros.rl.bc import BCConfig, train_bc
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
+from roboscape_r_ros.rl.ppo import RESUME_FILE as PPO_RESUME_FILE
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
+from roboscape_r_ros.rl.resume import last_stats
 from roboscape_r_ros.rl.sim_env import SimEnvConfig, SimVectorEnv
 
 BC_FILE, POLICY_FILE, IMAGINATION_FILE = "bc.safetensors", "policy.safetensors", "imagination.safetensors"
+# summary name -> ImaginationEnv's counter
+IMAGINED_COUNTERS = {
+    "world_model_steps": "world_steps",
+    "control_steps": "control_steps",
+    "episodes_started": "episodes_started",
+}
 
 
 @dataclass
@@ -153,7 +161,7 @@ def run_sim_baseline(cfg: PolicyTrainConfig, progress: bool = True) -> PolicyTra
     env = SimVectorEnv(cfg.sim)
     start = time.perf_counter()
     try:
-        history = _logged(run_dir, "ppo", lambda log: train_ppo(policy, env, cfg.ppo, log, progress))
+        history = _logged(run_dir, "ppo", lambda log: train_ppo(policy, env, cfg.ppo, log, progress, run_dir))
     finally:
         env.close()
     return _finish(run_dir, "ppo", cfg, policy, POLICY_FILE, history, time.perf_counter() - start)
@@ -173,8 +181,11 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
     """
     run_dir = _setup(cfg)
     start = time.perf_counter()
+    # under torchrun each rank imagines its share of imagination.num_envs
+    shard = ranks().shard(cfg.imagination.num_envs, "imagination.num_envs")
+    rank_envs = replace(cfg.imagination, num_envs=shard.stop - shard.start)
     # the env first: a wrong checkpoint, dataset or goal image fails before BC spends minutes
-    env, wm_run = make_imagination_env(cfg.imagination, cfg.device, action_dim=cfg.policy.action_dim)
+    env, wm_run = make_imagination_env(rank_envs, cfg.device, action_dim=cfg.policy.action_dim)
     for warning in env.warnings:
         print(f"train-imagination: warning: {warning}", file=sys.stderr)
     try:
@@ -188,39 +199,41 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
         policy = ImagePolicy.load(init, device=cfg.device)
         policy.check_compatible(env.action_dim, env.image_shape, f"world model {wm_run.checkpoint}")
         ppo_start = time.perf_counter()
+        # the env's counters, summed over the ranks and counted from the run's start (a resumed run's included)
+        resumed = last_stats(run_dir / PPO_RESUME_FILE)
+        offset = {name: resumed.get(f"imagined/{name}", 0.0) for name in IMAGINED_COUNTERS}
 
-        def train(log: Callable[[int, dict[str, float]], None]) -> list[dict[str, float]]:
-            def with_env_steps(step: int, stats: dict[str, float]) -> None:
+        def imagined_counts() -> dict[str, float]:
+            counts = sum_metrics({name: float(getattr(env, attr)) for name, attr in IMAGINED_COUNTERS.items()})
+            return {f"imagined/{name}": offset[name] + counts[name] for name in IMAGINED_COUNTERS}
+
+        def train(log: Callable[[int, dict[str, float]], None] | None) -> list[dict[str, float]]:
+            def with_counts(step: int, stats: dict[str, float]) -> None:
                 # ppo's control_steps counts decisions x chunk; a world-model step is frame_skip control steps
-                stats.update(
-                    {
-                        "imagined/world_model_steps": float(env.world_steps),
-                        "imagined/control_steps": float(env.control_steps),
-                    }
-                )
-                log(step, stats)
+                stats.update(imagined_counts())
+                if log is not None:
+                    log(step, stats)
 
-            return train_ppo(policy, env, cfg.ppo, with_env_steps, progress)
+            return train_ppo(policy, env, cfg.ppo, with_counts, progress, run_dir)
 
         history = _logged(run_dir, "imagination", train)
         ppo_s = time.perf_counter() - ppo_start
-        steps = {
-            "decisions": int(history[-1]["decisions"]) if history else 0,
-            "world_model_steps": env.world_steps,
-            "control_steps": env.control_steps,
-            "episodes_started": env.episodes_started,
+        last = history[-1]
+        steps = {"decisions": int(last["decisions"])} | {
+            name: int(last[f"imagined/{name}"]) for name in IMAGINED_COUNTERS
         }
+        new_world_steps = steps["world_model_steps"] - offset["world_model_steps"]
         summary = {
             "kind": "imagination-ppo",
             "world_model": str(wm_run.checkpoint),
             "init": str(init),
-            "env": env.describe(),
+            "env": env.describe() | {"num_envs": cfg.imagination.num_envs, "processes": ranks().world_size},
             "imagined_steps": steps,
             "wall": {
                 "total_s": time.perf_counter() - start,
                 "bc_s": bc_s,
                 "ppo_s": ppo_s,
-                "world_model_steps_per_s": env.world_steps / ppo_s if ppo_s > 0 else None,
+                "world_model_steps_per_s": new_world_steps / ppo_s if ppo_s > 0 else None,
             },
             "imagined_return": {
                 "first_iterations": _mean_return(history, slice(0, 2)),
