@@ -31,7 +31,7 @@ def render(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return frame
 
 
-def episode(task: str, kind: str, rng: np.random.Generator) -> Episode:
+def episode(task: str, kind: str, rng: np.random.Generator, max_len: int = MAX_LEN) -> Episode:
     instruction, goal = TASKS[task]
     cells = np.arange(0, SIZE - SQUARE + 1, STEP)
     pos = rng.choice(cells, 2)
@@ -39,7 +39,7 @@ def episode(task: str, kind: str, rng: np.random.Generator) -> Episode:
         pos = rng.choice(cells, 2)
     target = goal if kind != "failed" else np.clip(goal + np.array([10, -10]) * rng.choice([-1, 1], 2), 0, 24)
     frames, actions, success_at = [render(pos, goal)], [], None
-    while len(frames) < MAX_LEN:
+    while len(frames) < max_len:
         if NOISE[kind] is None:
             action = rng.uniform(-1, 1, 2)
         else:
@@ -71,20 +71,25 @@ def episode(task: str, kind: str, rng: np.random.Generator) -> Episode:
     )
 
 
-def write_dataset(root: Path, per_kind: int = 3, seed: int = 0) -> Path:
+def write_dataset(root: Path, per_kind: int = 3, seed: int = 0, scale: int = 1, max_len: int = MAX_LEN) -> Path:
+    """`per_kind` episodes of each kind and task; frames upscaled `scale` times (nearest neighbour), failed and
+    random episodes `max_len` frames long."""
     rng = np.random.default_rng(seed)
     with DatasetWriter(
         root,
         fps=80,
         camera="corner2",
-        image_shape=(SIZE, SIZE, 3),
+        image_shape=(SIZE * scale, SIZE * scale, 3),
         action_names=["dx", "dy", "dz", "gripper"],
         state_names=["hand_x", "hand_y", "hand_z", "gripper_opening"],
     ) as writer:
         for task in TASKS:
             for kind in NOISE:
                 for _ in range(per_kind):
-                    writer.add_episode(episode(task, kind, rng))
+                    ep = episode(task, kind, rng, max_len)
+                    if scale > 1:
+                        ep.frames = ep.frames.repeat(scale, axis=1).repeat(scale, axis=2)
+                    writer.add_episode(ep)
     return root
 
 

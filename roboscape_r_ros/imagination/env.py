@@ -230,7 +230,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
         self.episode = np.zeros(n, np.int64)  # dataset index of each row's context episode
         self.window_start = np.zeros(n, np.int64)  # its recorded frame where the context window begins
         self.rng = np.random.default_rng(cfg.seed)
-        self.world_steps = 0  # imagined world-model steps over all rows since construction
+        self._world_steps = torch.zeros((), dtype=torch.long, device=self.device)  # read as world_steps
         self.episodes_started = 0
 
     # -- construction ------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
         threshold = self.cfg.reward.done_threshold
         for g in range(world_actions.shape[1]):
             active = ~(terminated | truncated)
-            if not bool(active.any()):
+            if g > 0 and not bool(active.any()):  # every row starts the step active: no device sync for g = 0
                 break
             self.state, frame, done = self.wm.step(self.state, world_actions[:, g])
             done = done.float()
@@ -368,7 +368,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
             if self.cfg.terminate_on_done:
                 terminated |= active & (done > threshold)
             truncated |= active & ~terminated & (self.steps >= self.cfg.max_steps)
-        self.world_steps += int(ran.sum())
+        self._world_steps += ran.sum()  # stays on the device: read once per log line, not per step
         ended = terminated | truncated
         info: dict[str, Any] = {
             "success": terminated.clone(),  # imagined: the done head fired (never a real success)
@@ -384,6 +384,11 @@ class ImaginationEnv(gym.vector.VectorEnv):
             info["final_obs"], info["_final_obs"] = self._obs(), ended
             self._start(torch.nonzero(ended).flatten())
         return self._obs(), reward, terminated, truncated, info
+
+    @property
+    def world_steps(self) -> int:
+        """Imagined world-model steps over all rows since construction."""
+        return int(self._world_steps)
 
     @property
     def control_steps(self) -> int:

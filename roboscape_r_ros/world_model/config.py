@@ -57,6 +57,9 @@ class TrainConfig:
     action_steps: int = option(5000, help="optimisation steps of the action world model stage")
     goal_steps: int = option(3000, help="optimisation steps of the goal (text) world model stage")
     amp: bool = option(True, help="bf16 autocast when training on CUDA (ignored on CPU)")
+    compile: bool = option(
+        False, help="torch.compile each stage's loss (for CUDA; on a CPU it costs ~30 s per stage and gained nothing)"
+    )
     checkpoint_every: int = option(500, help="steps between checkpoint saves when a run folder is given")
 
 

@@ -90,6 +90,14 @@ def train_goal_model(
     return _fit("goal", model, model.goal, loss, batches, steps or model.cfg.train.goal_steps, run_dir, log, progress)
 
 
+def to_device(batch: dict, device: torch.device) -> Batch:
+    """A loader batch (numpy or torch) on ``device``; to CUDA through pinned host memory, so the copy runs
+    asynchronously while the GPU still works on the previous step."""
+    if device.type != "cuda":
+        return {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
+    return {k: torch.as_tensor(v).pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def saved_step(run_dir: str | Path, stage: str) -> int:
     """The step a stage's checkpoint in run_dir holds (0 without one): where a resumed stage continues."""
     path = Path(run_dir) / f"optim-{stage}.safetensors"
@@ -127,7 +135,7 @@ def _fit(
     run_dir = Path(run_dir) if run_dir is not None else None
     start = _resume(run_dir, stage, model, opt) if run_dir is not None else 0
     rank = ranks()
-    stage_loss = data_parallel(trained, loss_fn)
+    stage_loss = data_parallel(trained, torch.compile(loss_fn) if cfg.compile else loss_fn)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     model.train()
@@ -139,7 +147,7 @@ def _fit(
         dynamic_ncols=True,
         disable=not (progress and rank.main),
     ):
-        batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in next(batches).items()}
+        batch = to_device(next(batches), device)
         lr = _learning_rate(step, steps, cfg.lr, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = lr
