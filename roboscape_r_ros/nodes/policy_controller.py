@@ -51,6 +51,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -80,6 +81,10 @@ from roboscape_r_ros.runtime.feedback import ByName, Fresh, StateRejected
 from roboscape_r_ros.runtime.ood_guard import OodGate
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
 from roboscape_r_ros.runtime.reload import FileWatch
+
+
+def _ignore(_event) -> None:
+    """Volatile e-stop publishers do not match the latched reader: expected, not worth a warning."""
 
 
 class PolicyController(Node):
@@ -115,6 +120,12 @@ class PolicyController(Node):
         if p.publish_pose or p.workspace.enabled:
             self.create_subscription(PoseStamped, "ee_pose", self.on_ee_pose, qos_profile_sensor_data)
         self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
+        # A volatile reader gets no history, so a controller (re)started while the e-stop is engaged
+        # would move. A second, latched reader gets the last value of latched e-stop publishers
+        # (it cannot match volatile ones, which the first reader serves; repeats change nothing).
+        self.create_subscription(
+            Bool, "estop", self.on_estop, LATCHED, event_callbacks=SubscriptionEventCallbacks(incompatible_qos=_ignore)
+        )
         self.create_subscription(String, "episode", self.on_episode, LATCHED)
         if self.updates is not None:
             self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
