@@ -41,6 +41,7 @@ def test_a_killed_controller_stops_the_graph_and_a_restarted_one_starts_from_res
     restart = report["restart"]
     assert all(r["rate_limiter_from_rest"] and r["first_steps"][0] == 0 for r in restart["restarts"]), restart
     assert restart["latched_estop"][0]["actions_in_3s_after_release"] > 0
+    assert all(r["kept"] for r in restart["latched_estop_with_estop_required"]), restart
 
 
 def test_a_killed_dreamer_is_respawned_while_the_controller_holds():

@@ -110,6 +110,7 @@ class PolicyController(Node):
         self.ee_position: Fresh[np.ndarray] = Fresh(p.stale_after_s)  # for workspace limits
         self.needs_joints = p.publish_trajectory and self.spec.mode == MODE_DELTA
         self.goal: np.ndarray | None = None
+        self.estop_heard = False  # a value arrived on estop (estop_required waits for one)
         self.counts = {"refused": 0, "holds": 0}
         self.outputs = CommandOutputs(self, self.spec, p.outputs, p.trajectory_controller.joints, self.warnings)
 
@@ -259,6 +260,7 @@ class PolicyController(Node):
         self.ee_position.set(position, stamp_ns(msg.header))
 
     def on_estop(self, msg: Bool) -> None:
+        self.estop_heard = True
         if not self.safety.set_estop(bool(msg.data)):
             return
         if msg.data:
@@ -329,8 +331,11 @@ class PolicyController(Node):
 
     # -- acting ---------------------------------------------------------------------------------
     def try_act(self) -> None:
+        unknown = self.params.estop_required and not self.estop_heard
+        if unknown:
+            self.warnings.warn("estop-unknown", "no value heard on estop yet (estop_required): no command")
         ready = self.gate.take(
-            estop=self.safety.estop,
+            estop=self.safety.estop or unknown,
             paused=(self.updates is not None and self.updates.busy) or self.ood_gate.holding,
             goal_missing=self.needs_goal and self.goal is None,
         )
