@@ -55,6 +55,7 @@ def test_sigint_while_recording_keeps_every_finished_episode():
     report = quick("record_sigint")
     assert report["episodes_finished_before_sigint"] >= 1 and report["finished_episodes_lost"] == 0, report
     assert report["inspect_exit_status"] == 0 and report["launcher_exit_status"] == 0
+    assert report["finished_frames_recorded"] == report["finished_frames_expected"], report
 
 
 def test_a_flood_of_bad_frames_leaves_every_node_up_and_good_frames_answered():

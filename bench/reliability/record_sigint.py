@@ -78,7 +78,7 @@ def measure(graph: Graph, episodes: int, out: Path, env: dict) -> dict:
         text=True,
     )
     line = next((x for x in inspect.stdout.splitlines() if x.startswith("episodes")), inspect.stderr.strip())
-    intact = [n == steps + 1 for n, (_, steps) in zip(frames, finished, strict=False)]
+    kept = frames[: len(finished)]
     return {
         "graph": "roboscape-r launch mode=sim (reach-v3, expert, 20-step episodes, 64x64) + camera_ingest record.*",
         "episode_length_s": round(length_s, 2),
@@ -88,8 +88,11 @@ def measure(graph: Graph, episodes: int, out: Path, env: dict) -> dict:
         "finished_steps": [steps for _, steps in finished],
         "dataset_episodes": len(frames),
         "dataset_frames_per_episode": frames,
-        "finished_episodes_complete": sum(intact),
-        "finished_episodes_lost": len(finished) - sum(intact),
+        "finished_episodes_lost": len(finished) - len(kept),
+        # every frame the sim stepped from plus each final frame: steps + 1 per finished episode
+        "finished_frames_expected": sum(steps + 1 for _, steps in finished),
+        "finished_frames_recorded": sum(kept),
+        "episodes_of_another_length": sum(n != steps + 1 for n, (_, steps) in zip(kept, finished, strict=False)),
         "cut_episode_written": len(frames) > len(finished),
         "inspect_exit_status": inspect.returncode,
         "inspect_episodes_line": line,
