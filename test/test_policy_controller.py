@@ -242,6 +242,46 @@ def test_watchdog_holds_once_and_estop_holds_until_released(ros):
     assert "E-STOP engaged" in log and "e-stop released" in log and "holding the arm" in log and "Traceback" not in log
 
 
+def test_an_estop_latched_before_the_controller_started_holds_it_until_released(ros):
+    """A controller (re)started while the e-stop is engaged, e.g. by a supervisor after a crash:
+    an e-stop published latched (transient local) reaches it, and it sends nothing until released.
+    A volatile publisher keeps working (the other tests)."""
+    rig = Rig(ros)
+    latched_estop = ros.node.create_publisher(Bool, "estop", LATCHED)
+    latched_estop.publish(Bool(data=True))
+    proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "max_delta:=[2.0, 2.0, 2.0, 2.0]")
+    assert ros.spin_until(
+        lambda: latched_estop.get_subscription_count() > 0 and rig.obs_pub.get_subscription_count() > 0, 30
+    )
+    ros.spin_until(lambda: False, 1.0)  # the latched value is delivered on matching
+
+    def stream():
+        rig.obs_pub.publish(image(rig.now()))
+
+    assert rig.quiet(3.0, tick=stream) == 0
+    latched_estop.publish(Bool(data=False))
+    assert ros.spin_until(lambda: rig.actions, 10.0, tick=stream)
+    log = ros.stop(proc)
+    assert "E-STOP engaged" in log and "incompatible" not in log and "Traceback" not in log, log
+
+
+def test_with_estop_required_nothing_moves_until_the_estop_state_is_heard(ros):
+    """A (re)started controller may get camera frames before the latched e-stop's value (discovery
+    order is not fixed): with estop_required it sends nothing until a value arrived on estop."""
+    proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "estop_required:=true")
+    rig = Rig(ros)
+
+    def stream():
+        rig.obs_pub.publish(image(rig.now()))
+
+    assert ros.spin_until(lambda: rig.obs_pub.get_subscription_count() > 0, 30)
+    assert rig.quiet(3.0, tick=stream) == 0
+    rig.estop_pub.publish(Bool(data=False))  # released: the state is known
+    assert ros.spin_until(lambda: rig.actions, 10.0, tick=stream)
+    log = ros.stop(proc)
+    assert "no value heard on estop yet" in log and "Traceback" not in log, log
+
+
 def test_a_simulator_that_waited_through_a_hold_gets_its_frame_answered(ros):
     """Sim time stands still while a simulator waits for the action of its frame and re-sends that
     frame; after a watchdog hold (a stall under load) the controller must answer it again."""

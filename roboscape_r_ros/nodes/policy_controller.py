@@ -51,6 +51,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -82,6 +83,10 @@ from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_b
 from roboscape_r_ros.runtime.reload import FileWatch
 
 
+def _ignore(_event) -> None:
+    """Volatile e-stop publishers do not match the latched reader: expected, not worth a warning."""
+
+
 class PolicyController(Node):
     def __init__(self) -> None:
         super().__init__("policy_controller")
@@ -105,6 +110,7 @@ class PolicyController(Node):
         self.ee_position: Fresh[np.ndarray] = Fresh(p.stale_after_s)  # for workspace limits
         self.needs_joints = p.publish_trajectory and self.spec.mode == MODE_DELTA
         self.goal: np.ndarray | None = None
+        self.estop_heard = False  # a value arrived on estop (estop_required waits for one)
         self.counts = {"refused": 0, "holds": 0}
         self.outputs = CommandOutputs(self, self.spec, p.outputs, p.trajectory_controller.joints, self.warnings)
 
@@ -115,6 +121,12 @@ class PolicyController(Node):
         if p.publish_pose or p.workspace.enabled:
             self.create_subscription(PoseStamped, "ee_pose", self.on_ee_pose, qos_profile_sensor_data)
         self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
+        # A volatile reader gets no history, so a controller (re)started while the e-stop is engaged
+        # would move. A second, latched reader gets the last value of latched e-stop publishers
+        # (it cannot match volatile ones, which the first reader serves; repeats change nothing).
+        self.create_subscription(
+            Bool, "estop", self.on_estop, LATCHED, event_callbacks=SubscriptionEventCallbacks(incompatible_qos=_ignore)
+        )
         self.create_subscription(String, "episode", self.on_episode, LATCHED)
         if self.updates is not None:
             self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
@@ -248,6 +260,7 @@ class PolicyController(Node):
         self.ee_position.set(position, stamp_ns(msg.header))
 
     def on_estop(self, msg: Bool) -> None:
+        self.estop_heard = True
         if not self.safety.set_estop(bool(msg.data)):
             return
         if msg.data:
@@ -318,8 +331,11 @@ class PolicyController(Node):
 
     # -- acting ---------------------------------------------------------------------------------
     def try_act(self) -> None:
+        unknown = self.params.estop_required and not self.estop_heard
+        if unknown:
+            self.warnings.warn("estop-unknown", "no value heard on estop yet (estop_required): no command")
         ready = self.gate.take(
-            estop=self.safety.estop,
+            estop=self.safety.estop or unknown,
             paused=(self.updates is not None and self.updates.busy) or self.ood_gate.holding,
             goal_missing=self.needs_goal and self.goal is None,
         )

@@ -102,6 +102,11 @@ class PolicyControllerParams:
     require_goal: bool = parameter(
         False, "publish nothing until a goal image arrived (always so for goal-conditioned backends)"
     )
+    estop_required: bool = parameter(
+        False,
+        "publish nothing until a value was heard on estop (publish it latched or periodically): a (re)started "
+        "controller then cannot move before it knows the e-stop's state",
+    )
     publish_pose: bool = parameter(False, "also publish cmd_pose (geometry_msgs/PoseStamped)")
     publish_twist: bool = parameter(False, "also publish cmd_twist (geometry_msgs/TwistStamped)")
     publish_array: bool = parameter(False, "also publish cmd_array (std_msgs/Float64MultiArray)")
