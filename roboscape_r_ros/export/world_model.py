@@ -43,6 +43,7 @@ from roboscape_r_ros.world_model.rollout import gather, spread_windows
 
 WM_ONNX_FORMAT = "roboscape_r_ros.world_model.onnx/1"  # metadata "format" of every exported piece
 PIECES = ("encode", "context", "step", "decode")
+ONNX_FOLDER = "onnx"  # the default output folder, inside the run folder (beside world_model.safetensors)
 PERCEPTUAL = "effnet"
 PREPROCESSING = {
     "encode": "inside the graph: uint8 RGB x -> x / 127.5 - 1",
@@ -253,7 +254,7 @@ def export_world_model(
         "torch": torch.__version__,
     }
     exported = [(graph, *to_onnx(graph)) for graph in graphs]  # every check before the first file
-    folder = Path(output) if str(output) else found.checkpoint.parent / "onnx"
+    folder = Path(output) if str(output) else found.checkpoint.parent / ONNX_FOLDER
     files, diffs = {}, {}
     for graph, model, diff in exported:
         ins, outs = describe(graph)
