@@ -11,6 +11,12 @@ same with a single action). A policy driving the dreamer thus sees one frame per
 An episode ends when the done probability exceeds ``done_threshold`` (imagined success) or after
 ``max_steps`` world-model steps (truncated); the next action then needs a reset.
 
+Hot reload (``load_replacement``): a new checkpoint is loaded and checked when asked, and refused with
+one line (the running model stays) unless it fits the running graph: the same frame size, action
+dimension, frame_skip and context length. DreamSession swaps it in at its next episode reset (an
+episode never mixes two models); ShadowMonitor at once, with a fresh context (it keeps no state
+between predictions beyond the real frames).
+
 ShadowMonitor predicts beside a real robot: from the latest real frames and the actions between
 them it predicts the next real frame and scores the prediction against it (MSE, PSNR): a live
 out-of-domain signal. side_by_side composes real | dream | goal for RViz. Everything here is
@@ -79,6 +85,13 @@ class DreamerParams:
     warning_period_s: float = parameter(
         5.0, "at most one warning per kind of bad input in this period (s)", low=0.0, high=3600.0
     )
+    reload_check_s: float = parameter(
+        0.0,
+        "seconds between checks of the world-model checkpoint file for a replaced model, swapped in at the next "
+        "episode reset (0: only on the reload_world_model service)",
+        low=0.0,
+        high=3600.0,
+    )
 
 
 class DreamError(RoboscapeError, ValueError):
@@ -89,6 +102,23 @@ def load_world_model(path: str | Path, device: str = "cpu") -> tuple[WorldModel,
     """A run folder or checkpoint file -> (model in eval mode, run); RoboscapeError names the file."""
     run = resolve_world_model(path)
     return WorldModel.from_checkpoint(run.checkpoint, device=device), run
+
+
+REFUSED = "reload refused, the old world model keeps running"
+FITS = ("image_size", "action_dim", "frame_skip", "context_length")  # what a replacement must share
+
+
+def load_replacement(running: WorldModel, path: str | Path, device: str = "cpu") -> tuple[WorldModel, WorldModelRun]:
+    """The world model at ``path`` if it can replace ``running`` in a live graph, else DreamError (one line)."""
+    try:
+        wm, run = load_world_model(path, device)
+    except RoboscapeError as err:
+        raise DreamError(f"{REFUSED}: {err}") from None
+    differ = [f"{k} {getattr(wm.cfg, k)} (running: {getattr(running.cfg, k)})" for k in FITS
+              if getattr(wm.cfg, k) != getattr(running.cfg, k)]  # fmt: skip
+    if differ:
+        raise DreamError(f"{REFUSED}: {run.checkpoint} has {', '.join(differ)}")
+    return wm, run
 
 
 def check_action(wm: WorldModel, action: np.ndarray) -> np.ndarray:
@@ -200,6 +230,7 @@ class DreamSession:
         self.episode_index = -1
         self.state: State | None = None
         self.frame: DreamFrame | None = None
+        self.pending: WorldModel | None = None  # a hot-reloaded model (load_replacement), taken at the next reset
 
     @property
     def frame_skip(self) -> int:
@@ -211,6 +242,8 @@ class DreamSession:
             if self.contexts is None:
                 raise DreamError("no context given and no context pool (dataset) to draw one from")
             context = self.contexts.draw()
+        if self.pending is not None:
+            self.wm, self.pending = self.pending.eval(), None
         for i, frame in enumerate(context.frames):
             check_frame(self.wm, frame, f"context frame {i}")
         if context.actions.shape != (len(context.frames) - 1, self.wm.cfg.action_dim):
@@ -264,6 +297,10 @@ class ShadowMonitor:
     """
 
     def __init__(self, wm: WorldModel):
+        self.replace(wm)
+
+    def replace(self, wm: WorldModel) -> None:
+        """Predict with ``wm`` from now on (a hot reload: load_replacement checked it), from a fresh context."""
         self.wm = wm.eval()
         self.reset()
 
