@@ -448,3 +448,48 @@ def test_the_node_refuses_a_bad_reload_keeps_dreaming_and_swaps_a_good_one_at_re
     refusals = [line for line in log.splitlines() if "reload refused" in line]
     assert len(refusals) == 2 and all("not a readable safetensors file" in line for line in refusals), log
     assert "swapped in at episode dream-ep0002" in log and "Traceback" not in log, log
+
+
+# -- runtime onnx ----------------------------------------------------------------------------------
+def test_the_exported_pieces_dream_and_shadow_as_torch_does(tmp_path):
+    from roboscape_r_ros.export.world_model import export_world_model
+    from roboscape_r_ros.runtime.dream_session import describe
+
+    run = tiny_run(tmp_path)
+    with pytest.raises(RoboscapeError, match="export it: roboscape-r export world_model="):
+        load_world_model(run, runtime="onnx")
+    export_world_model(run, perceptual_resolution=None)  # into <run>/onnx, where runtime auto finds it
+    wm, info = load_world_model(run)
+    runner, _ = load_world_model(run, runtime="auto")
+    assert describe(runner) == "onnx on CPUExecutionProvider" and describe(wm) == "torch on torch:cpu"
+    session = DreamSession(runner, ContextPool(runner, info), max_steps=3, done_threshold=1.0)
+    twin = DreamSession(wm, done_threshold=1.0)
+    twin.reset(session.reset().context)
+    for action in np.random.default_rng(0).uniform(-1, 1, (3, 4)).astype(np.float32):
+        found, expected = session.step(action), twin.step(action)
+        assert np.abs(found.image.astype(int) - expected.image).max() <= 1
+        assert found.done_probability == pytest.approx(expected.done_probability, abs=1e-5)
+    frames = EpisodeDataset.open(info.split["dataset"]).load_arrays().frames[:3]
+    monitors = ShadowMonitor(runner), ShadowMonitor(wm)
+    a = np.array([0.5, 0.0, 0.0, 0.0], np.float32)
+    for t, frame in enumerate(frames):
+        results = [m.observe(t, frame) for m in monitors]
+        if t:
+            assert results[0].mse == pytest.approx(results[1].mse, abs=1e-4)
+        predictions = [m.act(t, a) for m in monitors]
+        assert np.abs(predictions[0].astype(int) - predictions[1]).max() <= 1
+    torch.manual_seed(1)
+    WorldModel(wm.cfg).save(info.checkpoint)  # a new checkpoint, not exported again: its pieces are stale
+    with pytest.raises(RoboscapeError, match="exported from another checkpoint"):
+        load_world_model(run, runtime="onnx")
+
+
+def test_the_node_says_which_runtime_dreams(ros, tmp_path, watch):
+    from roboscape_r_ros.export.world_model import export_world_model
+
+    run = tiny_run(tmp_path)
+    export_world_model(run, perceptual_resolution=None)
+    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "runtime:=onnx")
+    assert ros.spin_until(lambda: watch["observation"] and watch["done"], 60), "no dreamer"
+    log = ros.stop(proc)
+    assert "onnx on CPUExecutionProvider" in log and "Traceback" not in log, log

@@ -74,6 +74,7 @@ from roboscape_r_ros.runtime.dream_session import (
     DreamFrame,
     DreamSession,
     ShadowMonitor,
+    describe,
     load_replacement,
     load_world_model,
     side_by_side,
@@ -91,7 +92,7 @@ class Dreamer(Node):
         if not p.world_model:
             raise StartupError("dreamer: no world model given: set world_model (a train-wm run folder or .safetensors)")
         try:
-            self.wm, run = load_world_model(p.world_model, p.device)
+            self.wm, run = load_world_model(p.world_model, p.device, p.runtime)
             n = len(p.action_names)
             self.spec = ActionSpec(p.action_names, p.action_units, p.action_scale, (-1.0,) * n, (1.0,) * n)
             if n != self.wm.cfg.action_dim:
@@ -114,7 +115,7 @@ class Dreamer(Node):
         self.mode.start()
         self.get_logger().info(
             f"{p.mode}: world model {run.checkpoint} ({self.size}x{self.size}, {self.wm.cfg.action_dim}-D actions, "
-            f"frame_skip {self.wm.cfg.frame_skip}); {self.mode.describe()}"
+            f"frame_skip {self.wm.cfg.frame_skip}, {describe(self.wm)}); {self.mode.describe()}"
         )
 
     def on_goal(self, msg: Image) -> None:
@@ -130,7 +131,7 @@ class Dreamer(Node):
 
     def reload(self) -> str:
         """The checkpoint at world_model, checked now and handed to the mode (which swaps it in when it may)."""
-        wm, run = load_replacement(self.wm, self.params.world_model, self.params.device)
+        wm, run = load_replacement(self.wm, self.params.world_model, self.params.device, self.params.runtime)
         return self.mode.replace(wm, run.checkpoint)
 
     def check(self, msg: Action) -> np.ndarray | None:

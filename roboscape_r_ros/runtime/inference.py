@@ -235,14 +235,18 @@ class OnnxWorldModelRunner(WorldModelRunner):
         return (kv, valid), self.run("decode", tokens=tokens)[0], done
 
 
+def world_model_runtime(checkpoint: Path, runtime: Runtime) -> str:
+    """torch or onnx: auto is onnx where the checkpoint's run was exported (``onnx/`` beside it)."""
+    if runtime == "auto":
+        return "onnx" if (checkpoint.parent / ONNX_FOLDER / "step.onnx").is_file() else "torch"
+    return runtime
+
+
 def open_world_model_runner(
     checkpoint: str | Path, runtime: Runtime = "auto", device: str = "cpu", threads: int = 0
 ) -> WorldModelRunner:
     """The world model of ``checkpoint`` (.safetensors) in torch, or its exported pieces in ``onnx/`` beside it."""
     checkpoint = Path(checkpoint)
-    folder = checkpoint.parent / ONNX_FOLDER
-    if runtime == "auto":
-        runtime = "onnx" if (folder / "step.onnx").is_file() else "torch"
-    if runtime == "onnx":
-        return OnnxWorldModelRunner(folder, device, threads, checkpoint)
+    if world_model_runtime(checkpoint, runtime) == "onnx":
+        return OnnxWorldModelRunner(checkpoint.parent / ONNX_FOLDER, device, threads, checkpoint)
     return TorchWorldModelRunner(checkpoint, device, threads)
