@@ -9,6 +9,7 @@ synthetic dataset of wm_synthetic (32x32 frames, 4-D Meta-World actions): a trai
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,145 @@ def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, ru
     assert proc.returncode == 0 and "Traceback" not in log, log
     for expected in ("encoding 'yuv422' is not supported", "data holds", "the world model takes uint8 [32,32,3]"):
         assert expected in log, expected
+
+
+# -- hot reload ------------------------------------------------------------------------------------
+def bad_replacements(folder: Path, run: Path) -> dict[str, tuple[Path, str]]:
+    """Files that must not replace the running model (run's: 32 px, 4-D actions, context 3), with why."""
+    truncated = folder / "truncated.safetensors"
+    truncated.write_bytes((run / "world_model.safetensors").read_bytes()[:4000])
+    cases = {"truncated": (truncated, "not a readable safetensors file")}
+    for name, override, why in (
+        ("action dim", "action_dim=2", "action_dim 2 (running: 4)"),
+        ("frame size", "image_size=64", "image_size 64 (running: 32)"),
+    ):
+        cfg = load_config(
+            WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", override]
+        )
+        WorldModel(cfg).save(folder / f"{name}.safetensors")
+        cases[name] = (folder / f"{name}.safetensors", why)
+    return cases
+
+
+def test_a_reload_is_refused_unless_it_fits_and_swaps_in_at_the_next_reset(run, wm, tmp_path):
+    from roboscape_r_ros.runtime.dream_session import load_replacement
+
+    _, info = load_world_model(run)
+    session = DreamSession(wm, ContextPool(wm, info), max_steps=10, done_threshold=1.0)
+    first = session.reset()
+    action = np.array([0.5, -0.5, 0.0, 1.0], np.float32)
+    for path, why in bad_replacements(tmp_path, run).values():
+        with pytest.raises(DreamError, match=f"reload refused, the old world model keeps running: .*{re.escape(why)}"):
+            load_replacement(wm, path)
+    torch.manual_seed(1)
+    other = WorldModel(wm.cfg)  # fresh weights: other predictions
+    other.save(tmp_path / "other.safetensors")
+    session.pending, _ = load_replacement(wm, tmp_path / "other.safetensors")
+    old_twin, new_twin = DreamSession(wm, done_threshold=1.0), DreamSession(session.pending, done_threshold=1.0)
+    old_twin.reset(first.context)
+    np.testing.assert_array_equal(
+        session.step(action).image, old_twin.step(action).image
+    )  # the episode keeps its model
+    second = session.reset()
+    assert session.wm is not wm and session.pending is None
+    new_twin.reset(second.context)
+    np.testing.assert_array_equal(session.step(action).image, new_twin.step(action).image)
+
+
+def test_the_node_refuses_a_bad_reload_keeps_dreaming_and_swaps_a_good_one_at_reset(ros, tmp_path, watch):
+    from ros_harness import action
+    from std_srvs.srv import Trigger
+
+    from roboscape_r_ros.files import write_atomic
+
+    live = tiny_run(tmp_path / "live")
+    checkpoint = live / "world_model.safetensors"
+    cfg = load_world_model(live)[0].cfg
+    proc = ros.start(
+        "roboscape_r_ros.nodes.dreamer",
+        *("-p", f"world_model:={live}", "-p", "max_steps:=2", "-p", "done_threshold:=1.0"),
+        *("-p", "reload_check_s:=0.1"),
+    )
+    pub = watch["action_pub"]
+    assert ros.spin_until(lambda: watch["done"] and pub.get_subscription_count(), 60), "no dreamer"
+    client = ros.node.create_client(Trigger, "reload_world_model")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def reload():
+        future = client.call_async(Trigger.Request())
+        assert ros.spin_until(future.done, 20)
+        return future.result()
+
+    def steps(n: int) -> None:  # n world-model steps, each answering the latest frame of a running episode
+        for _ in range(n):
+            assert ros.spin_until(lambda: not watch["done"][-1].done, 10)
+            last = watch["done"][-1]
+            pub.publish(action(NEUTRAL, last.header.stamp, episode_id=last.episode_id))
+
+            def where(msg):
+                return msg.episode_id, msg.step
+
+            moved = lambda last=last: where(watch["done"][-1]) != where(last)  # noqa: E731
+            assert ros.spin_until(moved, 10)  # republishes keep both: only a step changes them
+
+    write_atomic(checkpoint, checkpoint.read_bytes()[:4000])  # truncated: the watch refuses it, and so does the service
+    ros.spin_until(lambda: False, 0.6)
+    answer = reload()
+    assert not answer.success and "reload refused, the old world model keeps running" in answer.message
+    steps(3)  # the old model keeps dreaming (one episode of 2 steps ends, the next begins)
+    torch.manual_seed(1)
+    WorldModel(cfg).save(checkpoint)  # a good one, fresh weights
+    ros.spin_until(lambda: False, 0.6)  # the watch stages it; the service stages it again
+    answer = reload()
+    assert answer.success and "at the next episode reset" in answer.message
+    steps(2)  # dream-ep0001 ends at its 2nd step; its reset takes the new model, which makes ep0002's 1st step
+    assert (watch["done"][-1].episode_id, watch["done"][-1].step) == ("dream-ep0002", 1)
+    log = ros.stop(proc)
+    refusals = [line for line in log.splitlines() if "reload refused" in line]
+    assert len(refusals) == 2 and all("not a readable safetensors file" in line for line in refusals), log
+    assert "swapped in at episode dream-ep0002" in log and "Traceback" not in log, log
+
+
+# -- runtime onnx ----------------------------------------------------------------------------------
+def test_the_exported_pieces_dream_and_shadow_as_torch_does(tmp_path):
+    from roboscape_r_ros.export.world_model import export_world_model
+    from roboscape_r_ros.runtime.dream_session import describe
+
+    run = tiny_run(tmp_path)
+    with pytest.raises(RoboscapeError, match="export it: roboscape-r export world_model="):
+        load_world_model(run, runtime="onnx")
+    export_world_model(run, perceptual_resolution=None)  # into <run>/onnx, where runtime auto finds it
+    wm, info = load_world_model(run)
+    runner, _ = load_world_model(run, runtime="auto")
+    assert describe(runner) == "onnx on CPUExecutionProvider" and describe(wm) == "torch on torch:cpu"
+    session = DreamSession(runner, ContextPool(runner, info), max_steps=3, done_threshold=1.0)
+    twin = DreamSession(wm, done_threshold=1.0)
+    twin.reset(session.reset().context)
+    for action in np.random.default_rng(0).uniform(-1, 1, (3, 4)).astype(np.float32):
+        found, expected = session.step(action), twin.step(action)
+        assert np.abs(found.image.astype(int) - expected.image).max() <= 1
+        assert found.done_probability == pytest.approx(expected.done_probability, abs=1e-5)
+    frames = EpisodeDataset.open(info.split["dataset"]).load_arrays().frames[:3]
+    monitors = ShadowMonitor(runner), ShadowMonitor(wm)
+    a = np.array([0.5, 0.0, 0.0, 0.0], np.float32)
+    for t, frame in enumerate(frames):
+        results = [m.observe(t, frame) for m in monitors]
+        if t:
+            assert results[0].mse == pytest.approx(results[1].mse, abs=1e-4)
+        predictions = [m.act(t, a) for m in monitors]
+        assert np.abs(predictions[0].astype(int) - predictions[1]).max() <= 1
+    torch.manual_seed(1)
+    WorldModel(wm.cfg).save(info.checkpoint)  # a new checkpoint, not exported again: its pieces are stale
+    with pytest.raises(RoboscapeError, match="exported from another checkpoint"):
+        load_world_model(run, runtime="onnx")
+
+
+def test_the_node_says_which_runtime_dreams(ros, tmp_path, watch):
+    from roboscape_r_ros.export.world_model import export_world_model
+
+    run = tiny_run(tmp_path)
+    export_world_model(run, perceptual_resolution=None)
+    proc = ros.start("roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={run}", "-p", "runtime:=onnx")
+    assert ros.spin_until(lambda: watch["observation"] and watch["done"], 60), "no dreamer"
+    log = ros.stop(proc)
+    assert "onnx on CPUExecutionProvider" in log and "Traceback" not in log, log

@@ -19,6 +19,11 @@ mode shadow (beside a real or simulated robot)
   Service     reset        (std_srvs/Trigger): forget the real context
 Both modes publish dream/image (rgb8: real | dream | goal side by side, for RViz) and read the
 latched goal_image for its third panel.
+Both serve reload_world_model (std_srvs/Trigger; also on a timer with reload_check_s > 0): the
+checkpoint at world_model is loaded and checked at once and swapped in at the next episode reset
+(shadow: at once, with a fresh context); a file that cannot replace the running model (unreadable,
+truncated, another frame size, action dimension, frame_skip or context length) is refused with one
+line and the old model keeps running. The context episodes stay those of the start.
 
 Imagine: an episode starts from a real context window of the world-model run's dataset (by default
 its held-out episodes); its first observation is the window's last real frame. One action = one
@@ -57,6 +62,7 @@ from roboscape_r_ros.nodes.node_tools import (
     ThrottledWarnings,
     declare_parameters,
     rgb8_image,
+    serve_reload,
     spin,
     stamp_ns,
 )
@@ -68,6 +74,8 @@ from roboscape_r_ros.runtime.dream_session import (
     DreamFrame,
     DreamSession,
     ShadowMonitor,
+    describe,
+    load_replacement,
     load_world_model,
     side_by_side,
 )
@@ -84,7 +92,7 @@ class Dreamer(Node):
         if not p.world_model:
             raise StartupError("dreamer: no world model given: set world_model (a train-wm run folder or .safetensors)")
         try:
-            self.wm, run = load_world_model(p.world_model, p.device)
+            self.wm, run = load_world_model(p.world_model, p.device, p.runtime)
             n = len(p.action_names)
             self.spec = ActionSpec(p.action_names, p.action_units, p.action_scale, (-1.0,) * n, (1.0,) * n)
             if n != self.wm.cfg.action_dim:
@@ -103,10 +111,11 @@ class Dreamer(Node):
         self.create_subscription(Image, "goal_image", self.on_goal, LATCHED)
         self.create_subscription(Action, "action", self.mode.on_action, RELIABLE)
         self.create_service(Trigger, "reset", self.on_reset)
+        serve_reload(self, "reload_world_model", str(run.checkpoint), p.reload_check_s, self.reload)
         self.mode.start()
         self.get_logger().info(
             f"{p.mode}: world model {run.checkpoint} ({self.size}x{self.size}, {self.wm.cfg.action_dim}-D actions, "
-            f"frame_skip {self.wm.cfg.frame_skip}); {self.mode.describe()}"
+            f"frame_skip {self.wm.cfg.frame_skip}, {describe(self.wm)}); {self.mode.describe()}"
         )
 
     def on_goal(self, msg: Image) -> None:
@@ -119,6 +128,11 @@ class Dreamer(Node):
         self.get_logger().info(f"reset: {response.message}")
         response.success = True
         return response
+
+    def reload(self) -> str:
+        """The checkpoint at world_model, checked now and handed to the mode (which swaps it in when it may)."""
+        wm, run = load_replacement(self.wm, self.params.world_model, self.params.device, self.params.runtime)
+        return self.mode.replace(wm, run.checkpoint)
 
     def check(self, msg: Action) -> np.ndarray | None:
         """The Action's values when it fits the expected spec, else None after a warning."""
@@ -166,8 +180,16 @@ class Imagining:
     def reset(self) -> str:
         return self.start_episode().episode_id
 
+    def replace(self, wm, source) -> str:
+        self.session.pending, self.source = wm, source
+        return f"world model {source} loaded: it replaces the running one at the next episode reset"
+
     def start_episode(self) -> DreamFrame:
+        swapping = self.session.pending is not None
         frame = self.session.reset()
+        if swapping:
+            self.node.wm = self.session.wm
+            self.node.get_logger().info(f"world model {self.source} swapped in at episode {frame.episode_id}")
         self.gate.new_episode(frame.episode_id)
         self.episode_pub.publish(String(data=frame.episode_id))
         self.publish_frame(frame)
@@ -229,6 +251,11 @@ class Shadowing:
     def reset(self) -> str:
         self.monitor.reset()
         return "shadow context cleared"
+
+    def replace(self, wm, source) -> str:
+        self.monitor.replace(wm)
+        self.node.wm = wm
+        return f"world model {source} swapped in (shadow: at once, from a fresh context)"
 
     def on_action(self, msg: Action) -> None:
         values = self.node.check(msg)

@@ -1,5 +1,5 @@
 """What every roboscape_r_ros node shares: QoS profiles, stamps, parameters declared from their
-dataclasses, throttled logs and drops, rgb8 images, a clean spin."""
+dataclasses, throttled logs and drops, rgb8 images, hot reload of a model file, a clean spin."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -23,9 +24,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
 
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
+from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.runtime.parameters import ParameterError, build, parameter_specs
+from roboscape_r_ros.runtime.reload import FileWatch
 
 T = TypeVar("T")
 
@@ -125,6 +129,31 @@ class Drops:
         except FrameError as err:
             self(f"{what}-{err.reason}", f"{what}: {err}")
             return None
+
+
+def serve_reload(node: Node, service: str, path: str, check_s: float, reload: Callable[[], str]) -> None:
+    """Hot reload of the model file at ``path``: the Trigger service ``service`` and, with ``check_s`` > 0, a
+    check of the file every ``check_s`` seconds (runtime.reload.FileWatch) call ``reload``. Its message is
+    logged and answered; a RoboscapeError (a file that cannot replace the running model) is logged as one
+    error line and answered as a failure, and the running model stays."""
+
+    def run() -> tuple[bool, str]:
+        try:
+            message = reload()
+        except RoboscapeError as err:
+            node.get_logger().error(str(err))
+            return False, str(err)
+        node.get_logger().info(message)
+        return True, message
+
+    def on_service(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = run()
+        return response
+
+    node.create_service(Trigger, service, on_service)
+    if path and check_s > 0:
+        watch = FileWatch(path)
+        node.create_timer(check_s, lambda: watch.changed() and run(), clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 class StartupError(Exception):

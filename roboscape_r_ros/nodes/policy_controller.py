@@ -56,7 +56,6 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, String
-from std_srvs.srv import Trigger
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.errors import RoboscapeError
@@ -70,6 +69,7 @@ from roboscape_r_ros.nodes.node_tools import (
     StartupError,
     ThrottledWarnings,
     declare_parameters,
+    serve_reload,
     spin,
     stamp_ns,
 )
@@ -80,7 +80,6 @@ from roboscape_r_ros.runtime.controller import DecisionGate, PolicyControllerPar
 from roboscape_r_ros.runtime.feedback import ByName, Fresh, StateRejected
 from roboscape_r_ros.runtime.ood_guard import OodGate
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
-from roboscape_r_ros.runtime.reload import FileWatch
 
 
 def _ignore(_event) -> None:
@@ -132,14 +131,11 @@ class PolicyController(Node):
             self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
-        self.create_service(Trigger, "reload_policy", self.on_reload)
         guard = p.ood_guard
         self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after)
         if guard.threshold > 0:
             self.create_subscription(Float32, "dream/error", self.on_dream_error, RELIABLE)
-        self.policy_file = FileWatch(p.checkpoint) if p.checkpoint else None
-        if self.policy_file is not None and p.reload_check_s > 0:
-            self.create_timer(p.reload_check_s, self.on_policy_file_check, clock=steady)
+        serve_reload(self, "reload_policy", p.checkpoint, p.reload_check_s, self.reload)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(
             f"backend {self.backend.describe()} ({', '.join(p.action_names)} in {p.action_mode} mode, "
@@ -166,23 +162,9 @@ class PolicyController(Node):
         cfg = load_config(PPOConfig, "ppo", None, [*learning.ppo.split(), f"num_steps={learning.rollout_steps}"])
         return BackgroundUpdates(Learner(self.backend.policy, cfg, learning.output))
 
-    def on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        response.success, response.message = self.reload()
-        return response
-
-    def on_policy_file_check(self) -> None:
-        if self.policy_file.changed():
-            self.reload()
-
-    def reload(self) -> tuple[bool, str]:
+    def reload(self) -> str:
         """The policy at the checkpoint path, swapped in between two decisions (callbacks never overlap)."""
-        try:
-            what = self.backend.reload(self.params.checkpoint)
-        except RoboscapeError as err:
-            self.get_logger().error(str(err))
-            return False, str(err)
-        self.get_logger().info(f"policy reloaded: {what}")
-        return True, what
+        return f"policy reloaded: {self.backend.reload(self.params.checkpoint)}"
 
     def on_set_parameters(self, params: list) -> SetParametersResult:
         # The policy, action spec and safety limits are fixed at start: a running controller

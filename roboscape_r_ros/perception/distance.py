@@ -40,7 +40,7 @@ class PerceptionConfig:
 
 def as_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 [B,H,W,3] (numpy or torch) -> float [B,3,H,W] in [0,1] on device."""
-    return torch.as_tensor(frames, device=device).movedim(-1, -3).float() / 255
+    return torch.as_tensor(frames, device=device).permute(0, 3, 1, 2).float() / 255
 
 
 def resize(x: torch.Tensor, side: int) -> torch.Tensor:

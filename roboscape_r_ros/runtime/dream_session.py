@@ -1,6 +1,6 @@
 """The world model as one live environment or as a monitor beside a robot: the core of the dreamer.
 
-    wm, run = load_world_model("runs/wm")                   # run folder or .safetensors
+    wm, run = load_world_model("runs/wm")                   # run folder or .safetensors (runtime: torch | onnx | auto)
     session = DreamSession(wm, ContextPool(wm, run))        # contexts: the run's held-out episodes
     first = session.reset()                                 # DreamFrame: the last real context frame
     frame = session.step(np.zeros(wm.cfg.action_dim))       # DreamFrame: the predicted next frame
@@ -10,6 +10,16 @@ action given is held for all of them, as a simulator repeating it would (Imagina
 same with a single action). A policy driving the dreamer thus sees one frame per world-model step.
 An episode ends when the done probability exceeds ``done_threshold`` (imagined success) or after
 ``max_steps`` world-model steps (truncated); the next action then needs a reset.
+
+``wm`` is a WorldModel (runtime torch) or a runtime.inference.WorldModelRunner over the exported
+ONNX pieces (runtime onnx, or auto where ``roboscape-r export world_model=`` wrote them): both have
+``cfg``, ``encode_context`` and ``step``; everything here reads only those.
+
+Hot reload (``load_replacement``): a new checkpoint is loaded and checked when asked, and refused with
+one line (the running model stays) unless it fits the running graph: the same frame size, action
+dimension, frame_skip and context length. DreamSession swaps it in at its next episode reset (an
+episode never mixes two models); ShadowMonitor at once, with a fresh context (it keeps no state
+between predictions beyond the real frames).
 
 ShadowMonitor predicts beside a real robot: from the latest real frames and the actions between
 them it predicts the next real frame and scores the prediction against it (MSE, PSNR): a live
@@ -24,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from roboscape_r_ros.data.frames import to_model_frame
 from roboscape_r_ros.data.reader import EpisodeDataset
@@ -31,6 +42,7 @@ from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.env import WorldModelRun, check_world_model, context_episodes, resolve_world_model
 from roboscape_r_ros.perception.metrics import psnr
 from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
+from roboscape_r_ros.runtime.inference import Runtime, WorldModelRunner, open_world_model_runner, world_model_runtime
 from roboscape_r_ros.runtime.parameters import parameter
 from roboscape_r_ros.world_model.dynamics import State
 from roboscape_r_ros.world_model.model import WorldModel
@@ -46,7 +58,12 @@ class DreamerParams:
     world_model: str = parameter(
         "", "world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint"
     )
-    device: str = parameter("cpu", "torch device of the world model")
+    device: str = parameter("cpu", "inference device of the world model")
+    runtime: Literal["torch", "onnx", "auto"] = parameter(
+        "auto",
+        "torch (the checkpoint), onnx (ONNX Runtime over the pieces `roboscape-r export world_model=` wrote into "
+        "<run>/onnx, from this very checkpoint) or auto (onnx where those pieces are, else torch)",
+    )
     dataset: str = parameter("", "imagine: dataset of the context episodes (empty: the one the run's split.json names)")
     context_episodes: Literal["held_out", "all"] = parameter(
         "held_out", "imagine: context episodes: held_out (the run's split.json) or all"
@@ -79,16 +96,54 @@ class DreamerParams:
     warning_period_s: float = parameter(
         5.0, "at most one warning per kind of bad input in this period (s)", low=0.0, high=3600.0
     )
+    reload_check_s: float = parameter(
+        0.0,
+        "seconds between checks of the world-model checkpoint file for a replaced model, swapped in at the next "
+        "episode reset (0: only on the reload_world_model service)",
+        low=0.0,
+        high=3600.0,
+    )
 
 
 class DreamError(RoboscapeError, ValueError):
     """A dream that cannot run as asked (no context, wrong action or frame shape); one-line message."""
 
 
-def load_world_model(path: str | Path, device: str = "cpu") -> tuple[WorldModel, WorldModelRun]:
-    """A run folder or checkpoint file -> (model in eval mode, run); RoboscapeError names the file."""
+def load_world_model(
+    path: str | Path, device: str = "cpu", runtime: Runtime = "torch"
+) -> tuple[WorldModel | WorldModelRunner, WorldModelRun]:
+    """A run folder or checkpoint file -> (model in eval mode, run); RoboscapeError names the file. Runtime
+    onnx (or auto, where the run was exported) gives a WorldModelRunner over the exported pieces instead."""
     run = resolve_world_model(path)
+    if world_model_runtime(run.checkpoint, runtime) == "onnx":
+        return open_world_model_runner(run.checkpoint, "onnx", device), run
     return WorldModel.from_checkpoint(run.checkpoint, device=device), run
+
+
+def describe(wm: WorldModel | WorldModelRunner) -> str:
+    """What runs the world model, e.g. 'onnx on CPUExecutionProvider'."""
+    return wm.describe() if isinstance(wm, WorldModelRunner) else f"torch on torch:{wm.device}"
+
+
+def as_numpy(x) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+REFUSED = "reload refused, the old world model keeps running"
+FITS = ("image_size", "action_dim", "frame_skip", "context_length")  # what a replacement must share
+
+
+def load_replacement(running, path: str | Path, device: str = "cpu", runtime: Runtime = "torch"):
+    """(world model, run) at ``path`` if it can replace ``running`` in a live graph, else DreamError (one line)."""
+    try:
+        wm, run = load_world_model(path, device, runtime)
+    except RoboscapeError as err:
+        raise DreamError(f"{REFUSED}: {err}") from None
+    differ = [f"{k} {getattr(wm.cfg, k)} (running: {getattr(running.cfg, k)})" for k in FITS
+              if getattr(wm.cfg, k) != getattr(running.cfg, k)]  # fmt: skip
+    if differ:
+        raise DreamError(f"{REFUSED}: {run.checkpoint} has {', '.join(differ)}")
+    return wm, run
 
 
 def check_action(wm: WorldModel, action: np.ndarray) -> np.ndarray:
@@ -195,11 +250,12 @@ class DreamSession:
     ):
         if max_steps < 1 or not 0.0 < done_threshold <= 1.0:
             raise DreamError(f"max_steps must be >= 1 and done_threshold in (0, 1]; got {max_steps}, {done_threshold}")
-        self.wm, self.contexts = wm.eval(), contexts
+        self.wm, self.contexts = wm, contexts
         self.max_steps, self.done_threshold, self.name = max_steps, done_threshold, name
         self.episode_index = -1
         self.state: State | None = None
         self.frame: DreamFrame | None = None
+        self.pending: WorldModel | None = None  # a hot-reloaded model (load_replacement), taken at the next reset
 
     @property
     def frame_skip(self) -> int:
@@ -211,6 +267,8 @@ class DreamSession:
             if self.contexts is None:
                 raise DreamError("no context given and no context pool (dataset) to draw one from")
             context = self.contexts.draw()
+        if self.pending is not None:
+            self.wm, self.pending = self.pending, None
         for i, frame in enumerate(context.frames):
             check_frame(self.wm, frame, f"context frame {i}")
         if context.actions.shape != (len(context.frames) - 1, self.wm.cfg.action_dim):
@@ -234,7 +292,7 @@ class DreamSession:
         p, step = float(done[0]), self.frame.step + 1
         terminated = p > self.done_threshold
         self.frame = DreamFrame(
-            image[0].cpu().numpy(),
+            as_numpy(image[0]),
             p,
             terminated,
             not terminated and step >= self.max_steps,
@@ -264,7 +322,11 @@ class ShadowMonitor:
     """
 
     def __init__(self, wm: WorldModel):
-        self.wm = wm.eval()
+        self.replace(wm)
+
+    def replace(self, wm: WorldModel) -> None:
+        """Predict with ``wm`` from now on (a hot reload: load_replacement checked it), from a fresh context."""
+        self.wm = wm
         self.reset()
 
     def reset(self) -> None:
@@ -312,7 +374,7 @@ class ShadowMonitor:
         actions = np.zeros((0, self.wm.cfg.action_dim), np.float32) if not self.actions else np.stack(self.actions)
         state = self.wm.encode_context(np.stack(self.frames)[None], actions[None])  # [1,C,H,W,3], [1,C-1,A]
         _, image, _ = self.wm.step(state, np.mean(self.pending, 0, dtype=np.float32)[None])
-        self.prediction = image[0].cpu().numpy()
+        self.prediction = as_numpy(image[0])
         return self.prediction
 
 

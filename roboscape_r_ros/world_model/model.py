@@ -68,7 +68,7 @@ class WorldModel(nn.Module):
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """token ids [...,N] -> uint8 frames [...,H,W,3]."""
-        return to_uint8(self.tokenizer.decode(tokens.unflatten(-1, (self.grid, self.grid))))
+        return to_uint8(self.tokenizer.decode(tokens.reshape(*tokens.shape[:-1], self.grid, self.grid)))
 
     # -- imagination -------------------------------------------------------------------------
     @torch.no_grad()

@@ -108,14 +108,25 @@ def hold_static_tokens(tokens: torch.Tensor, frames: torch.Tensor, threshold: in
     return torch.stack(held, -3)
 
 
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """[...,H,W,C] -> [...,C,H,W]. Dims counted from the front: torch's ONNX exporter copies a negative
+    source dim of movedim into the Transpose as it is, which ONNX Runtime rejects."""
+    return x.movedim(x.dim() - 1, x.dim() - 3)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """[...,C,H,W] -> [...,H,W,C] (see channels_first)."""
+    return x.movedim(x.dim() - 3, x.dim() - 1)
+
+
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [...,H,W,3] -> float [...,3,H,W] in [-1,1]."""
-    return frames.movedim(-1, -3).float() / 127.5 - 1
+    return channels_first(frames).float() / 127.5 - 1
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [...,3,H,W] in [-1,1] -> uint8 [...,H,W,3]."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+    return channels_last(((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
 
 
 class Tokenizer(nn.Module):
@@ -132,13 +143,13 @@ class Tokenizer(nn.Module):
         """uint8 [...,H,W,3] -> codes [...,h,w,d]."""
         lead = frames.shape[:-3]
         z = self.encoder(to_unit(frames.reshape(-1, *frames.shape[-3:])))  # [N,d,h,w]
-        codes = self.fsq.quantize(z.float().movedim(1, -1))  # [N,h,w,d], fp32 even under autocast
+        codes = self.fsq.quantize(channels_last(z.float()))  # [N,h,w,d], fp32 even under autocast
         return codes.reshape(*lead, *codes.shape[1:])
 
     def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [...,h,w,d] -> images [...,3,H,W] in [-1,1] (unclamped)."""
         lead = codes.shape[:-3]
-        images = self.decoder(codes.reshape(-1, *codes.shape[-3:]).movedim(-1, 1))  # [N,3,H,W]
+        images = self.decoder(channels_first(codes.reshape(-1, *codes.shape[-3:])))  # [N,3,H,W]
         return images.reshape(*lead, *images.shape[1:])
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
