@@ -78,6 +78,20 @@ def test_the_recorder_pairs_frames_with_their_actions_and_splits_episodes(tmp_pa
     assert dataset.episode(2).actions.tolist() == [[pytest.approx(0.7), 0.0, 0.0, -1.0]]
 
 
+def test_a_success_flag_that_arrives_after_the_next_episode_id_still_labels_its_own_episode(tmp_path):
+    rec = recorder(tmp_path / "data")
+    for stamp in (10, 20):
+        rec.observation(stamp, frame(stamp))
+        assert rec.action(stamp, NAMES, [0, 0, 0, 1], "expert", "A") is None
+    rec.episode("B")  # the sim ended A at its success frame 20 and reset; the id came first
+    rec.success()  # A's flag, late: frame 20 itself shows the success
+    rec.observation(30, frame(30))
+    assert rec.action(30, NAMES, [0, 0, 0, 1], "expert", "B") is None
+    rec.close()
+    assert [(e.episode_id, e.frames, e.success) for e in rec.written] == [("A", 2, True), ("B", 1, False)]
+    assert EpisodeDataset.open(tmp_path / "data").episode(0).done.tolist()[-1] == 1.0
+
+
 def test_state_streams_are_held_onto_frames_and_stale_or_missing_frames_dropped_and_counted(tmp_path):
     from roboscape_r_ros.data.message_values import JOINT_STATE, POSE
 

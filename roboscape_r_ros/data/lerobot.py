@@ -299,7 +299,7 @@ class DatasetSummary:
         names, spec = ", ".join(self.action_names), self.action_spec
         if not {"scale", "units", "mode"} <= (spec or {}).keys():  # a writer's own action_spec may say less
             return names
-        units = ", ".join(f"{s:g} {u}" for s, u in zip(spec["scale"], spec["units"]))
+        units = ", ".join(f"{s:g} {u}" if u != "1" else f"{s:g}" for s, u in zip(spec["scale"], spec["units"]))
         text = f"{names}: one unit is {units}, {spec['mode']}"
         if spec.get("period_s"):
             text += f" over {1000 * spec['period_s']:g} ms"

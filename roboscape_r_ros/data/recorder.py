@@ -25,8 +25,11 @@ Not recorded, and counted: Actions with NaN/inf values, the wrong names or lengt
 answers no frame seen (unmatched); frames no Action answered. Holds (source ``hold:*``) and the
 same Action sent again for a repeated frame are skipped silently.
 
-Success and done labels: after ``success()``, the next new frame is the one that shows success; the
-episode is a success when that frame was recorded, and ``done_labels`` marks it as ``collect`` does.
+Success and done labels: ``success()`` notes the newest frame seen; the next frame after it shows
+success, or that frame itself when it is its episode's last (the flag, a Bool without a stamp, arrived
+after the final frame). An episode is a success when that frame was recorded, and ``done_labels``
+marks it as ``collect`` does. The note belongs to the episode whose frames span its stamp, not to the
+episode id current when it arrived: the next episode's id may overtake it.
 
 State: every state stream (JointState positions, PoseStamped poses, read by data/message_values.py)
 goes into ``observation.state`` as ``import-bag`` puts it there (data/alignment.py): a frame holds
@@ -159,7 +162,7 @@ class EpisodeRecorder:
         self.rows: list[_Row] = []
         self.recorded: OrderedDict[int, None] = OrderedDict()  # stamps of the latest recorded frames
         self.last_stamp: int | None = None  # the newest frame seen
-        self.success_after: dict[str, int] = {}  # episode -> the newest frame stamp when success was reported
+        self.success_stamps: list[int] = []  # the newest frame stamp whenever success was reported
         self.counts: Counter[str] = Counter()  # frames, unanswered, episodes, and refusal reasons
         self.written: list[RecordedEpisode] = []
 
@@ -256,7 +259,7 @@ class EpisodeRecorder:
 
     def success(self) -> None:
         if self.last_stamp is not None:
-            self.success_after.setdefault(self.episode_id, self.last_stamp)
+            self.success_stamps.append(self.last_stamp)
 
     # -- output ---------------------------------------------------------------------------------
     def _write_open(self) -> None:
@@ -266,13 +269,15 @@ class EpisodeRecorder:
         if not rows:
             return
         stamps = np.array([r.stamp_ns for r in rows])
+        reports = [s for s in self.success_stamps if stamps[0] <= s <= stamps[-1]]
+        self.success_stamps = [s for s in self.success_stamps if s > stamps[-1]]
+        shown = stamps[stamps > reports[0]] if reports else []
+        shown_stamp = shown[0] if len(shown) else (stamps[-1] if reports and reports[0] == stamps[-1] else None)
         states, keep = self._held_states(stamps)
         rows, stamps, states = [r for r, k in zip(rows, keep) if k], stamps[keep], states[keep]
         if not rows:
             return
-        after = self.success_after.pop(episode_id, None)
-        shown = np.flatnonzero(stamps > after) if after is not None else []
-        success_frame = int(shown[0]) if len(shown) else None
+        success_frame = int(np.flatnonzero(stamps == shown_stamp)[0]) if (stamps == shown_stamp).any() else None
         done, subtask_index = done_labels(len(rows), [] if success_frame is None else [success_frame])
         if not self.states:
             states = np.stack([(stamps - stamps[0]) * 1e-9, [r.delay_s for r in rows]], axis=1)
@@ -348,7 +353,7 @@ class EpisodeRecorder:
             "frames_seen": self.counts["frames"],
             "frames_recorded": sum(e.frames for e in self.written),
             "dropped": dict(sorted(self.dropped.items())),
-            "not_recorded": {k: n for k, n in sorted(self.counts.items()) if k not in ("frames", "episodes")},
+            "not_recorded": {k: n for k, n in sorted(self.counts.items()) if n and k not in ("frames", "episodes")},
             "answer_delay_s": {"median": float(np.median(self.delays)), "max": float(np.max(self.delays))},
         }
 
