@@ -125,24 +125,19 @@ def test_a_dataset_that_does_not_say_what_its_actions_mean_is_refused(trained, t
 
 def test_the_deployed_policy_commands_the_sim_arm_with_the_datasets_action_spec(trained, ros):
     msg = pytest.importorskip("roboscape_r_ros.msg")
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
     from test_ros_loop import RELIABLE, Output, launch
 
     root, _, _ = trained
     spec = EpisodeDataset.open(root / "dataset").info["action_spec"]
     actions = []
     ros.node.create_subscription(msg.Action, "/loop/action", actions.append, RELIABLE)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    goal = cv2.cvtColor(cv2.imread(str(root / "goal.png")), cv2.COLOR_BGR2RGB)
-    goal_pub = ros.node.create_publisher(Image, "/loop/goal_image", latched)
-    goal_pub.publish(Image(height=32, width=32, encoding="rgb8", step=96, data=goal.tobytes()))
     out = Output(
         launch(
             ros,
             f"config_dir={root / 'deploy'}",
             "arg.backend=learned",
             f"param.policy_controller.checkpoint={root / 'policies' / 'imagination.safetensors'}",
+            f"param.policy_controller.goal_image_file={root / 'goal.png'}",  # the goal, as an image
         )
     )
     start = time.monotonic()
