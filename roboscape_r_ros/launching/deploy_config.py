@@ -67,7 +67,8 @@ class DeployConfigResult:
                 f"[{', '.join(f'{v:g}' for v in s.lower)}] .. [{', '.join(f'{v:g}' for v in s.upper)}]",
                 f"frames    {self.image_size}x{self.image_size} (camera_ingest output_size)",
                 f"deploy    roboscape-r launch mode=real config_dir={self.output} arg.backend=learned "
-                "param.policy_controller.checkpoint=<policy .safetensors or .onnx> arg.camera=<your camera topic> ...",
+                "param.policy_controller.checkpoint=<policy .safetensors or .onnx> "
+                "param.policy_controller.goal_image_file=<goal PNG> arg.camera=<your camera topic> ...",
             ]
         )
 
