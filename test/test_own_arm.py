@@ -152,3 +152,39 @@ def test_the_deployed_policy_commands_the_sim_arm_with_the_datasets_action_spec(
         assert action.header.frame_id == spec["frame_id"] and np.isfinite(action.values).all()
     assert max(a.step for a in learned) >= 5, [a.step for a in learned]  # the sim stepped on them
     assert "refused" not in log and "Traceback" not in log, log
+
+
+def test_deploy_config_fits_another_arms_spec_and_refuses_to_overwrite(tmp_path):
+    """A 6-D twist dataset (no limits, no period in its spec): the controller gets its names, units and
+    scale, limits -1..1, the dataset's frame period, and max_delta/hold_last of the new size."""
+    from roboscape_r_ros.launching import graph
+    from roboscape_r_ros.launching.deploy_config import deploy_parameters, parameters_of, with_values
+
+    info = {
+        "fps": 30,
+        "features": {"observation.images.wrist": {"shape": [48, 48, 3]}},
+        "action_spec": {
+            "names": ["vx", "vy", "vz", "wx", "wy", "wz"],
+            "units": ["m/s"] * 3 + ["rad/s"] * 3,
+            "scale": [0.05] * 3 + [0.5] * 3,
+            "mode": "velocity",
+            "period_s": None,
+            "frame_id": "tool0",
+        },
+    }
+    base_text = (graph.config_dir() / "policy_controller.yaml").read_text()
+    values = deploy_parameters(info, parameters_of(base_text, "policy_controller"))
+    text = with_values(base_text, "policy_controller", values["policy_controller"])
+    written = parameters_of(text, "policy_controller")
+    assert written["action_names"] == ["vx", "vy", "vz", "wx", "wy", "wz"] and written["action_mode"] == "velocity"
+    assert written["control_period_s"] == pytest.approx(1 / 30) and written["frame_id"] == "tool0"
+    assert written["action_lower"] == [-1.0] * 6 and written["max_delta"] == [2.0] * 6
+    assert written["hold_last"] == [False] * 6 and values["camera_ingest"]["output_size"] == 48
+    assert "# absolute, delta or velocity" in text  # comments kept
+
+
+def test_deploy_config_does_not_write_over_a_folder(trained):
+    root, _, _ = trained
+    assert_one_line_error(
+        cli("deploy-config", f"dataset={root / 'dataset'}", f"output={root / 'deploy'}"), "exists and is not empty"
+    )

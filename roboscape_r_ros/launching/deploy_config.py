@@ -109,12 +109,12 @@ def run_deploy_config(cfg: DeployConfigConfig) -> DeployConfigResult:
     if missing := [str(p) for p in files.values() if not p.is_file()]:
         raise ConfigError(f"base folder {base} lacks {', '.join(missing)}")
     texts = {node: path.read_text() for node, path in files.items()}
-    values = deploy_parameters(dataset.info, _parameters(texts["policy_controller"], "policy_controller"))
+    values = deploy_parameters(dataset.info, parameters_of(texts["policy_controller"], "policy_controller"))
     controller = values["policy_controller"]
     modes = {name: mode for mode, name in MODE_NAMES.items()}
     if controller["action_mode"] not in modes:
         raise ConfigError(f"action_spec mode {controller['action_mode']!r} is not one of {', '.join(modes)}")
-    merged = _parameters(texts["policy_controller"], "policy_controller") | controller
+    merged = parameters_of(texts["policy_controller"], "policy_controller") | controller
     spec = ActionSpec(  # the node's own check, now rather than at launch
         tuple(merged["action_names"]),
         tuple(merged["action_units"]),
@@ -127,16 +127,16 @@ def run_deploy_config(cfg: DeployConfigConfig) -> DeployConfigResult:
         tuple(merged["hold_last"]),
     )
     for node, changes in values.items():
-        texts[node] = _with_values(texts[node], node, changes)
+        texts[node] = with_values(texts[node], node, changes)
     _write_folder(Path(cfg.output), {files[node].name: text for node, text in texts.items()}, cfg.overwrite)
     return DeployConfigResult(Path(cfg.output), spec, values["camera_ingest"]["output_size"], dataset.root)
 
 
-def _parameters(text: str, node: str) -> dict[str, Any]:
+def parameters_of(text: str, node: str) -> dict[str, Any]:
     return yaml.safe_load(text)[f"/**/{node}"]["ros__parameters"]
 
 
-def _with_values(text: str, node: str, values: dict[str, Any]) -> str:
+def with_values(text: str, node: str, values: dict[str, Any]) -> str:
     """``text`` with each ``name: value`` line of ``values`` replaced (its comment kept); a parameter the
     file does not list is added at the end. JSON is YAML: one flow value per line."""
     lines = text.splitlines()
@@ -150,7 +150,7 @@ def _with_values(text: str, node: str, values: dict[str, Any]) -> str:
         else:
             lines.append(f"    {name}: {json.dumps(value)}")
     result = "\n".join(lines) + "\n"
-    written = _parameters(result, node)
+    written = parameters_of(result, node)
     if any(written[name] != value for name, value in values.items()):  # a line the pattern misread
         raise ConfigError(f"could not set {', '.join(values)} in {node}'s parameter file")
     return result
