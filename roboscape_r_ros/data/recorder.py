@@ -103,7 +103,6 @@ class _StateStream:
     def prune(self, before_ns: int) -> None:
         """Forget messages no frame at or after ``before_ns`` can hold (keeps the last one before it)."""
         first = max(int(np.searchsorted(self.stamps, before_ns, side="right")) - 1, 0)
-        first = max(first, len(self.stamps) - MAX_STATE_MESSAGES)
         del self.stamps[:first], self.values[:first]
 
 
@@ -180,8 +179,8 @@ class EpisodeRecorder:
         stream.names = names
         stream.stamps.append(stamp_ns)
         stream.values.append(values)
-        if len(stream.stamps) > 2 * MAX_STATE_MESSAGES:  # no episode written for a long time
-            stream.prune(stream.stamps[-1])
+        if len(stream.stamps) > 2 * MAX_STATE_MESSAGES:  # no episode written for a long time: keep the newest
+            del stream.stamps[:-MAX_STATE_MESSAGES], stream.values[:-MAX_STATE_MESSAGES]
         return None
 
     def _count(self, key: str) -> str:
