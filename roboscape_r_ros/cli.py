@@ -125,6 +125,12 @@ COMMANDS = [
         run="roboscape_r_ros.export.command:run_export",
     ),
     Command(
+        name="deploy-config",
+        summary="parameter files that deploy a policy with its dataset's action spec and frame size",
+        config="roboscape_r_ros.launching.deploy_config:DeployConfigConfig",
+        run="roboscape_r_ros.launching.deploy_config:run_deploy_config",
+    ),
+    Command(
         name="demo",
         summary="the whole method end to end: collect, train-wm, reward sanity, BC, imagination PPO, sim-PPO "
         "baseline, evaluate, report",

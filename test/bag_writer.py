@@ -122,19 +122,28 @@ class BagWriter:
         )
 
     def action(
-        self, topic: str, stamp_ns: int, names: Sequence[str], values: Sequence[float], *, scale=(), mode=1
+        self,
+        topic: str,
+        stamp_ns: int,
+        names: Sequence[str],
+        values: Sequence[float],
+        *,
+        scale=(),
+        mode=1,
+        units: Sequence[str] = (),
+        period_s: float = 0.1,
     ) -> None:
         n = len(names)
         msg = self.t["roboscape_r_ros/msg/Action"](
             header=self.header(stamp_ns, "world"),
             names=list(names),
-            units=["m"] * n,
+            units=list(units) or ["m"] * n,
             values=np.asarray(values, np.float64),
             scale=np.asarray(scale, np.float64),
             lower=-np.ones(n),
             upper=np.ones(n),
             mode=mode,
-            duration=self.duration(0.1),
+            duration=self.duration(period_s),
             step=0,
             episode_id="",
             source="teleop",

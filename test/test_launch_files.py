@@ -398,6 +398,10 @@ def test_the_policy_controller_process_is_the_same_in_every_mode_but_for_remappi
         and "use_sim_time:=false" in runs["real"]["policy_controller"]
     )
     assert "use_sim_time:=false" in runs["sim"]["sim_bridge"]  # the clock source
+    # dotted parameter names given as param.NODE.group.name=... reach the node as group.name
+    recording = LaunchConfig(mode="sim", param={"camera_ingest": {"record": {"output": "out", "poses": []}}})
+    ingest = next(p.argv for p in plan(recording) if p.name == "camera_ingest")
+    assert 'record.output:="out"' in ingest and "record.poses:=[]" in ingest
 
 
 def test_the_runner_refuses_unknown_arguments_nodes_and_modes():

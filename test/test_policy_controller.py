@@ -338,6 +338,7 @@ def test_no_action_without_a_goal_when_one_is_required(ros):
         (["backend:=learned", "runtime:=onnx", "checkpoint:=/x/policy.safetensors"], "export this checkpoint first"),
         (["runtime:=tensorrt"], "runtime"),
         (["learning.enabled:=true"], "learning mode trains the learned backend (backend:=learned), not 'random'"),
+        (["goal_image_file:=/nowhere/goal.png"], "policy_controller: goal_image_file: "),
     ],
 )
 def test_bad_startup_parameters_end_with_one_clear_line(ros, params, expected):

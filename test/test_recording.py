@@ -1,6 +1,7 @@
 """camera_ingest's episode recording: the rclpy-free recorder (data/recorder.py) on a scripted stream,
 then sim_bridge + camera_ingest (recording) + policy_controller (Meta-World expert) as real processes:
-the dataset written at Ctrl-C holds each episode's frames with exactly the actions the controller sent."""
+the dataset written at Ctrl-C holds each episode's frames with exactly the actions the controller sent,
+the sim's state streams under their names and the physical commands."""
 
 import re
 import time
@@ -75,6 +76,72 @@ def test_the_recorder_pairs_frames_with_their_actions_and_splits_episodes(tmp_pa
     assert (a.states[:, 1] >= 0).all() and a.states[:, 1].max() < 5  # answer_delay_s
     assert (a.task, a.instruction, a.kind) == ("reach-v3", "Reach the goal.", "expert")
     assert dataset.episode(2).actions.tolist() == [[pytest.approx(0.7), 0.0, 0.0, -1.0]]
+
+
+def test_a_success_flag_that_arrives_after_the_next_episode_id_still_labels_its_own_episode(tmp_path):
+    rec = recorder(tmp_path / "data")
+    for stamp in (10, 20):
+        rec.observation(stamp, frame(stamp))
+        assert rec.action(stamp, NAMES, [0, 0, 0, 1], "expert", "A") is None
+    rec.episode("B")  # the sim ended A at its success frame 20 and reset; the id came first
+    rec.success()  # A's flag, late: frame 20 itself shows the success
+    rec.observation(30, frame(30))
+    assert rec.action(30, NAMES, [0, 0, 0, 1], "expert", "B") is None
+    rec.close()
+    assert [(e.episode_id, e.frames, e.success) for e in rec.written] == [("A", 2, True), ("B", 1, False)]
+    assert EpisodeDataset.open(tmp_path / "data").episode(0).done.tolist()[-1] == 1.0
+
+
+def test_state_streams_are_held_onto_frames_and_stale_or_missing_frames_dropped_and_counted(tmp_path):
+    from roboscape_r_ros.data.message_values import JOINT_STATE, POSE
+
+    ms = 1_000_000
+    rec = recorder(tmp_path / "data", states=[("/arm/joint_states", JOINT_STATE), ("/arm/ee_pose", POSE)])
+    facts = {"units": ("m", "m", "m", "1"), "scale": (0.01, 0.01, 0.01, 1.0), "mode": 1, "period_s": 0.0125}
+    pose_names = ("x", "y", "z", "qx", "qy", "qz", "qw")
+    assert rec.state("/arm/joint_states", 5 * ms, ["j1", "j2"], [0.5, 0.6]) is None
+    for t in (10, 20, 30, 40, 300):
+        rec.observation(t * ms, frame(t % 256))
+        if t != 300:  # frame 300: the last joint state (at 30 ms) is stale
+            assert rec.state("/arm/joint_states", t * ms, ["j1", "j2"], [t, -t]) is None
+        if t >= 20:  # frame 10: no pose yet (missing)
+            assert rec.state("/arm/ee_pose", t * ms - ms // 2, pose_names, [t, 0, 0, 0, 0, 0, 1]) is None
+        assert rec.action(t * ms, NAMES, [t / 100, 0.5, 0, 1], "expert", "A", facts) is None
+    # bad state messages are not kept, and counted per topic
+    assert rec.state("/arm/joint_states", 20 * ms, ["j1", "j2"], [9, 9]) == "order"
+    assert rec.state("/arm/joint_states", 400 * ms, ["j1"], [9]) == "names"
+    assert rec.state("/arm/ee_pose", 400 * ms, pose_names, [np.nan, 0, 0, 0, 0, 0, 1]) == "nonfinite"
+    rec.observation(310 * ms, frame(1))
+    assert rec.action(310 * ms, NAMES, [0.1, 0, 0, 1], "expert", "A", {**facts, "scale": (0.02,) * 4}) == "spec"
+    summary = rec.close()
+    assert summary.frames == 3  # 20, 30, 40 of the five answered frames
+    assert rec.dropped == {"/arm/ee_pose missing": 1, "/arm/joint_states stale": 1}
+    dataset = EpisodeDataset.open(tmp_path / "data")
+    assert dataset.state_names == ["j1.pos", "j2.pos"] + [f"ee_pose.{n}" for n in pose_names]
+    episode = dataset.episode(0)
+    assert episode.states[:, :3].tolist() == [[20, -20, 20], [30, -30, 30], [40, -40, 40]]
+    assert episode.states[:, 3:].tolist() == [[0, 0, 0, 0, 0, 1]] * 3  # ee_pose y .. qw
+    # beside the normalised action, the physical command in the Action's units (value x scale)
+    assert dataset.command_names == NAMES
+    np.testing.assert_allclose(dataset.commands(0), episode.actions * [0.01, 0.01, 0.01, 1.0], rtol=1e-6)
+    spec, recording = dataset.info["action_spec"], dataset.info["recording"]
+    assert (spec["units"], spec["scale"], spec["mode"], spec["period_s"]) == (
+        ["m", "m", "m", "1"],
+        [0.01, 0.01, 0.01, 1.0],
+        "delta",
+        0.0125,
+    )
+    assert recording["dropped"] == {"/arm/ee_pose missing": 1, "/arm/joint_states stale": 1}
+    assert recording["max_age_s"] == {"/arm/joint_states": 0.0, "/arm/ee_pose": 0.0005}
+    assert recording["not_recorded"] == {
+        "/arm/ee_pose nonfinite": 1,
+        "/arm/joint_states names": 1,
+        "/arm/joint_states order": 1,
+        "spec": 1,
+        "unanswered": 1,
+    }
+    text = str(dataset.summary())
+    assert "state     9: j1.pos, j2.pos, ee_pose.x" in text and "physical commands in 'command'" in text, text
 
 
 def test_nothing_recorded_leaves_no_folder_and_bad_settings_are_refused(tmp_path):
@@ -160,7 +227,27 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
         # every frame the sim stepped from, plus its final frame (answered, then dropped by the sim)
         assert len(episode.frames) == len(episode.actions) == int(ended.group(2)) + 1, (index, ingest_log)
         assert episode.frames.std() > 0 and episode.task == "reach-v3" and episode.kind == "expert"
+    # the sim's state streams, under sim_bridge's names, held at each frame (same stamps: age 0)
+    from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES
+
+    pose = ["ee_pose.x", "ee_pose.y", "ee_pose.z", "ee_pose.qx", "ee_pose.qy", "ee_pose.qz", "ee_pose.qw"]
+    assert dataset.state_names == [f"{n}.pos" for n in METAWORLD_OBS_NAMES] + pose
+    assert dataset.info["recording"]["max_age_s"] == {"/rec/state": 0.0, "/rec/ee_pose": 0.0}
+    states = np.concatenate([dataset.episode(i).states for i in range(2)])
+    np.testing.assert_array_equal(states[:, -7:-4], states[:, :3])  # ee_pose is the observation's hand
+    assert np.abs(np.diff(states[:, :3], axis=0)).max() > 1e-3  # the hand moved
+    # the physical command beside the normalised action, and what it means
+    spec = dataset.info["action_spec"]
+    assert (spec["names"], spec["units"], spec["scale"], spec["mode"], spec["topic"]) == (
+        ["dx", "dy", "dz", "gripper"],
+        ["m", "m", "m", "1"],
+        [0.01, 0.01, 0.01, 1.0],
+        "delta",
+        "/rec/action",
+    )
+    commands = np.concatenate([dataset.commands(i) for i in range(2)])
     recorded = np.concatenate([dataset.episode(i).actions for i in range(2)])
+    np.testing.assert_allclose(commands, recorded * np.float32([0.01, 0.01, 0.01, 1.0]), rtol=1e-6)
     published = np.array([values for _, values in sorted(sent.items())], np.float32)
     print(
         f"episodes of {first.group(2)} and {second.group(2)} steps; {len(recorded)} actions recorded, "
@@ -172,11 +259,13 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
 
 
 def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
-    """camera_ingest recording alone: the harness is camera and controller (32x32 in, 16x16 recorded)."""
+    """camera_ingest recording alone: the harness is camera, arm (a JointState on state; no ee_pose:
+    record.poses:=[]) and controller (32x32 in, 16x16 recorded). A frame whose joint state is stale is
+    not recorded, and counted."""
     msg = pytest.importorskip("roboscape_r_ros.msg")
     from builtin_interfaces.msg import Time
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Header
     from test_policy_controller import RELIABLE, image
 
@@ -191,12 +280,17 @@ def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
         "output_size:=16",
         "-p",
         "warning_period_s:=60.0",
+        "-p",
+        "record.poses:=[]",
     )
     frames, raw = [], ros.node.create_publisher(Image, "image_raw", qos_profile_sensor_data)
     ros.node.create_subscription(Image, "observation", frames.append, qos_profile_sensor_data)
     actions = ros.node.create_publisher(msg.Action, "action", RELIABLE)
+    joints = ros.node.create_publisher(JointState, "state", RELIABLE)
     obs = image(ros.node.get_clock().now().to_msg(), size=32)
-    assert ros.spin_until(lambda: frames, 20, tick=lambda: raw.publish(obs))
+    state = JointState(header=Header(stamp=obs.header.stamp), name=["j1", "j2"], position=[0.25, -0.5])
+    # published again with each frame: best effort (a repeated stamp is recorded once)
+    assert ros.spin_until(lambda: frames, 20, tick=lambda: (joints.publish(state), raw.publish(obs)))
     ros.spin_until(lambda: actions.get_subscription_count() > 0, 10)
 
     def action(values, stamp=obs.header.stamp):
@@ -207,10 +301,19 @@ def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
         actions.publish(action([float("nan"), 0.0, 0.0, 0.0]))
         actions.publish(action([0.1, 0.0, 0.0, 0.0], stamp=later))  # answers no frame seen
     actions.publish(action([0.5, -0.5, 0.25, 1.0]))
+    stale = image(Time(sec=obs.header.stamp.sec + 2, nanosec=obs.header.stamp.nanosec), size=32)
+    assert ros.spin_until(
+        lambda: len(frames) > 1 and frames[-1].header.stamp == stale.header.stamp, 20, tick=lambda: raw.publish(stale)
+    )
+    actions.publish(action([0.1, 0.1, 0.1, 0.1], stamp=stale.header.stamp))  # its joint state is 2 s old
     ros.spin_until(lambda: False, 1.0)
     log = ros.stop(proc)
     assert log.count("not recorded: an action with NaN or inf values [1 in all]") == 1, log
     assert log.count("not recorded: an action whose stamp answers no observation seen") == 1, log
-    assert "recording finished: dataset" in log and "3 nonfinite, 3 unmatched" in log and "Traceback" not in log, log
-    episode = EpisodeDataset.open(out).episode(0)
+    assert "recording finished: dataset" in log and "3 nonfinite, 3 unmatched, 1 /state stale" in log, log
+    assert "Traceback" not in log, log
+    dataset = EpisodeDataset.open(out)
+    episode = dataset.episode(0)
     assert episode.actions.tolist() == [[0.5, -0.5, 0.25, 1.0]] and episode.frames.shape == (1, 16, 16, 3)
+    assert dataset.state_names == ["j1.pos", "j2.pos"] and episode.states.tolist() == [[0.25, -0.5]]
+    assert dataset.info["recording"]["dropped"] == {"/state stale": 1}

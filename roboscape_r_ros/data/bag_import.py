@@ -35,7 +35,11 @@ from typing import Any, Literal
 import numpy as np
 
 from roboscape_r_ros.config import ConfigError, option
-from roboscape_r_ros.data.bag_messages import (
+from roboscape_r_ros.data.alignment import hold_last, state_names
+from roboscape_r_ros.data.bag_messages import BagError, CameraStream, Stream, connection_of, open_bag, read_topics
+from roboscape_r_ros.data.done_labels import done_labels
+from roboscape_r_ros.data.lerobot import KINDS, DatasetSummary, DatasetWriter, Episode
+from roboscape_r_ros.data.message_values import (
     ACTION,
     ARRAY,
     BOOL,
@@ -45,15 +49,7 @@ from roboscape_r_ros.data.bag_messages import (
     STRING,
     TRAJECTORY,
     TWIST,
-    BagError,
-    CameraStream,
-    Stream,
-    connection_of,
-    open_bag,
-    read_topics,
 )
-from roboscape_r_ros.data.done_labels import done_labels
-from roboscape_r_ros.data.lerobot import KINDS, DatasetSummary, DatasetWriter, Episode
 from roboscape_r_ros.runtime.action_spec import MODE_NAMES
 from roboscape_r_ros.runtime.adapters import quat_multiply, rpy_from_quat
 
@@ -228,9 +224,9 @@ def run_import_bag(cfg: ImportBagConfig) -> BagImportSummary:
     reads = [_read_bag(path, cfg) for path in paths]
     fps = cfg.fps or _measured_fps(reads, paths[0])
     action_spec = _action_spec(cfg, reads, paths, fps)
-    state_names = _state_names(reads[0].states) or list(NO_STATE)
+    names = state_names(reads[0].states) or list(NO_STATE)
     for path, read in zip(paths[1:], reads[1:]):
-        if _state_names(read.states) != _state_names(reads[0].states):
+        if state_names(read.states) != state_names(reads[0].states):
             raise BagError(f"{path}: state names differ from those of {paths[0]}")
     segments = [segment for read in reads for segment in read.segments]
     if not segments:
@@ -243,7 +239,7 @@ def run_import_bag(cfg: ImportBagConfig) -> BagImportSummary:
         camera=cfg.camera.name,
         image_shape=(cfg.camera.size, cfg.camera.size, 3),
         action_names=action_spec["names"],
-        state_names=state_names,
+        state_names=names,
         video=cfg.video,
         robot_type="ros",
         overwrite=cfg.overwrite,
@@ -306,13 +302,11 @@ def _read_bag(path: Path, cfg: ImportBagConfig) -> _BagRead:
     keep = np.ones(len(images.stamps), bool)
     rows, dropped, max_age = {}, Counter(), {}
     for topic, stream in held.items():
-        row = np.searchsorted(stream.stamps, images.stamps, side="right") - 1
-        age = images.stamps - stream.stamps[np.maximum(row, 0)]
-        missing, stale = row < 0, (row >= 0) & (age > round(cfg.max_age_s * 1e9))
-        dropped.update({f"{topic} missing": int(missing.sum()), f"{topic} stale": int(stale.sum())})
-        keep &= ~missing & ~stale
-        rows[topic] = row
-        max_age[topic] = age
+        hold = hold_last(stream.stamps, images.stamps, round(cfg.max_age_s * 1e9))
+        dropped.update({f"{topic} missing": int(hold.missing.sum()), f"{topic} stale": int(hold.stale.sum())})
+        keep &= hold.usable
+        rows[topic] = hold.row
+        max_age[topic] = hold.age_ns
     dropped = Counter({key: n for key, n in dropped.items() if n})
     max_age = {topic: int(age[keep].max(initial=0)) for topic, age in max_age.items()}
 
@@ -469,17 +463,6 @@ def _action_spec(cfg: ImportBagConfig, reads: list[_BagRead], paths: list[Path],
     if facts.get("lower"):
         spec |= {"lower": list(facts["lower"]), "upper": list(facts["upper"])}
     return spec
-
-
-def _state_names(states: list[Stream]) -> list[str]:
-    names = []
-    for stream in states:
-        prefix = stream.topic.rstrip("/").rsplit("/", 1)[-1]
-        if stream.msgtype == JOINT_STATE:
-            names += [f"{joint}.pos" for joint in stream.names]
-        else:
-            names += [f"{prefix}.{name}" for name in stream.names]
-    return names
 
 
 def _measured_fps(reads: list[_BagRead], path: Path) -> int:

@@ -4,13 +4,7 @@
 Message types and what a message becomes:
 
     sensor_msgs/Image, CompressedImage (jpeg, png)   frame: decoded, centre-cropped, resized (data/frames.py)
-    sensor_msgs/JointState         positions, named by joint
-    geometry_msgs/PoseStamped      x, y, z, qx, qy, qz, qw
-    geometry_msgs/TwistStamped     vx, vy, vz, wx, wy, wz (m/s, rad/s)
-    trajectory_msgs/JointTrajectory  the first point's positions (or velocities when it has none)
-    std_msgs/Float64MultiArray     data
-    roboscape_r_ros/Action         values, with the message's names, units, scale, limits and mode
-    std_msgs/Bool, std_msgs/String  1.0/0.0, and the text (episode ids)
+    every other type                                 values as data/message_values.py reads them
 
 A message's stamp is its header stamp, or the time the bag recorded it where it has no header
 (Float64MultiArray, Bool, String) or a zero stamp (JointTrajectory's "start now"). Names and the
@@ -33,19 +27,9 @@ from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typest
 from rosbags.typesys.store import Typestore
 
 from roboscape_r_ros.data.frames import FrameError, decode_buffer, to_model_frame
+from roboscape_r_ros.data.message_values import IMAGE, reading
 from roboscape_r_ros.errors import RoboscapeError
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-JOINT_STATE = "sensor_msgs/msg/JointState"
-POSE = "geometry_msgs/msg/PoseStamped"
-TWIST = "geometry_msgs/msg/TwistStamped"
-TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
-ARRAY = "std_msgs/msg/Float64MultiArray"
-ACTION = "roboscape_r_ros/msg/Action"
-BOOL = "std_msgs/msg/Bool"
-STRING = "std_msgs/msg/String"
-CAMERA_TYPES = (IMAGE, COMPRESSED_IMAGE)
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
 
 
@@ -166,46 +150,6 @@ def _decode_compressed(image_format: str, data: np.ndarray) -> np.ndarray:
     if rgb is None:
         raise FrameError("data", f"data is not a decodable {image_format} image")
     return rgb
-
-
-def reading(msg: Any, msgtype: str) -> tuple[list[float], tuple[str, ...], dict[str, Any], str]:
-    """(values, names, facts, text) of one message."""
-    if msgtype == JOINT_STATE:
-        return list(msg.position), tuple(msg.name), {}, ""
-    if msgtype == POSE:
-        p, q = msg.pose.position, msg.pose.orientation
-        return [p.x, p.y, p.z, q.x, q.y, q.z, q.w], ("x", "y", "z", "qx", "qy", "qz", "qw"), _frame(msg), ""
-    if msgtype == TWIST:
-        v, w = msg.twist.linear, msg.twist.angular
-        return [v.x, v.y, v.z, w.x, w.y, w.z], ("vx", "vy", "vz", "wx", "wy", "wz"), _frame(msg), ""
-    if msgtype == TRAJECTORY:
-        point = msg.points[0] if len(msg.points) else None
-        positions = point is not None and len(point.positions) > 0
-        values = [] if point is None else list(point.positions if positions else point.velocities)
-        period = 0.0 if point is None else point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
-        return values, tuple(msg.joint_names), {"mode": "absolute" if positions else "velocity", "period_s": period}, ""
-    if msgtype == ARRAY:
-        return list(msg.data), (), {}, ""
-    if msgtype == ACTION:
-        facts = {
-            "units": tuple(msg.units),
-            "scale": tuple(msg.scale.tolist()),
-            "lower": tuple(msg.lower.tolist()),
-            "upper": tuple(msg.upper.tolist()),
-            "mode": int(msg.mode),
-            "period_s": msg.duration.sec + msg.duration.nanosec * 1e-9,
-            **_frame(msg),
-        }
-        return list(msg.values), tuple(msg.names), facts, ""
-    if msgtype == BOOL:
-        return [float(msg.data)], ("value",), {}, ""
-    if msgtype == STRING:
-        return [0.0], (), {}, msg.data
-    raise BagError(f"message type {msgtype} is not one import-bag reads")
-
-
-def _frame(msg: Any) -> dict[str, str]:
-    return {"frame_id": msg.header.frame_id}
 
 
 def _stream(path: Path, connection: Connection, stamps: list[int], rows: list[tuple]) -> Stream:

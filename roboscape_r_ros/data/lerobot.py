@@ -11,7 +11,9 @@
 Frames are lossless PNG bytes inside the parquet (feature dtype "image", as LeRobot stores images
 without video), so a round trip is bit-exact. Features beyond LeRobot's defaults: ``done_label``
 (float32 soft done label of the RoboScape-R paper) and ``subtask_index`` (the frame's sub-task ordinal within
-its episode). Episode rows carry ``task_name``, ``instruction``, ``success``, ``kind`` and ``labelled``
+its episode), and optionally ``command`` (float32, the physical command each action stands for,
+value x scale in the units of info.json's ``action_spec``: what a recorded graph's adapters sent).
+Episode rows carry ``task_name``, ``instruction``, ``success``, ``kind`` and ``labelled``
 (false: success and done are unknown, e.g. an imported bag without labels; such an episode trains the
 world model's dynamics but not its done head); the LeRobot "task" of an episode is its instruction, so
 ``task_index`` indexes instructions. Writers may add their own keys to info.json (``extra_info``), e.g.
@@ -114,6 +116,7 @@ class Episode:
     success: bool
     kind: str  # one of KINDS
     labelled: bool = True  # False: success and done unknown (then success is False and done all 0)
+    commands: np.ndarray | None = None  # float32 [T,A] physical commands, for a writer with command_names
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,10 @@ def build_features(
     state_names: Sequence[str],
     video: bool,
     fps: int,
+    command_names: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
-    """The ``features`` of info.json; the reader rebuilds them to check a dataset's schema."""
+    """The ``features`` of info.json; the reader rebuilds them to check a dataset's schema. ``command``
+    only with ``command_names``."""
     image: dict[str, Any] = {
         "dtype": "video" if video else "image",
         "shape": list(image_shape),
@@ -168,6 +173,11 @@ def build_features(
         image_key(camera): image,
         "observation.state": {"dtype": "float32", "shape": [len(state_names)], "names": list(state_names)},
         "action": {"dtype": "float32", "shape": [len(action_names)], "names": list(action_names)},
+        **(
+            {"command": {"dtype": "float32", "shape": [len(command_names)], "names": list(command_names)}}
+            if command_names
+            else {}
+        ),
         "done_label": {"dtype": "float32", "shape": [1], "names": None},
         "subtask_index": {"dtype": "int64", "shape": [1], "names": None},
         **DEFAULT_FEATURES,
@@ -229,6 +239,10 @@ class DatasetSummary:
     episodes_per_kind: dict[str, int]
     successes_per_kind: dict[str, int]
     labelled_per_kind: dict[str, int]
+    state_names: tuple[str, ...] = ()
+    action_names: tuple[str, ...] = ()
+    action_spec: dict[str, Any] | None = None  # info.json's, where a writer recorded what actions mean
+    commands: bool = False  # a ``command`` column (physical commands) beside ``action``
 
     @classmethod
     def of(cls, root: Path, info: dict[str, Any], episodes: Sequence[EpisodeMeta]) -> DatasetSummary:
@@ -247,6 +261,10 @@ class DatasetSummary:
             episodes_per_kind={k: n for k in KINDS if (n := sum(e.kind == k for e in episodes))},
             successes_per_kind={k: sum(e.success for e in episodes if e.kind == k) for k in KINDS},
             labelled_per_kind={k: sum(e.labelled for e in episodes if e.kind == k) for k in KINDS},
+            state_names=tuple(info["features"]["observation.state"]["names"]),
+            action_names=tuple(info["features"]["action"]["names"]),
+            action_spec=info.get("action_spec"),
+            commands="command" in info["features"],
         )
 
     @property
@@ -267,6 +285,8 @@ class DatasetSummary:
                 f"frames    {width}x{height} RGB from camera '{self.camera}', {storage}",
                 f"tasks     {len(self.episodes_per_task)}: {tasks}",
                 f"kinds     {kinds}",
+                f"state     {len(self.state_names)}: {', '.join(self.state_names)}",
+                f"action    {self._actions()}",
             ]
             + (
                 [f"labels    unknown for {self.unlabelled} episodes (they train the dynamics, not the done head)"]
@@ -274,6 +294,16 @@ class DatasetSummary:
                 else []
             )
         )
+
+    def _actions(self) -> str:
+        names, spec = ", ".join(self.action_names), self.action_spec
+        if not {"scale", "units", "mode"} <= (spec or {}).keys():  # a writer's own action_spec may say less
+            return names
+        units = ", ".join(f"{s:g} {u}" if u != "1" else f"{s:g}" for s, u in zip(spec["scale"], spec["units"]))
+        text = f"{names}: one unit is {units}, {spec['mode']}"
+        if spec.get("period_s"):
+            text += f" over {1000 * spec['period_s']:g} ms"
+        return text + ("; physical commands in 'command'" if self.commands else "")
 
     def _success_rate(self, kind: str) -> str:
         labelled, successes = self.labelled_per_kind[kind], self.successes_per_kind[kind]
@@ -362,11 +392,12 @@ class DatasetWriter:
         data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
         video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
         chunks_size: int = CHUNKS_SIZE,
+        command_names: list[str] | None = None,
     ):
         self.root = Path(root)
         _check_settings(self.root, fps, camera, image_shape, action_names, state_names, video, chunks_size)
         self.overwrite = overwrite
-        _check_target(self.root, overwrite)
+        check_target(self.root, overwrite)
         try:
             self.root.parent.mkdir(parents=True, exist_ok=True)
             _remove_stale_partials(self.root)
@@ -379,7 +410,10 @@ class DatasetWriter:
 
         self.fps, self.image_shape, self.video = fps, tuple(image_shape), video
         self._action_dim, self._state_dim = len(action_names), len(state_names)
-        self.features = build_features(camera, self.image_shape, action_names, state_names, video, fps)
+        self._command_dim = len(command_names or ())
+        self.features = build_features(
+            camera, self.image_shape, action_names, state_names, video, fps, command_names or ()
+        )
         self._image_key = image_key(camera)
         self._schema = arrow_schema(self.features)
         self._info_head = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type}
@@ -415,7 +449,7 @@ class DatasetWriter:
     def add_episode(self, episode: Episode) -> None:
         self._require_open()
         index = len(self._episodes)
-        _validate_episode(episode, index, self.image_shape, self._action_dim, self._state_dim)
+        _validate_episode(episode, index, self.image_shape, self._action_dim, self._state_dim, self._command_dim)
         task_index = self._tasks.setdefault(episode.instruction, len(self._tasks))
         try:
             video_file, video_from = self._write_video(episode.frames) if self.video else (None, 0.0)
@@ -498,6 +532,7 @@ class DatasetWriter:
         values = {
             "observation.state": episode.states,
             "action": episode.actions,
+            **({"command": episode.commands} if self._command_dim else {}),
             "done_label": episode.done,
             "subtask_index": episode.subtask_index,
             "timestamp": (frame_index / self.fps).astype(np.float32),
@@ -577,7 +612,7 @@ class DatasetWriter:
         return pa.Table.from_pylist(rows)
 
     def _publish(self) -> None:
-        _check_target(self.root, self.overwrite)
+        check_target(self.root, self.overwrite)
         if self.root.is_dir() and any(self.root.iterdir()):  # overwrite=True, checked above
             old = self._tmp.with_suffix(".old")
             self.root.rename(old)
@@ -618,7 +653,7 @@ def _check_settings(
         fail(f"chunks_size must be positive, got {chunks_size}")
 
 
-def _check_target(root: Path, overwrite: bool) -> None:
+def check_target(root: Path, overwrite: bool) -> None:
     if root.exists() and not root.is_dir():
         raise DatasetExistsError(f"{root}: exists and is not a folder")
     if not root.is_dir() or not any(root.iterdir()):
@@ -630,7 +665,7 @@ def _check_target(root: Path, overwrite: bool) -> None:
 
 
 def _validate_episode(
-    episode: Episode, index: int, image_shape: tuple[int, ...], action_dim: int, state_dim: int
+    episode: Episode, index: int, image_shape: tuple[int, ...], action_dim: int, state_dim: int, command_dim: int
 ) -> None:
     def fail(message: str) -> None:
         raise EpisodeError(f"episode {index}: {message}")
@@ -653,6 +688,10 @@ def _validate_episode(
     check("frames", frames, np.uint8, (length, *image_shape))
     check("actions", episode.actions, np.float32, (length, action_dim))
     check("states", episode.states, np.float32, (length, state_dim))
+    if command_dim:
+        check("commands", episode.commands, np.float32, (length, command_dim))
+    elif episode.commands is not None:
+        fail("commands given to a writer without command_names")
     check("done", episode.done, np.float32, (length,))
     check("subtask_index", episode.subtask_index, np.int64, (length,))
     if episode.done.min() < 0 or episode.done.max() > 1:

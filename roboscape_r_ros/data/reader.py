@@ -96,6 +96,7 @@ class EpisodeDataset:
         self.video = features[self.image_key]["dtype"] == "video"
         self.action_names: list[str] = features["action"]["names"]
         self.state_names: list[str] = features["observation.state"]["names"]
+        self.command_names: list[str] = features.get("command", {}).get("names", [])  # recorded physical commands
         self._arrays: EpisodeArrays | None = None
 
     @classmethod
@@ -148,6 +149,15 @@ class EpisodeDataset:
             kind=meta.kind,
             labelled=meta.labelled,
         )
+
+    def commands(self, index: int) -> np.ndarray:
+        """float32 [T,A]: episode ``index``'s physical commands (value x scale in ``info['action_spec']`` units)."""
+        if not self.command_names:
+            raise DatasetSchemaError(f"{self.root}: the dataset has no command column (not a recording)")
+        meta = self.episodes[index]
+        path = _data_path(self.root, self.info, meta)
+        table = _read_parquet(path, columns=["command"], filters=[("episode_index", "==", meta.index)])
+        return numpy_column(table["command"]).reshape(len(table), -1)
 
     def load_arrays(self) -> EpisodeArrays:
         """All episodes decoded once into contiguous arrays (cached on this object)."""
@@ -280,7 +290,8 @@ def _load_info(path: Path) -> dict[str, Any]:
             raise ValueError(f"image shape {image['shape']} is not [height, width, 3]")
         video = image["dtype"] == "video"
         names = features["action"]["names"], features["observation.state"]["names"]
-        expected = build_features(camera, tuple(image["shape"]), *names, video, info["fps"])
+        commands = features["command"]["names"] if "command" in features else ()
+        expected = build_features(camera, tuple(image["shape"]), *names, video, info["fps"], commands)
     except (KeyError, TypeError, ValueError) as err:
         raise DatasetSchemaError(f"{path}: features are not the ones roboscape writes ({err})") from None
     have, want = _comparable(features), _comparable(expected)

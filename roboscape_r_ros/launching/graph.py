@@ -154,7 +154,8 @@ NODES: tuple[NodeSpec, ...] = (
         name="camera_ingest",
         executable="camera_ingest",
         modes=("sim", "real"),
-        topics=("image_raw", "observation"),
+        # action, episode, success, state, ee_pose: read only when recording (record.*)
+        topics=("image_raw", "observation", "action", "episode", "success", "state", "ee_pose"),
         role="camera frames of any common encoding -> rgb8 observation at model size",
         on_exit="respawn",
     ),

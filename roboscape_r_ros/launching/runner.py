@@ -101,6 +101,18 @@ def _ros_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested overrides (param.camera_ingest.record.output=x arrives as {record: {output: x}}) -> ROS's
+    dotted parameter names."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def plan(cfg: LaunchConfig) -> list[Process]:
     """The processes of cfg.mode: argv of each node (pure: used by tests and by run)."""
     args = {**graph.argument_defaults(), **{k: str(v) for k, v in cfg.arg.items()}}
@@ -125,7 +137,7 @@ def plan(cfg: LaunchConfig) -> list[Process]:
         parameters: dict[str, Any] = dict(graph.inline_parameters(spec, cfg.mode))
         for arg in spec.parameter_arguments():
             parameters[arg.parameter] = args[arg.name]
-        parameters.update(cfg.param.get(spec.name, {}))
+        parameters.update(_dotted(cfg.param.get(spec.name, {})))
         for name, value in parameters.items():
             argv += ["-p", f"{name}:={_ros_value(value)}"]
         for topic, arg_name in spec.remappings():

@@ -5,6 +5,9 @@ Subscribes  image_raw    (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)
             action       (roboscape_r_ros/Action, reliable: the answers to the observations)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
             success      (std_msgs/Bool, optional: the simulator's success flag after a step)
+            record.joint_states (sensor_msgs/JointState, default state) and record.poses
+                         (geometry_msgs/PoseStamped, default ee_pose): the robot's state streams,
+                         reliable (as sim_bridge and joint_state_broadcaster publish them)
 Publishes   observation  (sensor_msgs/Image: rgb8, output_size x output_size, same header)
 
 A frame that cannot be converted (unknown encoding, zero size, data/step mismatch) is dropped
@@ -15,17 +18,24 @@ stamp) goes into an episode dataset (data/recorder.py, the dataset format of dat
 Episodes are written as they end; the dataset appears at ``record.output`` when the node stops
 (Ctrl-C, SIGTERM), all at once: a folder there is always a complete dataset. Actions with NaN/inf
 values, other names or a stamp that answers no frame are not recorded (throttled warning, counted).
+Every state stream goes into ``observation.state`` as import-bag aligns it (hold-last within
+``record.max_age_s``); a frame without a fresh message on each is dropped (throttled warning,
+counted), and ``command`` holds the physical command (value x scale) beside ``action``.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 
 from roboscape_r_ros.data.frames import INTERPOLATIONS, FrameError, decode_buffer, to_model_frame
+from roboscape_r_ros.data.message_values import ACTION, JOINT_STATE, POSE, reading
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
 from roboscape_r_ros.nodes.node_tools import (
@@ -44,7 +54,14 @@ REFUSALS = {
     "nonfinite": "an action with NaN or inf values",
     "names": "an action with other names than record.action_names",
     "unmatched": "an action whose stamp answers no observation seen (lost frame, or another camera's)",
+    "spec": "an action whose units, scale, limits, mode, period or frame differ from the first recorded",
 }
+STATE_REFUSALS = {
+    "names": "a message with other names (or a value count unlike its names) than its first",
+    "nonfinite": "a message with NaN or inf values",
+    "order": "a message stamped before the previous one",
+}
+STATE_TYPES = {JOINT_STATE: JointState, POSE: PoseStamped}
 
 
 class CameraIngest(Node):
@@ -52,11 +69,14 @@ class CameraIngest(Node):
         super().__init__("camera_ingest")
         p = declare_parameters(self, CameraIngestParams)
         self.output_size, self.interpolation, record = p.output_size, p.interpolation, p.record
+        self.max_age_s = record.max_age_s
         if self.interpolation not in INTERPOLATIONS:
             raise StartupError(f"camera_ingest: {self._bad_interpolation(self.interpolation)}")
         self.warnings = ThrottledWarnings(self, p.warning_period_s)
         self.dropped = 0
         self.recorder = None
+        states = [(self.resolve_topic_name(t), JOINT_STATE) for t in record.joint_states]
+        states += [(self.resolve_topic_name(t), POSE) for t in record.poses]
         if record.output:
             from roboscape_r_ros.data.recorder import EpisodeRecorder  # pyarrow: only when recording
 
@@ -70,6 +90,9 @@ class CameraIngest(Node):
                     camera=record.camera,
                     image_shape=(self.output_size, self.output_size, 3),
                     action_names=list(record.action_names),
+                    states=states,
+                    max_age_s=record.max_age_s,
+                    action_topic=self.resolve_topic_name("action"),
                     overwrite=record.overwrite,
                 )
             except RoboscapeError as err:
@@ -80,6 +103,13 @@ class CameraIngest(Node):
             self.create_subscription(Action, "action", self.on_action, RELIABLE_BACKLOG)
             self.create_subscription(String, "episode", self.on_episode, LATCHED)
             self.create_subscription(Bool, "success", self.on_success, RELIABLE_BACKLOG)
+            for (
+                topic,
+                msgtype,
+            ) in states:  # reliable: a lost message would drop a frame (a best-effort publisher does not match)
+                callback = partial(self.on_state, topic, msgtype)
+                self.create_subscription(STATE_TYPES[msgtype], topic, callback, RELIABLE_BACKLOG)
+            self.reported_drops: dict[str, int] = {}
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(
             f"publishing {self.output_size}x{self.output_size} rgb8 frames ({self.interpolation} resize)"
@@ -87,7 +117,7 @@ class CameraIngest(Node):
         if self.recorder is not None:
             self.get_logger().info(
                 f"recording observation + action episodes of '{record.task}' into {record.output} (the dataset "
-                "appears when this node stops)"
+                f"appears when this node stops); state from {', '.join(t for t, _ in states) or 'no topic'}"
             )
 
     @staticmethod
@@ -130,14 +160,32 @@ class CameraIngest(Node):
     def on_action(self, msg: Action) -> None:
         if self.recorder is None:  # stopped after a write error
             return
+        values, names, facts, _ = reading(msg, ACTION)
         try:
-            refused = self.recorder.action(stamp_ns(msg.header), msg.names, msg.values, msg.source, msg.episode_id)
+            refused = self.recorder.action(stamp_ns(msg.header), names, values, msg.source, msg.episode_id, facts)
         except RoboscapeError as err:  # the dataset cannot be written (disk full...): stop recording, keep converting
             self.get_logger().error(f"recording stopped: {err}")
             self.recorder = None
             return
         if refused in REFUSALS:
             self.warnings.warn(refused, f"not recorded: {REFUSALS[refused]} [{self.recorder.counts[refused]} in all]")
+        for key, frames in self.recorder.dropped.items():  # "<topic> missing|stale", after an episode was written
+            if frames > self.reported_drops.get(key, 0):
+                self.reported_drops[key] = frames
+                topic, why = key.rsplit(" ", 1)
+                reason = "no message yet" if why == "missing" else f"last message older than {self.max_age_s:g} s"
+                self.warnings.warn(key, f"frames not recorded: {reason} on {topic} [{frames} in all]")
+
+    def on_state(self, topic: str, msgtype: str, msg: JointState | PoseStamped) -> None:
+        if self.recorder is None:
+            return
+        values, names, _, _ = reading(msg, msgtype)
+        refused = self.recorder.state(topic, stamp_ns(msg.header), names, values)
+        if refused in STATE_REFUSALS:
+            key = f"{topic} {refused}"
+            self.warnings.warn(
+                key, f"{topic}: not recorded: {STATE_REFUSALS[refused]} [{self.recorder.counts[key]} in all]"
+            )
 
     def on_episode(self, msg: String) -> None:
         if self.recorder is not None:
@@ -155,8 +203,9 @@ class CameraIngest(Node):
             except RoboscapeError as err:
                 self.get_logger().error(f"recording lost: {err}")
             else:
-                counts = recorder.counts
-                skipped = ", ".join(f"{counts[k]} {k}" for k in ("unanswered", *REFUSALS) if counts[k]) or "nothing"
+                counts = recorder.counts | recorder.dropped
+                keys = ("unanswered", *REFUSALS, *sorted(k for k in counts if " " in k))  # per state topic
+                skipped = ", ".join(f"{counts[k]} {k}" for k in keys if counts[k]) or "nothing"
                 outcome = (
                     f"dataset {summary.root}: {summary.episodes} episodes, {summary.frames} frames"
                     if summary

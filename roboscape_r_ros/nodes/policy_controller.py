@@ -1,7 +1,8 @@
 """policy_controller: observation (+ goal, + state when the backend needs it) in, one safe Action out.
 
 Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-data QoS)
-            goal_image   (sensor_msgs/Image; reliable, transient local: a latched goal)
+            goal_image   (sensor_msgs/Image; reliable, transient local: a latched goal; until one
+                         arrives, the goal_image_file parameter's image when set)
             state        (sensor_msgs/JointState by name; read by backends that need it, and for joint
                           feedback: joint_state_feedback)
             ee_pose      (geometry_msgs/PoseStamped; read for cmd_pose and workspace limits)
@@ -110,6 +111,13 @@ class PolicyController(Node):
         self.needs_joints = p.publish_trajectory and self.spec.mode == MODE_DELTA
         self.goal: np.ndarray | None = None
         self.estop_heard = False  # a value arrived on estop (estop_required waits for one)
+        if p.goal_image_file:
+            from roboscape_r_ros.imagination.goals import load_goal_image  # torch: only with a goal file
+
+            try:
+                self.goal = np.array(load_goal_image(p.goal_image_file, None))
+            except RoboscapeError as err:
+                raise StartupError(f"policy_controller: goal_image_file: {err}") from None
         self.counts = {"refused": 0, "holds": 0}
         self.outputs = CommandOutputs(self, self.spec, p.outputs, p.trajectory_controller.joints, self.warnings)
 

@@ -107,6 +107,11 @@ class PolicyControllerParams:
         "publish nothing until a value was heard on estop (publish it latched or periodically): a (re)started "
         "controller then cannot move before it knows the e-stop's state",
     )
+    goal_image_file: str = parameter(
+        "",
+        "a goal image (8-bit RGB PNG/JPEG, square, the observation's size) used from the start until a "
+        "goal_image message replaces it (empty: only goal_image)",
+    )
     publish_pose: bool = parameter(False, "also publish cmd_pose (geometry_msgs/PoseStamped)")
     publish_twist: bool = parameter(False, "also publish cmd_twist (geometry_msgs/TwistStamped)")
     publish_array: bool = parameter(False, "also publish cmd_array (std_msgs/Float64MultiArray)")

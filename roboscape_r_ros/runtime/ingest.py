@@ -22,6 +22,22 @@ class RecordParams:
     action_names: tuple[str, ...] = parameter(
         metaworld_action_spec().names, "names of the recorded Actions, in order (others are refused)"
     )
+    joint_states: tuple[str, ...] = parameter(
+        ("state",),
+        "sensor_msgs/JointState topics recorded into observation.state (positions, named <joint>.pos); "
+        "sim_bridge's state is the 39-d Meta-World observation by name",
+    )
+    poses: tuple[str, ...] = parameter(
+        ("ee_pose",),
+        "geometry_msgs/PoseStamped topics recorded into observation.state (<topic>.x, .y, .z, .qx, .qy, .qz, .qw)",
+    )
+    max_age_s: float = parameter(
+        0.1,
+        "a frame is recorded when every state topic's last message at or before it is at most this old (s); "
+        "else it is dropped and counted",
+        low=1e-6,
+        high=3600.0,
+    )
     overwrite: bool = parameter(False, "replace an existing dataset at record.output")
 
 
