@@ -10,8 +10,9 @@ metadata that src/lerobot/datasets/lerobot_dataset.py writes (``tasks``, ``lengt
 ``observation.state`` and ``action`` named as LeRobot's SO-100 follower names them, and none of this
 package's own features (no done_label, subtask_index or episode labels).
 
-LeRobot encodes video with libsvtav1 by default; no AV1 encoder exists on this machine, so the mp4 here
-is MPEG-4 Part 2 (what OpenCV's wheels encode), and info.json says so.
+The mp4 is AV1 encoded with PyAV's libsvtav1 as src/lerobot/datasets/video_utils.py
+(encode_video_frames) does by default: yuv420p, g=2, crf=30; LeRobot v3 then concatenates the
+episodes' videos into one file, as written here in one pass.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import io
 import json
 from pathlib import Path
 
-import cv2
+import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,7 +89,7 @@ def write_lerobot_dataset(
             "info": {
                 "video.height": SIZE,
                 "video.width": SIZE,
-                "video.codec": "mpeg4",
+                "video.codec": "av1",
                 "video.pix_fmt": "yuv420p",
                 "video.is_depth_map": False,
                 "video.fps": FPS,
@@ -177,11 +178,13 @@ def write_lerobot_dataset(
     if wrist:
         video = root / f"videos/{WRIST}/chunk-000/file-000.mp4"
         video.parent.mkdir(parents=True)
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (SIZE, SIZE))
-        for e in episodes:
-            for frame in e["wrist"]:
-                writer.write(np.ascontiguousarray(frame[..., ::-1]))
-        writer.release()
+        with av.open(str(video), "w") as container:
+            stream = container.add_stream("libsvtav1", FPS, options={"g": "2", "crf": "30"})
+            stream.pix_fmt, stream.width, stream.height = "yuv420p", SIZE, SIZE
+            for e in episodes:
+                for frame in e["wrist"]:
+                    container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
     stats = {"action": {"min": np.concatenate([e["action"] for e in episodes]).min(0).tolist()}}
     (root / "meta/stats.json").write_text(json.dumps(stats))
     return root

@@ -1,16 +1,17 @@
 """LeRobot v3 datasets this package did not write (test/lerobot_layout.py writes them as LeRobot does):
-camera choice, PNG and mp4 frames, other action and state names and sizes, and train-wm on one."""
+camera choice, PNG and AV1 mp4 frames, other action and state names and sizes, and train-wm on one."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 from cli_runner import assert_one_line_error, cli
 from lerobot_layout import FRONT, NAMES, WRIST, make_episodes, write_lerobot_dataset
 
-from roboscape_r_ros.data.lerobot import DatasetSchemaError
+from roboscape_r_ros.data.lerobot import DatasetCorruptError, DatasetSchemaError
 from roboscape_r_ros.data.reader import EpisodeDataset
 
 
@@ -54,6 +55,12 @@ def test_mp4_camera_decodes_each_episode_from_its_own_offset(foreign, episodes):
         error = np.abs(frames - written["wrist"]).mean()
         other = np.abs(frames[:9] - episodes[(index + 1) % 3]["wrist"][:9]).mean()
         assert error < 6 and error < other / 2, (index, error, other)  # lossy, but its own frames
+
+
+def test_av1_without_pyav_is_one_clear_error(foreign, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    with pytest.raises(DatasetCorruptError, match="AV1 video: OpenCV cannot decode it and PyAV is not installed"):
+        EpisodeDataset.open(foreign, camera="wrist").load_arrays()
 
 
 @pytest.mark.parametrize("names", ["motors", "none"])

@@ -246,8 +246,7 @@ class EpisodeDataset:
         try:
             decoded = read_mp4(path, first[-1] + group[-1].length, self.image_shape)
         except CodecError as err:
-            codec = self.info["features"][self.image_key].get("info", {}).get("video.codec", "unknown")
-            raise DatasetCorruptError(f"{path}: {err} (codec {codec}, decoded with OpenCV's FFmpeg)") from None
+            raise DatasetCorruptError(f"{path}: {err}") from None
         out[:] = np.concatenate([decoded[f : f + m.length] for m, f in zip(group, first, strict=True)])
 
 
