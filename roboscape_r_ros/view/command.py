@@ -39,10 +39,14 @@ from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.lerobot import INFO_PATH
 from roboscape_r_ros.data.reader import EpisodeDataset, open_run_dataset
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.imagination.env import MODEL_FILE, SPLIT_FILE, check_world_model, resolve_world_model
 from roboscape_r_ros.view.recording import Recording
+from roboscape_r_ros.world_model.data import skip_actions
+from roboscape_r_ros.world_model.model import WorldModel
+from roboscape_r_ros.world_model.rollout import gather, held_action_clips, rollout, spread, world_frames
+from roboscape_r_ros.world_model.train import saved_step
 
 START_NS, GAP_NS = 10**9, 10**9
-MODEL_FILE, SPLIT_FILE = "world_model.safetensors", "split.json"
 
 
 class ViewError(RoboscapeError):
@@ -154,16 +158,13 @@ def record_dataset(rec: Recording, dataset: EpisodeDataset, limit: int) -> list[
 
 
 def record_world_model(rec: Recording, folder: Path, cfg: ViewConfig) -> list[str]:
-    from roboscape_r_ros.imagination.env import check_world_model
-    from roboscape_r_ros.world_model.data import skip_actions
-    from roboscape_r_ros.world_model.model import WorldModel
-    from roboscape_r_ros.world_model.rollout import gather, held_action_clips, rollout, spread, world_frames
-    from roboscape_r_ros.world_model.train import saved_step
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    split = _read_split(folder / SPLIT_FILE)
-    model = WorldModel.from_checkpoint(folder / MODEL_FILE, "cpu").eval()
+    run = resolve_world_model(folder)  # checks split.json's held-out list
+    split = run.split
+    if not split.get("dataset"):
+        raise ViewError(f"{folder / SPLIT_FILE}: names no dataset")
+    model = WorldModel.from_checkpoint(run.checkpoint, "cpu").eval()
     dataset = open_run_dataset(split["dataset"], split)
     check_world_model(model, dataset, f"world model {folder / MODEL_FILE}")
     arrays = dataset.load_arrays()
@@ -214,18 +215,8 @@ def record_world_model(rec: Recording, folder: Path, cfg: ViewConfig) -> list[st
     return notes
 
 
-def _read_split(path: Path) -> dict:
-    try:
-        split = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ViewError(f"{path}: unreadable JSON ({err})") from None
-    if not isinstance(split, dict) or not isinstance(split.get("held_out"), list) or not split.get("dataset"):
-        raise ViewError(f"{path}: needs 'dataset' and a 'held_out' episode list")
-    return split
-
-
 def record_evaluation(rec: Recording, path: Path) -> list[str]:
-    from roboscape_r_ros.rl.evaluate import load_evaluation
+    from roboscape_r_ros.rl.evaluate import load_evaluation  # imports MuJoCo: only for an evaluation
 
     try:
         evaluation = load_evaluation(path)
