@@ -74,6 +74,16 @@ def test_other_name_styles_and_no_state(tmp_path, episodes, names):
     np.testing.assert_array_equal(arrays.actions, np.concatenate([e["action"] for e in episodes]))
 
 
+def test_channels_first_image_shape_is_understood(tmp_path, episodes):
+    root = write_lerobot_dataset(tmp_path / "ds", episodes, wrist=False)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"][FRONT] |= {"shape": [3, 32, 32], "names": ["channels", "height", "width"]}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    dataset = EpisodeDataset.open(root)
+    assert dataset.image_shape == (32, 32, 3)
+    np.testing.assert_array_equal(dataset.episode(1).frames, episodes[1]["front"])
+
+
 def test_train_wm_on_a_lerobot_dataset(foreign, tmp_path):
     run = tmp_path / "run"
     args = ["train-wm", "--preset", "tiny", f"dataset={foreign}", f"run={run}", "threads=1", "progress=false"]
