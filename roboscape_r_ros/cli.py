@@ -131,6 +131,13 @@ COMMANDS = [
         run="roboscape_r_ros.launching.deploy_config:run_deploy_config",
     ),
     Command(
+        name="view",
+        summary="a dataset, a world-model run (real | dream | goal, held-action rollouts) or an evaluation "
+        "as an MCAP recording for Foxglove or ros2 bag play",
+        config="roboscape_r_ros.view.command:ViewConfig",
+        run="roboscape_r_ros.view.command:run_view",
+    ),
+    Command(
         name="demo",
         summary="the whole method end to end: collect, train-wm, reward sanity, BC, imagination PPO, sim-PPO "
         "baseline, evaluate, report",

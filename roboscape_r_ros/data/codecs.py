@@ -68,12 +68,17 @@ class Mp4Writer:
 
 
 def read_mp4(path: Path, num_frames: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """The first ``num_frames`` frames of an MP4 file -> ``uint8 [num_frames,H,W,3]`` RGB."""
+    """The first ``num_frames`` frames of an MP4 file -> ``uint8 [num_frames,H,W,3]`` RGB.
+
+    OpenCV decodes what this package writes (MPEG-4 Part 2), H.264 and HEVC; its FFmpeg has no AV1
+    decoder, and AV1 is LeRobot's default codec: PyAV (with libdav1d) decodes those."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise CodecError("OpenCV cannot open the video")
-    frames = np.empty((num_frames, *shape), np.uint8)
     try:
+        if int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").lower() == b"av01":
+            return _read_mp4_pyav(path, num_frames, shape)
+        frames = np.empty((num_frames, *shape), np.uint8)
         for i in range(num_frames):
             ok, frame = capture.read()
             if not ok:
@@ -83,4 +88,25 @@ def read_mp4(path: Path, num_frames: int, shape: tuple[int, int, int]) -> np.nda
             cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frames[i])
     finally:
         capture.release()
+    return frames
+
+
+def _read_mp4_pyav(path: Path, num_frames: int, shape: tuple[int, int, int]) -> np.ndarray:
+    try:
+        import av
+    except ImportError:
+        raise CodecError("AV1 video: OpenCV cannot decode it and PyAV is not installed (pip install av)") from None
+    frames = np.empty((num_frames, *shape), np.uint8)
+    try:
+        with av.open(str(path)) as container:
+            decoded = container.decode(video=0)
+            for i in range(num_frames):
+                frame = next(decoded, None)
+                if frame is None:
+                    raise CodecError(f"video ends after {i} frames, expected {num_frames}")
+                if (frame.height, frame.width, 3) != shape:
+                    raise CodecError(f"video frames have shape {(frame.height, frame.width, 3)}, expected {shape}")
+                frames[i] = frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as err:
+        raise CodecError(f"PyAV cannot decode the AV1 video ({err})") from None
     return frames

@@ -245,16 +245,24 @@ class DatasetSummary:
     commands: bool = False  # a ``command`` column (physical commands) beside ``action``
 
     @classmethod
-    def of(cls, root: Path, info: dict[str, Any], episodes: Sequence[EpisodeMeta]) -> DatasetSummary:
-        camera = camera_of(info["features"])
-        image = info["features"][image_key(camera)]
+    def of(
+        cls,
+        root: Path,
+        info: dict[str, Any],
+        episodes: Sequence[EpisodeMeta],
+        key: str | None = None,
+        image_shape: tuple[int, int, int] | None = None,
+    ) -> DatasetSummary:
+        """``key`` and ``image_shape``: the camera read, where the dataset has another layout or several."""
+        key = key or image_key(camera_of(info["features"]))
+        image = info["features"][key]
         return cls(
             root=root,
             episodes=len(episodes),
             frames=sum(e.length for e in episodes),
             fps=info["fps"],
-            camera=camera,
-            image_shape=tuple(image["shape"]),
+            camera=key.removeprefix(IMAGE_PREFIX),
+            image_shape=image_shape or tuple(image["shape"]),
             video=image["dtype"] == "video",
             size_bytes=sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
             episodes_per_task=dict(sorted(Counter(e.task for e in episodes).items())),

@@ -1,4 +1,13 @@
-"""Read and validate an episode dataset written by ``lerobot.DatasetWriter`` (LeRobot v3.0 layout).
+"""Read and validate an episode dataset in the LeRobot v3.0 layout.
+
+Two kinds of dataset open:
+- written by ``lerobot.DatasetWriter``: checked strictly against the features this package writes,
+  with its done labels, sub-task indices and episode labels;
+- written by LeRobot or anyone else ("foreign"): any camera key of dtype image or video (chosen with
+  ``camera=`` when there are several), any action size and names, ``observation.state`` if present
+  (else no state). Their episodes carry no success or done labels (they train the world model's
+  dynamics, not its done head), their sub-task index is 0 and their kind is "expert" (what
+  ``import-bag`` assumes of demonstrations too); task and instruction are the LeRobot task string.
 
 ``EpisodeDataset.open`` checks the metadata and every referenced file up front (parquet footers,
 not frames), so a broken dataset fails at open with the file named, not in the middle of training.
@@ -15,12 +24,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from roboscape_r_ros.data.codecs import CodecError, decode_png, read_mp4
 from roboscape_r_ros.data.lerobot import (
     CODEBASE_VERSION,
     EPISODES_DIR,
+    IMAGE_PREFIX,
     INFO_PATH,
     KINDS,
     STATS_PATH,
@@ -34,8 +45,6 @@ from roboscape_r_ros.data.lerobot import (
     EpisodeMeta,
     arrow_schema,
     build_features,
-    camera_of,
-    image_key,
     numpy_column,
 )
 
@@ -62,8 +71,31 @@ _EPISODE_COLUMNS = [
     "success",
     "kind",
 ]
+_FOREIGN_EPISODE_COLUMNS = _EPISODE_COLUMNS[:7]  # LeRobot's own; the rest are this package's labels
 _LABELLED = "labelled"  # optional episode column: datasets written before it have labels everywhere
 _FRAME_COLUMNS = ["action", "observation.state", "done_label", "subtask_index", "episode_index", "index"]
+FOREIGN_KIND = "expert"
+STATE_KEY = "observation.state"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a dataset keeps what the package reads: its chosen camera, actions and states."""
+
+    image_key: str  # the camera feature read as frames
+    image_shape: tuple[int, int, int]  # (height, width, 3)
+    video: bool  # frames in mp4 files, else image bytes in the parquet
+    action_names: list[str]
+    state_names: list[str]  # empty: the dataset has no observation.state
+    native: bool  # written by this package: done_label, subtask_index and episode labels are there
+
+    @property
+    def frame_columns(self) -> list[str]:
+        if self.native:
+            columns = list(_FRAME_COLUMNS)
+        else:
+            columns = ["action", "episode_index", "index"] + [STATE_KEY] * bool(self.state_names)
+        return columns + ([] if self.video else [self.image_key])
 
 
 @dataclass(frozen=True)
@@ -86,31 +118,33 @@ class EpisodeDataset:
     """A validated dataset on disk. ``episode(i)`` decodes one episode; ``load_arrays()`` decodes
     all of them once into memory (cached) for training."""
 
-    def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], episodes: list[EpisodeMeta]):
-        self.root, self.info, self.episodes = root, info, episodes
+    def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], episodes: list[EpisodeMeta], layout: Layout):
+        self.root, self.info, self.episodes, self.layout = root, info, episodes, layout
         self.tasks = tasks  # instruction of each task_index
-        features = info["features"]
-        self.camera = camera_of(features)
-        self.image_key = image_key(self.camera)
-        self.image_shape: tuple[int, int, int] = tuple(features[self.image_key]["shape"])
-        self.video = features[self.image_key]["dtype"] == "video"
-        self.action_names: list[str] = features["action"]["names"]
-        self.state_names: list[str] = features["observation.state"]["names"]
-        self.command_names: list[str] = features.get("command", {}).get("names", [])  # recorded physical commands
+        self.image_key = layout.image_key
+        self.camera = layout.image_key.removeprefix(IMAGE_PREFIX)
+        self.image_shape = layout.image_shape
+        self.video = layout.video
+        self.action_names = layout.action_names
+        self.state_names = layout.state_names
+        # the physical commands a recording sent, beside the normalised actions
+        self.command_names: list[str] = info["features"].get("command", {}).get("names", [])
         self._arrays: EpisodeArrays | None = None
 
     @classmethod
-    def open(cls, root: Path | str) -> EpisodeDataset:
+    def open(cls, root: Path | str, camera: str = "") -> EpisodeDataset:
+        """``camera``: the camera feature to read (``observation.images.wrist`` or just ``wrist``);
+        needed only when the dataset has several."""
         root = Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(f"{root}: no such folder")
         if not (root / INFO_PATH).is_file():
             raise DatasetNotFoundError(f"{root}: not a LeRobot dataset ({INFO_PATH} missing)")
-        info = _load_info(root / INFO_PATH)
+        info, layout = _load_info(root / INFO_PATH, camera)
         tasks = _load_tasks(root / TASKS_PATH, info["total_tasks"])
-        episodes = _load_episodes(root, info, tasks)
-        _check_files(root, info, episodes)
-        return cls(root, info, tasks, episodes)
+        episodes = _load_episodes(root, info, tasks, layout)
+        _check_files(root, info, episodes, layout)
+        return cls(root, info, tasks, episodes, layout)
 
     @property
     def num_episodes(self) -> int:
@@ -130,7 +164,7 @@ class EpisodeDataset:
         return {key: {name: np.asarray(value) for name, value in ft.items()} for key, ft in raw.items()}
 
     def summary(self) -> DatasetSummary:
-        return DatasetSummary.of(self.root, self.info, self.episodes)
+        return DatasetSummary.of(self.root, self.info, self.episodes, self.image_key, self.image_shape)
 
     def episode(self, index: int) -> Episode:
         if not 0 <= index < self.num_episodes:
@@ -181,6 +215,9 @@ class EpisodeDataset:
             task_index=np.array([m.task_index for m in metas], np.int64),
             labelled=np.array([m.labelled for m in metas], bool),
         )
+        if not self.layout.native:
+            out.done[:] = 0.0
+            out.subtask_index[:] = 0
         for group, rows in _file_groups(metas, lambda m: m.data_file):
             self._read_rows(group, out, rows)
         if self.video:
@@ -191,20 +228,20 @@ class EpisodeDataset:
     def _read_rows(self, group: list[EpisodeMeta], out: EpisodeArrays, rows: slice) -> None:
         """Fill ``out[rows]`` with ``group``, consecutive episodes of one data file."""
         path = _data_path(self.root, self.info, group[0])
-        columns = _FRAME_COLUMNS + ([] if self.video else [self.image_key])
         wanted = [m.index for m in group]
-        table = _read_parquet(path, columns=columns, filters=[("episode_index", "in", wanted)])
+        table = _read_parquet(path, columns=self.layout.frame_columns, filters=[("episode_index", "in", wanted)])
         expected = np.repeat(wanted, [m.length for m in group])
         if not np.array_equal(numpy_column(table["episode_index"]), expected):
             raise DatasetCorruptError(f"{path}: rows of episodes {wanted} are missing or out of order")
         global_index = np.concatenate([np.arange(m.from_index, m.from_index + m.length) for m in group])
         if not np.array_equal(numpy_column(table["index"]), global_index):
             raise DatasetCorruptError(f"{path}: frame 'index' column disagrees with {EPISODES_DIR}")
-        # reshaped: a one-dimensional action or state is a scalar column
-        out.actions[rows] = numpy_column(table["action"]).reshape(len(table), -1)
-        out.states[rows] = numpy_column(table["observation.state"]).reshape(len(table), -1)
-        out.done[rows] = numpy_column(table["done_label"])
-        out.subtask_index[rows] = numpy_column(table["subtask_index"])
+        out.actions[rows] = _matrix(table, "action", len(self.action_names), path)
+        if self.state_names:
+            out.states[rows] = _matrix(table, STATE_KEY, len(self.state_names), path)
+        if self.layout.native:
+            out.done[rows] = numpy_column(table["done_label"])
+            out.subtask_index[rows] = numpy_column(table["subtask_index"])
         if not self.video:
             pngs = table[self.image_key].combine_chunks().field("bytes").to_pylist()
             for row, data in enumerate(pngs):
@@ -215,13 +252,36 @@ class EpisodeDataset:
 
     def _read_video(self, group: list[EpisodeMeta], out: np.ndarray) -> None:
         """Fill ``out`` (uint8 [n,H,W,3]) with ``group``, consecutive episodes of one mp4 file."""
-        path = _video_path(self.root, self.info, group[0])
+        path = _video_path(self.root, self.info, group[0], self.image_key)
         first = [round(m.video_from_timestamp * self.fps) for m in group]  # frame number in the file
         try:
             decoded = read_mp4(path, first[-1] + group[-1].length, self.image_shape)
         except CodecError as err:
             raise DatasetCorruptError(f"{path}: {err}") from None
         out[:] = np.concatenate([decoded[f : f + m.length] for m, f in zip(group, first, strict=True)])
+
+
+def open_run_dataset(path: str | Path, split: dict[str, Any] | None) -> EpisodeDataset:
+    """A dataset opened for a world-model run: its own dataset (the one split.json names) with the camera
+    it was trained on; any other dataset with its only camera."""
+    split = split or {}
+    own = bool(split.get("dataset")) and Path(path).resolve() == Path(split["dataset"]).resolve()
+    return EpisodeDataset.open(path, split.get("camera", "") if own else "")
+
+
+def _matrix(table: pa.Table, key: str, width: int, path: Path) -> np.ndarray:
+    """A float column of ``width`` values per row as float32 [rows, width]: fixed-size or plain list
+    columns (as LeRobot and HF ``datasets`` write them) or, for width 1, a scalar column."""
+    column = table[key].combine_chunks()
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        if column.null_count or set(np.asarray(pc.list_value_length(column)).tolist()) - {width}:
+            raise DatasetCorruptError(f"{path}: '{key}' rows are not all {width} values long")
+        values = np.asarray(column.flatten())
+    else:
+        values = np.asarray(column)
+    if values.size != len(table) * width or values.dtype.kind not in "fiu":
+        raise DatasetCorruptError(f"{path}: '{key}' is not {width} numbers per row")
+    return values.reshape(len(table), width).astype(np.float32)
 
 
 def _file_groups(
@@ -242,9 +302,8 @@ def _data_path(root: Path, info: dict[str, Any], meta: EpisodeMeta) -> Path:
     return root / info["data_path"].format(chunk_index=chunk, file_index=file)
 
 
-def _video_path(root: Path, info: dict[str, Any], meta: EpisodeMeta) -> Path:
+def _video_path(root: Path, info: dict[str, Any], meta: EpisodeMeta, key: str) -> Path:
     chunk, file = meta.video_file
-    key = image_key(camera_of(info["features"]))
     return root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
 
 
@@ -273,7 +332,7 @@ def _parquet(read: Callable[..., Any], path: Path, **kwargs: Any) -> Any:
         raise DatasetCorruptError(f"{path}: truncated or corrupt parquet ({reason})") from None
 
 
-def _load_info(path: Path) -> dict[str, Any]:
+def _load_info(path: Path, camera: str) -> tuple[dict[str, Any], Layout]:
     info = _read_json(path)
     if not isinstance(info, dict):
         raise DatasetCorruptError(f"{path}: expected a JSON object")
@@ -283,23 +342,77 @@ def _load_info(path: Path) -> dict[str, Any]:
         if not isinstance(info.get(key), kind):
             raise DatasetCorruptError(f"{path}: '{key}' missing or not a {kind.__name__}")
     features = info["features"]
+    key = _choose_camera(path, features, camera)
+    native = "done_label" in features and "subtask_index" in features  # this package always writes both
     try:
-        camera = camera_of(features)
-        image = features[image_key(camera)]
-        if len(image["shape"]) != 3 or image["shape"][2] != 3:
-            raise ValueError(f"image shape {image['shape']} is not [height, width, 3]")
+        image = features[key]
         video = image["dtype"] == "video"
-        names = features["action"]["names"], features["observation.state"]["names"]
-        commands = features["command"]["names"] if "command" in features else ()
-        expected = build_features(camera, tuple(image["shape"]), *names, video, info["fps"], commands)
+        layout = Layout(
+            image_key=key,
+            image_shape=_image_shape(image),
+            video=video,
+            action_names=_names(features["action"], "action"),
+            state_names=_names(features[STATE_KEY], "state") if STATE_KEY in features else [],
+            native=native,
+        )
+        if native:
+            names = features["action"]["names"], features[STATE_KEY]["names"]
+            commands = features["command"]["names"] if "command" in features else ()
+            camera_name = key.removeprefix(IMAGE_PREFIX)
+            expected = build_features(camera_name, tuple(image["shape"]), *names, video, info["fps"], commands)
     except (KeyError, TypeError, ValueError) as err:
-        raise DatasetSchemaError(f"{path}: features are not the ones roboscape writes ({err})") from None
-    have, want = _comparable(features), _comparable(expected)
-    if differing := sorted(key for key in have.keys() | want.keys() if have.get(key) != want.get(key)):
-        raise DatasetSchemaError(f"{path}: features differ from the roboscape layout: {', '.join(differing)}")
-    if "video_path" not in info or (info["video_path"] is None) == video:
+        raise DatasetSchemaError(f"{path}: features are not a readable LeRobot dataset's ({err})") from None
+    if native:
+        have, want = _comparable(features), _comparable(expected)
+        if differing := sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k)):
+            raise DatasetSchemaError(f"{path}: features differ from the roboscape layout: {', '.join(differing)}")
+    if (
+        "video_path" not in info
+        or (video and info["video_path"] is None)
+        or (native and not video and info["video_path"])
+    ):
         raise DatasetCorruptError(f"{path}: 'video_path' missing or contradicting the {image['dtype']} dtype")
-    return info
+    return info, layout
+
+
+def _choose_camera(path: Path, features: dict[str, Any], camera: str) -> str:
+    """The image or video feature to read: the only one, or the one named by ``camera``."""
+    keys = [k for k, ft in features.items() if isinstance(ft, dict) and ft.get("dtype") in ("image", "video")]
+    available = ", ".join(keys) or "none"
+    if camera:
+        for key in (camera, IMAGE_PREFIX + camera):
+            if key in keys:
+                return key
+        raise DatasetSchemaError(f"{path}: no camera {camera!r}; available: {available}")
+    if len(keys) != 1:
+        raise DatasetSchemaError(f"{path}: {len(keys)} cameras ({available}): choose one with camera=<key>")
+    return keys[0]
+
+
+def _image_shape(feature: dict[str, Any]) -> tuple[int, int, int]:
+    """(height, width, 3) of an image feature, whose shape LeRobot gives as HWC or, with names
+    ["channels", "height", "width"], as CHW."""
+    shape = [int(n) for n in feature["shape"]]
+    if feature.get("names") == ["channels", "height", "width"]:
+        shape = shape[1:] + shape[:1]
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"image shape {feature['shape']} is not [height, width, 3] (RGB)")
+    return shape[0], shape[1], shape[2]
+
+
+def _names(feature: dict[str, Any], prefix: str) -> list[str]:
+    """The per-dimension names of a vector feature; LeRobot v2 converts keep them as
+    ``{"motors": [...]}``, and where there are none they are ``<prefix>_<i>``."""
+    if feature["dtype"] not in ("float32", "float64", "int64", "int32"):
+        raise ValueError(f"dtype {feature['dtype']!r} is not numeric")
+    if len(feature["shape"]) != 1 or feature["shape"][0] < 1:
+        raise ValueError(f"shape {feature['shape']} is not a vector")
+    size, names = feature["shape"][0], feature.get("names")
+    if isinstance(names, dict) and len(names) == 1:
+        names = next(iter(names.values()))
+    if isinstance(names, list) and len(names) == size and all(isinstance(n, str) for n in names):
+        return list(names)
+    return [f"{prefix}_{i}" for i in range(size)]
 
 
 def _comparable(features: dict[str, dict[str, Any]]) -> dict[str, tuple]:
@@ -318,18 +431,18 @@ def _load_tasks(path: Path, total_tasks: int) -> list[str]:
     return [tasks[i] for i in np.argsort(order)]
 
 
-def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[EpisodeMeta]:
+def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str], layout: Layout) -> list[EpisodeMeta]:
     where = root / EPISODES_DIR
     paths = sorted(where.glob("chunk-*/file-*.parquet"))
     if not paths:
         raise DatasetCorruptError(f"{where}: no episode metadata files")
-    video = info["video_path"] is not None
-    key = image_key(camera_of(info["features"]))
+    key = layout.image_key
     video_columns = [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
     rows = []
     for path in paths:
         table = _read_parquet(path)
-        columns = _EPISODE_COLUMNS + (video_columns if video else []) + [_LABELLED] * (_LABELLED in table.column_names)
+        columns = (_EPISODE_COLUMNS if layout.native else _FOREIGN_EPISODE_COLUMNS) + video_columns * layout.video
+        columns += [_LABELLED] * (layout.native and _LABELLED in table.column_names)
         if missing := [c for c in columns if c not in table.column_names]:
             raise DatasetCorruptError(f"{path}: missing columns {', '.join(missing)}")
         if nulls := [c for c in columns if table[c].null_count]:
@@ -345,6 +458,10 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[E
             raise DatasetCorruptError(f"{where}: row {i}: {got}")
         if (row["dataset_from_index"], row["dataset_to_index"]) != (from_index, from_index + row["length"]):
             raise DatasetCorruptError(f"{where}: episode {i}: frame range does not follow episode {i - 1}")
+        if not layout.native:  # a LeRobot episode's task is its first task string; it has no labels
+            row["tasks"] = row["tasks"][:1]
+            task = row["tasks"][0] if row["tasks"] else None
+            row |= {"task_name": task, "instruction": task, "success": False, "kind": FOREIGN_KIND, _LABELLED: False}
         if row["tasks"] != [row["instruction"]] or row["instruction"] not in tasks:
             raise DatasetCorruptError(f"{where}: episode {i}: task {row['tasks']} is not in {TASKS_PATH}")
         if row["kind"] not in KINDS:
@@ -360,8 +477,8 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[E
                 task_index=tasks.index(row["instruction"]),
                 from_index=from_index,
                 data_file=(row["data/chunk_index"], row["data/file_index"]),
-                video_file=(row[video_columns[0]], row[video_columns[1]]) if video else None,
-                video_from_timestamp=row[video_columns[2]] if video else 0.0,
+                video_file=(row[video_columns[0]], row[video_columns[1]]) if layout.video else None,
+                video_from_timestamp=row[video_columns[2]] if layout.video else 0.0,
                 labelled=row.get(_LABELLED, True),
             )
         )
@@ -371,18 +488,21 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: list[str]) -> list[E
     return episodes
 
 
-def _check_files(root: Path, info: dict[str, Any], episodes: list[EpisodeMeta]) -> None:
-    """Every referenced data file has a readable footer, the expected columns and row count; every
-    referenced video file exists."""
-    columns = arrow_schema(info["features"]).names
+def _check_files(root: Path, info: dict[str, Any], episodes: list[EpisodeMeta], layout: Layout) -> None:
+    """Every referenced data file has a readable footer, the expected columns (exactly this package's
+    for its own datasets; at least the ones read, for others) and row count; every referenced video
+    file exists."""
     for group, rows in _file_groups(episodes, lambda m: m.data_file):
         path = _data_path(root, info, group[0])
         metadata = _read_parquet_metadata(path)
-        if (names := metadata.schema.to_arrow_schema().names) != columns:
+        names = metadata.schema.to_arrow_schema().names
+        if layout.native and names != (columns := arrow_schema(info["features"]).names):
             raise DatasetCorruptError(f"{path}: columns {names}, expected {columns}")
+        if missing := [c for c in layout.frame_columns if c not in names]:
+            raise DatasetCorruptError(f"{path}: missing columns {', '.join(missing)}")
         if metadata.num_rows != (expected := rows.stop - rows.start):
             raise DatasetCorruptError(f"{path}: {metadata.num_rows} rows, {EPISODES_DIR} says {expected}")
-    if info["video_path"] is not None:
+    if layout.video:
         for group, _ in _file_groups(episodes, lambda m: m.video_file):
-            if not (path := _video_path(root, info, group[0])).is_file():
+            if not (path := _video_path(root, info, group[0], layout.image_key)).is_file():
                 raise DatasetCorruptError(f"{path}: file missing")

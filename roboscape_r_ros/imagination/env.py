@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from roboscape_r_ros.config import ConfigError, option
-from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.data.reader import EpisodeDataset, open_run_dataset
 from roboscape_r_ros.imagination.errors import ActionError, ImaginationError, WorldModelMismatchError
 from roboscape_r_ros.imagination.goals import (
     GoalBank,
@@ -438,7 +438,7 @@ def make_imagination_env(
             f"{run.checkpoint}: no dataset given and no {SPLIT_FILE} names one "
             "(set imagination.dataset=<dataset folder>)"
         )
-    dataset = EpisodeDataset.open(dataset_path)
+    dataset = open_run_dataset(dataset_path, run.split)
     check_world_model(wm, dataset, f"world model {run.checkpoint}")
     episodes = context_episodes(run, dataset, cfg.episodes)
     env = ImaginationEnv(wm, dataset, episodes, cfg, where=f"world model {run.checkpoint}")

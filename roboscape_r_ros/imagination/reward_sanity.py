@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
-from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.data.reader import EpisodeDataset, open_run_dataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import SPLIT_FILE, check_world_model, context_episodes, resolve_world_model
 from roboscape_r_ros.imagination.errors import ImaginationError
@@ -343,7 +343,7 @@ def run_reward_sanity(cfg: RewardSanityConfig) -> RewardSanityResult:
     dataset_path = cfg.dataset or (run.split or {}).get("dataset", "")
     if not dataset_path:
         raise ImaginationError(f"{run.checkpoint}: no dataset given and no {SPLIT_FILE} names one (set dataset=...)")
-    dataset = EpisodeDataset.open(dataset_path)
+    dataset = open_run_dataset(dataset_path, run.split)
     check_world_model(wm, dataset, f"world model {run.checkpoint}")
     episodes = context_episodes(run, dataset, cfg.episodes)
     report = reward_sanity(wm, dataset, episodes, cfg)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from roboscape_r_ros.data.frames import to_model_frame
-from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.data.reader import open_run_dataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.env import WorldModelRun, check_world_model, context_episodes, resolve_world_model
 from roboscape_r_ros.perception.metrics import psnr
@@ -191,7 +191,7 @@ class ContextPool:
         path = dataset or (run.split or {}).get("dataset", "")
         if not path:
             raise DreamError(f"{run.checkpoint}: no dataset given and no split.json beside it names one")
-        data = EpisodeDataset.open(path)
+        data = open_run_dataset(path, run.split)
         check_world_model(wm, data, f"world model {run.checkpoint}")
         capacity = wm.cfg.context_length - 1
         self.context_frames = context_frames or capacity

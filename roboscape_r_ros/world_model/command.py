@@ -54,7 +54,12 @@ STAGES = ("tokenizer", "action", "goal")
 
 @dataclass
 class TrainWMConfig:
-    dataset: str = option("outputs/datasets/demo", help="dataset folder written by `roboscape-r collect`")
+    dataset: str = option(
+        "outputs/datasets/demo", help="dataset folder: written by collect, import-bag or recording, or any LeRobot v3"
+    )
+    camera: str = option(
+        "", help="camera feature to train on (e.g. observation.images.wrist) when the dataset has several"
+    )
     name: str = option("world_model", help="run name: the run folder is outputs/runs/<name> unless `run` is set")
     run: str = option("", help="run folder; rerunning the same command on it resumes where it stopped")
     model: WorldModelConfig = option(WorldModelConfig(), help="world model sizes and optimisation")
@@ -107,6 +112,8 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
                 f"{split.get('num_frames')} frames; {dataset.root} has {dataset.num_episodes} / "
                 f"{dataset.num_frames}"
             )
+        if split.get("camera", dataset.image_key) != dataset.image_key:
+            raise RunError(f"{run.file('split.json')}: made for camera {split['camera']}, now {dataset.image_key}")
         return list(split["train"]), list(split["held_out"])
     train, held_out = stratified_split(dataset, fraction, seed)
     kinds = defaultdict(int)
@@ -117,6 +124,7 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
         {
             # absolute: the dreamer, imagination and evaluate-wm open it from whatever folder they run in
             "dataset": str(Path(dataset.root).resolve()),
+            "camera": dataset.image_key,  # what every later command reads from that dataset
             "num_episodes": dataset.num_episodes,
             "num_frames": dataset.num_frames,
             "held_out_fraction": fraction,
@@ -243,7 +251,7 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
     wm_cfg = cfg.model
     rank = ranks()
     shard = rank.shard(wm_cfg.train.batch_size, "model.train.batch_size")  # this rank's rows of each batch
-    dataset = EpisodeDataset.open(cfg.dataset)
+    dataset = EpisodeDataset.open(cfg.dataset, cfg.camera)
     check_dataset(dataset, wm_cfg)
     with RunFolder.open(run_path(cfg.run, cfg.name), lock=True, read_only=not rank.main) as run:
         run.write_config(

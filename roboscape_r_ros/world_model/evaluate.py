@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.lerobot import DatasetError
-from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset
+from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset, open_run_dataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
 from roboscape_r_ros.perception.metrics import psnr, ssim
@@ -145,7 +145,7 @@ class Evaluation:
         dataset_path = cfg.dataset or self.run_dataset
         if not dataset_path:
             raise RunError(f"{self.run.path}: config.yaml names no dataset; set dataset=...")
-        self.dataset = EpisodeDataset.open(dataset_path)
+        self.dataset = open_run_dataset(dataset_path, self.split)
         own_paths = {Path(p).resolve() for p in (run_cfg.get("dataset"), self.split.get("dataset")) if p}
         self.own_dataset = self.dataset.root.resolve() in own_paths
         if self.own_dataset:
@@ -480,7 +480,7 @@ class Evaluation:
             return {}, "n/a: the run names no dataset"
         else:
             try:
-                dataset = EpisodeDataset.open(self.run_dataset)
+                dataset = open_run_dataset(self.run_dataset, self.split)
                 self.check_split(dataset)
             except (DatasetError, RunError) as err:
                 return {}, f"n/a: the run's dataset does not open ({err})"

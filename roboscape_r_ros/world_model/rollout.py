@@ -164,7 +164,38 @@ def sheet_contexts(dataset: EpisodeDataset, episodes, count: int, span: int) -> 
     return [(e, (dataset.episodes[e].length - span) // 2) for e in chosen]
 
 
+@dataclass
+class HeldActionClips:
+    """What the model imagines from real contexts under each held action."""
+
+    picks: list[tuple[int, int]]  # (episode, first recorded frame) of each context window
+    labels: list[str]  # the held actions (rollout.held_actions)
+    clips: np.ndarray  # uint8 [contexts, held actions, 1 + steps, H, W, 3]: last context frame, dreamed steps
+
+
 @torch.no_grad()
+def held_action_clips(model, dataset: EpisodeDataset, episodes, steps: int, contexts: int) -> HeldActionClips:
+    """Imagine `steps` steps from up to `contexts` real context windows of `episodes` under each held action
+    (no clips: an empty ``picks`` when no episode is long enough)."""
+    k, c = model.cfg.frame_skip, model.cfg.context_length - 1
+    span = (c - 1) * k + 1
+    picks = sheet_contexts(dataset, episodes, contexts, span)
+    held = held_actions(dataset.action_names)
+    labels = [label for label, _ in held]
+    if not picks:
+        return HeldActionClips(picks, labels, np.zeros((0, len(held), steps + 1, *dataset.image_shape), np.uint8))
+    recorded = [dataset.episode(e) for e, _ in picks]
+    context = np.stack([ep.frames[s : s + span : k] for ep, (_, s) in zip(recorded, picks)])  # [n,C,H,W,3]
+    context_actions = np.stack([skip_actions(ep.actions[s : s + span - 1], k) for ep, (_, s) in zip(recorded, picks)])
+    n, m = len(picks), len(held)
+    actions = np.stack([a for _, a in held])[None, :, None].repeat(n, 0).repeat(steps, 2)  # [n,m,steps,A]
+    dreamed, _ = rollout(
+        model, context.repeat(m, 0), context_actions.repeat(m, 0), actions.reshape(n * m, steps, -1), batch_size=n * m
+    )
+    clips = np.concatenate([context[:, -1:].repeat(m, 0), dreamed], 1).reshape(n, m, steps + 1, *dreamed.shape[2:])
+    return HeldActionClips(picks, labels, clips)
+
+
 def controllability_sheet(
     model, dataset: EpisodeDataset, episodes, out: Path, steps: int = 8, contexts: int = 2
 ) -> dict:
@@ -175,33 +206,23 @@ def controllability_sheet(
     action the mean absolute pixel difference (0-255) of its final dreamed frame from the other held
     actions' (divergence) and from the last context frame (change), averaged over the contexts.
     """
-    k, c = model.cfg.frame_skip, model.cfg.context_length - 1
-    span = (c - 1) * k + 1
-    picks = sheet_contexts(dataset, episodes, contexts, span)
+    sheet = held_action_clips(model, dataset, episodes, steps, contexts)
+    picks, clips = sheet.picks, sheet.clips
     summary = {
         "steps": steps,
-        "control_steps": steps * k,
+        "control_steps": steps * model.cfg.frame_skip,
         "contexts": [{"episode": e, "task": dataset.episodes[e].task, "start": s} for e, s in picks],
     }
     if not picks:
         return summary
-    held = held_actions(dataset.action_names)
-    recorded = [dataset.episode(e) for e, _ in picks]
-    context = np.stack([ep.frames[s : s + span : k] for ep, (_, s) in zip(recorded, picks)])  # [n,C,H,W,3]
-    context_actions = np.stack([skip_actions(ep.actions[s : s + span - 1], k) for ep, (_, s) in zip(recorded, picks)])
-    n, m = len(picks), len(held)
-    actions = np.stack([a for _, a in held])[None, :, None].repeat(n, 0).repeat(steps, 2)  # [n,m,steps,A]
-    dreamed, _ = rollout(
-        model, context.repeat(m, 0), context_actions.repeat(m, 0), actions.reshape(n * m, steps, -1), batch_size=n * m
-    )
-    clips = np.concatenate([context[:, -1:].repeat(m, 0), dreamed], 1).reshape(n, m, steps + 1, *dreamed.shape[2:])
-    _write_sheet(out, clips, [label for label, _ in held], [f"{dataset.episodes[e].task} #{e}" for e, _ in picks])
+    m = len(sheet.labels)
+    _write_sheet(out, clips, sheet.labels, [f"{dataset.episodes[e].task} #{e}" for e, _ in picks])
     final = clips[:, :, -1].astype(np.float32)  # [n,m,H,W,3]
     distance = np.abs(final[:, :, None] - final[:, None]).mean((-3, -2, -1)).mean(0)  # [m,m]
     change = np.abs(final - clips[:, :, 0].astype(np.float32)).mean((0, -3, -2, -1))  # [m]
     summary["held_actions"] = {
         label: {"divergence": float(distance[i].sum() / (m - 1)), "change": float(change[i])}
-        for i, (label, _) in enumerate(held)
+        for i, label in enumerate(sheet.labels)
     }
     summary["mean_pairwise_divergence"] = float(distance[np.triu_indices(m, 1)].mean())
     return summary
