@@ -158,6 +158,21 @@ def test_a_scene_applied_now_changes_the_next_frame_mid_episode_and_the_expert_s
     np.testing.assert_array_equal(env.render(), neutral)  # undone in place
 
 
+def test_sim_session_refuses_a_scene_the_camera_cannot_see_and_keeps_the_old_one():
+    from roboscape_r_ros.runtime.sim_session import SimSession, parse_scene
+
+    session = SimSession("reach-v3", resolution=32, scene=parse_scene("{table_rgba: [0.1, 0.4, 0.9, 1]}"))
+    try:
+        session.reset()
+        before = session.env.render()
+        with pytest.raises(SceneVariationError, match="camera would see nothing") as err:
+            session.change_scene(parse_scene("{camera_position_jitter: 10000, background_rgb: [0, 0, 0]}"))
+        assert "\n" not in str(err.value)
+        np.testing.assert_array_equal(session.env.render(), before)
+    finally:
+        session.close()
+
+
 def test_a_single_colour_frame_raises_black_frame_error(reach_scene):
     env, _ = reach_scene
     env.set_scene(SceneVariation(camera_position_jitter=1e4, background_rgb=(0.0, 0.0, 0.0)))  # looks at black sky

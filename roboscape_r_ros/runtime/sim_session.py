@@ -133,7 +133,8 @@ class SimSession:
     def change_scene(self, scene: SceneVariation) -> None:
         """Show ``scene`` from the next frame on, in the middle of the episode (see PixelMetaWorldEnv.set_scene).
 
-        A scene the camera cannot render (a frame of one colour) is refused and the old one stays.
+        A scene the camera cannot render (a frame of one colour) is refused and the old one is applied
+        again (its camera jitter, if any, drawn anew).
         """
         old = self.env.scene
         self.env.set_scene(scene, now=True)
