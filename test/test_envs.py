@@ -133,6 +133,46 @@ def test_camera_jitter_is_drawn_per_episode_and_leaves_positions_alone(reach_sce
     np.testing.assert_array_equal(first_info["metaworld_obs"], positions)
 
 
+def test_a_scene_applied_now_changes_the_next_frame_mid_episode_and_the_expert_still_succeeds(reach_scene):
+    env, _ = reach_scene
+    expert = expert_policy("reach-v3")
+    obs, info = env.reset(seed=SEED)
+    for _ in range(5):
+        obs, _, _, _, info = env.step(expert.get_action(info["metaworld_obs"]))
+    qpos, before = env.sim.data.qpos.copy(), env.render()
+    env.set_scene(SceneVariation(table_rgba=(0.1, 0.4, 0.9, 1.0)), now=True)
+    after = env.render()
+    assert mean_abs_diff(after, before) > 4.0  # the table alone changed colour: measured 7.8 at reset
+    np.testing.assert_array_equal(env.render(), after)
+    assert env.steps == 5 and np.array_equal(env.sim.data.qpos, qpos)  # nothing moved
+    success = False
+    while not success and env.steps < 150:
+        obs, _, _, _, info = env.step(expert.get_action(info["metaworld_obs"]))
+        success = info["success"]
+    assert success, "the expert failed after the mid-episode change"
+    env.set_scene(SceneVariation(), now=True)
+    neutral = env.render()
+    env.set_scene(SceneVariation(light_scale=0.2, headlight_ambient=(0.05,) * 3), now=True)
+    assert mean_abs_diff(env.render(), neutral) > 4.0
+    env.set_scene(SceneVariation(), now=True)
+    np.testing.assert_array_equal(env.render(), neutral)  # undone in place
+
+
+def test_sim_session_refuses_a_scene_the_camera_cannot_see_and_keeps_the_old_one():
+    from roboscape_r_ros.runtime.sim_session import SimSession, parse_scene
+
+    session = SimSession("reach-v3", resolution=32, scene=parse_scene("{table_rgba: [0.1, 0.4, 0.9, 1]}"))
+    try:
+        session.reset()
+        before = session.env.render()
+        with pytest.raises(SceneVariationError, match="camera would see nothing") as err:
+            session.change_scene(parse_scene("{camera_position_jitter: 10000, background_rgb: [0, 0, 0]}"))
+        assert "\n" not in str(err.value)
+        np.testing.assert_array_equal(session.env.render(), before)
+    finally:
+        session.close()
+
+
 def test_a_single_colour_frame_raises_black_frame_error(reach_scene):
     env, _ = reach_scene
     env.set_scene(SceneVariation(camera_position_jitter=1e4, background_rgb=(0.0, 0.0, 0.0)))  # looks at black sky

@@ -143,12 +143,60 @@ def test_bad_actions_are_refused_with_throttled_warnings_and_the_arm_does_not_mo
     assert "Traceback" not in log
 
 
+def set_parameter(ros, name: str, value: str):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = ros.node.create_client(SetParameters, "sim_bridge/set_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value)]))
+    assert ros.spin_until(future.done, 20)
+    return future.result().results[0]
+
+
+def frame(image) -> np.ndarray:
+    return np.frombuffer(image.data, np.uint8).astype(np.int16)
+
+
+def test_the_scene_parameter_changes_the_scene_mid_episode_and_refuses_bad_values_in_one_line(ros):
+    proc = ros.start("roboscape_r_ros.nodes.sim_bridge", "-p", "camera_resolution:=32")
+    sim = Sim(ros)
+    sim.wait_ready()
+    for _ in range(3):
+        sim.step([0.0, 0.0, 0.0, 0.0])
+    before = frame(sim.images[-1])
+    result = set_parameter(ros, "scene", "{table_rgba: [0.1, 0.4, 0.9, 1]}")
+    assert result.successful, result.reason
+    sim.step([0.0, 0.0, 0.0, 0.0])  # the arm stands still: only the table changes
+    assert np.abs(frame(sim.images[-1]) - before).mean() > 4.0
+    assert sim.episodes[-1].data.endswith("ep0000") and ns(sim.states[-1].header.stamp) == 5 * PERIOD_NS
+    changed = frame(sim.images[-1])
+    for bad, expected in (
+        ("{table_rgba: [2, 0, 0, 1]}", "table_rgba must be 4 numbers in [0, 1]"),
+        ("{tabel_rgba: [0, 0, 0, 1]}", "unknown option 'scene.tabel_rgba'"),
+        ("blue", "scene must be a mapping"),
+    ):
+        result = set_parameter(ros, "scene", bad)
+        assert not result.successful and expected in result.reason and "\n" not in result.reason, result.reason
+    sim.step([0.0, 0.0, 0.0, 0.0])
+    assert np.abs(frame(sim.images[-1]) - changed).mean() < 1.0  # the refused values left the scene alone
+    assert set_parameter(ros, "scene", "").successful
+    sim.step([0.0, 0.0, 0.0, 0.0])
+    assert np.abs(frame(sim.images[-1]) - before).mean() < 1.0  # the training scene again
+    log = ros.stop(proc)
+    assert "scene changed after step 3 of episode reach-v3-seed0-ep0000" in log, log
+    assert log.count("refused") == 3 and "Traceback" not in log, log
+
+
 @pytest.mark.parametrize(
     "param, expected",
     [
         ("task:=reach-v9", "unknown task 'reach-v9'"),
         ("camera:=ceiling", "unknown camera 'ceiling'"),
         ("camera_resolution:=0", "camera_resolution"),
+        ("scene:=blue", "scene must be a mapping of scene fields"),
+        ('scene:="{light_scale: -1}"', "light_scale must be a finite number >= 0"),
     ],
 )
 def test_bad_startup_parameters_end_with_one_clear_line(ros, param, expected):

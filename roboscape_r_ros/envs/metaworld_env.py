@@ -181,18 +181,26 @@ class PixelMetaWorldEnv(gym.Env):
         )
         self.action_space = gym.spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), np.float32)
 
-    def set_scene(self, scene: SceneVariation) -> None:
-        """Use ``scene`` from the next reset on."""
+    def set_scene(self, scene: SceneVariation, now: bool = False) -> None:
+        """Use ``scene`` from the next reset on; with ``now``, also show its colours, lights and camera
+        pose from the next rendered frame (mid-episode: the arm and objects stay where they are; object
+        and goal ranges still wait for the next reset)."""
         scene.validate()
         self._reset_low, self._reset_high = reset_bounds(
             scene, self.sim._random_reset_space.low, self.sim._random_reset_space.high, self.task
         )
         self.scene = scene
+        if now:
+            self._apply_scene(self.np_random)
+
+    def _apply_scene(self, camera_rng: np.random.Generator) -> None:
+        self.renderer.upload_textures(self.scene_editor.apply(self.scene, camera_rng))
+        mujoco.mj_forward(self.sim.model, self.sim.data)  # camera poses follow the edited model
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         positions_rng, camera_rng = self.np_random.spawn(2)  # independent: a camera jitter leaves positions alone
-        self.renderer.upload_textures(self.scene_editor.apply(self.scene, camera_rng))
+        self._apply_scene(camera_rng)
         sim_obs = self._reset_sim(positions_rng)
         mujoco.mj_forward(self.sim.model, self.sim.data)
         self.steps = 0

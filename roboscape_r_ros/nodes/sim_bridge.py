@@ -9,6 +9,10 @@ Publishes   image_raw    (sensor_msgs/Image rgb8, camera_resolution square, sens
             episode      (std_msgs/String: the episode id, transient local; a new value = a reset)
             /clock       (rosgraph_msgs/Clock: +1 control period per step and per reset)
 Service     reset        (std_srvs/Trigger): start a new episode; the message is its id
+Parameter   scene        settable while running (``ros2 param set /roboscape/sim_bridge scene
+                         "{table_rgba: [0.2, 0.3, 0.8, 1]}"``): the scene changes from the next frame
+                         on, mid-episode, and the log says after which step; a bad value is refused
+                         with one line and the scene stays. Every other parameter is read at start.
 
 Stepping is per action, not at a fixed rate: the sim advances exactly one 12.5 ms control step
 for each valid Action and then publishes what the camera sees, so the topic loop is
@@ -33,6 +37,7 @@ from __future__ import annotations
 import time
 
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -55,7 +60,13 @@ from roboscape_r_ros.nodes.node_tools import (
     stamp_ns,
 )
 from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
-from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, SimBridgeParams, SimFrame, SimSession
+from roboscape_r_ros.runtime.sim_session import (
+    METAWORLD_OBS_NAMES,
+    SimBridgeParams,
+    SimFrame,
+    SimSession,
+    parse_scene,
+)
 from roboscape_r_ros.runtime.step_gate import StepGate
 
 
@@ -71,6 +82,7 @@ class SimBridge(Node):
                 seed=p.seed,
                 max_steps=p.max_steps,
                 end_on_success=p.end_on_success,
+                scene=parse_scene(p.scene),
             )
         except RoboscapeError as err:
             raise StartupError(f"sim_bridge: {err}") from None
@@ -87,6 +99,7 @@ class SimBridge(Node):
         self.create_service(Trigger, "reset", self.on_reset)
         self.last_publish = time.monotonic()
         self.create_timer(min(p.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self.on_set_parameters)
         self.start_episode()
         self.get_logger().info(
             f"{p.task}: {p.camera_resolution}x{p.camera_resolution} frames from '{p.camera}', one "
@@ -107,6 +120,27 @@ class SimBridge(Node):
         self.get_logger().info(f"reset: episode {frame.episode_id}")
         response.success, response.message = True, frame.episode_id
         return response
+
+    def on_set_parameters(self, params: list) -> SetParametersResult:
+        fixed = [p.name for p in params if p.name not in ("scene", "use_sim_time")]
+        if fixed:
+            return SetParametersResult(
+                successful=False, reason=f"{', '.join(fixed)}: set at start only (restart the node)"
+            )
+        for p in params:
+            if p.name != "scene":
+                continue
+            try:
+                self.session.change_scene(parse_scene(p.value))
+            except RoboscapeError as err:
+                self.get_logger().warning(f"scene {p.value!r} refused: {err}")
+                return SetParametersResult(successful=False, reason=str(err))
+            frame = self.session.frame
+            self.get_logger().info(
+                f"scene changed after step {frame.step} of episode {frame.episode_id} (sim time {frame.time_ns} ns): "
+                f"{p.value or 'the training scene'}"
+            )
+        return SetParametersResult(successful=True)
 
     # -- actions --------------------------------------------------------------------------------
     def refuse(self, reason: str, message: str) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import yaml
 
-from roboscape_r_ros.envs.metaworld_env import CONTROL_HZ, EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.config import from_dict
+from roboscape_r_ros.envs.metaworld_env import CONTROL_HZ, BlackFrameError, EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
 from roboscape_r_ros.runtime.action_spec import ActionSpec, metaworld_action_spec
 from roboscape_r_ros.runtime.parameters import parameter
 
@@ -49,6 +52,23 @@ class SimBridgeParams:
     warning_period_s: float = parameter(
         5.0, "at most one warning per kind of refused action in this period (s)", low=0.0, high=3600.0
     )
+    scene: str = parameter(
+        "",
+        "scene variation, a YAML mapping of env.scene fields, e.g. {table_rgba: [0.2, 0.3, 0.8, 1], light_scale: "
+        "0.5}; empty: the training scene. Settable while running: colours, lights and the camera pose change "
+        "from the next frame on, mid-episode; object and goal ranges from the next reset",
+    )
+
+
+def parse_scene(text: str) -> SceneVariation:
+    """The ``scene`` parameter as a checked SceneVariation (SceneVariationError names the problem)."""
+    try:
+        values = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError:
+        values = text
+    if not isinstance(values, dict):
+        raise SceneVariationError(f"scene must be a mapping of scene fields, e.g. {{light_scale: 0.5}}, got {text!r}")
+    return from_dict(SceneVariation, values, prefix="scene.")
 
 
 @dataclass(frozen=True)
@@ -74,8 +94,11 @@ class SimSession:
         seed: int = 0,
         max_steps: int = 300,
         end_on_success: bool = True,
+        scene: SceneVariation | None = None,
     ) -> None:
-        cfg = EnvConfig(tasks=[task], resolution=resolution, camera=camera, max_steps=max_steps)
+        cfg = EnvConfig(
+            tasks=[task], resolution=resolution, camera=camera, max_steps=max_steps, scene=scene or SceneVariation()
+        )
         self.env = PixelMetaWorldEnv(task, cfg, seed=seed)
         self.task, self.seed = task, seed
         self.end_on_success = end_on_success
@@ -106,6 +129,20 @@ class SimSession:
             obs, info, success=bool(info["success"]), truncated=truncated, step=self.frame.step + 1
         )
         return self.frame
+
+    def change_scene(self, scene: SceneVariation) -> None:
+        """Show ``scene`` from the next frame on, in the middle of the episode (see PixelMetaWorldEnv.set_scene).
+
+        A scene the camera cannot render (a frame of one colour) is refused and the old one is applied
+        again (its camera jitter, if any, drawn anew).
+        """
+        old = self.env.scene
+        self.env.set_scene(scene, now=True)
+        try:
+            self.env.render()
+        except BlackFrameError as err:
+            self.env.set_scene(old, now=True)
+            raise SceneVariationError(f"scene refused, the camera would see nothing: {err}") from None
 
     def _frame(self, obs: dict, info: dict, *, success: bool, truncated: bool, step: int) -> SimFrame:
         metaworld_obs = np.asarray(info["metaworld_obs"], np.float64)
