@@ -131,4 +131,7 @@ def process_group(command: str, supported: bool) -> Iterator[Ranks]:
     # CPU tensors (metrics; CPU training) go through gloo, CUDA tensors through NCCL
     dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     yield group
+    # rank 0 may still be writing files: a rank that tore its gloo connections down first was seen
+    # to abort ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
