@@ -245,12 +245,14 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
     """(dotted name, type, default, help) for every leaf option of ``cls``, for --help."""
     rows = []
     hints = typing.get_type_hints(cls)
-    default = cls()
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
             rows.extend(describe(hint, prefix + f.name + "."))
             continue
         type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-        rows.append((prefix + f.name, type_name, getattr(default, f.name), f.metadata.get("help", "")))
+        # the field's own default, not cls(): a config whose defaults alone do not validate (export needs a
+        # policy or a world model) must still print its help
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((prefix + f.name, type_name, default, f.metadata.get("help", "")))
     return rows

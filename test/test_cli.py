@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from cli_runner import REPO, assert_one_line_error, cli
 
+from roboscape_r_ros.cli import COMMANDS, main
 from roboscape_r_ros.data.collect import CollectConfig, record_episode, task_rng
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
@@ -127,3 +128,11 @@ def test_help_explains_every_option():
         "video",
     ):
         assert name in result.stdout, name
+
+
+@pytest.mark.parametrize("command", [c.name for c in COMMANDS])
+def test_every_command_prints_its_help(command, capsys):
+    """--help lists the options even where the defaults alone do not validate (export, calibrate-ood)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and "presets:" in capsys.readouterr().out
