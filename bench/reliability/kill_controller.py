@@ -162,13 +162,21 @@ def restart(run_s: float, repeats: int) -> dict:
                 report["restarts"].append({"first_action_s": None, "note": "no Action within 60 s"})
                 continue
             opening = [list(m.values) for _, m in first[:3]]
+            old_last = max(
+                (m.step for (_, m), sender in zip(probe.actions, probe.senders, strict=True) if sender in known),
+                default=0,
+            )
+            # the probe hears a new publisher only once discovery matched it, so its first few Actions may be
+            # missed: from rest, the k-th step's command lies within (k+1) max_delta of zero (the rate limiter)
+            step0 = first[0][1].step
             report["restarts"].append(
                 {
                     "first_action_s": round(first[0][0] - killed, 3),
                     "first_steps": [m.step for _, m in first[:3]],
                     "first_values": [[round(v, 3) for v in values] for values in opening],
+                    "steps_restarted": step0 < old_last,
                     "rate_limiter_from_rest": all(
-                        abs(v) <= d + 1e-9 for v, d in zip(opening[0], MAX_DELTA, strict=True)
+                        abs(v) <= (step0 + 1) * d + 1e-9 for v, d in zip(opening[0], MAX_DELTA, strict=True)
                     ),
                 }
             )
