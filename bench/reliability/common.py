@@ -230,3 +230,11 @@ def wait_for_answers(probe: Probe, count: int, timeout_s: float) -> bool:
     start = len(probe.answers)
     probe.stream(timeout_s, tick=lambda: len(probe.answers) - start >= count)
     return len(probe.answers) - start >= count
+
+
+def lab_graph(domain: int) -> tuple[Graph, Probe]:
+    """The deploy graph in real mode with its camera remapped to the lab camera, and a probe playing that camera."""
+    graph = Graph(ros_env(domain), "real", f"arg.camera={LAB_CAMERA}")
+    probe = Probe(domain)
+    probe.camera(LAB_CAMERA)
+    return graph, probe

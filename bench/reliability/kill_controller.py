@@ -21,7 +21,7 @@ import signal
 import subprocess
 import time
 
-from common import LAB_CAMERA, NAMESPACE, Graph, Probe, alive, private_domain, ros_env, wait_for_answers
+from common import LAB_CAMERA, NAMESPACE, Probe, alive, lab_graph, private_domain, ros_env, wait_for_answers
 
 MAX_DELTA = (0.5, 0.5, 0.5, 2.0)  # config/policy_controller.yaml
 
@@ -32,10 +32,7 @@ def run(run_s: float = 5.0, repeats: int = 5) -> dict:
 
 def graph_policy(run_s: float) -> dict:
     domain = private_domain(1)
-    env = ros_env(domain)
-    graph = Graph(env, "real", f"arg.camera={LAB_CAMERA}")
-    probe = Probe(domain)
-    probe.camera(LAB_CAMERA)
+    graph, probe = lab_graph(domain)
     try:
         if not wait_for_answers(probe, 10, 90):
             return {"error": "no Action answered the camera within 90 s", "log": graph.tail()}

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import time
 
-from common import LAB_CAMERA, Graph, Probe, percentiles, private_domain, ros_env, wait_for_answers
+from common import LAB_CAMERA, lab_graph, percentiles, private_domain, wait_for_answers
 
 AIM_GROWTH_PCT = 5.0
 
 
 def run(seconds: float = 600.0, warmup_s: float = 60.0, sample_s: float = 5.0, window_s: float = 60.0) -> dict:
     domain = private_domain()
-    env = ros_env(domain)
-    graph = Graph(env, "real", f"arg.camera={LAB_CAMERA}")
-    probe = Probe(domain)
-    probe.camera(LAB_CAMERA)
+    graph, probe = lab_graph(domain)
     try:
         if not wait_for_answers(probe, 10, 90):
             return {"error": "no Action answered the camera within 90 s", "log": graph.tail()}
