@@ -169,6 +169,42 @@ def test_done_terminates_the_episode_and_pays_the_bonus(wm, dataset):
     assert env.steps.tolist() == [0, 0, 0]  # reset in the same step
 
 
+def test_done_must_hold_for_done_steps_before_the_bonus_and_the_end(wm, dataset):
+    reward_cfg = RewardConfig(perception=PerceptionConfig(backend="ssim"), done_threshold=1e-6)
+    env = make_env(wm, dataset, reward=reward_cfg, done_steps=3, max_steps=6)
+    env.reset(seed=0)
+    for _ in range(2):  # the done head fires from the first step; twice is not yet enough
+        obs, reward, terminated, truncated, info = env.step(torch.zeros(3, 2))
+        assert (info["done_probability"] >= 1e-6).all() and not terminated.any() and not info["success"].any()
+        assert (info["done_bonus"] == 0).all()
+    obs, reward, terminated, truncated, info = env.step(torch.zeros(3, 2))
+    assert terminated.all() and info["success"].all() and (info["done_bonus"] == 10.0).all()
+    assert env.done_streak.tolist() == [0, 0, 0]  # new episodes start their own count
+
+
+def test_uncertainty_penalty_costs_token_entropy_above_the_held_out_reference(wm, dataset):
+    plain, penalised = make_env(wm, dataset), make_env(wm, dataset, uncertainty_penalty=5.0, uncertainty_quantile=0.5)
+    assert plain.uncertainty_reference is None and 0.0 < penalised.uncertainty_reference < 1.0
+    assert penalised.describe()["uncertainty_reference"] == penalised.uncertainty_reference
+    plain.reset(seed=1)
+    penalised.reset(seed=1)
+    excess = []
+    for _ in range(3):
+        action = torch.tensor([[0.9, -0.9], [0.0, 0.0], [-0.9, 0.9]])
+        torch.manual_seed(0)
+        _, reward, _, _, info = plain.step(action)
+        torch.manual_seed(0)
+        _, cost, _, _, penalised_info = penalised.step(action)
+        entropy = penalised_info["token_entropy"]
+        assert ((entropy >= 0) & (entropy <= 1)).all()
+        torch.testing.assert_close(entropy, info["token_entropy"])
+        over = (entropy - penalised.uncertainty_reference).clamp(min=0)
+        torch.testing.assert_close(cost, reward - 5.0 * over)
+        excess.append(over)
+    # the reference is the entropy's median on the pool: some of the random model's frames lie above it
+    assert torch.cat(excess).gt(0).any()
+
+
 def test_actions_of_the_wrong_shape_or_nan_are_refused(wm, dataset):
     env = make_env(wm, dataset)
     env.reset()
@@ -309,6 +345,21 @@ def test_empty_or_unusable_episode_sets_give_clear_errors(wm, dataset, tmp_path)
         make_imagination_env(ImaginationConfig(world_model=str(run), dataset=str(tmp_path / "empty_dataset")))
     with pytest.raises(ConfigError, match="num_envs must be at least 1"):
         ImaginationConfig(num_envs=0)
+
+
+def test_a_dataset_that_begins_with_the_runs_own_adds_its_new_episodes_as_contexts(wm, dataset, tmp_path):
+    run = write_run(tmp_path / "run", wm, dataset, held_out=[1, 5])
+    # the same 12 episodes (same seed, same order), then 2 more: e.g. a policy's rollouts appended
+    extended = write_toy_dataset(tmp_path / "extended", {"expert": 4, "noisy": 4, "random": 6})
+    cfg = ImaginationConfig(world_model=str(run), dataset=str(extended), reward=SSIM, num_envs=2)
+    env, _ = make_imagination_env(cfg)
+    assert env.pool.index.tolist() == [1, 5]
+    env, _ = make_imagination_env(ImaginationConfig(**{**cfg.__dict__, "episodes": "held_out_and_added"}))
+    assert env.pool.index.tolist() == [1, 5, 12, 13]
+    # a dataset that does not begin with the run's episodes is refused
+    other = write_toy_dataset(tmp_path / "other", {"noisy": 4, "expert": 4, "random": 6})
+    with pytest.raises(ImaginationError, match="does not begin with them"):
+        make_imagination_env(ImaginationConfig(**{**cfg.__dict__, "dataset": str(other)}))
 
 
 # -- reward-sanity helpers -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from roboscape_r_ros.config import load_config
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
 from roboscape_r_ros.imagination.reward_sanity import RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.perception.distance import PerceptionConfig
+from roboscape_r_ros.rl.calibration import imagined_success
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
 from roboscape_r_ros.rl.train import PolicyTrainConfig, run_imagination_ppo
@@ -52,6 +53,7 @@ def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
     torch.manual_seed(0)
     policy = ImagePolicy(PolicyConfig(image_size=32, action_dim=2, channels=[16, 32], hidden=64, init_log_std=-0.5))
     before = real_success(policy)
+    imagined_before = imagined_success(policy, env, episodes=32)
     ppo = PPOConfig(total_steps=16 * 16 * 8, num_steps=16, lr=3e-3, critic_lr=3e-3, seed=0)
     start = time.perf_counter()
     stats = train_ppo(policy, env, ppo, progress=False)
@@ -69,6 +71,12 @@ def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
     assert last > first + 2.5
     assert success_last > success_first + 0.2
     assert after >= 0.75 and after > before + 0.5  # trained only in imagination, it solves the real toy
+    # the success the world model credits each policy with follows the real one (calibration)
+    imagined_after = imagined_success(policy, env, episodes=32)
+    print(f"imagined success of the mean action {imagined_before['success']:.2f} -> {imagined_after['success']:.2f}")
+    assert imagined_before["episodes"] == imagined_after["episodes"] == 32
+    assert set(imagined_after["per_task"]) == set(env.pool.tasks)
+    assert imagined_after["success"] > imagined_before["success"] + 0.3
 
 
 def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
@@ -92,6 +100,8 @@ def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
             "imagination.num_envs=4",
             "imagination.max_steps=5",
             "imagination.reward.perception.backend=ssim",
+            "calibration_episodes=8",
+            "sim.env.max_steps=7",
         ],
     )
     result = run_imagination_ppo(cfg, progress=False)
@@ -107,6 +117,9 @@ def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
     assert summary["env"]["goal_source"] == "demo" and summary["env"]["max_control_steps"] == 5
     assert [c["imagined/world_model_steps"] for c in summary["curve"]] == [24, 48]
     assert any((out / "tensorboard").iterdir())
+    calibration = summary["imagined_success"]
+    assert calibration["world_model_steps"] == 7  # a sim episode's 7 control steps at frame_skip 1
+    assert calibration["init"]["episodes"] == calibration["trained"]["episodes"] == 8
 
 
 def test_reward_sanity_on_held_out_toy_demos(toy_run):

@@ -224,7 +224,7 @@ def test_kv_cache_step_matches_a_full_pass():
     actions = torch.randn(1, 2, 2)
     with torch.no_grad():
         state, _ = wm.dynamics.prefill(tokens, wm.actions.context(actions[:, :1]))
-        state, new, done_logit = wm.dynamics.predict_next(state, wm.actions.next(actions[:, 1]))
+        state, new, done_logit, _ = wm.dynamics.predict_next(state, wm.actions.next(actions[:, 1]))
         _, full = wm.dynamics.encode(torch.cat([tokens, new[:, None]], 1), wm.actions.context(actions))
     assert torch.allclose(full[:, -1], done_logit, atol=1e-5)
     for _ in range(3):  # the window rolls: its C=3 slots stay full

@@ -68,7 +68,7 @@ class Context(Encode):
 
 class Step(Encode):
     def forward(self, kv: torch.Tensor, valid: torch.Tensor, action: torch.Tensor):
-        state, tokens, done_logit = self.wm.dynamics.predict_next(State(kv, valid), self.wm.actions.next(action))
+        state, tokens, done_logit, _ = self.wm.dynamics.predict_next(State(kv, valid), self.wm.actions.next(action))
         return state.kv, state.valid, tokens, torch.sigmoid(done_logit)
 
 

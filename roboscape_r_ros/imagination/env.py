@@ -16,9 +16,12 @@ Step: one world-model step is `frame_skip` control steps. A decision's K actions
 K=1 without chunks) are cut into groups of `frame_skip`, each group's mean is one world-model step
 (a single action is held for the whole step, as a simulator would repeat it). Per world-model step
 the reward is the endogenous reward (reward.py) of the predicted frame; a decision's reward is the
-sum over the steps it ran. A row terminates when the predicted done probability exceeds the
-threshold (info["success"]: the *imagined* success, never a real one) and is truncated at
-`max_steps` world-model steps; a chunk stops where its episode ends.
+sum over the steps it ran. A row terminates when the predicted done probability reaches the
+threshold on `done_steps` consecutive world-model steps (info["success"]: the *imagined* success, never
+a real one; the bonus is paid only where the signal has held that long) and is truncated at
+`max_steps` world-model steps; a chunk stops where its episode ends. With `uncertainty_penalty` each
+step also costs the model's token entropy above what it shows on real held-out episodes (MOPO's
+penalty on model uncertainty, with the dynamics' own entropy in place of an ensemble's disagreement).
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ class ImaginationConfig:
         "", help="world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint"
     )
     dataset: str = option("", help="dataset of the context episodes (default: the one the run's split.json names)")
-    episodes: Literal["held_out", "all"] = option(
-        "held_out", help="context episodes: the run's held-out episodes (split.json) or every episode of the dataset"
+    episodes: Literal["held_out", "held_out_and_added", "all"] = option(
+        "held_out",
+        help="context episodes: the run's held-out episodes (split.json); those and the episodes a dataset holds "
+        "after the run's own (e.g. the policy's rollouts, `roboscape-r rollouts`); or every episode",
     )
     successful_only: bool = option(False, help="draw contexts only from successful episodes (demos)")
     goal: Literal["goal_model", "demo", "image"] = option(
@@ -76,7 +81,22 @@ class ImaginationConfig:
         help="context windows start uniformly in the first fraction of the room "
         "an episode leaves (0: always at the episode's first frame)",
     )
-    terminate_on_done: bool = option(True, help="end an episode when the done probability exceeds the threshold")
+    terminate_on_done: bool = option(True, help="end an episode when the done signal holds (done_steps)")
+    done_steps: int = option(
+        1,
+        help="consecutive world-model steps the done probability must reach the threshold before the bonus is "
+        "paid and the episode ends (1: the first such step); more asks the model to be sure, not lucky once",
+    )
+    uncertainty_penalty: float = option(
+        0.0,
+        help="reward minus this weight x (token entropy - uncertainty_reference)+ per world-model step: imagined "
+        "frames the model is less sure of than of held-out real ones cost (0: off)",
+    )
+    uncertainty_quantile: float = option(
+        0.9,
+        help="uncertainty_reference = this quantile of the token entropy measured at start on the context "
+        "episodes (held-out by default) replayed with their recorded actions",
+    )
     reward: RewardConfig = option(RewardConfig(), help="endogenous reward")
     seed: int = option(0, help="seed of the context and goal draws (reset(seed=...) overrides it)")
 
@@ -88,6 +108,12 @@ class ImaginationConfig:
             raise ConfigError("imagination.context_frames and goal_max_steps must be >= 0")
         if not 0.0 <= self.start_fraction <= 1.0:
             raise ConfigError(f"imagination.start_fraction must lie in [0, 1], got {self.start_fraction}")
+        if self.done_steps < 1:
+            raise ConfigError(f"imagination.done_steps must be at least 1, got {self.done_steps}")
+        if self.uncertainty_penalty < 0:
+            raise ConfigError(f"imagination.uncertainty_penalty must be >= 0, got {self.uncertainty_penalty}")
+        if not 0.0 <= self.uncertainty_quantile <= 1.0:
+            raise ConfigError(f"imagination.uncertainty_quantile must lie in [0, 1], got {self.uncertainty_quantile}")
 
 
 @dataclass
@@ -120,7 +146,8 @@ def resolve_world_model(path: str | Path) -> WorldModelRun:
 
 
 def context_episodes(run: WorldModelRun, dataset: EpisodeDataset, which: str) -> list[int]:
-    """The episode indices resets draw from: the run's held-out episodes (checked against the dataset) or all."""
+    """The episode indices resets draw from: the run's held-out episodes (checked against the dataset, which
+    may hold more episodes after the run's own), those plus the added ones, or all."""
     if dataset.num_episodes == 0:
         raise ImaginationError(f"{dataset.root}: the dataset holds no episodes")
     if which == "all":
@@ -130,13 +157,17 @@ def context_episodes(run: WorldModelRun, dataset: EpisodeDataset, which: str) ->
             f"{run.checkpoint}: no {SPLIT_FILE} beside it names held-out episodes "
             "(use a train-wm run folder, or imagination.episodes=all)"
         )
-    counts = (run.split.get("num_episodes"), run.split.get("num_frames"))
-    if counts != (dataset.num_episodes, dataset.num_frames):
+    episodes, frames = run.split.get("num_episodes"), run.split.get("num_frames")
+    # the split's dataset, or one that begins with its episodes (e.g. with the policy's rollouts added)
+    prefix = dataset.episodes[: episodes or 0]
+    if len(prefix) != episodes or sum(e.length for e in prefix) != frames:
         raise ImaginationError(
-            f"{run.folder / SPLIT_FILE}: made for a dataset of {counts[0]} episodes / {counts[1]} "
-            f"frames; {dataset.root} has {dataset.num_episodes} / {dataset.num_frames}"
+            f"{run.folder / SPLIT_FILE}: made for a dataset of {episodes} episodes / {frames} frames; "
+            f"{dataset.root} has {dataset.num_episodes} / {dataset.num_frames} and does not begin with them"
         )
     held_out = [int(e) for e in run.split["held_out"]]
+    if which == "held_out_and_added":
+        return held_out + list(range(episodes, dataset.num_episodes))
     if not held_out:
         raise ImaginationError(
             f"{run.folder / SPLIT_FILE}: no held-out episodes to start imagined episodes from "
@@ -227,11 +258,13 @@ class ImaginationEnv(gym.vector.VectorEnv):
         self.image = torch.zeros((n, *self.image_shape), dtype=torch.uint8, device=dev)
         self.goal = torch.zeros_like(self.image)
         self.steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self.done_streak = torch.zeros(n, dtype=torch.long, device=dev)  # consecutive steps done reached the threshold
         self.episode = np.zeros(n, np.int64)  # dataset index of each row's context episode
         self.window_start = np.zeros(n, np.int64)  # its recorded frame where the context window begins
         self.rng = np.random.default_rng(cfg.seed)
         self._world_steps = torch.zeros((), dtype=torch.long, device=self.device)  # read as world_steps
         self.episodes_started = 0
+        self.uncertainty_reference = self._uncertainty_reference() if cfg.uncertainty_penalty > 0 else None
 
     # -- construction ------------------------------------------------------------------------------
     def _make_pool(self, dataset: EpisodeDataset, episodes: list[int]) -> _Pool:
@@ -282,6 +315,31 @@ class ImaginationEnv(gym.vector.VectorEnv):
         first = self.pool.frames[torch.as_tensor(self.pool.start, device=self.device)]
         return model_goal_bank(self.wm, first, self.pool.instructions, max_steps)
 
+    @torch.no_grad()
+    def _uncertainty_reference(self, windows: int = 64) -> float:
+        """The token entropy the model shows on real data: context windows of the pool's episodes replayed
+        open-loop with their recorded actions for up to max_steps world-model steps; its
+        ``uncertainty_quantile`` is the level above which imagined frames cost (set before any training)."""
+        rng = np.random.default_rng(self.cfg.seed)
+        k = self.frame_skip
+        pool_rows = rng.integers(len(self.pool.index), size=windows)
+        room = self.pool.length[pool_rows] - self.span
+        starts = np.floor(rng.random(windows) * (np.floor(self.cfg.start_fraction * room) + 1)).astype(np.int64)
+        frames, actions = self._windows(pool_rows, starts)
+        state = self.wm.encode_context(frames, actions)
+        first = self.pool.start[pool_rows] + starts + self.span - 1  # [b] last context frame's row
+        horizon = int(min(self.cfg.max_steps, (self.pool.length[pool_rows] - starts - self.span).max() // k))
+        entropies, valid = [], []
+        for h in range(max(horizon, 1)):
+            rows = np.minimum(first[:, None] + h * k + np.arange(k), len(self.pool.actions) - 1)  # [b,k]
+            recorded = self.pool.actions[torch.as_tensor(rows, device=self.device)].mean(1)  # [b,A]
+            prediction = self.wm.imagine(state, recorded)
+            state = prediction.state
+            entropies.append(prediction.token_entropy.cpu().numpy())
+            valid.append(starts + self.span - 1 + (h + 1) * k < self.pool.length[pool_rows])  # still inside its episode
+        values = np.stack(entropies)[np.stack(valid)]
+        return float(np.quantile(values, self.cfg.uncertainty_quantile)) if values.size else 0.0
+
     # -- episodes ----------------------------------------------------------------------------------
     def _windows(self, pool_rows: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Context frames uint8 [b,C,H,W,3] and the mean actions between them [b,C-1,A]."""
@@ -308,6 +366,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
         self.reward_fn.set_goals(rows, goal)
         self.image[rows] = frames[:, -1]
         self.steps[rows] = 0
+        self.done_streak[rows] = 0
         self.episode[rows.cpu().numpy()] = self.pool.index[pool_rows]
         self.window_start[rows.cpu().numpy()] = starts
         self.episodes_started += b
@@ -347,6 +406,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
         alignment = torch.zeros(n, device=dev)
         bonus = torch.zeros(n, device=dev)
         done_prob = torch.zeros(n, device=dev)
+        uncertainty = torch.zeros(n, device=dev)
         ran = torch.zeros(n, dtype=torch.long, device=dev)
         terminated = torch.zeros(n, dtype=torch.bool, device=dev)
         truncated = torch.zeros_like(terminated)
@@ -355,18 +415,26 @@ class ImaginationEnv(gym.vector.VectorEnv):
             active = ~(terminated | truncated)
             if g > 0 and not bool(active.any()):  # every row starts the step active: no device sync for g = 0
                 break
-            self.state, frame, done = self.wm.step(self.state, world_actions[:, g])
+            self.state, frame, done, entropy = self.wm.imagine(self.state, world_actions[:, g])
             done = done.float()
-            terms = self.reward_fn(frame, done)
-            reward += torch.where(active, terms.reward, 0.0)
+            self.done_streak = torch.where(active, (self.done_streak + 1) * (done >= threshold), self.done_streak)
+            confirmed = self.done_streak >= self.cfg.done_steps
+            terms = self.reward_fn(frame, done, fired=confirmed)
+            step_reward = terms.reward
+            if self.uncertainty_reference is not None:
+                step_reward = step_reward - self.cfg.uncertainty_penalty * (entropy - self.uncertainty_reference).clamp(
+                    min=0
+                )
+            reward += torch.where(active, step_reward, 0.0)
             alignment += torch.where(active, terms.alignment, 0.0)
             bonus += torch.where(active, terms.bonus, 0.0)
             done_prob = torch.where(active, done, done_prob)
+            uncertainty = torch.where(active, entropy, uncertainty)
             self.image = torch.where(active[:, None, None, None], frame, self.image)
             self.steps += active.long()
             ran += active.long()
             if self.cfg.terminate_on_done:
-                terminated |= active & (done > threshold)
+                terminated |= active & confirmed
             truncated |= active & ~terminated & (self.steps >= self.cfg.max_steps)
         self._world_steps += ran.sum()  # stays on the device: read once per log line, not per step
         ended = terminated | truncated
@@ -375,6 +443,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
             "goal_alignment": alignment,
             "done_bonus": bonus,
             "done_probability": done_prob,
+            "token_entropy": uncertainty,
             "world_steps": ran,
             "episode": self.episode.copy(),
             "window_start": self.window_start.copy(),
@@ -406,6 +475,10 @@ class ImaginationEnv(gym.vector.VectorEnv):
             "frame_skip": self.frame_skip,
             "max_world_steps": self.cfg.max_steps,
             "max_control_steps": self.cfg.max_steps * self.frame_skip,
+            "start_fraction": self.cfg.start_fraction,
+            "done_steps": self.cfg.done_steps,
+            "uncertainty_penalty": self.cfg.uncertainty_penalty,
+            "uncertainty_reference": self.uncertainty_reference,
             "goal_source": self.goals.source,
             "reward_backend": self.backend,
             "goal_model_fired": None if fired is None else float(fired.mean()),

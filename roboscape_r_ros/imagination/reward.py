@@ -69,10 +69,13 @@ def endogenous_reward(
     threshold: float = 0.9,
     offset: float = 0.0,
     scale: float = 1.0,
+    fired: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(reward, bonus term) from D [N] and done probability [N]:
-    scale * ((1 - D) - offset) + bonus * [done >= threshold]."""
-    bonus_term = bonus * (done >= threshold).to(distance.dtype)
+    scale * ((1 - D) - offset) + bonus * [done >= threshold]; ``fired`` [N] bool, when given, replaces
+    [done >= threshold] (e.g. the done signal held for several steps)."""
+    fired = done >= threshold if fired is None else fired
+    bonus_term = bonus * fired.to(distance.dtype)
     return scale * ((1.0 - distance) - offset) + bonus_term, bonus_term
 
 
@@ -115,7 +118,9 @@ class EndogenousReward:
         self.backend: str = distance.name
         self._goals: Embedding | None = None  # per-row goal embeddings
 
-    def _combine(self, distance: torch.Tensor, done) -> tuple[torch.Tensor, torch.Tensor]:
+    def _combine(
+        self, distance: torch.Tensor, done, fired: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         done = torch.as_tensor(done, device=distance.device, dtype=torch.float32)
         return endogenous_reward(
             distance,
@@ -124,6 +129,7 @@ class EndogenousReward:
             threshold=self.cfg.done_threshold,
             offset=self.cfg.alignment_offset,
             scale=self.cfg.alignment_scale,
+            fired=fired,
         )
 
     @torch.no_grad()
@@ -145,14 +151,19 @@ class EndogenousReward:
 
     @torch.no_grad()
     def __call__(
-        self, frames: torch.Tensor | np.ndarray, done: torch.Tensor | np.ndarray, rows: torch.Tensor | None = None
+        self,
+        frames: torch.Tensor | np.ndarray,
+        done: torch.Tensor | np.ndarray,
+        rows: torch.Tensor | None = None,
+        fired: torch.Tensor | None = None,
     ) -> RewardTerms:
-        """Reward of frames uint8 [N,H,W,3] (or of the env rows ``rows`` [k]) with done probabilities [N]."""
+        """Reward of frames uint8 [N,H,W,3] (or of the env rows ``rows`` [k]) with done probabilities [N];
+        ``fired`` [N] bool: where the bonus is paid, when not simply where done reaches the threshold."""
         if self._goals is None:
             raise RuntimeError("EndogenousReward: set_goals before computing rewards")
         goals = self._goals if rows is None else take_rows(self._goals, rows)
         distance = self.distance.compare(self.distance.embed(frames), goals).float()
-        reward, bonus = self._combine(distance, done)
+        reward, bonus = self._combine(distance, done, fired)
         return RewardTerms(reward, 1.0 - distance, bonus, distance, self.backend)
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ sim env; its summary counts imagined world-model steps and the control steps the
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from roboscape_r_ros.distributed import ranks, sum_metrics
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import ImaginationConfig, make_imagination_env
 from roboscape_r_ros.rl.bc import BCConfig, train_bc
+from roboscape_r_ros.rl.calibration import imagined_success
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import RESUME_FILE as PPO_RESUME_FILE
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
@@ -57,6 +59,11 @@ class PolicyTrainConfig:
         help="imagination env: world model, context episodes, goals, step cap, endogenous reward (train-imagination)",
     )
     init: str = option("", help="start PPO from this policy checkpoint instead of running BC first")
+    calibration_episodes: int = option(
+        64,
+        help="train-imagination: imagined episodes (from an episode's start, as long as a sim episode) that measure "
+        "the success the world model credits the start and the trained policy with (0: skip)",
+    )
     output: str = option("outputs/policies/sim-ppo", help="run folder: checkpoints, stats, TensorBoard logs")
     device: str = option("cpu", help="torch device")
     threads: int = option(0, help="torch CPU threads (0 = torch's default)")
@@ -172,6 +179,22 @@ def _mean_return(history: list[dict[str, float]], part: slice) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def imagined_successes(cfg: PolicyTrainConfig, init: Path, trained: ImagePolicy, frame_skip: int) -> dict[str, Any]:
+    """The success the world model imagines for the start policy and the trained one, in episodes that
+    begin where real ones begin and last as long as a sim episode (``sim.env.max_steps`` control steps)."""
+    env_cfg = replace(cfg.imagination, start_fraction=0.0, max_steps=math.ceil(cfg.sim.env.max_steps / frame_skip))
+    env, _ = make_imagination_env(env_cfg, cfg.device, action_dim=cfg.policy.action_dim)
+    try:
+        start = ImagePolicy.load(init, device=cfg.device)
+        return {
+            "world_model_steps": env_cfg.max_steps,
+            "init": imagined_success(start, env, cfg.calibration_episodes),
+            "trained": imagined_success(trained, env, cfg.calibration_episodes),
+        }
+    finally:
+        env.close()
+
+
 def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> PolicyTrainResult:
     """BC warm start (or ``cfg.init``), then PPO inside the world model with the endogenous reward.
 
@@ -218,6 +241,9 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
 
         history = _logged(run_dir, "imagination", train)
         ppo_s = time.perf_counter() - ppo_start
+        calibration = None
+        if cfg.calibration_episodes > 0 and ranks().main:
+            calibration = imagined_successes(cfg, init, policy, env.frame_skip)
         last = history[-1]
         steps = {"decisions": int(last["decisions"])} | {
             name: int(last[f"imagined/{name}"]) for name in IMAGINED_COUNTERS
@@ -254,6 +280,7 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
                 }
                 for h in history
             ],
+            "imagined_success": calibration,
             "note": "imagined return and success (done head fired) are not real success; evaluate in the sim",
         }
     finally:

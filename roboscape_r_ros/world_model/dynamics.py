@@ -250,23 +250,29 @@ class Dynamics(nn.Module):
         features, kvs = self._run(tokens[:, None], cond, pos, mask, state.kv)
         return features, torch.stack([torch.stack(kv) for kv in kvs]).unflatten(2, (B, N))
 
-    def predict_next(self, state: State, cond: Condition) -> tuple[State, torch.Tensor, torch.Tensor]:
-        """MaskGIT-decode the next frame (cond for 1 frame) -> new state, tokens [B,N], done logit [B]."""
+    def predict_next(self, state: State, cond: Condition) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MaskGIT-decode the next frame (cond for 1 frame) -> new state, tokens [B,N], done logit [B] and
+        the frame's token entropy [B]: the mean over its tokens of the entropy of the distribution each
+        token was committed from, divided by log(vocab) (0: certain, 1: uniform)."""
         B, N = state.kv.shape[2], state.kv.shape[3]
         K = self.cfg.decode_steps
         tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=state.kv.device)
+        entropy = torch.zeros((B, N), device=state.kv.device)
         for k in range(K):
             features, _ = self._step_pass(tokens, cond, state)
-            logits = self.head(features[:, 0]).float()  # [B,N,V]
+            logits = self.head(features[:, 0]).float() / (self.cfg.temperature or 1.0)  # [B,N,V]
+            probs = torch.softmax(logits, -1)
             if self.cfg.temperature > 0:
-                probs = torch.softmax(logits / self.cfg.temperature, -1)
                 sample = torch.multinomial(probs.flatten(0, 1), 1).view(B, N)
                 confidence = probs.gather(-1, sample[..., None])[..., 0]
             else:
-                confidence, sample = torch.softmax(logits, -1).max(-1)
+                confidence, sample = probs.max(-1)
             is_masked = tokens == self.mask_id
             stay_masked = math.floor(N * math.cos(math.pi / 2 * (k + 1) / K))  # cosine schedule, 0 at k=K-1
             rank = torch.where(is_masked, confidence, math.inf).argsort(-1).argsort(-1)  # least confident first
-            tokens = torch.where(is_masked & (rank >= stay_masked), sample, tokens)
+            commit = is_masked & (rank >= stay_masked)
+            tokens = torch.where(commit, sample, tokens)
+            entropy = torch.where(commit, -(probs * torch.log_softmax(logits, -1)).sum(-1), entropy)
         features, kv = self._step_pass(tokens, cond, state)
-        return state.push(kv), tokens, self._done_logit(features)[:, 0]
+        uncertainty = entropy.mean(-1) / math.log(logits.shape[-1])
+        return state.push(kv), tokens, self._done_logit(features)[:, 0], uncertainty

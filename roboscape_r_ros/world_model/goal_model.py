@@ -85,7 +85,7 @@ class GoalModel(nn.Module):
         for _ in range(max_steps):
             if fired.all():
                 break
-            state, next_ids, done_logit = self.dynamics.predict_next(state, cond)
+            state, next_ids, done_logit, _ = self.dynamics.predict_next(state, cond)
             tokens.append(next_ids)
             done.append(torch.sigmoid(done_logit))
             fired |= done[-1] >= self.threshold

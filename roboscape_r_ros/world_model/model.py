@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +28,13 @@ from roboscape_r_ros.world_model.goal_model import GoalImagination, GoalModel
 from roboscape_r_ros.world_model.tokenizer import Tokenizer, hold_static_tokens, to_uint8
 
 FORMAT = "roboscape_r_ros.world_model/1"
+
+
+class Imagined(NamedTuple):
+    state: State
+    frame: torch.Tensor  # uint8 [B,H,W,3]
+    done: torch.Tensor  # done probability [B]
+    token_entropy: torch.Tensor  # [B] mean entropy of the frame's tokens / log(vocab)
 
 
 class WorldModel(nn.Module):
@@ -91,9 +99,15 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def step(self, state: State, actions) -> tuple[State, torch.Tensor, torch.Tensor]:
         """Apply actions [B,A] -> (new state, predicted frames uint8 [B,H,W,3], done probability [B])."""
+        prediction = self.imagine(state, actions)
+        return prediction.state, prediction.frame, prediction.done
+
+    @torch.no_grad()
+    def imagine(self, state: State, actions) -> Imagined:
+        """`step` with the model's own uncertainty about the frame: its token entropy in [0, 1]."""
         cond = self.actions.next(self._tensor(actions, torch.float32))
-        state, tokens, done_logit = self.dynamics.predict_next(state, cond)
-        return state, self.decode(tokens), torch.sigmoid(done_logit)
+        state, tokens, done_logit, entropy = self.dynamics.predict_next(state, cond)
+        return Imagined(state, self.decode(tokens), torch.sigmoid(done_logit), entropy)
 
     @torch.no_grad()
     def done_probability(self, frames, actions, tokens: torch.Tensor | None = None) -> torch.Tensor:
