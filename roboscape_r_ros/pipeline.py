@@ -48,7 +48,7 @@ from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
-from roboscape_r_ros.rl.report import scene_table, success_tables
+from roboscape_r_ros.rl.report import calibration_table, scene_table, success_tables
 from roboscape_r_ros.rl.train import (
     BC_FILE,
     IMAGINATION_FILE,
@@ -311,6 +311,31 @@ def _evaluation_lines(configs: dict[str, object]) -> list[str]:
     return success_tables(evaluation.episodes, evaluation.scenes, evaluate.ours, evaluate.min_baseline)
 
 
+def calibration_lines(cfg: DemoConfig, configs: dict[str, object]) -> list[str]:
+    """Imagined vs real success of the BC start and of every imagination policy (the model's optimism)."""
+    evaluation = load_evaluation(Path(configs["evaluate"].report).with_suffix(".json"))
+    stages = [(OURS, "imagination")] + ([(OURS_WALL, "imagination_wall")] if cfg.equal_wall_time else [])
+    imagined, steps = {}, 0
+    for name, stage in stages:
+        rates = RunFolder.open(configs[stage].output, create=False).read_json("imagination.json")["imagined_success"]
+        if rates:
+            imagined.setdefault("bc", rates["init"])
+            imagined[name], steps = rates["trained"], rates["world_model_steps"]
+    if not imagined:
+        return []
+    return [
+        "## Imagined vs real success (calibration)",
+        "",
+        f"Imagined: the done head fired within {steps} world-model steps (a sim episode's length), from the "
+        "first frames of the world model's held-out episodes, with each policy's mean action. Real: Meta-World's "
+        "success flag in the training scene (above). A large positive gap means the world model pays the policy "
+        "for what the task does not.",
+        "",
+        *calibration_table(imagined, evaluation.episodes),
+        "",
+    ]
+
+
 def budget_table(cfg: DemoConfig, configs: dict[str, object]) -> list[str]:
     """Environment steps and wall time of each policy's training."""
     sim = PolicyTrainResult.load(configs["sim_ppo"].output, "ppo")
@@ -383,6 +408,7 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
         "",
         "Full evaluation, with a GIF of each scene: [evaluation/report.md](evaluation/report.md).",
         "",
+        *calibration_lines(cfg, configs),
     ]
     lines += controllability_lines(configs, out)
     sanity = Path(configs["reward_sanity"].output) / "report.md"

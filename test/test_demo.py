@@ -88,7 +88,11 @@ def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
     for scene in ("in-domain", "lighting"):
         seeds = [sorted(e["reset_seed"] for e in episodes if e["actor"] == a and e["scene"] == scene) for a in actors]
         assert seeds[0] and all(s == seeds[0] for s in seeds)
+    calibration = json.loads((out / "policies/imagination/imagination.json").read_text())["imagined_success"]
+    assert calibration["init"]["episodes"] >= 16 and calibration["trained"]["episodes"] >= 16
     report = (out / "REPORT.md").read_text()
+    assert f"| bc | {100 * calibration['init']['success']:.0f}% (n=" in report
+    assert f"| imagination-ppo | {100 * calibration['trained']['success']:.0f}% (n=" in report
     for fragment in (
         "## Stages",
         "## Training budgets",
@@ -102,6 +106,8 @@ def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
         "rho(r, t)",
         "## World model controllability",
         "![controllability](world_model_sheet/controllability.png)",
+        "## Imagined vs real success (calibration)",
+        "| policy | imagined | real, in domain | gap | per task: imagined / real |",
     ):
         assert fragment in report, fragment
 

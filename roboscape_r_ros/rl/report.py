@@ -126,6 +126,22 @@ def _group(results: Sequence[EpisodeResult]) -> dict[tuple, list[EpisodeResult]]
     return by
 
 
+def calibration_table(imagined: dict[str, dict], results: Sequence[EpisodeResult]) -> list[str]:
+    """Markdown lines: each policy's success as the world model imagines it (``imagined``: actor ->
+    rl/calibration.py's rates) beside its real in-domain success, overall and per task."""
+    by = _group(results)
+    rows = []
+    for actor, rates in imagined.items():
+        real = rate(by[actor, IN_DOMAIN])
+        tasks = ", ".join(
+            f"{task} {100 * value:.0f}% / {100 * rate(by[actor, IN_DOMAIN, task]).value:.0f}%"
+            for task, value in rates["per_task"].items()
+        )
+        gap = f"{100 * (rates['success'] - real.value):+.0f} pts" if real.n else "n/a"
+        rows.append([actor, f"{100 * rates['success']:.0f}% (n={rates['episodes']})", str(real), gap, tasks])
+    return _table(["policy", "imagined", "real, in domain", "gap", "per task: imagined / real"], rows)
+
+
 def scene_table(results: Sequence[EpisodeResult], scenes: Sequence[str] | None = None) -> list[str]:
     """Markdown lines: success per actor (rows) and scene (columns, ``scenes`` order), pooled over tasks and seeds."""
     by = _group(results)
