@@ -93,7 +93,7 @@ def test_inspect_and_the_world_model_split_accept_policy_episodes(rolled, capsys
     assert cli.main(["inspect", f"dataset={output}"]) == 0
     assert "policy 3 (" in capsys.readouterr().out
     dataset = EpisodeDataset.open(output)
-    train, held_out = stratified_split(dataset, 0.34, seed=0)
+    train, held_out = stratified_split(dataset.episodes, 0.34, seed=0)
     assert sum(dataset.episodes[i].kind == "policy" for i in held_out) == 1
 
 
