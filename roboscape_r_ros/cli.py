@@ -113,6 +113,12 @@ COMMANDS = [
         run="roboscape_r_ros.rl.evaluate:run_evaluate",
     ),
     Command(
+        name="rollouts",
+        summary="a trained policy's own episodes in the physics sim, labelled, after a base dataset's in a new one",
+        config="roboscape_r_ros.rl.rollouts:RolloutsConfig",
+        run="roboscape_r_ros.rl.rollouts:run_rollouts",
+    ),
+    Command(
         name="calibrate-ood",
         summary="shadow-mode prediction error on in-domain and changed scenes: AUROC and the guard's threshold",
         config="roboscape_r_ros.runtime.ood_calibration:CalibrateOodConfig",

@@ -43,11 +43,11 @@ def run_path(run: str, name: str) -> Path:
     return RUNS_DIR / name
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: tree}
 
@@ -140,7 +140,7 @@ class RunFolder:
         path = self.file("config.yaml")
         if path.exists() and must_match:
             # through YAML, as the old one was read: tuples anywhere in the tree become lists
-            old, new = _flatten(self.read_config()), _flatten(yaml.safe_load(to_yaml(cfg)))
+            old, new = flatten(self.read_config()), flatten(yaml.safe_load(to_yaml(cfg)))
             keys = sorted(k for k in old.keys() | new.keys() if k.startswith(must_match) and not k.startswith(ignore))
             changed = [k for k in keys if old.get(k) != new.get(k)]
             if changed:

@@ -158,9 +158,9 @@ def test_bad_dataset_for_the_model_is_a_one_line_error(dataset, tmp_path, capsys
 
 def test_stratified_split_and_frame_skipped_windows(dataset):
     ds = EpisodeDataset.open(dataset)
-    train, held_out = stratified_split(ds, 0.3, seed=0)
-    assert stratified_split(ds, 0.3, seed=0) == (train, held_out)
-    assert stratified_split(ds, 0.3, seed=1) != (train, held_out)
+    train, held_out = stratified_split(ds.episodes, 0.3, seed=0)
+    assert stratified_split(ds.episodes, 0.3, seed=0) == (train, held_out)
+    assert stratified_split(ds.episodes, 0.3, seed=1) != (train, held_out)
     windows = SkipWindows(ds, context_length=4, frame_skip=2, batch_size=64, episodes=train, seed=0)
     batch = windows.sample()
     assert batch["frames"].shape == (64, 4, 32, 32, 3) and batch["actions"].shape == (64, 4, 4)

@@ -137,7 +137,7 @@ def train_toy_world_model(root: Path) -> tuple[EpisodeDataset, Path]:
     tiny world model trained on its training split (~15 s on 2 busy cores)."""
     start = time.perf_counter()
     dataset = EpisodeDataset.open(write_toy_dataset(root / "toy"))
-    train, held_out = stratified_split(dataset, 0.15, seed=0)
+    train, held_out = stratified_split(dataset.episodes, 0.15, seed=0)
     cfg = load_config(
         WorldModelConfig,
         "world_model",

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -121,41 +122,76 @@ def _shift_targets(obs: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def record_episode(env: PixelMetaWorldEnv, kind: str, cfg: CollectConfig, seed: int) -> Episode:
-    """Roll out one episode: frame t is the observation before action t."""
-    actor = make_actor(kind, env.task, cfg, np.random.default_rng((seed, ACTOR_STREAM)))
+Act = Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]  # observation, info -> action [A] or chunk [K,A]
+
+
+@dataclass
+class Rollout:
+    """One episode in the sim: ``images[t]`` and ``states[t]`` are the observation before ``actions[t]``; the
+    last observation follows the last action."""
+
+    task: str
+    instruction: str
+    images: list[np.ndarray]  # T+1 uint8 [H,W,3]
+    states: list[np.ndarray]  # T+1 float32 [S]
+    actions: list[np.ndarray]  # T float32 [A]
+    success_step: int | None  # index of the first observation that shows Meta-World's success flag
+
+    @property
+    def success(self) -> bool:
+        return self.success_step is not None
+
+    def episode(self, kind: str) -> Episode:
+        """As a dataset episode: frame t is the observation before action t (the last observation is dropped)."""
+        length = len(self.actions)
+        # A success on the very last allowed step shows in no recorded frame: nothing to label it by.
+        success = self.success and self.success_step < length
+        done, subtask_index = done_labels(length, [self.success_step] if success else [])
+        return Episode(
+            frames=np.stack(self.images[:length]),
+            actions=np.stack(self.actions),
+            states=np.stack(self.states[:length]),
+            done=done,
+            subtask_index=subtask_index,
+            task=self.task,
+            instruction=self.instruction,
+            success=success,
+            kind=kind,
+        )
+
+
+def roll_out(env: PixelMetaWorldEnv, act: Act, seed: int, steps_after_success: int) -> Rollout:
+    """Run ``act`` from reset ``seed`` (chunks open loop) until ``steps_after_success`` control steps after the
+    first success (0: at the success), or the env ends the episode."""
     obs, info = env.reset(seed=seed)
-    frames, actions, states = [], [], []
-    success_frame: int | None = None  # index of the first frame that shows success
+    rollout = Rollout(env.task, env.instruction, [obs["image"]], [obs["state"]], [], None)
     while True:
+        chunk = np.asarray(act(obs, info), np.float32).reshape(-1, env.action_space.shape[0])  # [K,A]
+        for action in chunk:
+            obs, _, terminated, truncated, info = env.step(action)
+            rollout.actions.append(action)
+            rollout.images.append(obs["image"])
+            rollout.states.append(obs["state"])
+            steps = len(rollout.actions)
+            if info["success"] and rollout.success_step is None:
+                rollout.success_step = steps
+            if rollout.success and steps - rollout.success_step >= steps_after_success:
+                return rollout
+            if terminated or truncated:
+                return rollout
+
+
+def record_episode(env: PixelMetaWorldEnv, kind: str, cfg: CollectConfig, seed: int) -> Episode:
+    """Roll out one episode of ``kind``: frame t is the observation before action t."""
+    actor = make_actor(kind, env.task, cfg, np.random.default_rng((seed, ACTOR_STREAM)))
+
+    def act(obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         with warnings.catch_warnings():
             # the experts' proportional gains overshoot [-1, 1] by design: clipped here
             warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
-            action = np.clip(actor(info["metaworld_obs"]), -1.0, 1.0).astype(np.float32)
-        frames.append(obs["image"])
-        states.append(obs["state"])
-        actions.append(action)
-        obs, _, terminated, truncated, info = env.step(action)
-        if info["success"] and success_frame is None:
-            success_frame = len(frames)
-        if success_frame is not None and len(frames) - success_frame >= cfg.steps_after_success:
-            break
-        if terminated or truncated:
-            break
-    # A success on the very last allowed step shows in no recorded frame: nothing to label it by.
-    success = success_frame is not None and success_frame < len(frames)
-    done, subtask_index = done_labels(len(frames), [success_frame] if success else [])
-    return Episode(
-        frames=np.stack(frames),
-        actions=np.stack(actions),
-        states=np.stack(states),
-        done=done,
-        subtask_index=subtask_index,
-        task=env.task,
-        instruction=env.instruction,
-        success=success,
-        kind=kind,
-    )
+            return np.clip(actor(info["metaworld_obs"]), -1.0, 1.0).astype(np.float32)
+
+    return roll_out(env, act, seed, cfg.steps_after_success).episode(kind)
 
 
 def task_rng(cfg: CollectConfig, task: str) -> np.random.Generator:

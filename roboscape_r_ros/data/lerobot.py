@@ -60,7 +60,7 @@ CHUNKS_SIZE = 1000
 DATA_FILES_SIZE_IN_MB = 100.0
 VIDEO_FILES_SIZE_IN_MB = 500.0
 
-KINDS = ("expert", "noisy", "failed", "random")
+KINDS = ("expert", "noisy", "failed", "random", "policy")  # policy: a trained policy's own episodes (rollouts)
 
 _SCALAR = {"dtype": "int64", "shape": [1], "names": None}
 DEFAULT_FEATURES = {  # LeRobot adds these to every dataset

@@ -46,6 +46,8 @@ import torch
 from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.data.collect import Rollout, roll_out
+from roboscape_r_ros.data.lerobot import Episode
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
 from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
 from roboscape_r_ros.errors import RoboscapeError
@@ -150,30 +152,22 @@ def outside_scene(spec: SceneSpec, low: np.ndarray, high: np.ndarray) -> SceneVa
 
 
 def run_episode(
-    env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int, frames: list[np.ndarray] | None = None
-) -> tuple[bool, int]:
-    """(success, control steps) of one episode from reset ``seed``; chunks run open loop.
-
-    ``frames`` (when given) collects every CLIP_EVERY-th frame and the last one, uint8 [H,W,3].
-    """
-    obs, info = env.reset(seed=seed)
+    env: PixelMetaWorldEnv, actor: Actor, goal: np.ndarray, seed: int, steps_after_success: int = 0
+) -> Rollout:
+    """One episode of ``actor`` from reset ``seed``, to its first success (and ``steps_after_success`` control
+    steps beyond it) or the step cap; chunks run open loop."""
     actor.reset(env.task, seed)
-    steps = 0
-    if frames is not None:
-        frames.append(obs["image"])
-    while True:
-        action = actor({"image": obs["image"], "goal": goal}, info)
-        chunk = np.asarray(action, np.float32).reshape(-1, env.action_space.shape[0])  # [K,A]
-        for action in chunk:
-            obs, _, terminated, truncated, info = env.step(action)
-            steps += 1
-            ended = info["success"] or terminated or truncated
-            if frames is not None and (steps % CLIP_EVERY == 0 or ended):
-                frames.append(obs["image"])
-            if info["success"]:
-                return True, steps
-            if terminated or truncated:
-                return False, steps
+
+    def act(obs: dict[str, np.ndarray], info: dict) -> np.ndarray:
+        return actor({"image": obs["image"], "goal": goal}, info)
+
+    return roll_out(env, act, seed, steps_after_success)
+
+
+def clip_frames(rollout: Rollout) -> np.ndarray:
+    """uint8 [T,H,W,3]: every CLIP_EVERY-th frame of an episode and its last one."""
+    images = rollout.images
+    return np.stack(images[::CLIP_EVERY] + ([images[-1]] if (len(images) - 1) % CLIP_EVERY else []))
 
 
 def expert_checked_seed(
@@ -218,12 +212,22 @@ class EpisodeSpec:
         return f"{self.task} / {self.scene.name}, seed {self.seed}, episode {self.episode}"
 
 
+@dataclass(frozen=True)
+class Recording:
+    """Keep every actor's episode as a dataset episode of ``kind``, run on ``steps_after_success`` control steps
+    after its first success (as collect records them)."""
+
+    kind: str
+    steps_after_success: int
+
+
 @dataclass
 class EpisodeOutcome:
     spec: EpisodeSpec
     results: list[EpisodeResult]  # one per actor; none when the scripted expert failed every draw
     dropped: int  # reset seeds dropped because the scripted expert failed
     clip: dict[str, np.ndarray] | None = None  # {"goal": [1,H,W,3], actor: [T,H,W,3]} when spec.clip
+    recorded: list[Episode] = field(default_factory=list)  # one per actor, with a Recording
 
 
 def episode_specs(cfg: EvaluateConfig) -> list[EpisodeSpec]:
@@ -244,10 +248,12 @@ class EvaluationError(RoboscapeError, RuntimeError):
 
 class EpisodeRunner:
     """Runs episodes from their specs: the actors (loaded on the first episode unless given), the goal source
-    and one env, kept while task and scene stay."""
+    and one env, kept while task and scene stay; with a ``recording`` each actor's episode is kept too."""
 
-    def __init__(self, cfg: EvaluateConfig, actors: dict[str, Actor] | None = None):
-        self.cfg, self.actors = cfg, actors
+    workers = 1
+
+    def __init__(self, cfg: EvaluateConfig, actors: dict[str, Actor] | None = None, recording: Recording | None = None):
+        self.cfg, self.actors, self.recording = cfg, actors, recording
         self.goal_source: GoalSource | None = None
         self._env: PixelMetaWorldEnv | None = None
         self._env_for: tuple[str, SceneSpec] | None = None
@@ -273,16 +279,21 @@ class EpisodeRunner:
         if self.goal_source is not None:
             goal = self.goal_source(env, reset_seed).image
         clip = {"goal": goal[None]} if spec.clip else None
-        results = []
+        results, recorded = [], []
+        after = self.recording.steps_after_success if self.recording else 0
         for name, actor in self.actors.items():
-            frames = [] if clip is not None else None
-            success, steps = run_episode(env, actor, goal, reset_seed, frames)
+            rollout = run_episode(env, actor, goal, reset_seed, after)
+            steps = rollout.success_step if rollout.success else len(rollout.actions)
             results.append(
-                EpisodeResult(name, spec.task, spec.scene.name, spec.seed, spec.episode, reset_seed, success, steps)
+                EpisodeResult(
+                    name, spec.task, spec.scene.name, spec.seed, spec.episode, reset_seed, rollout.success, steps
+                )
             )
             if clip is not None:
-                clip[name] = np.stack(frames)
-        return EpisodeOutcome(spec, results, failed, clip)
+                clip[name] = clip_frames(rollout)
+            if self.recording:
+                recorded.append(rollout.episode(self.recording.kind))
+        return EpisodeOutcome(spec, results, failed, clip, recorded)
 
     def _scene_env(self, task: str, scene: SceneSpec) -> PixelMetaWorldEnv:
         if self._env_for != (task, scene):
@@ -306,10 +317,10 @@ class EpisodeRunner:
 _worker_runner: EpisodeRunner | None = None  # in a worker process
 
 
-def _start_worker(cfg: EvaluateConfig) -> None:
+def _start_worker(cfg: EvaluateConfig, recording: Recording | None) -> None:
     global _worker_runner
     torch.set_num_threads(1)  # one process per core
-    _worker_runner = EpisodeRunner(cfg)
+    _worker_runner = EpisodeRunner(cfg, recording=recording)
     # its env goes when the worker ends, before the interpreter's exit: atexit would end EGL first
     multiprocessing.util.Finalize(None, _worker_runner.close, exitpriority=0)
 
@@ -322,9 +333,13 @@ class PoolEpisodes:
     """Episodes in ``workers`` spawned processes (a fork would inherit torch's and EGL's state); outcomes as
     they finish."""
 
-    def __init__(self, cfg: EvaluateConfig, workers: int):
+    def __init__(self, cfg: EvaluateConfig, workers: int, recording: Recording | None = None):
+        self.workers = workers
         self.pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(cfg,)
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(cfg, recording),
         )
 
     def map(self, specs: list[EpisodeSpec]) -> Iterator[EpisodeOutcome]:
@@ -344,6 +359,19 @@ class PoolEpisodes:
 
 def worker_count(workers: int, episodes: int) -> int:
     return max(1, min(workers or os.cpu_count() or 1, episodes))
+
+
+def open_runner(
+    cfg: EvaluateConfig, actors: dict[str, Actor], episodes: int, recording: Recording | None = None
+) -> EpisodeRunner | PoolEpisodes:
+    """Episodes in this process (``actors``) or, with cfg.workers > 1, in worker processes (actors of their own)."""
+    workers = worker_count(cfg.workers, episodes)
+    return EpisodeRunner(cfg, actors, recording) if workers == 1 else PoolEpisodes(cfg, workers, recording)
+
+
+def progress_bar(name: str, runner: EpisodeRunner | PoolEpisodes, total: int, progress: bool) -> tqdm:
+    desc = name if runner.workers == 1 else f"{name} ({runner.workers} workers)"
+    return tqdm(total=total, unit="episode", desc=desc, disable=not progress)
 
 
 def gather(outcomes: Iterator[EpisodeOutcome], into: list[EpisodeOutcome | None], bar: tqdm) -> None:
@@ -367,12 +395,10 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Evaluation:
     start = time.perf_counter()
     actors = build_actors(cfg)  # in this process too: a policy that does not load fails before any episode
     specs = episode_specs(cfg)
-    workers = worker_count(cfg.workers, len(specs))
     outcomes: list[EpisodeOutcome | None] = [None] * len(specs)
-    runner = EpisodeRunner(cfg, actors) if workers == 1 else PoolEpisodes(cfg, workers)
+    runner = open_runner(cfg, actors, len(specs))
     try:
-        desc = "evaluate" if workers == 1 else f"evaluate ({workers} workers)"
-        with tqdm(total=len(specs), unit="episode", desc=desc, disable=not progress) as bar:
+        with progress_bar("evaluate", runner, len(specs), progress) as bar:
             gather(runner.map(specs), outcomes, bar)
             reruns = clip_reruns(outcomes)
             bar.total += len(reruns)

@@ -38,6 +38,7 @@ from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.runs import RunError, RunFolder, run_path
 from roboscape_r_ros.world_model.config import WorldModelConfig
 from roboscape_r_ros.world_model.data import SkipWindows, encode_frames, stratified_split
+from roboscape_r_ros.world_model.finetune import SPLIT_FILE, InitModel, extended_split, load_init
 from roboscape_r_ros.world_model.media import labelled_grid, write_gif
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import dream_vs_real, spread
@@ -75,9 +76,34 @@ class TrainWMConfig:
         help="share of each goal-model batch that starts at an episode's first frame (the goal model "
         "imagines from frame 0)",
     )
+    init: str = option(
+        "",
+        help="start from this world model's weights (a run folder or its world_model.safetensors), e.g. to fine-tune "
+        "it on its dataset plus a policy's rollouts; its model settings must equal model.* (model.train may "
+        "differ), and the dataset must begin with the init run's, whose episodes keep their side of its split",
+    )
+    finetune: list[str] = option(
+        ["action"],
+        help="with init: the stages trained, each for its model.train.<stage>_steps (tokenizer, action: dynamics "
+        "and done head, goal); the others keep the init's weights",
+    )
+    held_out_new: bool = option(
+        True,
+        help="with init: hold out held_out_fraction of the episodes beyond the init run's dataset too (false: "
+        "they all train)",
+    )
     media_every: int = option(0, help="action-stage steps between dream-vs-real GIFs (0: only when the stage ends)")
     media_examples: int = option(4, help="held-out episodes shown in each dream-vs-real GIF")
     progress: bool = option(True, help="show progress bars")
+
+    def __post_init__(self) -> None:
+        if unknown := sorted(set(self.finetune) - set(STAGES)):
+            raise ConfigError(f"finetune: unknown stage {unknown[0]!r} (stages: {', '.join(STAGES)})")
+        if self.init and not self.finetune:
+            raise ConfigError("init needs at least one stage to fine-tune (finetune=[action])")
+
+    def trains(self, stage: str) -> bool:
+        return not self.init or stage in self.finetune
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,8 +128,11 @@ def check_dataset(dataset: EpisodeDataset, cfg: WorldModelConfig) -> None:
         )
 
 
-def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """The run's split.json, written on the first run and checked against the dataset on a resume."""
+def load_split(
+    run: RunFolder, dataset: EpisodeDataset, cfg: TrainWMConfig, init: InitModel | None
+) -> tuple[list[int], list[int]]:
+    """The run's split.json, written on the first run and checked against the dataset on a resume; with an
+    ``init`` that has a split, that split's episodes keep their side."""
     if run.file("split.json").exists():
         split = run.read_json("split.json")
         if (split.get("num_episodes"), split.get("num_frames")) != (dataset.num_episodes, dataset.num_frames):
@@ -115,7 +144,12 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
         if split.get("camera", dataset.image_key) != dataset.image_key:
             raise RunError(f"{run.file('split.json')}: made for camera {split['camera']}, now {dataset.image_key}")
         return list(split["train"]), list(split["held_out"])
-    train, held_out = stratified_split(dataset, fraction, seed)
+    fraction, seed = cfg.held_out_fraction, cfg.split_seed
+    parent = init.split if init is not None else None
+    if parent is None:
+        train, held_out = stratified_split(dataset.episodes, fraction, seed)
+    else:
+        train, held_out = extended_split(parent, dataset, fraction, seed, cfg.held_out_new)
     kinds = defaultdict(int)
     for i in held_out:
         kinds[f"{dataset.episodes[i].task}/{dataset.episodes[i].kind}"] += 1
@@ -138,6 +172,20 @@ def load_split(run: RunFolder, dataset: EpisodeDataset, fraction: float, seed: i
                 "train": sum(not dataset.episodes[i].labelled for i in train),
                 "held_out": sum(not dataset.episodes[i].labelled for i in held_out),
             },
+            **(
+                {
+                    # the first num_episodes episodes are the init run's dataset, split as it was
+                    "parent": {
+                        "init": str(init.path.resolve()),
+                        "dataset": parent["dataset"],
+                        "num_episodes": parent["num_episodes"],
+                        "num_frames": parent["num_frames"],
+                        "held_out_new": cfg.held_out_new,
+                    }
+                }
+                if parent is not None
+                else {}
+            ),
         },
     )
     return train, held_out
@@ -255,9 +303,12 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
     check_dataset(dataset, wm_cfg)
     with RunFolder.open(run_path(cfg.run, cfg.name), lock=True, read_only=not rank.main) as run:
         run.write_config(
-            cfg, must_match=("dataset", "model.", "held_out_fraction", "split_seed"), ignore=("model.train.",)
+            cfg,
+            must_match=("dataset", "model.", "held_out_fraction", "split_seed", "init", "finetune", "held_out_new"),
+            ignore=("model.train.",),
         )
-        train_eps, held_out = load_split(run, dataset, cfg.held_out_fraction, cfg.split_seed)
+        init = load_init(cfg.init, wm_cfg) if cfg.init else None
+        train_eps, held_out = load_split(run, dataset, cfg, init)
         processes = f" x {rank.world_size} processes (DDP)" if rank.world_size > 1 else ""
         run.log(
             f"train-wm on {device}{processes}: {dataset.root} "
@@ -266,7 +317,13 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
         if unlabelled := sum(not meta.labelled for meta in dataset.episodes):
             run.log(f"{unlabelled} episodes have no success/done labels: they train the dynamics, not the done head")
         torch.manual_seed(cfg.seed)
-        model = WorldModel(wm_cfg).to(device)
+        model = WorldModel(wm_cfg)
+        if init is not None:  # a stage that resumes loads the run's own checkpoint over it
+            model.load_weights(init.path, init.tensors)
+            run.log(f"init: {init.path}; fine-tuning {', '.join(cfg.finetune)}, the rest as it is")
+            if init.split is None:
+                run.log(f"init: no {SPLIT_FILE} beside it, so the split is drawn anew")
+        model.to(device)
         arrays = dataset.load_arrays()
         writer = run.tensorboard()
         media_dir = run.folder("media")
@@ -340,17 +397,21 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
             )
 
         # 1. tokenizer
-        logger.start("tokenizer")
-        train_tokenizer(model, tokenizer_batches(), run_dir=run.path, log=logger, progress=cfg.progress)
-        logger.finish("tokenizer")
+        if cfg.trains("tokenizer"):
+            logger.start("tokenizer")
+            train_tokenizer(model, tokenizer_batches(), run_dir=run.path, log=logger, progress=cfg.progress)
+            logger.finish("tokenizer")
         # 2. action world model
-        logger.start("action")
-        fresh = train_action_model(model, action_batches(), run_dir=run.path, log=logger, progress=cfg.progress)
-        logger.finish("action")
-        if rank.main and (fresh or not any(media_dir.glob("dream_action_*.gif"))):
-            media(steps["action"])
+        if cfg.trains("action"):
+            logger.start("action")
+            fresh = train_action_model(model, action_batches(), run_dir=run.path, log=logger, progress=cfg.progress)
+            logger.finish("action")
+            if rank.main and (fresh or not any(media_dir.glob("dream_action_*.gif"))):
+                media(steps["action"])
         # 3. goal world model, on successful episodes only
-        if successful and steps["goal"] > 0:
+        if not cfg.trains("goal"):
+            run.log("goal: kept from init")
+        elif successful and steps["goal"] > 0:
             logger.start("goal")
             fresh = train_goal_model(
                 model, goal_batches(), dataset.tasks, run_dir=run.path, log=logger, progress=cfg.progress
@@ -363,6 +424,8 @@ def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
                 "goal: skipped, "
                 + ("model.train.goal_steps=0" if successful else "the training episodes hold no successful episode")
             )
+        if init is not None and rank.main and not (run.path / MODEL_FILE).exists():  # no stage saved a step
+            model.save(run.path / MODEL_FILE)
         writer.close()
         result = TrainWMResult(run.path, dict(logger.seconds), len(train_eps), len(held_out))
         run.log(f"finished: {result.timing}")

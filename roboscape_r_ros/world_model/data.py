@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from roboscape_r_ros.data.lerobot import EpisodeMeta
 from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset
 from roboscape_r_ros.data.windows import WindowLoader, split_episodes
 
 
-def stratified_split(dataset: EpisodeDataset, held_out_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Episode indices (train, held_out), split within every (task, kind) group so the held-out set
-    has each kind of each task wherever the group has two or more episodes."""
+def stratified_split(
+    episodes: Sequence[EpisodeMeta], held_out_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Episode indices (train, held_out) of a dataset's ``episodes``, split within every (task, kind) group so
+    the held-out set has each kind of each task wherever the group has two or more episodes."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for meta in dataset.episodes:
+    for meta in episodes:
         groups[(meta.task, meta.kind)].append(meta.index)
     train: list[int] = []
     held_out: list[int] = []

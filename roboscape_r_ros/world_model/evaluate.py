@@ -58,7 +58,7 @@ import torch
 from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
-from roboscape_r_ros.data.lerobot import DatasetError
+from roboscape_r_ros.data.lerobot import KINDS, DatasetError
 from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset, open_run_dataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
@@ -82,6 +82,7 @@ from roboscape_r_ros.world_model.rollout import (
 from roboscape_r_ros.world_model.train import MODEL_FILE, saved_step
 
 PSNR_CAP = 50.0
+FAILURE_KINDS = ("failed", "random", "policy")  # kinds made to fail (or a policy's, which often does)
 
 
 @dataclass
@@ -390,7 +391,7 @@ class Evaluation:
             else float("nan"),
         }
         success = np.array([self.dataset.episodes[e].success for e in eps_a])
-        for kind in ("failed", "random"):
+        for kind in FAILURE_KINDS:
             mask = (kinds_a == kind) & ~success  # kind says how it was made; a lucky success is no failure
             fired = [bool((prob[eps_a == e] >= threshold).any()) for e in np.unique(eps_a[mask])]
             out[f"fpr_{kind}"] = {
@@ -641,16 +642,17 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
         f"own ids {_f(100 * cr['tokens_per_frame'], 1)}%), 8x8 patches {_f(100 * cr['patches'], 1)}%, pixels "
         f"{_f(100 * cr['pixels'], 1)}% (changed: a channel by more than {cr['change_threshold']}/255).",
     ]
+    kinds = [k for k in KINDS if any(k in ol[h]["by_kind"] for h in ol)]
     lines += [
         "",
         "By episode kind (PSNR gain over copy-last / dPSNR, dB):",
         "",
-        "| h | " + " | ".join(["expert", "noisy", "failed", "random"]) + " |",
-        "|---|---|---|---|---|",
+        "| h | " + " | ".join(kinds) + " |",
+        "|---" * (len(kinds) + 1) + "|",
     ]
     for h in sorted(ol):
         cells = []
-        for kind in ("expert", "noisy", "failed", "random"):
+        for kind in kinds:
             b = ol[h]["by_kind"].get(kind)
             cells.append(f"{_f(b['psnr_gain'])} / {_f(b['dpsnr'])} (n={b['windows']})" if b else "-")
         lines.append(f"| {h} | " + " | ".join(cells) + " |")
@@ -667,7 +669,7 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
         "| episodes | frames | frames with p >= threshold | episodes where done fires | max p |",
         "|---|---|---|---|---|",
     ]
-    for kind in ("failed", "random"):
+    for kind in FAILURE_KINDS:
         f = done[f"fpr_{kind}"]
         lines.append(
             f"| {kind} ({f['episodes']}) | {f['frames']} | {_f(f['frame_fpr'], 4)} | {_f(f['episode_fpr'], 2)} | "
