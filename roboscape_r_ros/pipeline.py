@@ -285,24 +285,28 @@ def run_demo(cfg: DemoConfig) -> str:
     with RunFolder.open(out, lock=True) as run:
         # speed alone: a resumed run may use other thread and worker counts
         run.write_config(cfg, must_match=("",), ignore=("fresh", "threads", "evaluate.workers"))
-        stages, done = build_stages(cfg, configs), _read_stages(run)
-        start = time.perf_counter()
-        print(f"roboscape-r demo: {len(stages)} stages into {out}", file=sys.stderr)
-        for i, stage in enumerate(stages, 1):
-            head = f"[{i}/{len(stages)}] {stage.name}"
-            if stage.name in done:
-                print(f"{head}: done in an earlier run ({done[stage.name]['result']})", file=sys.stderr)
-                continue
-            print(
-                f"\n{head}: {stage.what} (elapsed {_minutes(time.perf_counter() - start)})", file=sys.stderr, flush=True
-            )
-            began = time.perf_counter()
-            result = stage.run()
-            done[stage.name] = {"wall_s": time.perf_counter() - began, "result": result}
-            run.write_json(STAGES_FILE, done)
-            print(f"{head}: {result} ({_minutes(done[stage.name]['wall_s'])})", file=sys.stderr, flush=True)
+        done = run_stages(run, build_stages(cfg, configs), "roboscape-r demo")
         report = write_report(cfg, configs, done)
     return summary(done, report, configs)
+
+
+def run_stages(run: RunFolder, stages: list[Stage], command: str) -> dict[str, dict]:
+    """Run the stages not yet in the folder's stages.json, in order, recording each one's wall time and result."""
+    done = _read_stages(run)
+    start = time.perf_counter()
+    print(f"{command}: {len(stages)} stages into {run.path}", file=sys.stderr)
+    for i, stage in enumerate(stages, 1):
+        head = f"[{i}/{len(stages)}] {stage.name}"
+        if stage.name in done:
+            print(f"{head}: done in an earlier run ({done[stage.name]['result']})", file=sys.stderr)
+            continue
+        print(f"\n{head}: {stage.what} (elapsed {_minutes(time.perf_counter() - start)})", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        result = stage.run()
+        done[stage.name] = {"wall_s": time.perf_counter() - began, "result": result}
+        run.write_json(STAGES_FILE, done)
+        print(f"{head}: {result} ({_minutes(done[stage.name]['wall_s'])})", file=sys.stderr, flush=True)
+    return done
 
 
 def _evaluation_lines(configs: dict[str, object]) -> list[str]:
