@@ -128,3 +128,10 @@ def test_baseline_budget_counts_control_steps_or_decisions():
     assert baseline_steps(cfg, imagined) == 100
     cfg.baseline_budget, cfg.policy.policy.chunk = "control_steps", 4
     assert baseline_steps(cfg, imagined) == 100  # 100 decisions of 4 actions each
+
+
+def test_the_demo_world_model_trains_on_the_headline_recipe():
+    """docs/results/world_model_cpu.md: held actions and weighted changing tokens made the model follow its actions."""
+    cfg = load_config(DemoConfig, "demo", "demo", [])
+    assert cfg.collect.action_hold_steps == cfg.world_model.model.frame_skip == 4
+    assert cfg.world_model.model.dynamics.changed_token_weight == 4.0
