@@ -133,16 +133,18 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
     return out
 
 
-def run_case(args: list[str], threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, __file__, "--case", *args, "--threads", str(threads)]
+def run_case(case: list[str], args: argparse.Namespace) -> dict:
+    """One measurement in a fresh process, with the options that shape it (its time, threads, reward sizes)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    cmd = [sys.executable, __file__, "--case", *case, "--threads", str(args.threads), "--seconds", str(args.seconds)]
+    cmd += ["--reward-resolutions", args.reward_resolutions]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"case {args} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"case {case} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="tiny,small", help="world_model presets, comma-separated")
     parser.add_argument(
@@ -160,7 +162,7 @@ def main() -> None:
     )
     parser.add_argument("--case", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(RESULTS), help="JSON file written besides stdout ('' = none)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     resolutions = [int(r) for r in args.reward_resolutions.split(",") if r]
     if args.case is not None:  # a child process: one measurement, JSON on the last stdout line
         import torch
@@ -174,13 +176,13 @@ def main() -> None:
         return
 
     start = time.perf_counter()
-    sim = run_case(["sim"], args.threads)
+    sim = run_case(["sim"], args)
     rows = []
     models = [str(Path(args.world_model) / "world_model.safetensors")] if args.world_model else args.presets.split(",")
     for preset in models:
         label = Path(preset).parent.name if args.world_model else preset
         for batch in (int(b) for b in args.batches.split(",")):
-            r = run_case([preset, str(batch)], args.threads)
+            r = run_case([preset, str(batch)], args)
             r["ratio_to_sim"] = r["steps_per_s"] / sim["steps_per_s"]
             r["control_step_ratio"] = r["ratio_to_sim"] * r["frame_skip"]
             for reward in r["with_reward"].values():

@@ -1,6 +1,6 @@
 """`roboscape-r demo`: the whole method end to end in one run folder.
 
-    collect -> train-wm -> reward-sanity -> train-bc -> train-imagination -> train-sim-ppo
+    collect -> train-wm -> evaluate-wm -> reward-sanity -> train-bc -> train-imagination -> train-sim-ppo
             [-> train-imagination-wall] -> evaluate -> report
 
 Each stage is the same code as its own command; the pipeline only wires their paths inside one run
@@ -10,10 +10,10 @@ folder and gives the baseline its budget:
     <output>/stages.json        finished stages with wall time and result (a rerun skips them)
     <output>/dataset/           collect
     <output>/world_model/       train-wm (resumes inside a stage after a kill)
+    <output>/world_model_eval/  evaluate-wm: the world model on its held-out episodes, controllability sheet
     <output>/reward_sanity/     does the endogenous reward rise toward success on held-out demos
     <output>/policies/{bc,imagination,sim_ppo,imagination_wall}/
     <output>/evaluation/        success in the physics sim, in-domain and out-of-domain
-    <output>/world_model_sheet/ the world model's controllability sheet (drawn with the report)
     <output>/REPORT.md          all of it on one page
 
 One environment, ``collect.env``, is the in-domain scene everywhere: the dataset, the sim baseline
@@ -30,6 +30,7 @@ sim-PPO's measured wall time, at the rate train-imagination measured: both compa
 from __future__ import annotations
 
 import copy
+import json
 import os
 import platform
 import shutil
@@ -60,12 +61,11 @@ from roboscape_r_ros.rl.train import (
     run_sim_baseline,
 )
 from roboscape_r_ros.runs import RunFolder
-from roboscape_r_ros.world_model.command import TrainWMConfig, resolve_device, run_train_wm
-from roboscape_r_ros.world_model.model import WorldModel
-from roboscape_r_ros.world_model.rollout import SHEET_PNG, controllability_sheet
-from roboscape_r_ros.world_model.train import MODEL_FILE
+from roboscape_r_ros.world_model.command import TrainWMConfig, run_train_wm
+from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, run_evaluate_wm
+from roboscape_r_ros.world_model.rollout import SHEET_PNG
 
-STAGES_FILE, REPORT_FILE, SHEET_DIR = "stages.json", "REPORT.md", "world_model_sheet"
+STAGES_FILE, REPORT_FILE, WM_EVAL_DIR = "stages.json", "REPORT.md", "world_model_eval"
 OURS, OURS_WALL = "imagination-ppo", "imagination-ppo-wall"
 
 
@@ -80,6 +80,10 @@ class DemoConfig:
     )
     collect: CollectConfig = option(CollectConfig(), help="dataset; its env is the in-domain scene of every stage")
     world_model: TrainWMConfig = option(TrainWMConfig(), help="world model (dataset and run folder are set here)")
+    evaluate_wm: EvaluateWMConfig = option(
+        EvaluateWMConfig(),
+        help=f"the world model on its held-out episodes, into <output>/{WM_EVAL_DIR} (run and output are set here)",
+    )
     reward_sanity: bool = option(True, help="score the endogenous reward on held-out demos before RL")
     policy: PolicyTrainConfig = option(
         PolicyTrainConfig(), help="BC warm start, PPO, imagination env, sim env (paths and the sim env are set here)"
@@ -163,6 +167,10 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
         device=policy.device,
     )
 
+    evaluate_wm = copy.deepcopy(cfg.evaluate_wm)
+    evaluate_wm.run, evaluate_wm.output, evaluate_wm.threads = str(wm_run), str(out / WM_EVAL_DIR), cfg.threads
+    evaluate_wm.device = policy.device
+
     evaluate = copy.deepcopy(cfg.evaluate)
     evaluate.env = copy.deepcopy(cfg.collect.env)
     evaluate.policies = [
@@ -180,6 +188,7 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
     return {
         "collect": collect,
         "world_model": world_model,
+        "evaluate_wm": evaluate_wm,
         "reward_sanity": sanity,
         "bc": bc,
         "imagination": imagination,
@@ -209,6 +218,14 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
 
     def train_wm() -> str:
         return run_train_wm(configs["world_model"]).timing
+
+    def evaluate_wm() -> str:
+        run_evaluate_wm(configs["evaluate_wm"])
+        figures = world_model_figures(_wm_metrics(configs))
+        return (
+            f"{figures['horizon']}-step gain {figures['gain']}, dPSNR {figures['dpsnr']}; done fires on successes: "
+            f"{figures['done_fired']}; sheet divergence {figures['divergence']}"
+        )
 
     def sanity() -> str:
         rows = []
@@ -252,6 +269,7 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
     stages = [
         Stage("collect", "record scripted-expert, noisy, failed and random episodes", collect),
         Stage("train-wm", "tokenizer, action world model with done head, goal model", train_wm),
+        Stage("evaluate-wm", "the world model on held-out episodes: open loop, done head, held actions", evaluate_wm),
         Stage("reward-sanity", "endogenous reward vs progress and done vs success on held-out demos", sanity),
         Stage("train-bc", "behaviour-cloning warm start on the successful episodes", bc),
         Stage("train-imagination", "PPO inside the world model with its own reward", imagination),
@@ -414,7 +432,7 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
         "",
         *calibration_lines(cfg, configs),
     ]
-    lines += controllability_lines(configs, out)
+    lines += world_model_lines(configs)
     sanity = Path(configs["reward_sanity"].output) / "report.md"
     if cfg.reward_sanity and sanity.exists():
         body = sanity.read_text().split("\n", 1)[1]  # without its title
@@ -424,24 +442,62 @@ def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, di
     return path
 
 
-def controllability_lines(configs: dict[str, object], out: Path) -> list[str]:
-    """The world model's controllability sheet on its held-out episodes (seconds), embedded in REPORT.md."""
-    wm_run = Path(configs["world_model"].run)
-    model = WorldModel.from_checkpoint(wm_run / MODEL_FILE, resolve_device(configs["bc"].device))
-    held_out = RunFolder.open(wm_run, create=False).read_json("split.json")["held_out"]
-    sheet = controllability_sheet(model, EpisodeDataset.open(configs["world_model"].dataset), held_out, out / SHEET_DIR)
-    if not sheet["contexts"]:
-        return []
-    return [
-        "## World model controllability",
+def _wm_metrics(configs: dict[str, object]) -> dict:
+    return json.loads((Path(configs["evaluate_wm"].output) / "metrics.json").read_text())
+
+
+def world_model_figures(metrics: dict) -> dict[str, str]:
+    """The demo's world-model figures from evaluate-wm's metrics.json, as text (n/a where not measured)."""
+    horizons = metrics["open_loop"]["horizons"]  # keyed by str(h); NaN is null
+    h = "8" if "8" in horizons else max(horizons, key=int, default="n/a")
+    row = horizons.get(h, {})
+    dB = lambda x: "n/a" if x is None else f"{x:+.2f} dB"  # noqa: E731
+    by_task = metrics["done_head"].get("successful_episodes_fired_near_end_by_task", {})
+    divergence = metrics["controllability"].get("mean_pairwise_divergence")
+    return {
+        "horizon": h,
+        "gain": dB(row.get("psnr_gain")),
+        "copy": f"{row['psnr']:.2f} vs {row['psnr_copy_last']:.2f} dB" if row.get("psnr_gain") is not None else "n/a",
+        "dpsnr": dB(row.get("dpsnr")),
+        "done_fired": ", ".join(
+            f"{task} {round(t['fired'] * t['episodes'])}/{t['episodes']} ({t['fired']:.0%})"
+            for task, t in by_task.items()
+        )
+        or "no successful held-out episode",
+        "divergence": f"{divergence:.2f}/255" if divergence is not None else "n/a",
+    }
+
+
+def world_model_lines(configs: dict[str, object]) -> list[str]:
+    """REPORT.md's section on the world model: the headline of the evaluate-wm stage and its sheet."""
+    metrics = _wm_metrics(configs)
+    f = world_model_figures(metrics)
+    lines = [
+        "## World model on held-out episodes",
         "",
-        f"![controllability]({SHEET_DIR}/{SHEET_PNG})",
+        f"evaluate-wm on {metrics['episodes_scored']}; full report: "
+        f"[{WM_EVAL_DIR}/report.md]({WM_EVAL_DIR}/report.md).",
         "",
-        f"Held-out contexts dreamed {sheet['steps']} steps ({sheet['control_steps']} control steps) under each "
-        f"held action (rows); their final frames differ by {sheet['mean_pairwise_divergence']:.2f}/255 per pixel "
-        "on average (0: the world model ignores its actions).",
+        "| measure | value |",
+        "|---|---|",
+        f"| {f['horizon']}-step open-loop PSNR gain over copy-last-frame | {f['gain']} ({f['copy']}) |",
+        f"| {f['horizon']}-step action controllability dPSNR (true - shuffled actions) | {f['dpsnr']} |",
+        f"| successes on which the done head fires near the end (p >= threshold on a done-labelled frame) | "
+        f"{f['done_fired']} |",
+        f"| controllability sheet: mean divergence between held actions' final frames | {f['divergence']} |",
         "",
     ]
+    sheet = metrics["controllability"]
+    if sheet["contexts"]:
+        lines += [
+            f"![controllability]({WM_EVAL_DIR}/{SHEET_PNG})",
+            "",
+            f"Held-out contexts dreamed {sheet['steps']} steps ({sheet['control_steps']} control steps) under each "
+            "held action (rows); the divergence is the mean absolute per-pixel difference of their final frames "
+            "(0: the world model ignores its actions).",
+            "",
+        ]
+    return lines
 
 
 def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> str:

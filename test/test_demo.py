@@ -5,18 +5,20 @@ tied to imagination's), not the method: its models are far too small to succeed 
 """
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from cli_runner import assert_one_line_error, cli
 
 from roboscape_r_ros.config import ConfigError, load_config
-from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, wall_time_decisions
+from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, build_stages, stage_configs, wall_time_decisions
 from roboscape_r_ros.rl.train import PolicyTrainResult
 
 STAGES = [
     "collect",
     "train-wm",
+    "evaluate-wm",
     "reward-sanity",
     "train-bc",
     "train-imagination",
@@ -51,7 +53,9 @@ def test_every_stage_runs_in_order_with_progress_and_a_summary(demo_run):
         "policies/imagination_wall/imagination.safetensors",
         "evaluation/report.md",
         "config.yaml",
-        "world_model_sheet/controllability.png",
+        "world_model_eval/metrics.json",
+        "world_model_eval/report.md",
+        "world_model_eval/controllability.png",
     ):
         assert (out / path).is_file(), path
 
@@ -104,12 +108,50 @@ def test_the_report_compares_every_policy_on_the_same_episodes(demo_run):
         "### Relative improvement of imagination-ppo-wall\n",
         "## Reward sanity on held-out episodes",
         "rho(r, t)",
-        "## World model controllability",
-        "![controllability](world_model_sheet/controllability.png)",
+        "## World model on held-out episodes",
+        "[world_model_eval/report.md](world_model_eval/report.md)",
+        "![controllability](world_model_eval/controllability.png)",
         "## Imagined vs real success (calibration)",
         "| policy | imagined | real, in domain | gap | per task: imagined / real |",
     ):
         assert fragment in report, fragment
+
+
+def test_the_world_model_is_evaluated_on_its_held_out_episodes_and_the_report_gives_its_figures(demo_run):
+    out, log = demo_run
+    metrics = json.loads((out / "world_model_eval/metrics.json").read_text())
+    split = json.loads((out / "world_model/split.json").read_text())
+    assert metrics["run"] == str(out / "world_model") and metrics["held_out_episodes"] == len(split["held_out"])
+    h8 = metrics["open_loop"]["horizons"]["8"]  # the tiny preset's horizons: 1, 4, 8
+    fired = metrics["done_head"]["successful_episodes_fired_near_end_by_task"]
+    divergence = metrics["controllability"]["mean_pairwise_divergence"]
+    report = (out / "REPORT.md").read_text()
+    for line in (
+        f"| 8-step open-loop PSNR gain over copy-last-frame | {h8['psnr_gain']:+.2f} dB "
+        f"({h8['psnr']:.2f} vs {h8['psnr_copy_last']:.2f} dB) |",
+        f"| 8-step action controllability dPSNR (true - shuffled actions) | {h8['dpsnr']:+.2f} dB |",
+        f"| controllability sheet: mean divergence between held actions' final frames | {divergence:.2f}/255 |",
+    ):
+        assert line in report, line
+    done_row = re.search(r"\| successes on which the done head fires near the end [^|]*\| (.*) \|", report).group(1)
+    if fired:  # tiny's few held-out episodes may hold no success
+        assert list(fired) == ["reach-v3"] and done_row.startswith("reach-v3 ") and "/" in done_row
+    else:
+        assert done_row == "no successful held-out episode"
+    assert re.search(r"\[3/\d+\] evaluate-wm: 8-step gain [+-]\d+\.\d\d dB, dPSNR [+-]\d+\.\d\d dB; done fires", log)
+
+
+def test_with_an_existing_world_model_the_stage_evaluates_that_run(demo_run, tmp_path):
+    out, _ = demo_run
+    overrides = [f"output={tmp_path / 'run'}", f"world_model_run={out / 'world_model'}"]
+    cfg = load_config(DemoConfig, "demo", "tiny", overrides)
+    configs = stage_configs(cfg)
+    stages = {stage.name: stage for stage in build_stages(cfg, configs)}
+    assert "train-wm" not in stages and "collect" not in stages
+    result = stages["evaluate-wm"].run()
+    metrics = json.loads((tmp_path / "run/world_model_eval/metrics.json").read_text())
+    assert metrics["run"] == str(out / "world_model") and metrics["dataset"] == str(out / "dataset")
+    assert result.startswith("8-step gain ") and "/255" in result
 
 
 def test_a_rerun_resumes_and_a_changed_setting_is_refused(demo_run):
@@ -134,3 +176,10 @@ def test_baseline_budget_counts_control_steps_or_decisions():
     assert baseline_steps(cfg, imagined) == 100
     cfg.baseline_budget, cfg.policy.policy.chunk = "control_steps", 4
     assert baseline_steps(cfg, imagined) == 100  # 100 decisions of 4 actions each
+
+
+def test_the_demo_world_model_trains_on_the_headline_recipe():
+    """docs/results/world_model_cpu.md: held actions and weighted changing tokens made the model follow its actions."""
+    cfg = load_config(DemoConfig, "demo", "demo", [])
+    assert cfg.collect.action_hold_steps == cfg.world_model.model.frame_skip == 4
+    assert cfg.world_model.model.dynamics.changed_token_weight == 4.0

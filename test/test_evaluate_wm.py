@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -73,6 +74,7 @@ def test_report_has_every_table_and_picture(evaluated):
     for heading in ("## Headline", "## Open-loop rollouts", "## Done head", "## Goal model", "## Pictures"):
         assert heading in report
     assert "Perceptual distance: **effnet**" in report
+    assert re.search(r"By task \(near the end\): ([a-z]+-v3 \d\.\d\d of \d+(, )?)+\.", report)
     for name in ("psnr_vs_horizon.png", "done_roc.png", "real_dream_goal.gif"):
         assert f"]({name})" in report
         with Image.open(evaluated / name) as image:
@@ -103,6 +105,11 @@ def test_metrics_are_finite(evaluated):
     assert 0 <= done["auroc"] <= 1 and done["positives"] > 0
     for kind in ("failed", "random"):
         assert done[f"fpr_{kind}"]["episodes"] >= 1 and 0 <= done[f"fpr_{kind}"]["episode_fpr"] <= 1
+    by_task = done["successful_episodes_fired_near_end_by_task"]
+    successes = sum(t["episodes"] for t in by_task.values())
+    assert len(by_task) >= 2 and successes >= 2  # the synthetic tasks' successful held-out episodes
+    fired = sum(t["fired"] * t["episodes"] for t in by_task.values())
+    assert fired / successes == pytest.approx(done["successful_episodes_fired_near_end"])
     goal = metrics["goal_model"]
     assert goal["episodes"] >= 2
     for key in ("perceptual_goal", "perceptual_task_mean_final", "psnr_goal", "psnr_task_mean_final"):

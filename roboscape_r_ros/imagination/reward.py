@@ -32,6 +32,7 @@ import torch
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.perception.distance import PerceptionConfig, PerceptualDistance, make_distance
+from roboscape_r_ros.profiling import label
 
 Embedding = Any  # a tensor [B,...] or a list/tuple of tensors [B,...] (per-layer features)
 
@@ -162,7 +163,8 @@ class EndogenousReward:
         if self._goals is None:
             raise RuntimeError("EndogenousReward: set_goals before computing rewards")
         goals = self._goals if rows is None else take_rows(self._goals, rows)
-        distance = self.distance.compare(self.distance.embed(frames), goals).float()
+        with label("reward.perceptual"):
+            distance = self.distance.compare(self.distance.embed(frames), goals).float()
         reward, bonus = self._combine(distance, done, fired)
         return RewardTerms(reward, 1.0 - distance, bonus, distance, self.backend)
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from roboscape_r_ros.distributed import draw
+from roboscape_r_ros.profiling import label
 from roboscape_r_ros.world_model.conditioning import Condition
 from roboscape_r_ros.world_model.config import DynamicsConfig
 
@@ -100,14 +101,18 @@ class Block(nn.Module):
         B, F_, N, D = x.shape
         shift_s, scale_s, shift_m, scale_m = self.film(cond.vector)[:, :, None].chunk(4, -1)  # [B,F,1,D] each
         h = self.norm_s(x) * (1 + scale_s) + shift_s
-        x = x + self.spatial(h.reshape(B * F_, N, D)).reshape(B, F_, N, D)
+        with label("dynamics.attention.spatial"):
+            x = x + self.spatial(h.reshape(B * F_, N, D)).reshape(B, F_, N, D)
         h = self.norm_t(x).transpose(1, 2).reshape(B * N, F_, D)  # one sequence per token position
-        out, kv = self.temporal(h, pos, mask, past)
+        with label("dynamics.attention.temporal"):
+            out, kv = self.temporal(h, pos, mask, past)
         x = x + out.reshape(B, N, F_, D).transpose(1, 2)
         context = cond.tokens.reshape(B * F_, -1, D)  # [B*F,C,D]
         valid = cond.valid[:, None, None, None, :].expand(B, F_, 1, 1, -1).reshape(B * F_, 1, 1, -1)
-        x = x + self.cross(self.norm_c(x).reshape(B * F_, N, D), context, valid).reshape(B, F_, N, D)
-        x = x + self.mlp(self.norm_m(x) * (1 + scale_m) + shift_m)
+        with label("dynamics.attention.cross"):
+            x = x + self.cross(self.norm_c(x).reshape(B * F_, N, D), context, valid).reshape(B, F_, N, D)
+        with label("dynamics.mlp"):
+            x = x + self.mlp(self.norm_m(x) * (1 + scale_m) + shift_m)
         return x, kv
 
 
@@ -162,16 +167,18 @@ class Dynamics(nn.Module):
 
     def _run(self, tokens, cond: Condition, pos, mask, past=None):
         """tokens [B,F,N] -> features [B,F,N,D] and per-layer (k, v) [B*N,F,D] of these frames."""
-        x = self.embed(tokens) + self.spatial_pos
-        kvs = []
-        for i, block in enumerate(self.blocks):
-            layer_past = None if past is None else (past[i, 0].flatten(0, 1), past[i, 1].flatten(0, 1))
-            x, kv = block(x, cond, pos, mask, layer_past)
-            kvs.append(kv)
-        return self.norm(x), kvs
+        with label("dynamics.other"):  # what the blocks' own labels leave: embeddings, FiLM, norms
+            x = self.embed(tokens) + self.spatial_pos
+            kvs = []
+            for i, block in enumerate(self.blocks):
+                layer_past = None if past is None else (past[i, 0].flatten(0, 1), past[i, 1].flatten(0, 1))
+                x, kv = block(x, cond, pos, mask, layer_past)
+                kvs.append(kv)
+            return self.norm(x), kvs
 
     def _done_logit(self, features: torch.Tensor) -> torch.Tensor:
-        return self.done_head(features.mean(-2)).squeeze(-1)  # [B,F,N,D] -> [B,F]
+        with label("dynamics.done_head"):
+            return self.done_head(features.mean(-2)).squeeze(-1)  # [B,F,N,D] -> [B,F]
 
     def loss(
         self, tokens: torch.Tensor, cond: Condition, done: torch.Tensor, labelled: torch.Tensor | None = None
@@ -199,10 +206,11 @@ class Dynamics(nn.Module):
         else:  # one mask for every window, and no random draw: the default path as before the option
             mask = two_stream_mask(T, torch.zeros(1, dtype=torch.bool, device=tokens.device))[0]
         features, _ = self._run(stream, both, pos, mask)
-        logits = self.head(features[:, T:][masked]).float()  # [M,V] at the masked positions only
-        changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
-        weight = 1 + (self.cfg.changed_token_weight - 1) * changed.float()
-        ce = (F.cross_entropy(logits, target[masked], reduction="none") * weight).sum() / weight.sum()
+        with label("dynamics.token_head"):
+            logits = self.head(features[:, T:][masked]).float()  # [M,V] at the masked positions only
+            changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
+            weight = 1 + (self.cfg.changed_token_weight - 1) * changed.float()
+            ce = (F.cross_entropy(logits, target[masked], reduction="none") * weight).sum() / weight.sum()
         done_error = (torch.sigmoid(self._done_logit(features[:, :T]).float()) - done) ** 2  # [B,T]
         if labelled is None:
             done_mse = done_error.mean()
@@ -255,11 +263,25 @@ class Dynamics(nn.Module):
         the frame's token entropy [B]: the mean over its tokens of the entropy of the distribution each
         token was committed from, divided by log(vocab) (0: certain, 1: uniform)."""
         B, N = state.kv.shape[2], state.kv.shape[3]
-        K = self.cfg.decode_steps
         tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=state.kv.device)
         entropy = torch.zeros((B, N), device=state.kv.device)
-        for k in range(K):
-            features, _ = self._step_pass(tokens, cond, state)
+        for k in range(self.cfg.decode_steps):
+            with label(f"maskgit.iteration{k + 1}"):
+                tokens, entropy = self._unmask(tokens, entropy, cond, state, k)
+        with label("maskgit.final_pass"):  # the decoded frame's clean pass: the cache and the done head
+            features, kv = self._step_pass(tokens, cond, state)
+            uncertainty = entropy.mean(-1) / math.log(self.head.out_features)
+            return state.push(kv), tokens, self._done_logit(features)[:, 0], uncertainty
+
+    def _unmask(
+        self, tokens: torch.Tensor, entropy: torch.Tensor, cond: Condition, state: State, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MaskGIT iteration k: the most confident of the still masked tokens [B,N] take their predicted ids;
+        ``entropy`` [B,N] takes the entropy of the distributions they were committed from."""
+        B, N = tokens.shape
+        K = self.cfg.decode_steps
+        features, _ = self._step_pass(tokens, cond, state)
+        with label("dynamics.token_head"):
             logits = self.head(features[:, 0]).float() / (self.cfg.temperature or 1.0)  # [B,N,V]
             probs = torch.softmax(logits, -1)
             if self.cfg.temperature > 0:
@@ -271,8 +293,5 @@ class Dynamics(nn.Module):
             stay_masked = math.floor(N * math.cos(math.pi / 2 * (k + 1) / K))  # cosine schedule, 0 at k=K-1
             rank = torch.where(is_masked, confidence, math.inf).argsort(-1).argsort(-1)  # least confident first
             commit = is_masked & (rank >= stay_masked)
-            tokens = torch.where(commit, sample, tokens)
-            entropy = torch.where(commit, -(probs * torch.log_softmax(logits, -1)).sum(-1), entropy)
-        features, kv = self._step_pass(tokens, cond, state)
-        uncertainty = entropy.mean(-1) / math.log(logits.shape[-1])
-        return state.push(kv), tokens, self._done_logit(features)[:, 0], uncertainty
+            committed_entropy = -(probs * torch.log_softmax(logits, -1)).sum(-1)
+            return torch.where(commit, sample, tokens), torch.where(commit, committed_entropy, entropy)

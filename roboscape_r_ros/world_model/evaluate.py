@@ -402,11 +402,16 @@ class Evaluation:
                 "max_probability": float(prob[mask].max()) if mask.any() else float("nan"),
             }
         succ_eps = np.unique(eps_a[success])
+        fired_near_end = {int(e): bool((prob[(eps_a == e) & positive] >= threshold).any()) for e in succ_eps}
         out["successful_episodes_fired_near_end"] = (
-            float(np.mean([bool((prob[(eps_a == e) & positive] >= threshold).any()) for e in succ_eps]))
-            if len(succ_eps)
-            else float("nan")
+            float(np.mean(list(fired_near_end.values()))) if fired_near_end else float("nan")
         )
+        by_task: dict[str, list[bool]] = defaultdict(list)
+        for e, fired in fired_near_end.items():
+            by_task[self.dataset.episodes[e].task].append(fired)
+        out["successful_episodes_fired_near_end_by_task"] = {
+            task: {"episodes": len(f), "fired": float(np.mean(f))} for task, f in sorted(by_task.items())
+        }
         out["successful_episodes_fired_early"] = (
             float(np.mean([bool((prob[(eps_a == e) & ~positive] >= threshold).any()) for e in succ_eps]))
             if len(succ_eps)
@@ -679,7 +684,15 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
         "",
         f"Successful held-out episodes where done fires on a label >= 0.5 frame: "
         f"{_f(done['successful_episodes_fired_near_end'], 2)}; where it fires earlier (label < 0.5): "
-        f"{_f(done['successful_episodes_fired_early'], 2)}.",
+        f"{_f(done['successful_episodes_fired_early'], 2)}. By task (near the end): "
+        + (
+            ", ".join(
+                f"{task} {_f(t['fired'], 2)} of {t['episodes']}"
+                for task, t in done["successful_episodes_fired_near_end_by_task"].items()
+            )
+            or "no successful episode"
+        )
+        + ".",
         f"On the open-loop rollouts' dreamed frames ({dd['frames']} frames, {dd['positives']} positive): "
         f"AUROC {_f(dd['auroc'], 3)}.",
         "",

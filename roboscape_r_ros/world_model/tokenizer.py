@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roboscape_r_ros.profiling import label
 from roboscape_r_ros.world_model.config import TokenizerConfig
 
 
@@ -142,14 +143,16 @@ class Tokenizer(nn.Module):
     def _encode_codes(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [...,H,W,3] -> codes [...,h,w,d]."""
         lead = frames.shape[:-3]
-        z = self.encoder(to_unit(frames.reshape(-1, *frames.shape[-3:])))  # [N,d,h,w]
-        codes = self.fsq.quantize(channels_last(z.float()))  # [N,h,w,d], fp32 even under autocast
+        with label("tokenizer.encode"):
+            z = self.encoder(to_unit(frames.reshape(-1, *frames.shape[-3:])))  # [N,d,h,w]
+            codes = self.fsq.quantize(channels_last(z.float()))  # [N,h,w,d], fp32 even under autocast
         return codes.reshape(*lead, *codes.shape[1:])
 
     def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [...,h,w,d] -> images [...,3,H,W] in [-1,1] (unclamped)."""
         lead = codes.shape[:-3]
-        images = self.decoder(channels_first(codes.reshape(-1, *codes.shape[-3:])))  # [N,3,H,W]
+        with label("tokenizer.decode"):
+            images = self.decoder(channels_first(codes.reshape(-1, *codes.shape[-3:])))  # [N,3,H,W]
         return images.reshape(*lead, *images.shape[1:])
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
