@@ -10,6 +10,7 @@ tampered launches, so a launch file that drops a node, a parameter file or a rem
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import signal
 import subprocess
@@ -344,6 +345,7 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
     from test_dreamer import tiny_run
 
     world_model = ["-p", f"world_model:={tiny_run(tmp_path)}"]  # the YAML leaves it empty (launch argument)
+    services: dict[str, set[str]] = {}
     for spec in graph.NODES:
         path = REPO / "config" / spec.params_file
         keys = set(yaml.safe_load(path.read_text())[f"/**/{spec.name}"]["ros__parameters"])
@@ -363,9 +365,13 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
             assert keys == declared, (spec.name, keys ^ declared)
             for descriptor in node.describe_parameters(sorted(declared)):
                 assert descriptor.description, (spec.name, descriptor.name)
+            services[spec.name] = {service.srv_name for service in node.services}
             node.destroy_node()
         finally:
             rclpy.shutdown()
+    # One namespace holds every node: no two may offer the same service (the dreamer's reset was sim_bridge's).
+    for a, b in itertools.combinations(services, 2):
+        assert not services[a] & services[b], (a, b, services[a] & services[b])
 
 
 def argv_without_remaps_and_clock(argv: list[str]) -> list[str]:
