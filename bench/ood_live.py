@@ -313,8 +313,7 @@ def main() -> None:
                 "mode:=shadow",
                 f"world_model:={args.world_model}",
                 "use_sim_time:=true",
-                # its reset service would share the name of sim_bridge's
-                remap=("observation:=image_raw", "reset:=dreamer/reset"),
+                remap=("observation:=image_raw",),
             )
             graph.goal_pub.publish(goal_image(args.goal_dataset))
             if not graph.spin_until(lambda: graph.reset_client.service_is_ready() and graph.states, 120):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from roboscape_r_ros.config import available_presets, describe, load_config, to_yaml
+from roboscape_r_ros.config import available_presets, describe, help_default, load_config, to_yaml
 from roboscape_r_ros.errors import RoboscapeError
 
 
@@ -164,7 +164,12 @@ def _options_help(command: Command) -> str:
     rows = describe(command.load("config"))
     lines = ["options (set as key=value; lists as a,b,c or [a, b]):"]
     for name, type_name, default, help_text in rows:
-        lines.append(f"  {name} ({type_name}, default: {default!r})")
+        first, *more = help_default(default)
+        if more:
+            lines.append(f"  {name} ({type_name}, default:)")
+            lines.extend(f"      {line}" for line in (first, *more))
+        else:
+            lines.append(f"  {name} ({type_name}, default: {first})")
         lines.extend(textwrap.wrap(help_text, width=88, initial_indent="      ", subsequent_indent="      "))
     presets = ", ".join(available_presets(command.preset_folder)) or "none"
     lines.append(f"\npresets: {presets}")

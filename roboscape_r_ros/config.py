@@ -228,17 +228,44 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def to_yaml(cfg: Any) -> str:
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
+def _plain(v: Any) -> Any:
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
-    return yaml.safe_dump(plain(to_dict(cfg)), sort_keys=False)
+
+def to_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+
+
+def _changed(obj: Any) -> dict[str, Any]:
+    """The members of dataclass ``obj`` that differ from their defaults (nested groups likewise)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            if nested := _changed(value):
+                out[f.name] = nested
+        elif value != _field_default(f):
+            out[f.name] = _plain(value)
+    return out
+
+
+def help_default(value: Any) -> list[str]:
+    """A default as --help prints it: one line as Python writes it, or for a list of groups one item a line, in
+    the YAML that sets it and with only the members that differ from their defaults (from_dict fills in the rest)."""
+    if isinstance(value, (list, tuple)) and value and all(dataclasses.is_dataclass(v) for v in value):
+        flow = dict(default_flow_style=True, sort_keys=False, width=1 << 16)
+        return ["- " + yaml.safe_dump(_changed(v), **flow).strip() for v in value]
+    return [repr(value)]
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
@@ -253,6 +280,6 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
         type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
         # the field's own default, not cls(): a config whose defaults alone do not validate (export needs a
         # policy or a world model) must still print its help
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _field_default(f)
         rows.append((prefix + f.name, type_name, default, f.metadata.get("help", "")))
     return rows

@@ -7,9 +7,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "roboscape_r_ros.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "roboscape_r_ros.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -75,9 +75,16 @@ def vector_feature(names: list[str], style: str) -> dict:
 
 
 def write_lerobot_dataset(
-    root: Path, episodes: list[dict], *, with_state: bool = True, names: str = "list", wrist: bool = True
+    root: Path,
+    episodes: list[dict],
+    *,
+    with_state: bool = True,
+    names: str = "list",
+    wrist: bool = True,
+    success: list[np.ndarray] | None = None,
 ) -> Path:
-    """``episodes`` from ``make_episodes`` as a LeRobot v3.0 dataset under ``root``."""
+    """``episodes`` from ``make_episodes`` as a LeRobot v3.0 dataset under ``root``; ``success``: each episode's
+    per-frame flags, written as LeRobot's ``next.success`` (a bool feature, as in lerobot/pusht)."""
     scalar = {"shape": [1], "names": None}
     image_names = ["height", "width", "channels"]
     features = {FRONT: {"dtype": "image", "shape": [SIZE, SIZE, 3], "names": image_names}}
@@ -100,6 +107,8 @@ def write_lerobot_dataset(
     if with_state:
         features["observation.state"] = vector_feature(NAMES, names)
     features["action"] = vector_feature(NAMES, names)
+    if success is not None:
+        features["next.success"] = {"dtype": "bool", **scalar}
     features |= {
         "timestamp": {"dtype": "float32", **scalar},
         "frame_index": {"dtype": "int64", **scalar},
@@ -140,6 +149,8 @@ def write_lerobot_dataset(
         if with_state:
             columns["observation.state"] += list(e["state"])
         columns["action"] += list(e["action"])
+        if success is not None:
+            columns["next.success"] += [bool(s) for s in success[i]]
         columns["timestamp"] += list(np.arange(length, dtype=np.float32) / FPS)
         columns["frame_index"] += list(range(length))
         columns["episode_index"] += [i] * length
@@ -170,6 +181,7 @@ def write_lerobot_dataset(
         "observation.state": vector,
         "action": vector,
         "timestamp": pa.float32(),
+        "next.success": pa.bool_(),
     }
     table = pa.table({key: pa.array(values, types.get(key, pa.int64())) for key, values in columns.items()})
     pq.write_table(table, root / "data/chunk-000/file-000.parquet")

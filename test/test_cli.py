@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from cli_runner import REPO, assert_one_line_error, cli
 
 from roboscape_r_ros.cli import COMMANDS, main
+from roboscape_r_ros.config import from_dict
 from roboscape_r_ros.data.collect import CollectConfig, record_episode, task_rng
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.rl.evaluate import EvaluateConfig, default_ood_scenes
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +131,19 @@ def test_help_explains_every_option():
         "video",
     ):
         assert name in result.stdout, name
+
+
+def test_help_prints_a_list_of_groups_one_readable_item_a_line(capsys):
+    """evaluate's ood_scenes default was one line of Python reprs; each item now reads as the YAML that sets it."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("  ood_scenes (list, default:)") + 1
+    items = [line.strip() for line in lines[start:] if line.startswith("      - ")]
+    assert len(items) == len(default_ood_scenes()) and all(len(line) <= 100 for line in items)
+    assert "SceneVariation(" not in "\n".join(lines)
+    parsed = yaml.safe_load("\n".join(items))
+    assert from_dict(EvaluateConfig, {"ood_scenes": parsed}).ood_scenes == default_ood_scenes()
 
 
 @pytest.mark.parametrize("command", [c.name for c in COMMANDS])

@@ -1,6 +1,7 @@
 """Episode dataset: LeRobot v3.0 layout on disk, atomic writes, validated reads, training windows."""
 
 import gc
+import itertools
 import json
 import os
 
@@ -157,8 +158,14 @@ def test_written_schema_follows_lerobot_v3(dataset_root, episodes):
 
     stats = json.loads((dataset_root / "meta/stats.json").read_text())
     assert set(stats) == set(features)
-    for ft in stats.values():
-        assert set(ft) == {"min", "max", "mean", "std", "count"}
+    for ft in stats.values():  # LeRobot 0.4's QUANTILES normalisation reads q01..q99
+        assert set(ft) == {"min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"}
+        ordered = [np.asarray(ft[k]) for k in ("min", "q01", "q10", "q50", "q90", "q99", "max")]
+        assert all((a <= b + 1e-9).all() for a, b in itertools.pairwise(ordered))
+    lengths = np.array([len(e.actions) for e in episodes])
+    medians = np.stack([np.quantile(e.actions, 0.5, axis=0) for e in episodes])
+    assert stats["action"]["q50"] == pytest.approx((medians * lengths[:, None]).sum(0) / lengths.sum(), rel=1e-5)
+    assert np.shape(stats["observation.images.corner2"]["q99"]) == (3, 1, 1)
     all_actions = np.concatenate([e.actions for e in episodes])
     assert stats["action"]["mean"] == pytest.approx(all_actions.mean(axis=0), rel=1e-5, abs=1e-6)
     assert stats["action"]["std"] == pytest.approx(all_actions.std(axis=0), rel=1e-5)

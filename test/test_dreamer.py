@@ -295,7 +295,7 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
     assert ros.spin_until(lambda: watch["episode"][-1].data == "dream-ep0001", 5)  # auto reset
     stamps = {(o.header.stamp.sec, o.header.stamp.nanosec) for o in watch["observation"]}
     assert all((d.header.stamp.sec, d.header.stamp.nanosec) in stamps for d in watch["done"][-3:])  # paired by stamp
-    client = ros.node.create_client(Trigger, "reset")
+    client = ros.node.create_client(Trigger, "dream/reset")
     assert client.wait_for_service(timeout_sec=10)
     future = client.call_async(Trigger.Request())
     assert ros.spin_until(future.done, 10) and future.result().message == "dream-ep0002"

@@ -107,7 +107,7 @@ def test_dreamer_reward_and_policy_exchange_steps_rewards_done_and_episodes(ros,
     goal = seen["goal_image"][-1]
     assert (goal.encoding, goal.width, goal.height) == ("rgb8", 32, 32)
     # The reset service starts a new episode at once; its first reward (step 0) follows.
-    client = ros.node.create_client(Trigger, "/dream/reset")
+    client = ros.node.create_client(Trigger, "/dream/dream/reset")
     assert client.wait_for_service(timeout_sec=10)
     future = client.call_async(Trigger.Request())
     assert ros.spin_until(future.done, 10) and future.result().success

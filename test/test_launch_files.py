@@ -10,8 +10,12 @@ tampered launches, so a launch file that drops a node, a parameter file or a rem
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
+import signal
+import subprocess
 import sys
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,10 +345,11 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
     from test_dreamer import tiny_run
 
     world_model = ["-p", f"world_model:={tiny_run(tmp_path)}"]  # the YAML leaves it empty (launch argument)
+    services: dict[str, set[str]] = {}
     for spec in graph.NODES:
         path = REPO / "config" / spec.params_file
         keys = set(yaml.safe_load(path.read_text())[f"/**/{spec.name}"]["ros__parameters"])
-        module, _, _ = spec.entry_point.partition(":")
+        module = spec.module
         classes = {
             "sim_bridge": "SimBridge",
             "camera_ingest": "CameraIngest",
@@ -360,9 +365,13 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
             assert keys == declared, (spec.name, keys ^ declared)
             for descriptor in node.describe_parameters(sorted(declared)):
                 assert descriptor.description, (spec.name, descriptor.name)
+            services[spec.name] = {service.srv_name for service in node.services}
             node.destroy_node()
         finally:
             rclpy.shutdown()
+    # One namespace holds every node: no two may offer the same service (the dreamer's reset was sim_bridge's).
+    for a, b in itertools.combinations(services, 2):
+        assert not services[a] & services[b], (a, b, services[a] & services[b])
 
 
 def argv_without_remaps_and_clock(argv: list[str]) -> list[str]:
@@ -442,3 +451,37 @@ def test_launch_files_with_the_real_launch_api():
         arguments = {a.name: a for a in description.get_launch_arguments()}
         assert {t.name for t in graph.TOPIC_ARGUMENTS} <= set(arguments), name
         assert all(a.description for a in arguments.values()), name
+
+
+@pytest.mark.parametrize("mode, sig", [("imagination", signal.SIGTERM), ("sim", signal.SIGINT)])
+@pytest.mark.parametrize("when", ["importing", "running"])
+def test_every_node_exits_0_on_stop_signals_while_importing_or_running(ros, tmp_path, mode, sig, when):
+    """Each node process of the graph as its executable runs it, signalled during its imports or once it is
+    up, and again every 0.2 s until it exits (ros2 launch signals each node after the terminal did): a
+    signal in the imports ended it with a traceback, one in its exit (torch's teardown) with -signal."""
+    from test_dreamer import tiny_run
+
+    processes = plan(LaunchConfig(mode=mode, arg={"world_model": str(tiny_run(tmp_path))}))
+    children = {
+        p.name: subprocess.Popen(p.argv, env=ros.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for p in processes
+    }
+    ros.processes.extend(children.values())
+    if when == "running":
+        names = set(children)
+        assert ros.spin_until(lambda: names <= set(ros.node.get_node_names()), 120), ros.node.get_node_names()
+    else:
+        time.sleep(1.5)  # past the interpreter start, inside the imports (torch, MuJoCo: seconds)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(c.poll() is None for c in children.values()):
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(sig)
+        time.sleep(0.2)
+    outputs = {name: child.communicate()[0] for name, child in children.items()}
+    for name, child in children.items():
+        assert child.returncode == 0 and "Traceback" not in outputs[name], (
+            name,
+            child.returncode,
+            outputs[name][-2000:],
+        )

@@ -11,6 +11,7 @@ import pytest
 from cli_runner import assert_one_line_error, cli
 from lerobot_layout import FRONT, NAMES, WRIST, make_episodes, write_lerobot_dataset
 
+from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import DatasetCorruptError, DatasetSchemaError
 from roboscape_r_ros.data.reader import EpisodeDataset
 
@@ -97,3 +98,22 @@ def test_train_wm_on_a_lerobot_dataset(foreign, tmp_path):
     assert split["camera"] == WRIST and len(split["train"]) + len(split["held_out"]) == 3
     assert (run / "world_model.safetensors").is_file()
     assert "no success/done labels" in (run / "train.log").read_text()
+
+
+def test_next_success_is_read_as_the_success_label(tmp_path, episodes):
+    """LeRobot's per-frame next.success labels an episode (success where any frame says so) and gives its done
+    labels, rising to the first successful frame; without it a foreign episode stays unlabelled."""
+    flags = [np.arange(len(e["action"])) >= len(e["action"]) - 3 for e in episodes]
+    flags[1][:] = False
+    dataset = EpisodeDataset.open(write_lerobot_dataset(tmp_path / "ds", episodes, success=flags), camera="front")
+    assert [m.success for m in dataset.episodes] == [True, False, True]
+    assert all(m.labelled for m in dataset.episodes)
+    arrays = dataset.load_arrays()
+    assert arrays.labelled.all()
+    first = dataset.episode(0)
+    expected, _ = done_labels(len(flags[0]), [len(flags[0]) - 3])
+    np.testing.assert_allclose(first.done, expected)
+    assert not dataset.episode(1).done.any()
+    np.testing.assert_allclose(arrays.done[: len(flags[0])], expected)
+    unlabelled = EpisodeDataset.open(write_lerobot_dataset(tmp_path / "plain", episodes), camera="front")
+    assert not any(m.labelled or m.success for m in unlabelled.episodes)

@@ -3,6 +3,7 @@ the exported policy acts as the torch one does, carries its metadata, and bad fi
 runtimes fail with one line."""
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -116,6 +117,23 @@ def test_the_export_command(exported, tmp_path):
     assert "max |onnxruntime - torch|" in done.stdout and (tmp_path / "cli.onnx").is_file()
     assert_one_line_error(cli("export", f"policy={tmp_path / 'cli.onnx'}"), "not a readable safetensors file")
     assert_one_line_error(cli("export"), "export needs policy=")
+
+
+def test_the_export_command_writes_the_output_file_and_nothing_else(exported, tmp_path):
+    """A relative checkpoint path crashed (the temporary graph file was named after it); an absolute one left
+    <checkpoint>.onnx beside the checkpoint."""
+    checkpoint, _ = exported
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    shutil.copy(checkpoint, source / checkpoint.name)
+    relative = cli("export", f"policy=../source/{checkpoint.name}", "output=relative.onnx", cwd=target)
+    assert relative.returncode == 0, relative.stderr
+    absolute = cli("export", f"policy={source / checkpoint.name}", f"output={target / 'absolute.onnx'}")
+    assert absolute.returncode == 0, absolute.stderr
+    assert sorted(p.name for p in source.iterdir()) == [checkpoint.name]
+    assert sorted(p.name for p in target.iterdir()) == ["absolute.onnx", "relative.onnx"]
+    assert onnx.load(str(target / "relative.onnx")).graph.input[0].name == "image"
 
 
 def test_a_reload_swaps_a_fitting_policy_and_refuses_the_rest_keeping_the_old(exported, tmp_path):

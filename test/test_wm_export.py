@@ -5,6 +5,8 @@ when they do not match torch."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -124,8 +126,11 @@ def test_an_export_that_does_not_match_torch_is_refused_and_writes_nothing(train
 
 def test_the_export_command_writes_a_folder_and_reports_each_piece(trained, tmp_path):
     dataset, run, _ = trained
-    done = cli("export", f"world_model={run}", f"output={tmp_path / 'cli'}", "perceptual=false")
+    before = sorted(Path(run).parent.rglob("*"))
+    relative = os.path.relpath(run, tmp_path)  # relative paths, as a user types them
+    done = cli("export", f"world_model={relative}", "output=cli", "perceptual=false", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert sorted(Path(run).parent.rglob("*")) == before
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == [
         f"{p}.onnx" for p in ("context", "decode", "encode", "step")
     ]

@@ -6,7 +6,9 @@ Two kinds of dataset open:
 - written by LeRobot or anyone else ("foreign"): any camera key of dtype image or video (chosen with
   ``camera=`` when there are several), any action size and names, ``observation.state`` if present
   (else no state). Their episodes carry no success or done labels (they train the world model's
-  dynamics, not its done head), their sub-task index is 0 and their kind is "expert" (what
+  dynamics, not its done head) unless the dataset has LeRobot's per-frame ``next.success``: then an
+  episode succeeded where any frame says so, and its done labels rise to its first such frame
+  (data/done_labels.py, one sub-task). Their sub-task index is 0 and their kind is "expert" (what
   ``import-bag`` assumes of demonstrations too); task and instruction are the LeRobot task string.
 
 ``EpisodeDataset.open`` checks the metadata and every referenced file up front (parquet footers,
@@ -15,6 +17,8 @@ not frames), so a broken dataset fails at open with the file named, not in the m
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from roboscape_r_ros.data.codecs import CodecError, decode_png, read_mp4
+from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import (
     CODEBASE_VERSION,
     EPISODES_DIR,
@@ -76,6 +81,7 @@ _LABELLED = "labelled"  # optional episode column: datasets written before it ha
 _FRAME_COLUMNS = ["action", "observation.state", "done_label", "subtask_index", "episode_index", "index"]
 FOREIGN_KIND = "expert"
 STATE_KEY = "observation.state"
+SUCCESS_KEY = "next.success"  # LeRobot's per-frame success flag (e.g. lerobot/pusht)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class Layout:
     action_names: list[str]
     state_names: list[str]  # empty: the dataset has no observation.state
     native: bool  # written by this package: done_label, subtask_index and episode labels are there
+    success_key: str = ""  # a foreign dataset's per-frame success feature (LeRobot's next.success), if any
 
     @property
     def frame_columns(self) -> list[str]:
@@ -95,6 +102,7 @@ class Layout:
             columns = list(_FRAME_COLUMNS)
         else:
             columns = ["action", "episode_index", "index"] + [STATE_KEY] * bool(self.state_names)
+            columns += [self.success_key] * bool(self.success_key)
         return columns + ([] if self.video else [self.image_key])
 
 
@@ -144,6 +152,8 @@ class EpisodeDataset:
         tasks = _load_tasks(root / TASKS_PATH, info["total_tasks"])
         episodes = _load_episodes(root, info, tasks, layout)
         _check_files(root, info, episodes, layout)
+        if layout.success_key:
+            episodes = _success_labels(root, info, episodes, layout.success_key)
         return cls(root, info, tasks, episodes, layout)
 
     @property
@@ -159,7 +169,8 @@ class EpisodeDataset:
         return self.info["fps"]
 
     def stats(self) -> dict[str, dict[str, np.ndarray]]:
-        """meta/stats.json as arrays: {feature: {min, max, mean, std, count}}."""
+        """meta/stats.json as arrays: {feature: {min, max, mean, std, count, q01, q10, q50, q90, q99}} (older
+        datasets: without the quantiles)."""
         raw = _read_json(self.root / STATS_PATH)
         return {key: {name: np.asarray(value) for name, value in ft.items()} for key, ft in raw.items()}
 
@@ -242,6 +253,10 @@ class EpisodeDataset:
         if self.layout.native:
             out.done[rows] = numpy_column(table["done_label"])
             out.subtask_index[rows] = numpy_column(table["subtask_index"])
+        elif self.layout.success_key:
+            success = _success_column(table, self.layout.success_key, path)
+            starts = np.cumsum([0] + [m.length for m in group])
+            out.done[rows] = np.concatenate([_done_from_success(success[a:b]) for a, b in itertools.pairwise(starts)])
         if not self.video:
             pngs = table[self.image_key].combine_chunks().field("bytes").to_pylist()
             for row, data in enumerate(pngs):
@@ -354,6 +369,7 @@ def _load_info(path: Path, camera: str) -> tuple[dict[str, Any], Layout]:
             action_names=_names(features["action"], "action"),
             state_names=_names(features[STATE_KEY], "state") if STATE_KEY in features else [],
             native=native,
+            success_key=SUCCESS_KEY if SUCCESS_KEY in features and not native else "",
         )
         if native:
             names = features["action"]["names"], features[STATE_KEY]["names"]
@@ -373,6 +389,32 @@ def _load_info(path: Path, camera: str) -> tuple[dict[str, Any], Layout]:
     ):
         raise DatasetCorruptError(f"{path}: 'video_path' missing or contradicting the {image['dtype']} dtype")
     return info, layout
+
+
+def _success_column(table: pa.Table, key: str, path: Path) -> np.ndarray:
+    """bool [rows] of a per-frame success feature (bool, or a number where nonzero is success)."""
+    try:
+        return numpy_column(table[key]).reshape(len(table), -1)[:, 0].astype(bool)
+    except (ValueError, TypeError, pa.ArrowException) as err:
+        raise DatasetCorruptError(f"{path}: '{key}' is not one flag per frame ({err})") from None
+
+
+def _done_from_success(success: np.ndarray) -> np.ndarray:
+    """An episode's done labels from its per-frame success: rising to the first successful frame, else 0."""
+    return done_labels(len(success), np.flatnonzero(success)[:1])[0]
+
+
+def _success_labels(root: Path, info: dict[str, Any], metas: list[EpisodeMeta], key: str) -> list[EpisodeMeta]:
+    """``metas`` labelled from the per-frame success feature ``key``: success where any frame says so."""
+    labelled = []
+    for group, _ in _file_groups(metas, lambda m: m.data_file):
+        path = _data_path(root, info, group[0])
+        table = _read_parquet(path, columns=["episode_index", key])
+        index, success = numpy_column(table["episode_index"]), _success_column(table, key, path)
+        for meta in group:
+            hit = bool(success[index == meta.index].any())
+            labelled.append(dataclasses.replace(meta, success=hit, labelled=True))
+    return labelled
 
 
 def _choose_camera(path: Path, features: dict[str, Any], camera: str) -> str:

@@ -1,4 +1,6 @@
-"""Normalisation statistics in LeRobot's stats.json form: {feature: {min, max, mean, std, count}}."""
+"""Normalisation statistics in LeRobot's stats.json form: {feature: {min, max, mean, std, count, q01, q10, q50,
+q90, q99}}. The quantiles are what LeRobot 0.4's QUANTILES normalisation reads; like LeRobot (compute_stats.py)
+a dataset's quantile is the count-weighted mean of its episodes' quantiles, an approximation."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Stats = dict[str, np.ndarray]
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}  # LeRobot 0.4's names
 
 
 def feature_stats(values: np.ndarray) -> Stats:
@@ -17,6 +20,7 @@ def feature_stats(values: np.ndarray) -> Stats:
         "mean": values.mean(axis=0, dtype=np.float64),
         "std": values.std(axis=0, dtype=np.float64),
         "count": np.array([len(values)]),
+        **{name: np.quantile(values, q, axis=0) for name, q in QUANTILES.items()},
     }
 
 
@@ -28,7 +32,7 @@ def image_stats(frames: np.ndarray) -> Stats:
 
 
 def aggregate_stats(parts: Sequence[Stats]) -> Stats:
-    """Stats of the union of ``parts`` (count-weighted mean, pooled variance)."""
+    """Stats of the union of ``parts`` (count-weighted mean and quantiles, pooled variance)."""
     counts = np.array([part["count"][0] for part in parts], np.float64)
     means = np.stack([part["mean"] for part in parts])
     stds = np.stack([part["std"] for part in parts])
@@ -41,4 +45,5 @@ def aggregate_stats(parts: Sequence[Stats]) -> Stats:
         "mean": mean,
         "std": np.sqrt(variance),
         "count": np.array([int(counts.sum())]),
+        **{name: (weights * np.stack([part[name] for part in parts])).sum(axis=0) for name in QUANTILES},
     }

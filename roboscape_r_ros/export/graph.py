@@ -39,7 +39,7 @@ class ExportError(RoboscapeError):
 
 @dataclass
 class Graph:
-    name: str
+    name: str  # for messages only
     module: nn.Module
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -79,7 +79,7 @@ def to_onnx(graph: Graph):
     axes = {name: graph.axes.get(name, {0: "batch"}) for name in (*graph.inputs, *graph.outputs)}
     example = tuple(torch.from_numpy(graph.cases[0][name]) for name in graph.inputs)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / f"{graph.name}.onnx"
+        raw = Path(tmp) / "graph.onnx"  # not the name: a policy's name is its checkpoint path
         with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notices: chosen on purpose
             warnings.simplefilter("ignore")
             try:

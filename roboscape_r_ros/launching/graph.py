@@ -125,9 +125,13 @@ class NodeSpec:
 
     @property
     def entry_point(self) -> str:
-        """ "module:function" of the executable: every node is ``roboscape_r_ros.nodes.<executable>:main``,
-        the line executables.txt gives it (a test checks they agree)."""
-        return f"{PACKAGE}.nodes.{self.executable}:main"
+        """ "module:function" of the executable: every node is ``roboscape_r_ros.nodes.entry:<executable>``,
+        the line executables.txt gives it (a test checks they agree); it runs ``module``'s main."""
+        return f"{PACKAGE}.nodes.entry:{self.executable}"
+
+    @property
+    def module(self) -> str:
+        return f"{PACKAGE}.nodes.{self.executable}"
 
     @property
     def params_file(self) -> str:

@@ -77,23 +77,9 @@ class Process:
     on_exit: str  # NodeSpec.on_exit: "respawn" it, or "shutdown" the graph
 
 
-# What each node process runs: its executables.txt entry point. A Ctrl-C that arrives while the
-# node is still importing (MuJoCo, torch: seconds) is remembered and ends it quietly with 130 once
-# the import is done (an interrupt inside a C extension's import can surface as another error).
-_LAUNCHER = """import signal, sys
-interrupted = []
-signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-from {module} import {function}
-if interrupted:
-    sys.exit(130)
-signal.signal(signal.SIGINT, signal.default_int_handler)
-try:
-    code = {function}()
-except KeyboardInterrupt:
-    code = 130
-sys.exit(code)
-"""
-CLEAN_EXITS = (0, 130, -signal.SIGINT)
+# What each node process runs: its executables.txt entry point, which handles a stop during the
+# node's imports itself (nodes/entry.py).
+_LAUNCHER = "import sys\nfrom {module} import {function}\nsys.exit({function}())\n"
 
 
 def _ros_value(value: Any) -> str:
@@ -235,7 +221,7 @@ def run_launch(cfg: LaunchConfig) -> str | None:
             signal.signal(sig, handler)
     if failed is not None:
         raise LaunchError(f"node {failed[0]} exited with status {failed[1]}")
-    unclean = {name: code for name, code in codes.items() if code not in CLEAN_EXITS}
+    unclean = {name: code for name, code in codes.items() if code != 0}
     if unclean:
         raise LaunchError("nodes did not stop cleanly: " + ", ".join(f"{n} ({c})" for n, c in unclean.items()))
     return None

@@ -8,7 +8,7 @@ mode imagine (the environment of imagination training; sim_bridge's place in the
                            truncated, step, episode_id, instruction (of the context episode); the
                            reward terms stay 0: reward_publisher fills them (it pairs by stamp)
               episode      (std_msgs/String, transient local: the episode id; a new value = a reset)
-  Service     reset        (std_srvs/Trigger): a new episode from a new context; the message is its id
+  Service     dream/reset  (std_srvs/Trigger): a new episode from a new context; the message is its id
 mode shadow (beside a real or simulated robot)
   Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding, at the model's size) and
               action       (the commands sent to the robot, answering observation stamps)
@@ -16,7 +16,7 @@ mode shadow (beside a real or simulated robot)
                            frame it was predicted from) and dream/error (std_msgs/Float32: per-pixel
                            MSE in [0, 1] intensities of the prediction against the real frame that
                            came: a live out-of-domain signal)
-  Service     reset        (std_srvs/Trigger): forget the real context
+  Service     dream/reset  (std_srvs/Trigger): forget the real context
 Both modes publish dream/image (rgb8: real | dream | goal side by side, for RViz) and read the
 latched goal_image for its third panel.
 Both serve reload_world_model (std_srvs/Trigger; also on a timer with reload_check_s > 0): the
@@ -110,7 +110,7 @@ class Dreamer(Node):
         self.image_pub = self.create_publisher(Image, "dream/image", qos_profile_sensor_data)
         self.create_subscription(Image, "goal_image", self.on_goal, LATCHED)
         self.create_subscription(Action, "action", self.mode.on_action, RELIABLE)
-        self.create_service(Trigger, "reset", self.on_reset)
+        self.create_service(Trigger, "dream/reset", self.on_reset)  # sim_bridge offers "reset"
         serve_reload(self, "reload_world_model", str(run.checkpoint), p.reload_check_s, self.reload)
         self.mode.start()
         self.get_logger().info(

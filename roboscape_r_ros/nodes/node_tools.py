@@ -4,9 +4,7 @@ dataclasses, throttled logs and drops, rgb8 images, hot reload of a model file, 
 from __future__ import annotations
 
 import gc
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,6 +26,7 @@ from std_srvs.srv import Trigger
 
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
 from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.nodes.entry import catch_stop_signals, ignore_stop_signals
 from roboscape_r_ros.runtime.parameters import ParameterError, build, parameter_specs
 from roboscape_r_ros.runtime.reload import FileWatch
 
@@ -162,13 +161,12 @@ class StartupError(Exception):
 
 def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Run one node until Ctrl-C or SIGTERM. Bad startup parameters end with one line, exit 2."""
-    # Ctrl-C and SIGTERM only set a flag that the loop reads every 0.1 s (and once the node is built).
-    # Python's KeyboardInterrupt lands at an arbitrary line, e.g. inside rclpy's Future.__init__,
-    # leaving half-built objects whose __del__ prints a traceback at exit; rclpy's own handler, which
-    # shuts the context down from another thread, left the executor waiting for good in 2 of 10 stops.
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM only set a flag (nodes/entry.py) that the loop reads every 0.1 s (and once the
+    # node is built). Python's KeyboardInterrupt lands at an arbitrary line, e.g. inside rclpy's
+    # Future.__init__, leaving half-built objects whose __del__ prints a traceback at exit; rclpy's own
+    # handler, which shuts the context down from another thread, left the executor waiting for good in
+    # 2 of 10 stops.
+    stop = catch_stop_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
@@ -183,6 +181,7 @@ def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     except ExternalShutdownException:
         pass
     finally:
+        ignore_stop_signals()
         if node is not None:
             node.destroy_node()
         # A node stopped while it was being built leaves its parts in reference cycles; free them
