@@ -152,6 +152,13 @@ COMMANDS = [
         default_preset="demo",
     ),
     Command(
+        name="lab-loop",
+        summary="rounds of the policy's own sim episodes -> world-model fine-tune -> PPO in imagination -> "
+        "evaluation, on a finished demo run",
+        config="roboscape_r_ros.lab_loop:LabLoopConfig",
+        run="roboscape_r_ros.lab_loop:run_lab_loop",
+    ),
+    Command(
         name="launch",
         summary="run the ROS 2 node graph (imagination, sim or real) as processes, like ros2 launch",
         config="roboscape_r_ros.launching.runner:LaunchConfig",

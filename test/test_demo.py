@@ -12,7 +12,9 @@ import pytest
 from cli_runner import assert_one_line_error, cli
 
 from roboscape_r_ros.config import ConfigError, load_config
+from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, build_stages, stage_configs, wall_time_decisions
+from roboscape_r_ros.rl.evaluate import load_evaluation
 from roboscape_r_ros.rl.train import PolicyTrainResult
 
 STAGES = [
@@ -183,3 +185,32 @@ def test_the_demo_world_model_trains_on_the_headline_recipe():
     cfg = load_config(DemoConfig, "demo", "demo", [])
     assert cfg.collect.action_hold_steps == cfg.world_model.model.frame_skip == 4
     assert cfg.world_model.model.dynamics.changed_token_weight == 4.0
+
+
+def test_the_lab_loop_refits_the_world_model_on_the_policys_episodes_and_pairs_its_evaluation(demo_run):
+    out, _ = demo_run
+    loop = out.parent / "lab_loop"
+    args = ["lab-loop", f"run={out}", f"output={loop}", "rounds=1", "episodes_per_task=2", "finetune_steps=4"]
+    result = cli(*args, "ppo_steps=32", "workers=1", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    base = EpisodeDataset.open(out / "dataset")
+    data = EpisodeDataset.open(loop / "round_1/dataset")
+    assert data.num_episodes == base.num_episodes + 2 and [e.kind for e in data.episodes[-2:]] == ["policy"] * 2
+    # the fine-tune started from the demo's world model and kept its held-out split
+    split = json.loads((loop / "round_1/world_model/split.json").read_text())
+    assert split["parent"]["num_episodes"] == base.num_episodes
+    assert set(json.loads((out / "world_model/split.json").read_text())["held_out"]) <= set(split["held_out"])
+    summary = json.loads((loop / "round_1/policy/imagination.json").read_text())
+    assert summary["init"] == str(out / "policies/imagination/imagination.safetensors")
+    assert summary["world_model"] == str(loop / "round_1/world_model/world_model.safetensors")
+    # the round's policy met the demo's evaluation episodes: same identities, same reset seeds
+    demo_eval = load_evaluation(out / "evaluation/report.json").episodes
+    round_eval = load_evaluation(loop / "round_1/evaluation/report.json").episodes
+    key = lambda r: (r.task, r.scene, r.seed, r.episode, r.reset_seed)  # noqa: E731
+    assert {key(r) for r in round_eval} == {key(r) for r in demo_eval if r.actor == "bc"}
+    report = (loop / "LAB_LOOP.md").read_text()
+    for fragment in ("| lab-round-1 |", "### Relative improvement of lab-round-1", "| imagination-ppo |", "gap"):
+        assert fragment in report, fragment
+    again = cli(*args, "ppo_steps=32", "workers=1", timeout=300)
+    assert again.returncode == 0 and again.stderr.count("done in an earlier run") == 4
+    assert_one_line_error(cli(*args, "ppo_steps=64"), "ppo_steps")
