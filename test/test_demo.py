@@ -6,6 +6,8 @@ tied to imagination's), not the method: its models are far too small to succeed 
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,9 @@ STAGES = [
     "train-imagination-wall",
     "evaluate",
 ]
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +219,27 @@ def test_the_lab_loop_refits_the_world_model_on_the_policys_episodes_and_pairs_i
     again = cli(*args, "ppo_steps=32", "workers=1", timeout=300)
     assert again.returncode == 0 and again.stderr.count("done in an earlier run") == 4
     assert_one_line_error(cli(*args, "ppo_steps=64"), "ppo_steps")
+
+
+def test_an_ablation_retrains_what_its_overrides_touch_and_is_paired_with_the_demo(demo_run):
+    out, _ = demo_run
+    variant = "no-shift: policy.bc.shift=0 policy.bc.steps=20 policy.ppo.total_steps=32"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench/ablate_imagination.py"), str(out), variant, "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "ablations/no-shift"
+    assert json.loads((folder / "bc/bc.json").read_text())["config"]["bc"]["steps"] == 20
+    assert json.loads((folder / "policy/imagination.json").read_text())["init"] == str(folder / "bc/bc.safetensors")
+    ablation = load_evaluation(folder / "evaluation/report.json").episodes
+    assert {r.actor for r in ablation} == {"no-shift/bc", "no-shift"}
+    demo_keys = {
+        (r.task, r.scene, r.seed, r.episode, r.reset_seed)
+        for r in load_evaluation(out / "evaluation/report.json").episodes
+    }
+    assert {(r.task, r.scene, r.seed, r.episode, r.reset_seed) for r in ablation} == demo_keys
+    report = (out / "ablations/ablations.md").read_text()
+    assert "### Relative improvement of no-shift\n" in report and "| no-shift |" in report
