@@ -6,7 +6,10 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
             state        (sensor_msgs/JointState by name; read by backends that need it, and for joint
                           feedback: joint_state_feedback)
             ee_pose      (geometry_msgs/PoseStamped; read for cmd_pose and workspace limits)
-            estop        (std_msgs/Bool, reliable: true stops, false releases)
+            estop        (std_msgs/Bool, reliable; latched values are read too: true stops, false
+                         releases; until the first value arrives nothing is sent, so a (re)started
+                         controller cannot move before it knows the e-stop's state. sim_bridge and the
+                         dreamer (imagine) publish a latched false: launching/graph.py)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
             reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
             dream/error  (std_msgs/Float32, reliable; the dreamer's shadow-mode prediction error,
@@ -110,7 +113,6 @@ class PolicyController(Node):
         self.ee_position: Fresh[np.ndarray] = Fresh(p.stale_after_s)  # for workspace limits
         self.needs_joints = p.publish_trajectory and self.spec.mode == MODE_DELTA
         self.goal: np.ndarray | None = None
-        self.estop_heard = False  # a value arrived on estop (estop_required waits for one)
         if p.goal_image_file:
             from roboscape_r_ros.imagination.goals import load_goal_image  # torch: only with a goal file
 
@@ -127,7 +129,8 @@ class PolicyController(Node):
             self.create_subscription(JointState, "state", self.on_state, qos_profile_sensor_data)
         if p.publish_pose or p.workspace.enabled:
             self.create_subscription(PoseStamped, "ee_pose", self.on_ee_pose, qos_profile_sensor_data)
-        self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
+        self.estop_topic = self.create_subscription(Bool, "estop", self.on_estop, RELIABLE).topic_name
+        self.estop_wait_told = False
         # A volatile reader gets no history, so a controller (re)started while the e-stop is engaged
         # would move. A second, latched reader gets the last value of latched e-stop publishers
         # (it cannot match volatile ones, which the first reader serves; repeats change nothing).
@@ -197,7 +200,7 @@ class PolicyController(Node):
             )
             return
         if arrival.kind == "repeat":
-            if not self.safety.estop:
+            if not self.safety.stopped:
                 self.outputs.repeat()
             return
         image = self.drops.decode(msg, "an observation")
@@ -250,10 +253,12 @@ class PolicyController(Node):
         self.ee_position.set(position, stamp_ns(msg.header))
 
     def on_estop(self, msg: Bool) -> None:
-        self.estop_heard = True
+        first = self.safety.estop is None
         if not self.safety.set_estop(bool(msg.data)):
             return
-        if msg.data:
+        if first and not msg.data:
+            self.get_logger().info(f"e-stop not engaged ({self.estop_topic}): commands allowed")
+        elif msg.data:
             self.get_logger().error("E-STOP engaged: holding, no commands until estop is released (false)")
             self.hold("estop")
         else:
@@ -321,11 +326,14 @@ class PolicyController(Node):
 
     # -- acting ---------------------------------------------------------------------------------
     def try_act(self) -> None:
-        unknown = self.params.estop_required and not self.estop_heard
-        if unknown:
-            self.warnings.warn("estop-unknown", "no value heard on estop yet (estop_required): no command")
+        if self.safety.estop is None and self.gate.pending is not None and not self.estop_wait_told:
+            self.estop_wait_told = True
+            self.get_logger().warning(
+                f"no value heard on {self.estop_topic} yet: no command until the e-stop's state is known (publish "
+                "it latched or periodically; in the sim and imagination graphs sim_bridge and the dreamer do)"
+            )
         ready = self.gate.take(
-            estop=self.safety.estop or unknown,
+            estop=self.safety.stopped,
             paused=(self.updates is not None and self.updates.busy) or self.ood_gate.holding,
             goal_missing=self.needs_goal and self.goal is None,
         )
