@@ -470,3 +470,31 @@ def test_the_out_of_domain_guard_holds_while_dream_error_stays_high(ros):
     log = ros.stop(proc)
     assert log.count("out-of-domain guard: dream/error above 0.01 for 2 predictions") == 1, log
     assert "commands resume" in log, log
+
+
+def test_a_guard_hold_that_lasts_hold_timeout_s_ends_the_episode_until_a_new_one(ros):
+    """A held sim arm makes no new frames, so no error ever releases the hold: the timeout ends the
+    episode, the arm stays still whatever dream/error says, and the next episode starts afresh."""
+    from std_msgs.msg import Float32
+
+    proc = ros.start(
+        CONTROLLER,
+        *("-p", "backend:=random", "-p", "stale_after_s:=5.0", "-p", "ood_guard.threshold:=0.01"),
+        *("-p", "ood_guard.trip_after:=1", "-p", "ood_guard.release_after:=1", "-p", "ood_guard.hold_timeout_s:=1.0"),
+    )
+    rig = Rig(ros)
+    error_pub = ros.node.create_publisher(Float32, "dream/error", RELIABLE)
+    stream = lambda: rig.obs_pub.publish(image(rig.now()))  # noqa: E731
+    rig.episode_pub.publish(String(data="ep-1"))
+    rig.warm_up()
+    ros.spin_until(lambda: error_pub.get_subscription_count() > 0, 10)
+    error_pub.publish(Float32(data=0.5))
+    assert ros.spin_until(lambda: rig.quiet(0.3, tick=stream) == 0, 10, tick=stream)  # held
+    rig.quiet(1.5, tick=stream)  # past hold_timeout_s
+    error_pub.publish(Float32(data=0.0))  # in domain again: it would release a hold, not an ended episode
+    assert rig.quiet(1.0, tick=stream) == 0
+    rig.episode_pub.publish(String(data="ep-2"))
+    assert ros.spin_until(lambda: rig.actions[-1].episode_id == "ep-2", 10, tick=stream)  # moving again
+    log = ros.stop(proc)
+    assert log.count("out-of-domain guard: held for 1 s: episode ep-1 ended; the arm stays still") == 1, log
+    assert "a new episode ends its hold" in log and "Traceback" not in log, log

@@ -14,7 +14,9 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
             reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
             dream/error  (std_msgs/Float32, reliable; the dreamer's shadow-mode prediction error,
                          only with ood_guard.threshold > 0: the out-of-domain guard holds the arm
-                         while it stays above the threshold, see runtime/ood_guard.py)
+                         while it stays above the threshold; a hold longer than
+                         ood_guard.hold_timeout_s ends the episode and lasts until a new one starts,
+                         see runtime/ood_guard.py)
 Service     reload_policy (std_srvs/Trigger): swap in the policy file at `checkpoint` between two
             decisions (also on a timer with reload_check_s > 0); a file that cannot replace the
             running policy (unreadable, other sizes or action spec) is refused with one line and
@@ -143,7 +145,7 @@ class PolicyController(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         guard = p.ood_guard
-        self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after)
+        self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after, guard.hold_timeout_s)
         if guard.threshold > 0:
             self.create_subscription(Float32, "dream/error", self.on_dream_error, RELIABLE)
         serve_reload(self, "reload_policy", p.checkpoint, p.reload_check_s, self.reload)
@@ -270,6 +272,8 @@ class PolicyController(Node):
         if change == "new":
             self.backend.reset(msg.data)
             self.safety.reset()
+            if self.ood_gate.new_episode():
+                self.get_logger().info("out-of-domain guard: a new episode ends its hold (the guard starts afresh)")
         if change != "same":
             self.get_logger().info(f"episode {msg.data}")
 
@@ -410,6 +414,12 @@ class PolicyController(Node):
         if tick.hold:
             self.warnings.warn("watchdog", f"no fresh observation for {tick.silence_s:.2g} s: holding the arm")
             self.hold("watchdog")
+        if self.ood_gate.tick(time.monotonic()):
+            self.get_logger().warning(
+                f"out-of-domain guard: held for {self.params.ood_guard.hold_timeout_s:g} s: episode "
+                f"{self.gate.episode_id or '(none heard)'} ended; the arm stays still until a new episode starts "
+                "(a new id on episode: sim_bridge's reset service in the sim graph)"
+            )
 
     def destroy_node(self) -> None:
         if getattr(self, "updates", None) is not None:
