@@ -79,6 +79,7 @@ def scenario(
     from sensor_msgs.msg import Image
 
     from roboscape_r_ros.msg import Action
+    from roboscape_r_ros.nodes.node_tools import publish_estop_released
 
     camera_topic = "image_raw" if through_ingest else "observation"
     procs = [
@@ -100,6 +101,7 @@ def scenario(
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("bench_camera", context=context)
+    publish_estop_released(node)  # not engaged: policy_controller sends nothing before it hears the e-stop
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     yy, xx = np.mgrid[0:height, 0:width]

@@ -49,6 +49,13 @@ class RosHarness:
         self.processes.append(proc)
         return proc
 
+    def release_estop(self, topic: str = "estop"):
+        """The latched "not engaged" e-stop a sim graph has (sim_bridge's): without a value on estop
+        policy_controller sends nothing. Returns the publisher."""
+        from roboscape_r_ros.nodes.node_tools import publish_estop_released
+
+        return publish_estop_released(self.node, topic)
+
     def spin_until(
         self, condition: Callable[[], bool], timeout_s: float, tick: Callable[[], None] | None = None
     ) -> bool:

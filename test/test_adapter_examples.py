@@ -27,7 +27,11 @@ def params(values: dict) -> PolicyControllerParams:
 
 
 def test_every_example_is_tested():
-    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == ["panda_moveit_servo.yaml", "ur5e_ros2_control.yaml"]
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == [
+        "gazebo_ur5e_gz_ros2_control.yaml",
+        "panda_moveit_servo.yaml",
+        "ur5e_ros2_control.yaml",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -39,6 +43,11 @@ def test_every_example_is_tested():
             "publish_trajectory: DELTA joint targets are the current joint positions + the action",
         ),
         ("panda_moveit_servo.yaml", {"action_units": ["cm", "cm", "cm", "1"]}, "publish_twist: units dx in 'cm'"),
+        (  # Gazebo (docs/gazebo.md): a joint left out of the controller's list
+            "gazebo_ur5e_gz_ros2_control.yaml",
+            {"trajectory_controller.joints": ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint"]},
+            "joint_trajectory_controller would refuse it: 6 joints for a controller of 3",
+        ),
     ],
 )
 def test_each_example_starts_and_a_mistaken_copy_is_refused(name, mistake, expected):

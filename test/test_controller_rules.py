@@ -225,8 +225,11 @@ CARTESIAN = ActionSpec(
 BOX = WorkspaceLimits(enabled=True, frame_id="world", lower=(0.0, 0.0, 0.1), upper=(0.5, 0.5, 0.6))
 
 
-def box_filter(on_exit):
-    return SafetyFilter(CARTESIAN, (2.0,) * 4, dataclasses.replace(BOX, on_exit=on_exit))
+def box_filter(on_exit, spec=CARTESIAN):
+    """A filter with the box and its e-stop heard released."""
+    safety = SafetyFilter(spec, (2.0,) * spec.dim, dataclasses.replace(BOX, on_exit=on_exit))
+    safety.set_estop(False)
+    return safety
 
 
 def test_a_command_leaving_the_box_is_clipped_to_its_edge():
@@ -261,13 +264,13 @@ def test_outside_the_box_only_motion_back_toward_it_is_allowed():
 
 def test_absolute_targets_are_clipped_too():
     spec = ActionSpec(("x", "y", "z"), ("m",) * 3, (1.0,) * 3, (-1.0,) * 3, (1.0,) * 3, MODE_ABSOLUTE)
-    safety = SafetyFilter(spec, (2.0,) * 3, dataclasses.replace(BOX, on_exit="clip"))
+    safety = box_filter("clip", spec)
     assert safety.check([0.9, 0.3, 0.0], np.array([0.2, 0.2, 0.3])).command == pytest.approx([0.5, 0.3, 0.1])
 
 
 def test_velocity_commands_are_judged_over_one_period():
     spec = ActionSpec(("vx", "vy", "vz"), ("m/s",) * 3, (0.1,) * 3, (-1.0,) * 3, (1.0,) * 3, MODE_VELOCITY, 0.1)
-    safety = SafetyFilter(spec, (2.0,) * 3, dataclasses.replace(BOX, on_exit="clip"))
+    safety = box_filter("clip", spec)
     # 1.0 * 0.1 m/s for 0.1 s = 1 cm; 5 mm of room left along x: half the speed
     assert safety.check([1.0, 0.0, 0.0], np.array([0.495, 0.2, 0.3])).command == pytest.approx([0.5, 0.0, 0.0])
 

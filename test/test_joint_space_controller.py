@@ -52,6 +52,7 @@ def test_joint_commands_go_out_in_the_controllers_order_with_values_and_feedback
         CONTROLLER, "--params-file", EXAMPLE, "-p", f"action_names:={POLICY_ORDER}", "-p", "stale_after_s:=2.0"
     )
     node = ros.node
+    ros.release_estop()
     obs_pub = node.create_publisher(Image, "observation", qos_profile_sensor_data)
     state_pub = node.create_publisher(JointState, "state", RELIABLE)
     actions, trajectories = [], []

@@ -24,6 +24,22 @@ def test_the_gate_holds_after_a_run_of_high_errors_and_releases_after_a_run_of_l
     assert [gate.update(math.nan) for _ in range(3)] == [None, None, "hold"]  # an unscorable error is no evidence
 
 
+def test_a_hold_that_lasts_hold_timeout_s_ends_the_episode_until_a_new_one_starts():
+    """A held arm may make no new frames to score: the hold must end some other way."""
+    gate = OodGate(threshold=0.01, trip_after=1, release_after=1, hold_timeout_s=5.0)
+    assert not gate.tick(100.0)  # nothing held: nothing to end
+    assert gate.update(0.5) == "hold"
+    assert not gate.tick(101.0) and not gate.tick(105.9)  # the clock starts at the first tick of the hold
+    assert gate.tick(106.0) and gate.ended and gate.holding
+    assert not gate.tick(200.0)  # once
+    assert gate.update(0.0) is None and gate.holding  # the episode is over: errors no longer release it
+    assert gate.new_episode() and not gate.holding and not gate.ended
+    assert not gate.new_episode()  # nothing held: nothing ended
+    assert gate.update(0.5) == "hold"  # afresh: the next episode's hold
+    assert not gate.tick(300.0) and gate.update(0.0) == "release"  # a release before the timeout...
+    assert gate.update(0.5) == "hold" and not gate.tick(306.0)  # ...starts the next hold's clock anew
+
+
 def test_frames_to_hold_counts_scored_frames():
     assert frames_to_hold([0.0, 0.5, 0.5], threshold=0.1, trip_after=2) == 3
     assert frames_to_hold([0.5, 0.0, 0.5], threshold=0.1, trip_after=2) is None

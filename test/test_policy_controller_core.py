@@ -72,7 +72,10 @@ def test_inconsistent_specs_are_refused():
 
 # -- safety ---------------------------------------------------------------------------------------
 def make_filter(max_delta=(0.5, 0.5, 0.5, 2.0)):
-    return SafetyFilter(SPEC, max_delta)
+    """A filter whose e-stop was heard released (until then it refuses everything)."""
+    safety = SafetyFilter(SPEC, max_delta)
+    safety.set_estop(False)
+    return safety
 
 
 def test_nan_inf_shape_and_range_give_no_command():
@@ -108,8 +111,9 @@ def test_hold_is_zero_motion_keeping_the_gripper_and_ramps_up_after():
     assert safety.hold().tolist() == [0, 0, 0, 0]
 
 
-def test_estop_blocks_every_command_until_released():
-    safety = make_filter()
+def test_estop_blocks_every_command_until_released_and_an_unheard_one_blocks_too():
+    safety = SafetyFilter(SPEC, (0.5, 0.5, 0.5, 2.0))
+    assert safety.stopped and safety.check([0, 0, 0, 0]).reason == "estop"  # no value heard yet
     assert safety.set_estop(True) and not safety.set_estop(True)
     assert safety.check([0, 0, 0, 0]).reason == "estop"
     assert safety.set_estop(False)

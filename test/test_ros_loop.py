@@ -193,7 +193,7 @@ def test_ctrl_c_during_a_respawn_delay_stops_the_graph_cleanly(ros):
 
 def test_real_mode_drives_an_arm_elsewhere_by_remapping_only(ros):
     """mode=real is how a lab arm is driven: here the 'arm' is a sim_bridge in its own namespace,
-    reached only through the camera/command/state launch arguments (remappings)."""
+    reached only through the camera/command/state/estop launch arguments (remappings)."""
     ros.start(
         "roboscape_r_ros.nodes.sim_bridge",
         "-r",
@@ -215,6 +215,7 @@ def test_real_mode_drives_an_arm_elsewhere_by_remapping_only(ros):
             "arg.camera=/arm/image_raw",
             "arg.command=/arm/action",
             "arg.state=/arm/state",
+            "arg.estop=/arm/estop",  # the arm's e-stop (sim_bridge's: never engaged)
             "param.policy_controller.use_sim_time=true",
             "param.camera_ingest.use_sim_time=true",
         )

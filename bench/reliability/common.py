@@ -182,6 +182,12 @@ class Probe:
         self._camera = self.node.create_publisher(Image, topic, qos_profile_sensor_data)
         self._image = good_image(width, height)
 
+    def lab_estop(self) -> None:
+        """The lab's e-stop, not engaged, latched: policy_controller sends nothing before it hears one."""
+        from roboscape_r_ros.nodes.node_tools import publish_estop_released
+
+        publish_estop_released(self.node, f"/{NAMESPACE}/estop")
+
     def publish_frame(self) -> int:
         """One camera frame stamped with the wall clock now; its stamp (ns)."""
         self._image.header.stamp = self.node.get_clock().now().to_msg()
@@ -233,8 +239,10 @@ def wait_for_answers(probe: Probe, count: int, timeout_s: float) -> bool:
 
 
 def lab_graph(domain: int) -> tuple[Graph, Probe]:
-    """The deploy graph in real mode with its camera remapped to the lab camera, and a probe playing that camera."""
+    """The deploy graph in real mode with its camera remapped to the lab camera, and a probe playing that
+    camera and the lab's e-stop (not engaged)."""
     graph = Graph(ros_env(domain), "real", f"arg.camera={LAB_CAMERA}")
     probe = Probe(domain)
     probe.camera(LAB_CAMERA)
+    probe.lab_estop()
     return graph, probe

@@ -90,6 +90,7 @@ def run(seconds: float = 60.0) -> dict:
     graph = Graph(env, "real", f"arg.camera={LAB_CAMERA}")
     probe = Probe(domain)
     probe.camera(LAB_CAMERA)
+    probe.lab_estop()
     flood = None
     try:
         if not wait_for_answers(probe, 10, 90):

@@ -14,6 +14,13 @@ Every topic is relative, inside the graph's namespace (default ``/roboscape``); 
 arguments* below are the only names a user remaps, and every node using that topic gets the same
 remapping, so producer and consumer can never disagree.
 
+The e-stop: policy_controller sends nothing until it has heard a value on ``estop`` (a restarted one
+cannot move before it knows the e-stop's state). In the sim and imagination graphs the simulated arm
+has one: sim_bridge and the dreamer (imagine) publish ``estop`` false once, latched. They are not in
+the ``estop`` argument's remapping: ``estop:=/lab/estop`` names a real e-stop, and the controller then
+waits for that one alone. The real graph has none: the arm's e-stop (latched or periodic) is remapped
+onto ``estop``, and until a value arrives the controller warns once and sends nothing.
+
 World-model nodes: in imagination the dreamer is the environment (it consumes ``action`` and
 publishes ``observation``, ``done`` and ``episode``) and reward_publisher pairs each dreamed frame with
 the dreamer's ``done`` by stamp; both load the run named by the ``world_model`` argument. The

@@ -8,6 +8,8 @@ mode imagine (the environment of imagination training; sim_bridge's place in the
                            truncated, step, episode_id, instruction (of the context episode); the
                            reward terms stay 0: reward_publisher fills them (it pairs by stamp)
               episode      (std_msgs/String, transient local: the episode id; a new value = a reset)
+              estop        (std_msgs/Bool false, once, transient local: the dreamed arm's e-stop, never
+                           engaged, as sim_bridge's)
   Service     dream/reset  (std_srvs/Trigger): a new episode from a new context; the message is its id
 mode shadow (beside a real or simulated robot)
   Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding, at the model's size) and
@@ -61,6 +63,7 @@ from roboscape_r_ros.nodes.node_tools import (
     StartupError,
     ThrottledWarnings,
     declare_parameters,
+    publish_estop_released,
     rgb8_image,
     serve_reload,
     spin,
@@ -169,6 +172,7 @@ class Imagining:
         self.observation_pub = node.create_publisher(Image, "observation", qos_profile_sensor_data)
         self.done_pub = node.create_publisher(Reward, "done", RELIABLE)
         self.episode_pub = node.create_publisher(String, "episode", LATCHED)
+        publish_estop_released(node)  # the dreamed arm's e-stop, never engaged (not in shadow mode: a real arm's)
         self.last_publish = time.monotonic()
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         node.create_timer(min(self.params.republish_period_s, 0.1), self.on_timer, clock=steady)

@@ -21,7 +21,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
 
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
@@ -38,6 +38,15 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 # Reliable with a deep queue: inputs none of which may be lost while the node is busy (recorded
 # actions, rewards for learning, the dreamer's outcomes to pair with frames).
 RELIABLE_BACKLOG = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def publish_estop_released(node: Node, topic: str = "estop"):
+    """A latched "not engaged" on the e-stop topic, once: the e-stop of a simulated arm (sim_bridge,
+    the dreamer in imagination) or of a test. policy_controller sends nothing until it has heard a
+    value on estop, so a graph without a real e-stop needs this one. Returns the publisher."""
+    publisher = node.create_publisher(Bool, topic, LATCHED)
+    publisher.publish(Bool(data=False))
+    return publisher
 
 
 def stamp_ns(header: Header) -> int:

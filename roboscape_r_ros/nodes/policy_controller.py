@@ -6,12 +6,17 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
             state        (sensor_msgs/JointState by name; read by backends that need it, and for joint
                           feedback: joint_state_feedback)
             ee_pose      (geometry_msgs/PoseStamped; read for cmd_pose and workspace limits)
-            estop        (std_msgs/Bool, reliable: true stops, false releases)
+            estop        (std_msgs/Bool, reliable; latched values are read too: true stops, false
+                         releases; until the first value arrives nothing is sent, so a (re)started
+                         controller cannot move before it knows the e-stop's state. sim_bridge and the
+                         dreamer (imagine) publish a latched false: launching/graph.py)
             episode      (std_msgs/String, transient local: a new id starts a new episode)
             reward       (roboscape_r_ros/Reward, reliable; only in learning mode)
             dream/error  (std_msgs/Float32, reliable; the dreamer's shadow-mode prediction error,
                          only with ood_guard.threshold > 0: the out-of-domain guard holds the arm
-                         while it stays above the threshold, see runtime/ood_guard.py)
+                         while it stays above the threshold; a hold longer than
+                         ood_guard.hold_timeout_s ends the episode and lasts until a new one starts,
+                         see runtime/ood_guard.py)
 Service     reload_policy (std_srvs/Trigger): swap in the policy file at `checkpoint` between two
             decisions (also on a timer with reload_check_s > 0); a file that cannot replace the
             running policy (unreadable, other sizes or action spec) is refused with one line and
@@ -110,7 +115,6 @@ class PolicyController(Node):
         self.ee_position: Fresh[np.ndarray] = Fresh(p.stale_after_s)  # for workspace limits
         self.needs_joints = p.publish_trajectory and self.spec.mode == MODE_DELTA
         self.goal: np.ndarray | None = None
-        self.estop_heard = False  # a value arrived on estop (estop_required waits for one)
         if p.goal_image_file:
             from roboscape_r_ros.imagination.goals import load_goal_image  # torch: only with a goal file
 
@@ -127,7 +131,8 @@ class PolicyController(Node):
             self.create_subscription(JointState, "state", self.on_state, qos_profile_sensor_data)
         if p.publish_pose or p.workspace.enabled:
             self.create_subscription(PoseStamped, "ee_pose", self.on_ee_pose, qos_profile_sensor_data)
-        self.create_subscription(Bool, "estop", self.on_estop, RELIABLE)
+        self.estop_topic = self.create_subscription(Bool, "estop", self.on_estop, RELIABLE).topic_name
+        self.estop_wait_told = False
         # A volatile reader gets no history, so a controller (re)started while the e-stop is engaged
         # would move. A second, latched reader gets the last value of latched e-stop publishers
         # (it cannot match volatile ones, which the first reader serves; repeats change nothing).
@@ -140,7 +145,7 @@ class PolicyController(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         guard = p.ood_guard
-        self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after)
+        self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after, guard.hold_timeout_s)
         if guard.threshold > 0:
             self.create_subscription(Float32, "dream/error", self.on_dream_error, RELIABLE)
         serve_reload(self, "reload_policy", p.checkpoint, p.reload_check_s, self.reload)
@@ -197,7 +202,7 @@ class PolicyController(Node):
             )
             return
         if arrival.kind == "repeat":
-            if not self.safety.estop:
+            if not self.safety.stopped:
                 self.outputs.repeat()
             return
         image = self.drops.decode(msg, "an observation")
@@ -250,10 +255,12 @@ class PolicyController(Node):
         self.ee_position.set(position, stamp_ns(msg.header))
 
     def on_estop(self, msg: Bool) -> None:
-        self.estop_heard = True
+        first = self.safety.estop is None
         if not self.safety.set_estop(bool(msg.data)):
             return
-        if msg.data:
+        if first and not msg.data:
+            self.get_logger().info(f"e-stop not engaged ({self.estop_topic}): commands allowed")
+        elif msg.data:
             self.get_logger().error("E-STOP engaged: holding, no commands until estop is released (false)")
             self.hold("estop")
         else:
@@ -265,6 +272,8 @@ class PolicyController(Node):
         if change == "new":
             self.backend.reset(msg.data)
             self.safety.reset()
+            if self.ood_gate.new_episode():
+                self.get_logger().info("out-of-domain guard: a new episode ends its hold (the guard starts afresh)")
         if change != "same":
             self.get_logger().info(f"episode {msg.data}")
 
@@ -321,11 +330,14 @@ class PolicyController(Node):
 
     # -- acting ---------------------------------------------------------------------------------
     def try_act(self) -> None:
-        unknown = self.params.estop_required and not self.estop_heard
-        if unknown:
-            self.warnings.warn("estop-unknown", "no value heard on estop yet (estop_required): no command")
+        if self.safety.estop is None and self.gate.pending is not None and not self.estop_wait_told:
+            self.estop_wait_told = True
+            self.get_logger().warning(
+                f"no value heard on {self.estop_topic} yet: no command until the e-stop's state is known (publish "
+                "it latched or periodically; in the sim and imagination graphs sim_bridge and the dreamer do)"
+            )
         ready = self.gate.take(
-            estop=self.safety.estop or unknown,
+            estop=self.safety.stopped,
             paused=(self.updates is not None and self.updates.busy) or self.ood_gate.holding,
             goal_missing=self.needs_goal and self.goal is None,
         )
@@ -402,6 +414,12 @@ class PolicyController(Node):
         if tick.hold:
             self.warnings.warn("watchdog", f"no fresh observation for {tick.silence_s:.2g} s: holding the arm")
             self.hold("watchdog")
+        if self.ood_gate.tick(time.monotonic()):
+            self.get_logger().warning(
+                f"out-of-domain guard: held for {self.params.ood_guard.hold_timeout_s:g} s: episode "
+                f"{self.gate.episode_id or '(none heard)'} ended; the arm stays still until a new episode starts "
+                "(a new id on episode: sim_bridge's reset service in the sim graph)"
+            )
 
     def destroy_node(self) -> None:
         if getattr(self, "updates", None) is not None:

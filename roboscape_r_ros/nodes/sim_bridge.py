@@ -8,6 +8,9 @@ Publishes   image_raw    (sensor_msgs/Image rgb8, camera_resolution square, sens
                          late subscriber still learns how the last step ended)
             episode      (std_msgs/String: the episode id, transient local; a new value = a reset)
             /clock       (rosgraph_msgs/Clock: +1 control period per step and per reset)
+            estop        (std_msgs/Bool false, once, transient local: the simulated arm's e-stop is
+                         never engaged; policy_controller sends nothing before it heard a value. Not
+                         remapped by the graph's estop argument: remapping it names a real e-stop)
 Service     reset        (std_srvs/Trigger): start a new episode; the message is its id
 Parameter   scene        settable while running (``ros2 param set /roboscape/sim_bridge scene
                          "{table_rgba: [0.2, 0.3, 0.8, 1]}"``): the scene changes from the next frame
@@ -54,6 +57,7 @@ from roboscape_r_ros.nodes.node_tools import (
     StartupError,
     ThrottledWarnings,
     declare_parameters,
+    publish_estop_released,
     rgb8_image,
     spin,
     stamp,
@@ -95,6 +99,7 @@ class SimBridge(Node):
         self.success_pub = self.create_publisher(Bool, "success", LATCHED)
         self.episode_pub = self.create_publisher(String, "episode", LATCHED)
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
+        publish_estop_released(self)  # the simulated arm's e-stop, never engaged
         self.create_subscription(Action, "action", self.on_action, RELIABLE)
         self.create_service(Trigger, "reset", self.on_reset)
         self.last_publish = time.monotonic()

@@ -102,11 +102,6 @@ class PolicyControllerParams:
     require_goal: bool = parameter(
         False, "publish nothing until a goal image arrived (always so for goal-conditioned backends)"
     )
-    estop_required: bool = parameter(
-        False,
-        "publish nothing until a value was heard on estop (publish it latched or periodically): a (re)started "
-        "controller then cannot move before it knows the e-stop's state",
-    )
     goal_image_file: str = parameter(
         "",
         "a goal image (8-bit RGB PNG/JPEG, square, the observation's size) used from the start until a "

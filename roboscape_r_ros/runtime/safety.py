@@ -135,7 +135,7 @@ class SafetyFilter:
         self.max_delta = max_delta
         self.hold_mask = spec.hold_mask
         self.workspace = Workspace(spec, workspace) if workspace.enabled else None
-        self.estop = False
+        self.estop: bool | None = None  # None: no value heard yet, which stops like an engaged e-stop
         self.previous = np.zeros(spec.dim)  # the last command published (the hold after a reset)
         self.reset()
 
@@ -160,8 +160,13 @@ class SafetyFilter:
         self.previous = self.hold_command()
         return self.previous.copy()
 
+    @property
+    def stopped(self) -> bool:
+        """The e-stop is engaged, or its state is not known yet."""
+        return self.estop is not False
+
     def set_estop(self, engaged: bool) -> bool:
-        """Returns True when the state changed."""
+        """Returns True when the state changed (the first value heard always changes it)."""
         changed = engaged != self.estop
         self.estop = engaged
         return changed
@@ -170,8 +175,8 @@ class SafetyFilter:
         """The command to publish for policy output ``raw``; ``ee_position``: the end effector's current
         position (x, y, z in the workspace frame), None when there is no fresh one (read only with
         workspace limits)."""
-        if self.estop:
-            return Verdict(None, "estop", "e-stop engaged: no command")
+        if self.stopped:
+            return Verdict(None, "estop", "e-stop engaged or not heard yet: no command")
         try:
             action = np.asarray(raw, np.float64)
         except (TypeError, ValueError):
