@@ -205,3 +205,59 @@ def test_bad_startup_parameters_end_with_one_clear_line(ros, param, expected):
     assert proc.returncode == 2, out
     assert expected in out and "Traceback" not in out, out
     assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+
+
+def twist(stamp, linear=(0.0, 0.0, 0.0), frame_id="world"):
+    from geometry_msgs.msg import TwistStamped
+
+    command = TwistStamped()
+    command.header.stamp, command.header.frame_id = stamp, frame_id
+    command.twist.linear.x, command.twist.linear.y, command.twist.linear.z = map(float, linear)
+    return command
+
+
+def test_servo_mode_steps_at_a_fixed_rate_holds_a_twist_until_its_timeout_and_publishes_joint_states(ros):
+    from geometry_msgs.msg import TwistStamped
+
+    proc = ros.start(
+        "roboscape_r_ros.nodes.sim_bridge",
+        "-p",
+        "camera_resolution:=32",
+        "-p",
+        "command_interface:=servo",
+        "-p",
+        "max_steps:=1000",
+    )
+    sim = Sim(ros)
+    joints = []
+    ros.node.create_subscription(JointState, "joint_states", joints.append, RELIABLE)
+    pub = ros.node.create_publisher(TwistStamped, "cmd_twist", RELIABLE)
+    assert ros.spin_until(lambda: sim.states and joints and pub.get_subscription_count(), 60), "no sim_bridge"
+    names = list(joints[-1].name)
+    assert names == [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"], names
+    start, start_joints = np.array(sim.states[-1].position[:3]), np.array(joints[-1].position)
+    ros.spin_until(lambda: False, 0.5)
+    assert not sim.success and sim.latest_stamp() == PERIOD_NS  # the episode's clock waits for a first twist
+    pub.publish(twist(sim.images[-1].header.stamp, linear=(0.0, 0.0, 0.5), frame_id="panda_link0"))  # refused
+    ros.spin_until(lambda: False, 0.5)
+    assert not sim.success
+    # 0.4 m/s in +x, held for servo.command_timeout_s (0.1 s: 8 steps of 5 mm) and then dropped.
+    pub.publish(twist(sim.images[-1].header.stamp, linear=(0.4, 0.0, 0.0)))
+    assert ros.spin_until(lambda: sim.latest_stamp() >= 60 * PERIOD_NS, 20), "the sim does not step on its own"
+    stopped = np.array(sim.states[-1].position[:3])
+    moved = stopped - start
+    assert 0.03 < moved[0] < 0.045 and np.abs(moved[1:]).max() < 0.005, moved
+    # Time runs on (fixed rate), the hand stays where the timeout left it.
+    now = sim.latest_stamp()
+    assert ros.spin_until(lambda: sim.latest_stamp() >= now + 20 * PERIOD_NS, 20)
+    assert np.abs(np.array(sim.states[-1].position[:3]) - stopped).max() < 1e-3  # the weld settles: < 1 mm
+    # Joint positions come from MuJoCo, stamped like the state: the arm's joints turned, the fingers did not.
+    last = joints[-1]
+    assert ns(last.header.stamp) in {ns(s.header.stamp) for s in sim.states}
+    turned = np.abs(np.array(last.position) - start_joints)
+    assert turned[:7].max() > 0.01 and turned[7:].max() < 1e-3, turned
+    log = ros.stop(proc)
+    assert "TwistStamped on /cmd_twist in 'world'" in log, log
+    assert "refused a twist: twist in frame 'panda_link0', not the sim's 'world'" in log, log
+    assert "no twist fresher than 0.1 s at step 8: holding" in log, log
+    assert "Traceback" not in log, log

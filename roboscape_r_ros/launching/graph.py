@@ -157,8 +157,8 @@ NODES: tuple[NodeSpec, ...] = (
         name="sim_bridge",
         executable="sim_bridge",
         modes=("sim",),
-        topics=("action", "image_raw", "state", "ee_pose", "success", "episode"),
-        role="Meta-World as the arm and camera (stand-in for Gazebo); one step per action; /clock",
+        topics=("action", "cmd_twist", "image_raw", "state", "ee_pose", "success", "episode"),
+        role="Meta-World as the arm and camera (stand-in for Gazebo); one step per action or Servo twists; /clock",
         clock_source=True,
     ),
     NodeSpec(

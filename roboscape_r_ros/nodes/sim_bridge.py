@@ -1,8 +1,13 @@
 """sim_bridge: Meta-World as a ROS 2 node, the stand-in for Gazebo (a simulated arm with a camera).
 
 Subscribes  action       (roboscape_r_ros/Action, reliable): one control step per valid action
+                         (command_interface: action, the default)
+            cmd_twist    (geometry_msgs/TwistStamped, reliable; command_interface: servo): MoveIt
+                         Servo's contract, stepped at a fixed rate (runtime/servo_command.py)
 Publishes   image_raw    (sensor_msgs/Image rgb8, camera_resolution square, sensor-data QoS)
             state        (sensor_msgs/JointState: the 39-d Meta-World observation by name, reliable)
+            joint_states (sensor_msgs/JointState: the Sawyer's joint positions read from MuJoCo,
+                         right_j0..right_j6 in rad and the finger slides r_close, l_close in m)
             ee_pose      (geometry_msgs/PoseStamped: the hand in the world frame, reliable)
             success      (std_msgs/Bool: Meta-World's success flag, once per step; transient local, so a
                          late subscriber still learns how the last step ended)
@@ -33,13 +38,21 @@ An episode ends at its first success (``end_on_success``) or after ``max_steps``
 Every Action is checked against Meta-World's spec (names dx, dy, dz, gripper; units m, m, m, 1;
 scale 0.01, 0.01, 0.01, 1; mode DELTA; finite values in [-1, 1]; the current episode id or
 none). A bad one is refused with a throttled warning and the arm does not move.
+
+With ``command_interface: servo`` the sim is an arm behind MoveIt Servo instead: it steps on a
+steady timer, one 12.5 ms step per tick (real time when the machine keeps up, slower otherwise;
+simulated time always advances one period per step), applying the latest twist until its stamp is
+``servo.command_timeout_s`` old, then holding. Each episode's clock starts with its first twist.
+The twist carries no gripper: the fingers get no effort (reach-style tasks only). Refused twists
+(another frame, angular motion, too fast, stale...) get a throttled warning and move nothing.
 """
 
 from __future__ import annotations
 
 import time
 
-from geometry_msgs.msg import PoseStamped
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -64,6 +77,7 @@ from roboscape_r_ros.nodes.node_tools import (
     stamp_ns,
 )
 from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
+from roboscape_r_ros.runtime.servo_command import ServoFollower
 from roboscape_r_ros.runtime.sim_session import (
     METAWORLD_OBS_NAMES,
     SimBridgeParams,
@@ -96,19 +110,34 @@ class SimBridge(Node):
         self.image_pub = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
         self.state_pub = self.create_publisher(JointState, "state", RELIABLE)
         self.pose_pub = self.create_publisher(PoseStamped, "ee_pose", RELIABLE)
+        self.joints_pub = self.create_publisher(JointState, "joint_states", RELIABLE)
         self.success_pub = self.create_publisher(Bool, "success", LATCHED)
         self.episode_pub = self.create_publisher(String, "episode", LATCHED)
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
         publish_estop_released(self)  # the simulated arm's e-stop, never engaged
-        self.create_subscription(Action, "action", self.on_action, RELIABLE)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        period_ms = f"{self.session.spec.period_s * 1e3:g} ms"
+        self.servo: ServoFollower | None = None
+        if p.command_interface == "servo":
+            self.servo = ServoFollower(p.servo, p.world_frame_id)
+            self.holding = True
+            self.create_subscription(TwistStamped, "cmd_twist", self.on_twist, RELIABLE)
+            self.create_timer(self.session.spec.period_s, self.on_servo_tick, clock=steady)
+            stepping = (
+                f"MoveIt Servo-style TwistStamped on {self.resolve_topic_name('cmd_twist')} in "
+                f"'{p.world_frame_id}', one {period_ms} step per timer tick, a twist held for "
+                f"{p.servo.command_timeout_s:g} s"
+            )
+        else:
+            self.create_subscription(Action, "action", self.on_action, RELIABLE)
+            stepping = f"one {period_ms} step per action"
         self.create_service(Trigger, "reset", self.on_reset)
         self.last_publish = time.monotonic()
-        self.create_timer(min(p.republish_period_s, 0.1), self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(min(p.republish_period_s, 0.1), self.on_timer, clock=steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.start_episode()
         self.get_logger().info(
-            f"{p.task}: {p.camera_resolution}x{p.camera_resolution} frames from '{p.camera}', one "
-            f"{self.session.spec.period_s * 1e3:g} ms step per action, "
+            f"{p.task}: {p.camera_resolution}x{p.camera_resolution} frames from '{p.camera}', {stepping}, "
             f"episodes of at most {p.max_steps} steps"
         )
 
@@ -116,6 +145,8 @@ class SimBridge(Node):
     def start_episode(self) -> SimFrame:
         frame = self.session.reset()
         self.gate.new_episode(frame.episode_id)
+        if self.servo is not None:
+            self.servo.new_episode(frame.time_ns)
         self.episode_pub.publish(String(data=frame.episode_id))
         self.publish_frame(frame)
         return frame
@@ -148,10 +179,10 @@ class SimBridge(Node):
         return SetParametersResult(successful=True)
 
     # -- actions --------------------------------------------------------------------------------
-    def refuse(self, reason: str, message: str) -> None:
+    def refuse(self, reason: str, message: str, what: str = "an action") -> None:
         self.refused += 1
         self.warnings.warn(
-            reason, f"refused an action: {message}; the arm does not move [{self.refused} refused in all]"
+            reason, f"refused {what}: {message}; the arm does not move on it [{self.refused} refused in all]"
         )
 
     def on_action(self, msg: Action) -> None:
@@ -167,6 +198,37 @@ class SimBridge(Node):
         except CommandRejected as err:
             self.refuse(err.reason, str(err))
             return
+        self.advance(values)
+
+    def on_twist(self, msg: TwistStamped) -> None:
+        linear, angular = msg.twist.linear, msg.twist.angular
+        try:
+            self.servo.command(
+                frame_id=msg.header.frame_id,
+                stamp_ns=stamp_ns(msg.header),
+                linear=np.array([linear.x, linear.y, linear.z]),
+                angular=np.array([angular.x, angular.y, angular.z]),
+                now_ns=self.session.frame.time_ns,
+            )
+        except CommandRejected as err:
+            self.refuse(f"twist-{err.reason}", str(err), "a twist")
+
+    def on_servo_tick(self) -> None:
+        frame = self.session.frame
+        if frame.ended or not self.servo.started:
+            return
+        linear = self.servo.linear_action(frame.time_ns)
+        if (linear is None) != self.holding:
+            self.holding = linear is None
+            if self.holding:
+                self.get_logger().info(
+                    f"no twist fresher than {self.params.servo.command_timeout_s:g} s at step {frame.step}: holding"
+                )
+        # No gripper channel: the fingers get no effort.
+        self.advance(np.append(np.zeros(3) if linear is None else linear, 0.0))
+
+    def advance(self, values: np.ndarray) -> None:
+        """One control step with checked values, its frame published; the episode's end handled."""
         frame = self.session.step(values)
         self.gate.moved_on()
         self.success_pub.publish(Bool(data=frame.success))
@@ -190,6 +252,9 @@ class SimBridge(Node):
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = frame.hand_position.tolist()
         pose.pose.orientation.w = 1.0  # Meta-World's hand keeps its orientation
         self.pose_pub.publish(pose)
+        self.joints_pub.publish(
+            JointState(header=header, name=list(self.session.joint_names), position=frame.joint_positions.tolist())
+        )
         self.image_pub.publish(
             rgb8_image(frame.image, Header(stamp=header.stamp, frame_id=self.params.camera_frame_id))
         )

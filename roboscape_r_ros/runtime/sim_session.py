@@ -7,7 +7,9 @@ stamps of consecutive observations always differ and a ``/clock`` driven by it n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+import mujoco
 import numpy as np
 import yaml
 
@@ -16,6 +18,7 @@ from roboscape_r_ros.envs.metaworld_env import CONTROL_HZ, BlackFrameError, EnvC
 from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
 from roboscape_r_ros.runtime.action_spec import ActionSpec, metaworld_action_spec
 from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.runtime.servo_command import ServoParams
 
 _OBJECT = ("x", "y", "z", "qw", "qx", "qy", "qz")
 _FRAME = ("hand_x", "hand_y", "hand_z", "gripper_opening") + tuple(f"obj{i}_{k}" for i in (0, 1) for k in _OBJECT)
@@ -47,7 +50,7 @@ class SimBridgeParams:
         high=3600.0,
     )
     publish_clock: bool = parameter(True, "publish simulated time on /clock (for use_sim_time)")
-    world_frame_id: str = parameter("world", "frame of state, ee_pose and the action values")
+    world_frame_id: str = parameter("world", "frame of state, ee_pose, joint_states and the commands")
     camera_frame_id: str = parameter("sim_camera", "frame_id of image_raw")
     warning_period_s: float = parameter(
         5.0, "at most one warning per kind of refused action in this period (s)", low=0.0, high=3600.0
@@ -58,6 +61,12 @@ class SimBridgeParams:
         "0.5}; empty: the training scene. Settable while running: colours, lights and the camera pose change "
         "from the next frame on, mid-episode; object and goal ranges from the next reset",
     )
+    command_interface: Literal["action", "servo"] = parameter(
+        "action",
+        "action: one step per roboscape_r_ros/Action on `action`; servo: MoveIt Servo's contract, "
+        "geometry_msgs/TwistStamped on `cmd_twist`, stepped at a fixed rate (runtime/servo_command.py)",
+    )
+    servo: ServoParams = ServoParams()
 
 
 def parse_scene(text: str) -> SceneVariation:
@@ -71,11 +80,27 @@ def parse_scene(text: str) -> SceneVariation:
     return from_dict(SceneVariation, values, prefix="scene.")
 
 
+def arm_joints(model: mujoco.MjModel, hand: str = "hand") -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, qpos indices) of the joints of the robot that carries body ``hand``: every joint of its
+    kinematic tree with one coordinate (hinge, slide: the Sawyer's right_j0..right_j6 and its two finger
+    slides), none of the objects'."""
+    root = model.body_rootid[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, hand)]
+    joints = [
+        j
+        for j in range(model.njnt)
+        if model.body_rootid[model.jnt_bodyid[j]] == root
+        and model.jnt_type[j] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+    ]
+    names = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints)
+    return names, np.array([model.jnt_qposadr[j] for j in joints], np.intp)
+
+
 @dataclass(frozen=True)
 class SimFrame:
     image: np.ndarray  # uint8 [H, W, 3] upright RGB
     metaworld_obs: np.ndarray  # float64 [39], METAWORLD_OBS_NAMES order
     hand_position: np.ndarray  # float64 [3] metres, world frame
+    joint_positions: np.ndarray  # float64 [J] in SimSession.joint_names order (rad for hinges, m for slides)
     success: bool
     truncated: bool
     ended: bool  # success (when episodes end on success) or truncation: the next action is refused
@@ -100,6 +125,7 @@ class SimSession:
             tasks=[task], resolution=resolution, camera=camera, max_steps=max_steps, scene=scene or SceneVariation()
         )
         self.env = PixelMetaWorldEnv(task, cfg, seed=seed)
+        self.joint_names, self._qpos_index = arm_joints(self.env.sim.model)
         self.task, self.seed = task, seed
         self.end_on_success = end_on_success
         self.spec: ActionSpec = metaworld_action_spec(1.0 / CONTROL_HZ)
@@ -150,6 +176,7 @@ class SimSession:
             image=obs["image"],
             metaworld_obs=metaworld_obs,
             hand_position=metaworld_obs[:3].copy(),
+            joint_positions=self.env.sim.data.qpos[self._qpos_index].copy(),
             success=success,
             truncated=truncated,
             ended=truncated or (success and self.end_on_success),
