@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +89,44 @@ class RosHarness:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+class Output:
+    """Lines a process prints, read as they come (the sim's own account of each episode)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in iter(self.proc.stdout.readline, ""):
+                self.lines.append(line)
+        except (ValueError, OSError):  # the harness closed the pipe at teardown
+            pass
+
+    def find(self, pattern: str):
+        return next(iter(self.find_all(pattern)), None)
+
+    def find_all(self, pattern: str) -> list[re.Match]:
+        return [m for m in map(re.compile(pattern).search, list(self.lines)) if m]
+
+    def wait(self, ros, pattern: str, timeout_s: float):
+        assert ros.spin_until(lambda: self.find(pattern) is not None, timeout_s), f"no '{pattern}' in:\n{self.text()}"
+        return self.find(pattern)
+
+    def ctrl_c(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the launcher did not stop within 60 s after Ctrl-C:\n{self.text()}") from None
+        self.thread.join(timeout=10)
+        return self.text()
+
+    def text(self) -> str:
+        return "".join(self.lines)
 
 
 def action(values, stamp=None, **fields):

@@ -30,6 +30,7 @@ def test_every_example_is_tested():
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == [
         "gazebo_ur5e_gz_ros2_control.yaml",
         "panda_moveit_servo.yaml",
+        "sawyer_sim_servo.yaml",
         "ur5e_ros2_control.yaml",
     ]
 
@@ -43,6 +44,11 @@ def test_every_example_is_tested():
             "publish_trajectory: DELTA joint targets are the current joint positions + the action",
         ),
         ("panda_moveit_servo.yaml", {"action_units": ["cm", "cm", "cm", "1"]}, "publish_twist: units dx in 'cm'"),
+        (  # the sim's Servo mode (test/test_servo_loop.py): a twist cannot say "go to"
+            "sawyer_sim_servo.yaml",
+            {"action_mode": "absolute"},
+            "publish_twist: a twist cannot carry absolute targets",
+        ),
         (  # Gazebo (docs/gazebo.md): a joint left out of the controller's list
             "gazebo_ur5e_gz_ros2_control.yaml",
             {"trajectory_controller.joints": ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint"]},

@@ -12,13 +12,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
-from ros_harness import REPO  # noqa: E402
+from ros_harness import REPO, Output  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -26,41 +25,6 @@ RELIABLE = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
 # sim_bridge's success is latched: a harness matched only after the loop ran still gets the last step's.
 SUCCESS = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MAX_STEPS = 100
-
-
-class Output:
-    """Lines a process prints, read as they come (the sim's own account of each episode)."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc, self.lines = proc, []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for line in iter(self.proc.stdout.readline, ""):
-                self.lines.append(line)
-        except (ValueError, OSError):  # the harness closed the pipe at teardown
-            pass
-
-    def find(self, pattern: str):
-        return next((m for m in map(re.compile(pattern).search, list(self.lines)) if m), None)
-
-    def wait(self, ros, pattern: str, timeout_s: float):
-        assert ros.spin_until(lambda: self.find(pattern) is not None, timeout_s), f"no '{pattern}' in:\n{self.text()}"
-        return self.find(pattern)
-
-    def ctrl_c(self) -> str:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the launcher did not stop within 60 s after Ctrl-C:\n{self.text()}") from None
-        self.thread.join(timeout=10)
-        return self.text()
-
-    def text(self) -> str:
-        return "".join(self.lines)
 
 
 def launch(ros, *overrides: str) -> subprocess.Popen:
