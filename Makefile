@@ -106,8 +106,8 @@ test: venv $(if $(ROS2_LAUNCH_SRC),launch)
 test-ros: venv
 	$(call pytest,-m ros)
 
-# The real launch system's sources are Kilted's: the Jazzy pass runs without them, and the tests
-# that need them skip.
+# The real launch system's sources (rolling's, of Kilted's era) are not tried against Jazzy: the
+# Jazzy pass runs without them, and the tests that need them skip.
 test-jazzy:
 	test "$(abspath $(VENV_JAZZY))" != "$(VIRTUAL_ENV)" || { echo "VENV_JAZZY must differ from VENV"; exit 1; }
 	$(MAKE) ROS_WHEELS=jazzy VENV=$(VENV_JAZZY) ROS2_LAUNCH_SRC= test-ros
