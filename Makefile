@@ -3,6 +3,8 @@
 #   make venv     virtual environment: pinned deps, ROS 2 Kilted wheels, our messages, the package
 #   make demo     the main job on the embedded default (see README)
 #   make test     the test suite
+#   make test-jazzy  the ROS tests (marker `ros`) against ROS 2 Jazzy's wheels, in a second
+#                 environment (VENV_JAZZY)
 #   make launch   the real launch system from ROS2_LAUNCH_SRC (for its tests; not on PyPI)
 #   make colcon   build the package the way ROS users do (colcon, install space in ./install)
 #   make bench    benchmarks (JSON in bench/results/)
@@ -15,7 +17,20 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 export AMENT_PREFIX_PATH := $(VIRTUAL_ENV)
 PY := $(VIRTUAL_ENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
+# ROS 2 wheels of the environment: kilted (default) or jazzy. Jazzy's constraints are ours less the
+# Kilted ROS pins, plus the Jazzy ones.
+ROS_WHEELS ?= kilted
+ifeq ($(ROS_WHEELS),kilted)
+ROS_REQUIREMENTS := requirements/ros.txt
+CONSTRAINTS := requirements/constraints.txt
+else ifeq ($(ROS_WHEELS),jazzy)
+ROS_REQUIREMENTS := requirements/ros-jazzy.txt
+CONSTRAINTS := $(VIRTUAL_ENV)/constraints-jazzy.txt
+else
+$(error ROS_WHEELS must be kilted or jazzy, not '$(ROS_WHEELS)')
+endif
+VENV_JAZZY ?= $(HOME)/.venvs/roboscape_r_ros_jazzy
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS)
 MSG_BUILD := $(VIRTUAL_ENV)/build/roboscape_r_ros
 # ONNX Runtime build: cpu (default) or gpu (CUDA/TensorRT providers; see README, ONNX Runtime).
 ONNXRUNTIME ?= cpu
@@ -29,15 +44,19 @@ ROS2_LAUNCH_SRC ?=
 LAUNCH_STUBS := $(if $(ROS2_LAUNCH_SRC),$(abspath $(ROS2_LAUNCH_SRC))/stubs)
 LAUNCH_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli ros2pkg
 
-.PHONY: venv launch demo test colcon bench clean
+.PHONY: venv launch demo test test-ros test-jazzy colcon bench clean
 
 venv: $(VIRTUAL_ENV)/.installed $(VIRTUAL_ENV)/.onnxruntime-$(ONNXRUNTIME)
 
-$(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xml executables.txt msg/*.msg
+$(VIRTUAL_ENV)/constraints-jazzy.txt: requirements/constraints.txt requirements/constraints-jazzy.txt
+	mkdir -p $(VIRTUAL_ENV)
+	grep -v '^ros-' requirements/constraints.txt | cat - requirements/constraints-jazzy.txt > $@
+
+$(VIRTUAL_ENV)/.installed: requirements/*.txt setup.py CMakeLists.txt package.xml executables.txt msg/*.msg $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VIRTUAL_ENV)
 	# torch alone first: it must never be resolved as a dependency (that pulls a CUDA build).
 	$(PIP) torch==2.13.0
-	$(PIP) -r requirements/core.txt -r requirements/ros.txt -r requirements/dev.txt
+	$(PIP) -r requirements/core.txt -r $(ROS_REQUIREMENTS) -r requirements/dev.txt
 	# colcon must not crawl the ROS packages that the wheels put under share/.
 	touch $(VIRTUAL_ENV)/COLCON_IGNORE
 	$(PY) tools/fix_ros_wheel_cmake.py
@@ -74,13 +93,24 @@ $(VIRTUAL_ENV)/.launch-installed: $(VIRTUAL_ENV)/.installed requirements/launch.
 demo: venv
 	$(VIRTUAL_ENV)/bin/roboscape-r demo
 
-# Lint and format check first (seconds), then the suite. pytest exits 5 when it collected no test:
-# for us that means a broken suite, so it fails loudly.
+# pytest exits 5 when it collected no test: for us that means a broken suite, so it fails loudly.
+pytest = $(PY) -m pytest $(1); rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests: failing"; exit $$rc
+
+# Lint and format check first (seconds), then the suite.
 test: venv $(if $(ROS2_LAUNCH_SRC),launch)
 	$(VIRTUAL_ENV)/bin/ruff check .
 	$(VIRTUAL_ENV)/bin/ruff format --check .
-	$(if $(LAUNCH_STUBS),PYTHONPATH=$(LAUNCH_STUBS)$${PYTHONPATH:+:$$PYTHONPATH}) $(PY) -m pytest; rc=$$?; \
-		[ $$rc -ne 5 ] || echo "pytest collected no tests: failing"; exit $$rc
+	$(if $(LAUNCH_STUBS),PYTHONPATH=$(LAUNCH_STUBS)$${PYTHONPATH:+:$$PYTHONPATH}) $(call pytest)
+
+# The tests that start rclpy nodes (conftest.py marks them `ros`).
+test-ros: venv
+	$(call pytest,-m ros)
+
+# The real launch system's sources (rolling's, of Kilted's era) are not tried against Jazzy: the
+# Jazzy pass runs without them, and the tests that need them skip.
+test-jazzy:
+	test "$(abspath $(VENV_JAZZY))" != "$(VIRTUAL_ENV)" || { echo "VENV_JAZZY must differ from VENV"; exit 1; }
+	$(MAKE) ROS_WHEELS=jazzy VENV=$(VENV_JAZZY) ROS2_LAUNCH_SRC= test-ros
 
 colcon: venv
 	colcon build --base-paths . --build-base build --install-base install --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(PY)

@@ -5,6 +5,14 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that uses the `ros` fixture is marked `ros`: `pytest -m ros` is the subset that
+    `make test-jazzy` runs against a second ROS 2 distribution."""
+    for item in items:
+        if "ros" in item.fixturenames:
+            item.add_marker(pytest.mark.ros)
+
+
 @pytest.fixture
 def ros():
     """A private ROS 2 domain with a harness node; skipped where rclpy is not installed."""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+# The messages built against the ROS wheels: part of the ROS subset that runs on every distribution.
+pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 
 

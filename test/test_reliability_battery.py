@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("rclpy")
+pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 
 

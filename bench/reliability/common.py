@@ -155,6 +155,7 @@ class Probe:
         self.executor.add_node(self.node)
         self._wall_to_monotonic = time.monotonic() - time.time()
         self.senders: list[bytes] = []  # the publisher (GID) of each of self.actions: which process sent it
+        self._sequence, self._publishers_seen = 0, 0  # without GIDs (Jazzy): see _sender
         self.answers: dict[int, tuple[float, float]] = {}  # frame stamp ns -> (arrival monotonic, latency ms)
         self.actions: list[tuple[float, object]] = []  # (arrival monotonic, Action): all, holds and repeats included
         self.node.create_subscription(
@@ -171,9 +172,21 @@ class Probe:
         # behind, and an old process's answers taken late must not pass for a new process's.
         received_ns = info["received_timestamp"] or time.time_ns()
         self.actions.append((received_ns / 1e9 + self._wall_to_monotonic, msg))
-        self.senders.append(bytes(info["publisher_gid"]["data"]) if info.get("publisher_gid") else b"")
+        self.senders.append(self._sender(info))
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.answers.setdefault(stamp, (received_ns / 1e9 + self._wall_to_monotonic, (received_ns - stamp) / 1e6))
+
+    def _sender(self, info: dict) -> bytes:
+        """The publisher of a message: its GID where the message info has it (rclpy 9, Kilted). Jazzy's
+        has none; there a new publisher is told by its sequence numbers starting again, which holds
+        because one process at a time publishes Actions here (the old one is killed before the new
+        one starts)."""
+        if info.get("publisher_gid"):
+            return bytes(info["publisher_gid"]["data"])
+        sequence = info["publication_sequence_number"]
+        self._publishers_seen += sequence <= self._sequence
+        self._sequence = sequence
+        return f"publisher {self._publishers_seen}".encode()
 
     def camera(self, topic: str, width: int = 640, height: int = 480) -> None:
         from rclpy.qos import qos_profile_sensor_data
