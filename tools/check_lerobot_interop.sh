@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Does a dataset written by this package load in LeRobot's own LeRobotDataset? Not part of CI: it
+# Does a dataset written by this package load in LeRobot's own LeRobotDataset, and does LeRobot's
+# QUANTILES normalisation read one written by `roboscape-r collect --preset tiny`? Not part of CI: it
 # builds a separate venv with lerobot (minutes, GBs with a CUDA torch); docs/lerobot_interop.md has
 # the commands and what they printed.
 #
@@ -22,6 +23,7 @@ DATA=${DATA:-outputs/lerobot-interop}
 python -c "import roboscape_r_ros" || { echo "activate this package's venv first" >&2; exit 2; }
 rm -rf "$DATA"
 python tools/lerobot_interop.py write "$DATA"
+roboscape-r collect --preset tiny output="$DATA/collected" > /dev/null
 
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
@@ -32,7 +34,11 @@ echo "$TORCH_SPEC" | tr ' ' '\n' > "$pin"
 "$VENV/bin/pip" install -q --no-deps "$LEROBOT"
 # what lerobot.datasets imports (its own requirements list pulls torch, wandb, diffusers, rerun, ...)
 "$VENV/bin/pip" install -q -c "$pin" datasets huggingface-hub jsonlines packaging pillow av accelerate torchcodec
+# ... and what lerobot.processor (the normaliser) imports through its teleoperator and motor modules
+"$VENV/bin/pip" install -q -c "$pin" draccus==0.10.0 pyserial deepdiff termcolor einops "gymnasium<2"
 rm -f "$pin"
 
 echo "== LeRobotDataset on the datasets written here ($("$VENV/bin/pip" list 2>/dev/null | grep -E '^(torch|torchvision|lerobot) ' | tr -s ' ' | paste -sd, -))"
 HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/lerobot_interop.py load "$DATA"
+echo "== LeRobot's NormalizerProcessorStep with NormalizationMode.QUANTILES"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/lerobot_interop.py quantiles "$DATA/collected"

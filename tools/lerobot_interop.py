@@ -1,7 +1,10 @@
-"""Does a dataset written by this package load in LeRobot's own ``LeRobotDataset``?
+"""Does a dataset written by this package load in LeRobot's own ``LeRobotDataset``, and does LeRobot's
+QUANTILES normalisation read its statistics?
 
-    python tools/lerobot_interop.py write OUT    # this package's venv: OUT/png, OUT/mp4 and OUT/expected.npz
-    python tools/lerobot_interop.py load OUT     # a venv with lerobot: open both, compare frames with expected
+    python tools/lerobot_interop.py write OUT      # this package's venv: OUT/png, OUT/mp4 and OUT/expected.npz
+    python tools/lerobot_interop.py load OUT       # a venv with lerobot: open both, compare frames with expected
+    python tools/lerobot_interop.py quantiles DIR  # a venv with lerobot: normalise DIR (e.g. written by
+                                                   # `roboscape-r collect --preset tiny`) with QUANTILES
 
 tools/check_lerobot_interop.sh builds the lerobot venv and runs both. ``write`` imports this package and
 no lerobot; ``load`` imports lerobot and not this package, so each side runs in its own environment.
@@ -112,10 +115,52 @@ def load(out: Path) -> int:
     return int(failures > 0)
 
 
+def quantiles(root: Path) -> int:
+    """LeRobot's own NormalizerProcessorStep with NormalizationMode.QUANTILES on every visual, state and
+    action feature, as a policy's pre-processor applies it to a batch: the output of the whole dataset is
+    finite, and each feature's q01 and q99 (meta/stats.json) come out at -1 and +1."""
+    import torch
+    from lerobot.configs.types import FeatureType, NormalizationMode
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.datasets.utils import dataset_to_policy_features
+    from lerobot.processor import DataProcessorPipeline
+    from lerobot.processor.normalize_processor import NormalizerProcessorStep
+    from torch.utils.data import DataLoader
+
+    dataset = LeRobotDataset("roboscape/collected", root=root, video_backend=VIDEO_BACKEND)
+    features = dataset_to_policy_features(dataset.meta.features)
+    modes = {kind: NormalizationMode.QUANTILES for kind in (FeatureType.VISUAL, FeatureType.STATE, FeatureType.ACTION)}
+    normalise = DataProcessorPipeline([NormalizerProcessorStep.from_lerobot_dataset(dataset, features, modes)])
+    keys = [k for k, f in features.items() if f.type in modes]
+    batch = next(iter(DataLoader(dataset, batch_size=len(dataset))))
+    out = normalise(batch)
+    stats = dataset.meta.stats
+    ends = normalise({k: torch.stack([torch.as_tensor(stats[k][q]).float() for q in ("q01", "q99")]) for k in keys})
+    print(f"{root}: {dataset.num_episodes} episodes, {len(dataset)} frames; QUANTILES on {keys}")
+    failures = 0
+    for key in keys:
+        x, (low, high) = out[key], ends[key].reshape(2, -1).numpy()
+        # a constant dimension (q01 == q99) has no scale: LeRobot divides by eps and both map to -1
+        flat = np.asarray(stats[key]["q99"]).reshape(-1) == np.asarray(stats[key]["q01"]).reshape(-1)
+        ok = bool(torch.isfinite(x).all()) and np.allclose(low, -1, atol=1e-4)
+        ok = ok and np.allclose(high[~flat], 1, atol=1e-4)
+        # stats on another scale than the frames (0-255 against LeRobot's 0-1 images) put almost nothing
+        # inside; the dataset's quantiles are its episodes' averaged (LeRobot's aggregate), so not 98 %
+        inside = float(((x >= -1) & (x <= 1)).float().mean())
+        ok = ok and inside >= 0.5
+        failures += not ok
+        print(
+            f"  {key}: output {tuple(x.shape)} {'finite' if torch.isfinite(x).all() else 'NOT FINITE'}, "
+            f"range [{float(x.min()):.3f}, {float(x.max()):.3f}], {100 * inside:.1f}% of values in [-1, 1]; "
+            f"q01 -> {low.min():.4f}..{low.max():.4f}, q99 -> {high.min():.4f}..{high.max():.4f}"
+            f"{f' ({int(flat.sum())} constant)' if flat.any() else ''}: {'ok' if ok else 'WRONG'}"
+        )
+    print(f"\n{'OK' if not failures else f'{failures} features wrong'}")
+    return int(failures > 0)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("write", "load"):
+    commands = {"write": write, "load": load, "quantiles": quantiles}
+    if len(sys.argv) != 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
-    if sys.argv[1] == "write":
-        write(Path(sys.argv[2]))
-    else:
-        sys.exit(load(Path(sys.argv[2])))
+    sys.exit(commands[sys.argv[1]](Path(sys.argv[2])))
