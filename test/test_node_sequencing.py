@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from roboscape_r_ros.runtime.controller import DecisionGate, Ready
+from roboscape_r_ros.runtime.controller import NO_OBSERVATION_WARN_S, DecisionGate, Ready
 from roboscape_r_ros.runtime.stamp_join import Seen, StampJoin
 from roboscape_r_ros.runtime.step_gate import StepGate
 
@@ -141,3 +141,13 @@ def test_seen_answers_first_time_within_its_memory():
     seen.first(("ep", 2))
     seen.first(("ep", 3))
     assert seen.first(("ep", 1))  # forgotten beyond the limit
+
+
+def test_decision_gate_says_once_when_no_observation_ever_came():
+    gate = DecisionGate(stale_after_s=0.5, state_tolerance_s=0.02, needs_state=False)
+    ticks = [gate.tick(t) for t in (100.0, 105.0, 100.0 + NO_OBSERVATION_WARN_S + 0.1, 112.0, 130.0)]
+    assert [t.never_observed for t in ticks] == [False, False, True, False, False]
+    heard = DecisionGate(stale_after_s=0.5, state_tolerance_s=0.02, needs_state=False)
+    heard.tick(0.0)
+    decide(heard, 1 * S, now=1.0)
+    assert not any(heard.tick(t).never_observed for t in (5.0, 20.0, 60.0))  # silence after frames: the watchdog's

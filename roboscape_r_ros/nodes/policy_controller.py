@@ -82,7 +82,7 @@ from roboscape_r_ros.nodes.node_tools import (
 from roboscape_r_ros.runtime import adapters
 from roboscape_r_ros.runtime.action_spec import MODE_DELTA
 from roboscape_r_ros.runtime.adapter_config import startup_check
-from roboscape_r_ros.runtime.controller import DecisionGate, PolicyControllerParams, Ready
+from roboscape_r_ros.runtime.controller import NO_OBSERVATION_WARN_S, DecisionGate, PolicyControllerParams, Ready
 from roboscape_r_ros.runtime.feedback import ByName, Fresh, StateRejected
 from roboscape_r_ros.runtime.ood_guard import OodGate
 from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
@@ -125,7 +125,9 @@ class PolicyController(Node):
         self.counts = {"refused": 0, "holds": 0}
         self.outputs = CommandOutputs(self, self.spec, p.outputs, p.trajectory_controller.joints, self.warnings)
 
-        self.create_subscription(Image, "observation", self.on_observation, qos_profile_sensor_data)
+        self.observation_topic = self.create_subscription(
+            Image, "observation", self.on_observation, qos_profile_sensor_data
+        ).topic_name
         self.create_subscription(Image, "goal_image", self.on_goal, LATCHED)
         if self.backend.needs_state or p.joint_state_feedback:
             self.create_subscription(JointState, "state", self.on_state, qos_profile_sensor_data)
@@ -410,6 +412,12 @@ class PolicyController(Node):
             wanted = "a state stamped like it" if self.backend.needs_state else "its inputs"
             self.warnings.warn(
                 "waiting", f"dropped an observation without {wanted} within {self.params.stale_after_s:g} s: no command"
+            )
+        if tick.never_observed:
+            self.get_logger().warning(
+                f"no observation on {self.observation_topic} in {NO_OBSERVATION_WARN_S:g} s since start: no "
+                "command; check that the camera publishes there, and that every process of the graph uses the same "
+                "FASTDDS_BUILTIN_TRANSPORTS (a LARGE_DATA publisher and a default subscriber exchange no images)"
             )
         if tick.hold:
             self.warnings.warn("watchdog", f"no fresh observation for {tick.silence_s:.2g} s: holding the arm")

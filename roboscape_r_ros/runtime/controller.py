@@ -167,11 +167,17 @@ class Ready:
     state: np.ndarray | None  # the state stamped like it, when the backend reads one
 
 
+# A controller that never hears its camera used to log nothing (once seen silent for 60 s after a
+# restart): the first tick this long after start without any observation says so, once.
+NO_OBSERVATION_WARN_S = 10.0
+
+
 @dataclass(frozen=True)
 class Tick:
     dropped_waiting: bool = False  # a pending observation waited too long for its state or goal
     hold: bool = False  # the watchdog expired while moving: hold the arm
     silence_s: float = 0.0  # how long without a fresh observation
+    never_observed: bool = False  # NO_OBSERVATION_WARN_S since the first tick without any observation (once)
 
 
 class DecisionGate:
@@ -184,6 +190,8 @@ class DecisionGate:
         self.moving = False  # a decision went out since the last hold
         self.pending: Pending | None = None
         self.state: tuple[int, np.ndarray] | None = None  # (stamp ns, values)
+        self.first_tick: float | None = None  # monotonic s
+        self.reported_no_observation = False
 
     def arrival(self, stamp: int, clock_s: float, now: float) -> Arrival:
         """Sort an observation stamped ``stamp`` arriving at ``clock_s`` (node clock) / ``now`` (monotonic)."""
@@ -238,7 +246,14 @@ class DecisionGate:
         dropped = self.pending is not None and now - self.pending.received > self.stale_after_s
         if dropped:
             self.pending = None
-        return Tick(dropped, self.moving and self.watchdog.expired(now), self.watchdog.age(now))
+        self.first_tick = now if self.first_tick is None else self.first_tick
+        never_observed = (
+            self.watchdog.last_feed is None
+            and not self.reported_no_observation
+            and now - self.first_tick > NO_OBSERVATION_WARN_S
+        )
+        self.reported_no_observation |= never_observed
+        return Tick(dropped, self.moving and self.watchdog.expired(now), self.watchdog.age(now), never_observed)
 
     def new_episode(self, episode_id: str) -> Literal["same", "adopted", "new"]:
         if episode_id == self.episode_id:
