@@ -6,10 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from roboscape_r_ros.config import load_config
+from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.collect import CollectConfig, run_collect
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.rl.bc import BCConfig, BCDataError, DemoSet, action_error, demo_episodes, random_shift, train_bc
+from roboscape_r_ros.rl.bc import (
+    BCConfig,
+    BCDataError,
+    DemoSet,
+    action_error,
+    demo_episodes,
+    random_colour,
+    random_shift,
+    train_bc,
+)
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, PolicyMismatchError
 from roboscape_r_ros.rl.train import PolicyTrainConfig, run_sim_baseline
 
@@ -48,6 +57,20 @@ def test_random_shift_moves_frame_and_goal_together():
     image[:, 4, 4] = 255
     shifted = random_shift({"image": image, "goal": image.clone()}, 2, np.random.default_rng(0))
     assert torch.equal(shifted["image"], shifted["goal"]) and shifted["image"].shape == image.shape
+
+
+def test_random_colour_scales_frame_and_goal_alike_within_its_range():
+    grey = torch.full((64, 4, 4, 3), 100, dtype=torch.uint8)  # flat: contrast leaves it, the gains scale it
+    obs = {"image": grey, "goal": grey.clone()}
+    assert random_colour(obs, 0.0, np.random.default_rng(0)) is obs
+    out = random_colour(obs, 0.3, np.random.default_rng(0))
+    assert torch.equal(out["image"], out["goal"]) and out["image"].dtype == torch.uint8
+    values = out["image"].float()
+    assert values.min() >= 100 * 0.7**2 - 1 and values.max() <= 100 * 1.3**2 + 1
+    channel_means = values.mean(dim=(1, 2))  # [64,3]: each sample gets its own cast
+    assert (channel_means.std(0) > 5).all() and (channel_means[:, 0] != channel_means[:, 1]).any()
+    with pytest.raises(ConfigError, match="bc.colour must lie in"):
+        BCConfig(colour=1.0)
 
 
 def test_bc_reduces_action_error(tiny_dataset):

@@ -9,7 +9,10 @@ action past its end. The goal frame is
 Loss: mean squared error between the tanh-bounded Gaussian mean and the demo actions (already
 clipped to [-1, 1]); the log std is left at its initial value, which sets PPO's first exploration.
 Optional random-shift augmentation moves frame and goal by the same random offset (as a camera
-jitter would move both). A held-out share of the demo episodes measures the action error.
+jitter would move both); optional colour augmentation scales each sample's brightness, contrast and
+colour channels by factors drawn from [1 - colour, 1 + colour], the same for frame and goal (one
+scene seen under other light and paint). A held-out share of the demo episodes measures the action
+error.
 
 With a run folder, every held-out measurement also saves `bc-resume.safetensors` (weights, Adam
 state, step, the samplers' random states and the stats so far; no pickle), and a rerun continues
@@ -57,6 +60,11 @@ class BCConfig:
         "episode_end", help="goal frame: the episode's last frame, or a random success of the same task"
     )
     shift: int = option(0, help="random-shift augmentation in pixels (same shift for frame and goal); 0 = off")
+    colour: float = option(
+        0.0,
+        help="colour augmentation: brightness, contrast and each channel scaled by factors from [1 - colour, "
+        "1 + colour] per sample (same for frame and goal); 0 = off",
+    )
     held_out_fraction: float = option(0.1, help="share of demo episodes kept out of training to measure action error")
     eval_every: int = option(200, help="steps between held-out action-error measurements")
     seed: int = option(0, help="seed of the split, the sampling and the augmentation")
@@ -67,6 +75,8 @@ class BCConfig:
                 raise ConfigError(f"bc.{name} must be at least 1, got {getattr(self, name)}")
         if self.shift < 0:
             raise ConfigError(f"bc.shift must be >= 0, got {self.shift}")
+        if not 0.0 <= self.colour < 1.0:
+            raise ConfigError(f"bc.colour must lie in [0, 1), got {self.colour}")
 
 
 class DemoSet:
@@ -129,6 +139,22 @@ def random_shift(obs: dict[str, torch.Tensor], pad: int, rng: np.random.Generato
         padded = torch.nn.functional.pad(frames.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
         crops = [padded[i, :, y : y + height, x : x + width] for i, (y, x) in enumerate(offsets)]
         out[key] = torch.stack(crops).permute(0, 2, 3, 1).to(torch.uint8)  # [B,H,W,3]
+    return out
+
+
+def random_colour(obs: dict[str, torch.Tensor], strength: float, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Scale each sample's contrast, brightness and channels (frame and goal alike) by factors in [1 -+ strength]."""
+    if strength == 0:
+        return obs
+    batch = obs["image"].shape[0]
+    factors = draw(partial(rng.uniform, 1 - strength, 1 + strength), (batch, 5))  # contrast, brightness, r, g, b
+    factors = torch.as_tensor(factors, dtype=torch.float32, device=obs["image"].device)
+    contrast, gain = factors[:, 0, None, None, None], factors[:, 1, None, None, None] * factors[:, None, None, 2:]
+    out = {}
+    for key, frames in obs.items():
+        x = frames.float()  # [B,H,W,3]
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        out[key] = (((x - mean) * contrast + mean) * gain).clamp(0, 255).round().to(torch.uint8)
     return out
 
 
@@ -201,7 +227,8 @@ def train_bc(
     )
     for step in bar:
         obs, target = train.sample(cfg.batch_size, shard)  # {[B,H,W,3]}, [B,K,A]
-        obs = {k: v.to(policy.device) for k, v in random_shift(obs, cfg.shift, aug_rng).items()}
+        obs = random_colour(random_shift(obs, cfg.shift, aug_rng), cfg.colour, aug_rng)
+        obs = {k: v.to(policy.device) for k, v in obs.items()}
         loss = ((actor_mean(obs) - target.to(policy.device)) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
