@@ -1,6 +1,7 @@
 """Ablations on a finished `roboscape-r demo` run: each variant changes some of the demo's settings,
-retrains only what they touch (BC when a `policy.bc.*` key changes, then PPO in imagination), and is
-evaluated on the demo's own evaluation episodes. Episodes are seeded by their identity, so each
+retrains only what they touch (PPO in imagination; when a `policy.bc.*` key changes, BC and the
+sim-PPO baseline from it too, so every compared policy gets the same start), and is evaluated on the
+demo's own evaluation episodes. Episodes are seeded by their identity, so each
 variant is paired with the demo's policies without evaluating those again.
 
     python bench/ablate_imagination.py outputs/demo-small \
@@ -18,10 +19,18 @@ import json
 from pathlib import Path
 
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.pipeline import DemoConfig, stage_configs
+from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, stage_configs
 from roboscape_r_ros.rl.evaluate import load_evaluation, run_evaluate
 from roboscape_r_ros.rl.report import calibration_table, success_tables
-from roboscape_r_ros.rl.train import BC_FILE, IMAGINATION_FILE, run_bc, run_imagination_ppo
+from roboscape_r_ros.rl.train import (
+    BC_FILE,
+    IMAGINATION_FILE,
+    POLICY_FILE,
+    PolicyTrainResult,
+    run_bc,
+    run_imagination_ppo,
+    run_sim_baseline,
+)
 
 
 def run_variant(run: Path, name: str, overrides: list[str], workers: int) -> list[str]:
@@ -31,23 +40,33 @@ def run_variant(run: Path, name: str, overrides: list[str], workers: int) -> lis
     configs = stage_configs(cfg)
     imagination, evaluate = configs["imagination"], configs["evaluate"]
     policies = {}
-    if any(o.startswith("policy.bc.") for o in overrides):
+    imagination.output = str(folder / "policy")
+    new_start = any(o.startswith("policy.bc.") for o in overrides)
+    if new_start:
         bc = configs["bc"]
         bc.output = str(folder / "bc")
         if not (folder / "bc" / BC_FILE).is_file():
             run_bc(bc)
         imagination.init = str(folder / "bc" / BC_FILE)
         policies[f"{name}/bc"] = imagination.init
-    imagination.output = str(folder / "policy")
     if not (folder / "policy" / "imagination.json").is_file():
         run_imagination_ppo(imagination)
     policies[name] = str(folder / "policy" / IMAGINATION_FILE)
+    if new_start:
+        sim_ppo = configs["sim_ppo"]
+        sim_ppo.output, sim_ppo.init = str(folder / "sim_ppo"), imagination.init
+        if not (folder / "sim_ppo" / POLICY_FILE).is_file():
+            imagined = PolicyTrainResult.load(imagination.output, "imagination").imagined_steps
+            sim_ppo.ppo.total_steps = baseline_steps(cfg, imagined)
+            run_sim_baseline(sim_ppo)
+        policies[f"{name}/sim-ppo"] = str(folder / "sim_ppo" / POLICY_FILE)
     evaluate.policies = [f"{n}={p}" for n, p in policies.items()]
-    evaluate.ours, evaluate.random_actor, evaluate.expert_actor = list(policies), False, False
+    evaluate.ours, evaluate.random_actor, evaluate.expert_actor = [name], False, False
     evaluate.report, evaluate.workers = str(folder / "evaluation" / "report.md"), workers
-    if not (folder / "evaluation" / "report.json").is_file():
+    report = folder / "evaluation" / "report.json"
+    if not report.is_file() or {r.actor for r in load_evaluation(report).episodes} != set(policies):
         run_evaluate(evaluate)
-    return list(policies)
+    return [name]
 
 
 def main() -> None:

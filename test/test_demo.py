@@ -235,7 +235,8 @@ def test_an_ablation_retrains_what_its_overrides_touch_and_is_paired_with_the_de
     assert json.loads((folder / "bc/bc.json").read_text())["config"]["bc"]["steps"] == 20
     assert json.loads((folder / "policy/imagination.json").read_text())["init"] == str(folder / "bc/bc.safetensors")
     ablation = load_evaluation(folder / "evaluation/report.json").episodes
-    assert {r.actor for r in ablation} == {"no-shift/bc", "no-shift"}
+    assert {r.actor for r in ablation} == {"no-shift/bc", "no-shift", "no-shift/sim-ppo"}
+    assert json.loads((folder / "sim_ppo/ppo.json").read_text())["config"]["init"] == str(folder / "bc/bc.safetensors")
     demo_keys = {
         (r.task, r.scene, r.seed, r.episode, r.reset_seed)
         for r in load_evaluation(out / "evaluation/report.json").episodes
