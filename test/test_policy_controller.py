@@ -497,4 +497,5 @@ def test_a_guard_hold_that_lasts_hold_timeout_s_ends_the_episode_until_a_new_one
     assert ros.spin_until(lambda: rig.actions[-1].episode_id == "ep-2", 10, tick=stream)  # moving again
     log = ros.stop(proc)
     assert log.count("out-of-domain guard: held for 1 s: episode ep-1 ended; the arm stays still") == 1, log
+    assert "/reset is not available: waiting for a new episode" in log, log
     assert "a new episode ends its hold" in log and "Traceback" not in log, log

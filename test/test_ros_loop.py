@@ -187,3 +187,24 @@ def test_real_mode_drives_an_arm_elsewhere_by_remapping_only(ros):
     arm.wait(ros, r"ended after \d+ steps: success", 90)
     log = out.ctrl_c()
     assert out.proc.returncode == 0 and "started sim_bridge" not in log and "Traceback" not in log, log
+
+
+def test_an_out_of_domain_hold_that_times_out_asks_sim_bridge_for_the_next_episode(ros):
+    """The guard's defined end in the sim graph: a held arm makes no new frames to score, so after
+    ood_guard.hold_timeout_s the controller asks sim_bridge's reset service (same name, same namespace)
+    for a new episode, whose id ends the hold, and the arm moves again.
+    dream/error comes from the test here (the dreamer in shadow mode publishes it beside a real arm)."""
+    from std_msgs.msg import Float32
+
+    _, actions = watch(ros)
+    guard = ("threshold=0.01", "trip_after=1", "hold_timeout_s=1.0")
+    out = Output(launch(ros, "arg.backend=random", *(f"param.policy_controller.ood_guard.{g}" for g in guard)))
+    error_pub = ros.node.create_publisher(Float32, "/loop/dream/error", RELIABLE)
+    assert ros.spin_until(lambda: error_pub.get_subscription_count() > 0 and actions, 60), out.text()
+    error_pub.publish(Float32(data=0.5))
+    out.wait(ros, r"held for 1 s: episode reach-v3-seed0-ep0000 ended", 30)
+    out.wait(ros, r"asked /loop/reset for a new episode: reach-v3-seed0-ep0001", 10)
+    out.wait(ros, r"a new episode ends its hold", 10)
+    moving = lambda: sum(a.episode_id == "reach-v3-seed0-ep0001" for a in actions) >= 10  # noqa: E731
+    assert ros.spin_until(moving, 10), out.text()
+    assert_all_stopped(out.ctrl_c(), out.proc)

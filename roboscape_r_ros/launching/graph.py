@@ -81,6 +81,12 @@ TOPIC_ARGUMENTS: tuple[TopicArgument, ...] = (
         "ee_pose", "ee_pose", "current end-effector pose (geometry_msgs/PoseStamped), for the cmd_pose adapter"
     ),
     TopicArgument("estop", "estop", "e-stop (std_msgs/Bool): true holds the arm until false"),
+    TopicArgument(
+        "episode_reset",
+        "reset",
+        "service (std_srvs/Trigger) that starts a new episode: sim_bridge's; policy_controller calls it when an "
+        "out-of-domain hold times out",
+    ),
     TopicArgument("goal", "goal_image", "goal frame (sensor_msgs/Image, transient local)"),
     TopicArgument("pose_command", "cmd_pose", "geometry_msgs/PoseStamped target for a Cartesian pose controller"),
     TopicArgument("twist_command", "cmd_twist", "geometry_msgs/TwistStamped for a velocity/servo controller"),
@@ -121,7 +127,7 @@ class NodeSpec:
     name: str
     executable: str  # as in executables.txt and lib/roboscape_r_ros/ (ros2 run)
     modes: tuple[str, ...]
-    topics: tuple[str, ...]  # node-relative topics it publishes or subscribes
+    topics: tuple[str, ...]  # node-relative topics it publishes or subscribes, services it serves or calls
     role: str
     clock_source: bool = False  # publishes /clock itself, so never follows use_sim_time
     mode_parameters: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
@@ -157,7 +163,7 @@ NODES: tuple[NodeSpec, ...] = (
         name="sim_bridge",
         executable="sim_bridge",
         modes=("sim",),
-        topics=("action", "cmd_twist", "image_raw", "state", "ee_pose", "success", "episode"),
+        topics=("action", "cmd_twist", "image_raw", "state", "ee_pose", "success", "episode", "reset"),
         role="Meta-World as the arm and camera (stand-in for Gazebo); one step per action or Servo twists; /clock",
         clock_source=True,
     ),
@@ -181,6 +187,7 @@ NODES: tuple[NodeSpec, ...] = (
             "ee_pose",
             "estop",
             "episode",
+            "reset",
             "action",
             "cmd_pose",
             "cmd_twist",

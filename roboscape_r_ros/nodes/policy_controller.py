@@ -16,7 +16,9 @@ Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding; sensor-
                          only with ood_guard.threshold > 0: the out-of-domain guard holds the arm
                          while it stays above the threshold; a hold longer than
                          ood_guard.hold_timeout_s ends the episode and lasts until a new one starts,
-                         see runtime/ood_guard.py)
+                         asked of the reset service; see runtime/ood_guard.py)
+Client      reset        (std_srvs/Trigger, only with the guard on): asked for a new episode when an
+                         out-of-domain hold times out (sim_bridge's in the sim graph)
 Service     reload_policy (std_srvs/Trigger): swap in the policy file at `checkpoint` between two
             decisions (also on a timer with reload_check_s > 0); a file that cannot replace the
             running policy (unreadable, other sizes or action spec) is refused with one line and
@@ -62,6 +64,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, String
+from std_srvs.srv import Trigger
 
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.errors import RoboscapeError
@@ -148,8 +151,10 @@ class PolicyController(Node):
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
         guard = p.ood_guard
         self.ood_gate = OodGate(guard.threshold, guard.trip_after, guard.release_after, guard.hold_timeout_s)
+        self.episode_reset = None
         if guard.threshold > 0:
             self.create_subscription(Float32, "dream/error", self.on_dream_error, RELIABLE)
+            self.episode_reset = self.create_client(Trigger, "reset")
         serve_reload(self, "reload_policy", p.checkpoint, p.reload_check_s, self.reload)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(
@@ -425,9 +430,26 @@ class PolicyController(Node):
         if self.ood_gate.tick(time.monotonic()):
             self.get_logger().warning(
                 f"out-of-domain guard: held for {self.params.ood_guard.hold_timeout_s:g} s: episode "
-                f"{self.gate.episode_id or '(none heard)'} ended; the arm stays still until a new episode starts "
-                "(a new id on episode: sim_bridge's reset service in the sim graph)"
+                f"{self.gate.episode_id or '(none heard)'} ended; the arm stays still until a new episode starts"
             )
+            self.request_new_episode()
+
+    def request_new_episode(self) -> None:
+        """Ask the reset service for a new episode; its new id on ``episode`` ends the hold."""
+        name = self.resolve_service_name(self.episode_reset.srv_name)
+        if not self.episode_reset.service_is_ready():
+            self.get_logger().warning(f"out-of-domain guard: {name} is not available: waiting for a new episode")
+            return
+
+        def answered(future) -> None:
+            reply = future.result()
+            if reply is None or not reply.success:
+                why = reply.message if reply is not None else "no reply"
+                self.get_logger().warning(f"out-of-domain guard: {name} refused a new episode: {why}")
+            else:
+                self.get_logger().info(f"out-of-domain guard: asked {name} for a new episode: {reply.message}")
+
+        self.episode_reset.call_async(Trigger.Request()).add_done_callback(answered)
 
     def destroy_node(self) -> None:
         if getattr(self, "updates", None) is not None:

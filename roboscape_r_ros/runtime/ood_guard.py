@@ -18,8 +18,9 @@ error arrives and the gate keeps its state (the graph's respawn policy restarts 
 How a hold ends: ``release_after`` errors at or below the threshold, or, since a held arm may make
 no new frames to score (a simulator steps only on actions, the dreamer predicts only from them),
 ``hold_timeout_s``: a hold that lasts that long ends the episode. The arm stays still, errors no
-longer release it, and only a new episode does (a new id on ``episode``: sim_bridge's ``reset``
-service, the dreamer's ``dream/reset``, or the lab's episode manager).
+longer release it, and only a new episode does (a new id on ``episode``). policy_controller asks for
+one on its ``reset`` service client: sim_bridge's ``reset`` in the sim graph, the lab's episode manager
+where the graph's ``episode_reset`` argument names it.
 """
 
 from __future__ import annotations
