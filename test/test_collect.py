@@ -8,7 +8,9 @@ import pytest
 from roboscape_r_ros.config import ConfigError
 from roboscape_r_ros.data.collect import CollectConfig, episode_kinds, record_episode, run_collect
 from roboscape_r_ros.data.done_labels import DoneLabelError, done_labels, segment_done_curve
+from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, make_env
+from roboscape_r_ros.envs.scene import SceneDraws, SceneVariation, SceneVariationError
 
 CAP = 80  # reach-v3's expert needs 32-59 steps
 
@@ -139,3 +141,37 @@ def test_run_collect_writes_a_dataset(tmp_path):
     assert summary.episodes == 2 and summary.episodes_per_kind == {"expert": 1, "random": 1}
     assert summary.image_shape == (32, 32, 3) and summary.fps == 80
     assert (tmp_path / "reach" / "meta" / "info.json").is_file()
+
+
+def test_scene_draws_give_each_episode_its_own_colours_and_light_away_from_avoided_ones(tmp_path):
+    avoid = [(0.25, 0.35, 0.75), (0.9, 0.75, 0.1)]
+    draws = SceneDraws(colour_share=1.0, light_scale=(0.75, 1.25), avoid_rgb=avoid, avoid_distance=0.3)
+    rng = np.random.default_rng(0)
+    scenes = [draws.draw(SceneVariation(), rng) for _ in range(200)]
+    for scene in scenes:
+        for rgb in (scene.table_rgba[:3], scene.object_rgba[:3], scene.background_rgb):
+            assert np.linalg.norm(np.subtract(avoid, rgb), axis=1).min() >= 0.3
+        assert 0.75 <= scene.light_scale <= 1.25
+    none = SceneDraws(colour_share=0.0, light_scale=(0.75, 1.25)).draw(SceneVariation(), rng)
+    assert none.table_rgba is None and none.object_rgba is None and none.background_rgb is None
+    with pytest.raises(SceneVariationError, match="no colour"):
+        SceneDraws(colour_share=1.0, avoid_rgb=[(0.5, 0.5, 0.5)], avoid_distance=2.0).draw(SceneVariation(), rng)
+
+    def first_frames(output: str, scene_draws: SceneDraws) -> np.ndarray:
+        cfg = CollectConfig(
+            env=EnvConfig(tasks=["reach-v3"], resolution=32, max_steps=2),
+            episodes_per_task=3,
+            **dict.fromkeys(("noisy_fraction", "failed_fraction", "random_fraction"), 0.0),
+            scene_draws=scene_draws,
+            output=str(tmp_path / output),
+        )
+        run_collect(cfg, progress=False)
+        dataset = EpisodeDataset.open(cfg.output)
+        return np.stack([dataset.episode(e).frames[0] for e in range(3)]).astype(float)  # [3,H,W,3]
+
+    plain = first_frames("plain", SceneDraws())
+    drawn = first_frames("drawn", draws)
+    mean_colour = lambda frames: frames.mean(axis=(1, 2))  # noqa: E731  [3,3]
+    # the same table in every plain episode (only object positions differ); a new paint per drawn one
+    assert np.abs(np.diff(mean_colour(plain), axis=0)).max() < 3
+    assert np.abs(np.diff(mean_colour(drawn), axis=0)).max() > 10

@@ -25,15 +25,20 @@ from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import KINDS, DatasetSummary, DatasetWriter, Episode
 from roboscape_r_ros.envs.metaworld_env import ACTION_NAMES, CONTROL_HZ, STATE_NAMES, EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.envs.scene import SceneDraws
 from roboscape_r_ros.envs.tasks import expert_policy
 
 Actor = Callable[[np.ndarray], np.ndarray]  # 39-d Meta-World observation -> action [4]
 ACTOR_STREAM = 1  # an actor seeded (seed, 1) draws apart from the env reset with the same seed
+SCENE_STREAM = 2  # and the episode's scene (seed, 2) apart from both
 
 
 @dataclass
 class CollectConfig:
     env: EnvConfig = option(EnvConfig(), help="environment: tasks, resolution, camera, step cap, scene")
+    scene_draws: SceneDraws = option(
+        SceneDraws(), help="a random scene per episode on top of env.scene (colours, light); off by default"
+    )
     episodes_per_task: int = option(20, help="episodes recorded per task, all kinds together")
     noisy_fraction: float = option(0.3, help="share of 'noisy' episodes: expert plus Gaussian action noise")
     expert_action_noise: float = option(0.1, help="std of the Gaussian noise on each action of a 'noisy' episode")
@@ -223,6 +228,8 @@ def run_collect(cfg: CollectConfig, progress: bool = True) -> DatasetSummary:
             try:
                 successes = 0
                 for kind, seed in zip(kinds, episode_seeds):
+                    if cfg.scene_draws.active:
+                        env.set_scene(cfg.scene_draws.draw(cfg.env.scene, np.random.default_rng((seed, SCENE_STREAM))))
                     episode = record_episode(env, kind, cfg, seed)
                     writer.add_episode(episode)
                     successes += episode.success

@@ -1,4 +1,5 @@
-"""Scene variations for out-of-domain tests: colours, lighting, camera pose, object and goal ranges.
+"""Scene variations for out-of-domain tests: colours, lighting, camera pose, object and goal ranges;
+random scenes per episode for diverse training data.
 
 A ``SceneVariation`` holds plain values only (every field neutral by default). ``SceneEditor``
 applies one to a MuJoCo model and undoes it from a copy of the original values, so a variation
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mujoco
 import numpy as np
@@ -65,6 +66,56 @@ class SceneVariation:
                 raise SceneVariationError(f"{name} must be a finite number >= 0, got {value!r}")
         for name in ("object_range", "goal_range"):
             _check_range(name, getattr(self, name))
+
+
+@dataclass
+class SceneDraws:
+    """A random scene per episode for training data (domain randomisation, Tobin et al. 2017).
+
+    With ``colour_share`` > 0, that share of episodes paints the table, the floor and sky, and the
+    object flat colours drawn uniformly from RGB [0.1, 0.9]; a colour closer than ``avoid_distance``
+    to any of ``avoid_rgb`` (the evaluation scenes' colours) is drawn again, so training scenes stay
+    apart from the scenes that judge the policy. Every episode's light factor is drawn from
+    ``light_scale``.
+    """
+
+    colour_share: float = option(0.0, help="share of episodes with random flat table, floor and object colours")
+    light_scale: tuple[float, float] = option((1.0, 1.0), help="[low, high] of the light factor drawn per episode")
+    avoid_rgb: list[RGB] = option([], help="colours no draw may come near (the evaluation scenes'), RGB in [0,1]")
+    avoid_distance: float = option(0.25, help="smallest Euclidean RGB distance of a drawn colour to avoid_rgb")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.colour_share <= 1.0:
+            raise SceneVariationError(f"colour_share must lie in [0, 1], got {self.colour_share!r}")
+        low, high = self.light_scale
+        if not 0.0 <= low <= high:
+            raise SceneVariationError(f"light_scale must be [low, high], 0 <= low <= high, got {self.light_scale!r}")
+        for colour in self.avoid_rgb:
+            _check_colour("avoid_rgb", colour, 3)
+        if self.avoid_distance < 0:
+            raise SceneVariationError(f"avoid_distance must be >= 0, got {self.avoid_distance!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.colour_share > 0 or self.light_scale != (1.0, 1.0)
+
+    def draw(self, base: SceneVariation, rng: np.random.Generator) -> SceneVariation:
+        """``base`` with this episode's colours and light factor."""
+        light = float(rng.uniform(*self.light_scale)) * base.light_scale
+        if rng.random() >= self.colour_share:
+            return replace(base, light_scale=light)
+        table, floor, thing = (self._colour(rng) for _ in range(3))
+        return replace(
+            base, light_scale=light, table_rgba=(*table, 1.0), background_rgb=floor, object_rgba=(*thing, 1.0)
+        )
+
+    def _colour(self, rng: np.random.Generator) -> RGB:
+        avoid = np.asarray(self.avoid_rgb, dtype=float).reshape(-1, 3)
+        for _ in range(1000):
+            rgb = rng.uniform(0.1, 0.9, 3)
+            if not avoid.size or np.linalg.norm(avoid - rgb, axis=1).min() >= self.avoid_distance:
+                return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+        raise SceneVariationError(f"no colour in RGB [0.1, 0.9] keeps {self.avoid_distance} from avoid_rgb")
 
 
 def _is_number(value: object) -> bool:
