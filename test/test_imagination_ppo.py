@@ -21,7 +21,9 @@ from roboscape_r_ros.config import load_config
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
 from roboscape_r_ros.imagination.reward_sanity import RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.perception.distance import PerceptionConfig
+from roboscape_r_ros.rl.bc import BCConfig, DemoSet, demo_episodes
 from roboscape_r_ros.rl.calibration import imagined_success
+from roboscape_r_ros.rl.distil import DistilConfig, train_distil
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
 from roboscape_r_ros.rl.train import PolicyTrainConfig, run_imagination_ppo
@@ -79,10 +81,8 @@ def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
     assert imagined_after["success"] > imagined_before["success"] + 0.3
 
 
-def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
-    dataset, run, root = toy_run
-    out = root / "policy"
-    cfg = load_config(
+def tiny_train_config(dataset, run, out, *overrides: str) -> PolicyTrainConfig:
+    return load_config(
         PolicyTrainConfig,
         "policy",
         "tiny",
@@ -102,9 +102,15 @@ def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
             "imagination.reward.perception.backend=ssim",
             "calibration_episodes=8",
             "sim.env.max_steps=7",
+            *overrides,
         ],
     )
-    result = run_imagination_ppo(cfg, progress=False)
+
+
+def test_train_imagination_runs_bc_then_ppo_and_writes_its_summary(toy_run):
+    dataset, run, root = toy_run
+    out = root / "policy"
+    result = run_imagination_ppo(tiny_train_config(dataset, run, out), progress=False)
     path = result.checkpoint
     assert path == out / "imagination.safetensors" and (out / "bc.safetensors").is_file()
     assert ImagePolicy.load(path, action_dim=2, image_size=32)
@@ -145,3 +151,38 @@ def test_reward_sanity_on_held_out_toy_demos(toy_run):
     assert demo["final_alignment_auroc"] > 0.8  # and it tells successful from failed episodes
     assert row["done_fired_on_success"] > 0.8 and abs(row["fire_offset_median"]) <= 1  # done fires at success
     assert row["false_fire_rate"] < 0.3
+
+
+def test_imagine_filter_distil_clones_the_accepted_imagined_episodes_and_solves_the_real_toy(toy_run):
+    """The second learner, with no demos in its batches: only imagined episodes that the done head
+    accepted teach the policy, and that alone takes it from failing to solving the real toy."""
+    dataset, run, _ = toy_run
+    cfg = ImaginationConfig(
+        world_model=str(run), goal="demo", num_envs=16, max_steps=6, context_frames=1, reward=REWARD
+    )
+    env, _ = make_imagination_env(cfg)
+    torch.manual_seed(0)
+    policy = ImagePolicy(PolicyConfig(image_size=32, action_dim=2, channels=[16, 32], hidden=64, init_log_std=-0.5))
+    before = real_success(policy)
+    demos = DemoSet(dataset, demo_episodes(dataset), chunk=1, goal="episode_end", seed=0)
+    bc = BCConfig(lr=3e-3, batch_size=64)
+    history = train_distil(policy, env, demos, DistilConfig(rounds=6, episodes=64, steps=100, demo_share=0.0), bc)
+    after = real_success(policy)
+    imagined = [h["distil/imagined_success"] for h in history]
+    print(f"imagined success per round {imagined}, real success {before:.2f} -> {after:.2f}")
+    assert all(h["distil/kept_decisions"] > 0 for h in history)
+    assert imagined[-1] > imagined[0] + 0.3
+    assert after >= 0.6 and after > before + 0.4
+
+
+def test_train_imagination_with_the_distil_learner_writes_its_summary(toy_run):
+    dataset, run, root = toy_run
+    out = root / "distil"
+    cfg = tiny_train_config(
+        dataset, run, out, "learner=distil", "distil.rounds=2", "distil.episodes=4", "distil.steps=2"
+    )
+    run_imagination_ppo(cfg, progress=False)
+    summary = json.loads((out / "imagination.json").read_text())
+    assert summary["kind"] == "imagination-distil" and [c["round"] for c in summary["curve"]] == [1, 2]
+    assert summary["imagined_steps"]["world_model_steps"] == summary["final"]["decisions"] >= 2 * 4
+    assert summary["imagined_success"]["trained"]["episodes"] == 8

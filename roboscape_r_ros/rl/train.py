@@ -11,6 +11,7 @@ wall time and environment steps) beside the checkpoints (bc.json, ppo.json, imag
 returns a PolicyTrainResult (``PolicyTrainResult.load`` reads it back from the folder).
 Imagination PPO uses the same policy, BC and PPO configs with the imagination env in place of the
 sim env; its summary counts imagined world-model steps and the control steps they stand for.
+``learner=distil`` trains in the same env with imagine-filter-distil (rl/distil.py) instead of PPO.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from typing import Any, Literal
 
 import torch
 
-from roboscape_r_ros.config import option, to_dict
+from roboscape_r_ros.config import ConfigError, option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.distributed import ranks, sum_metrics
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import ImaginationConfig, make_imagination_env
-from roboscape_r_ros.rl.bc import BCConfig, train_bc
+from roboscape_r_ros.rl.bc import BCConfig, DemoSet, demo_episodes, train_bc
 from roboscape_r_ros.rl.calibration import imagined_success
+from roboscape_r_ros.rl.distil import DistilConfig, train_distil
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import RESUME_FILE as PPO_RESUME_FILE
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
@@ -58,6 +60,12 @@ class PolicyTrainConfig:
         ImaginationConfig(),
         help="imagination env: world model, context episodes, goals, step cap, endogenous reward (train-imagination)",
     )
+    learner: Literal["ppo", "distil"] = option(
+        "ppo",
+        help="train-imagination's learner: PPO on the endogenous reward, or imagine-filter-distil (rl/distil.py: "
+        "clone the imagined episodes the done signal accepts)",
+    )
+    distil: DistilConfig = option(DistilConfig(), help="imagine-filter-distil (learner=distil)")
     init: str = option("", help="start PPO from this policy checkpoint instead of running BC first")
     calibration_episodes: int = option(
         64,
@@ -237,6 +245,12 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
                 if log is not None:
                     log(step, stats)
 
+            if cfg.learner == "distil":
+                if ranks().world_size > 1:
+                    raise ConfigError("learner=distil runs in one process (not under torchrun)")
+                dataset = EpisodeDataset.open(cfg.bc.dataset)
+                demos = DemoSet(dataset, demo_episodes(dataset), cfg.policy.chunk, cfg.bc.goal, cfg.bc.seed)
+                return train_distil(policy, env, demos, cfg.distil, cfg.bc, with_counts, progress)
             return train_ppo(policy, env, cfg.ppo, with_counts, progress, run_dir)
 
         history = _logged(run_dir, "imagination", train)
@@ -250,7 +264,7 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
         }
         new_world_steps = steps["world_model_steps"] - offset["world_model_steps"]
         summary = {
-            "kind": "imagination-ppo",
+            "kind": f"imagination-{cfg.learner}",
             "world_model": str(wm_run.checkpoint),
             "init": str(init),
             "env": env.describe() | {"num_envs": cfg.imagination.num_envs, "processes": ranks().world_size},
@@ -270,11 +284,14 @@ def run_imagination_ppo(cfg: PolicyTrainConfig, progress: bool = True) -> Policy
                     k: h[k]
                     for k in (
                         "iteration",
+                        "round",
                         "imagined/world_model_steps",
                         "wall_s",
                         "episode/return",
                         "episode/success",
                         "episode/length",
+                        "distil/imagined_success",
+                        "distil/kept_decisions",
                     )
                     if k in h
                 }
