@@ -21,12 +21,12 @@ from roboscape_r_ros.config import load_config
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
 from roboscape_r_ros.imagination.reward_sanity import RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.perception.distance import PerceptionConfig
-from roboscape_r_ros.rl.bc import BCConfig, DemoSet, demo_episodes
+from roboscape_r_ros.rl.bc import BCConfig, DemoSet, demo_episodes, train_bc
 from roboscape_r_ros.rl.calibration import imagined_success
 from roboscape_r_ros.rl.distil import DistilConfig, train_distil
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
-from roboscape_r_ros.rl.train import PolicyTrainConfig, run_imagination_ppo
+from roboscape_r_ros.rl.train import PolicyTrainConfig, imagined_successes, run_imagination_ppo
 
 # r = -D + 10 [done >= 0.9]: with the paper's positive per-step term (offset 0), PPO's truncation
 # bootstrap values never finishing above the bonus (see imagination/reward.py)
@@ -186,3 +186,23 @@ def test_train_imagination_with_the_distil_learner_writes_its_summary(toy_run):
     assert summary["kind"] == "imagination-distil" and [c["round"] for c in summary["curve"]] == [1, 2]
     assert summary["imagined_steps"]["world_model_steps"] == summary["final"]["decisions"] >= 2 * 4
     assert summary["imagined_success"]["trained"]["episodes"] == 8
+
+
+def test_imagined_success_counts_done_endings_even_when_training_does_not_end_on_them(toy_run, tmp_path):
+    dataset, run, _ = toy_run
+    torch.manual_seed(0)
+    policy = ImagePolicy(PolicyConfig(image_size=32, action_dim=2, channels=[8, 8], hidden=32))
+    train_bc(policy, dataset, BCConfig(steps=150, batch_size=32, lr=3e-3), progress=False)  # one that succeeds
+    init = policy.save(tmp_path / "start.safetensors")
+    rates = {
+        flag: imagined_successes(
+            tiny_train_config(
+                dataset, run, tmp_path, f"imagination.terminate_on_done={flag}", "calibration_episodes=32"
+            ),
+            init,
+            policy,
+            frame_skip=1,
+        )["trained"]["success"]
+        for flag in ("true", "false")
+    }
+    assert rates["true"] == rates["false"] > 0

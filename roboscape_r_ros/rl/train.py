@@ -189,8 +189,15 @@ def _mean_return(history: list[dict[str, float]], part: slice) -> float | None:
 
 def imagined_successes(cfg: PolicyTrainConfig, init: Path, trained: ImagePolicy, frame_skip: int) -> dict[str, Any]:
     """The success the world model imagines for the start policy and the trained one, in episodes that
-    begin where real ones begin and last as long as a sim episode (``sim.env.max_steps`` control steps)."""
-    env_cfg = replace(cfg.imagination, start_fraction=0.0, max_steps=math.ceil(cfg.sim.env.max_steps / frame_skip))
+    begin where real ones begin and last as long as a sim episode (``sim.env.max_steps`` control steps).
+    An imagined success is an episode the done signal ends, so episodes end on it even where training
+    ran with ``terminate_on_done=false``."""
+    env_cfg = replace(
+        cfg.imagination,
+        start_fraction=0.0,
+        max_steps=math.ceil(cfg.sim.env.max_steps / frame_skip),
+        terminate_on_done=True,
+    )
     env, _ = make_imagination_env(env_cfg, cfg.device, action_dim=cfg.policy.action_dim)
     try:
         start = ImagePolicy.load(init, device=cfg.device)
