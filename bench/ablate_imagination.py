@@ -1,8 +1,8 @@
 """Ablations on a finished `roboscape-r demo` run: each variant changes some of the demo's settings,
-retrains only what they touch (PPO in imagination; when a `policy.bc.*` or `policy.policy.*` key changes,
-BC and the sim-PPO baseline from it too, so every compared policy gets the same start), and is evaluated on the
-demo's own evaluation episodes. Episodes are seeded by their identity, so each
-variant is paired with the demo's policies without evaluating those again.
+retrains only what they touch (PPO in imagination; when `bc_dataset` or a `policy.bc.*` or
+`policy.policy.*` key changes, BC and the sim-PPO baseline from it too, so every compared policy gets
+the same start), and is evaluated on the demo's own evaluation episodes. Episodes are seeded by their
+identity, so each variant is paired with the demo's policies without evaluating those again.
 
     python bench/ablate_imagination.py outputs/demo-small \
         "long: policy.imagination.max_steps=38 policy.imagination.start_fraction=0 policy.imagination.done_steps=1" \
@@ -41,7 +41,7 @@ def run_variant(run: Path, name: str, overrides: list[str], workers: int) -> lis
     imagination, evaluate = configs["imagination"], configs["evaluate"]
     policies = {}
     imagination.output = str(folder / "policy")
-    new_start = any(o.startswith(("policy.bc.", "policy.policy.")) for o in overrides)
+    new_start = any(o.startswith(("policy.bc.", "policy.policy.", "bc_dataset=")) for o in overrides)
     if new_start:
         bc = configs["bc"]
         bc.output = str(folder / "bc")

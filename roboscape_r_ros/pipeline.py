@@ -88,6 +88,11 @@ class DemoConfig:
     policy: PolicyTrainConfig = option(
         PolicyTrainConfig(), help="BC warm start, PPO, imagination env, sim env (paths and the sim env are set here)"
     )
+    bc_dataset: str = option(
+        "",
+        help="BC clones this dataset's successful episodes instead of the run's (more or scene-diverse scripted "
+        "demos: collect scene_draws.*); BC is the start of every compared policy, so all of them get it",
+    )
     baseline_budget: Literal["control_steps", "decisions"] = option(
         "control_steps",
         help="sim-PPO budget: imagination's imagined control steps (world-model steps x frame_skip) or its decisions",
@@ -143,7 +148,7 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
     world_model.dataset, world_model.run, world_model.threads = str(dataset), str(wm_run), cfg.threads
 
     policy = copy.deepcopy(cfg.policy)
-    policy.bc.dataset, policy.threads = str(dataset), cfg.threads
+    policy.bc.dataset, policy.threads = cfg.bc_dataset or str(dataset), cfg.threads
     policy.imagination.world_model, policy.imagination.dataset = str(wm_run), str(dataset)
     policy.sim.env = copy.deepcopy(cfg.collect.env)
     if policy.sim.goal == "demo":
@@ -367,7 +372,8 @@ def budget_table(cfg: DemoConfig, configs: dict[str, object]) -> list[str]:
     rows = [
         "| policy | trained in | environment steps | decisions | wall time |",
         "|---|---|---|---|---|",
-        f"| bc | {configs['bc'].bc.steps} gradient steps on the dataset's successful episodes | 0 | 0 | "
+        f"| bc | {configs['bc'].bc.steps} gradient steps on the successful episodes of {configs['bc'].bc.dataset} "
+        "| 0 | 0 | "
         f"{_minutes(bc.wall_s)} |",
     ]
     imagined = [(OURS, "imagination", "")]

@@ -244,3 +244,16 @@ def test_an_ablation_retrains_what_its_overrides_touch_and_is_paired_with_the_de
     assert {(r.task, r.scene, r.seed, r.episode, r.reset_seed) for r in ablation} == demo_keys
     report = (out / "ablations/ablations.md").read_text()
     assert "### Relative improvement of no-shift\n" in report and "| no-shift |" in report
+
+
+def test_bc_dataset_gives_every_compared_policy_the_same_other_demos(tmp_path):
+    """The pipeline owns policy.bc.dataset: a user's policy.bc.dataset is replaced by the run's, and
+    bc_dataset is the way to give BC (the start of bc, imagination-PPO and sim-PPO) other demos."""
+    demos = str(tmp_path / "demos")
+    ignored = stage_configs(
+        load_config(DemoConfig, "demo", "tiny", [f"output={tmp_path}", f"policy.bc.dataset={demos}"])
+    )
+    assert ignored["bc"].bc.dataset == str(tmp_path / "dataset")
+    configs = stage_configs(load_config(DemoConfig, "demo", "tiny", [f"output={tmp_path}", f"bc_dataset={demos}"]))
+    assert {configs[stage].bc.dataset for stage in ("bc", "imagination", "sim_ppo")} == {demos}
+    assert configs["imagination"].imagination.dataset == str(tmp_path / "dataset")  # the world model's own
