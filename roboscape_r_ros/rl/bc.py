@@ -227,16 +227,31 @@ def train_bc(
     )
     for step in bar:
         obs, target = train.sample(cfg.batch_size, shard)  # {[B,H,W,3]}, [B,K,A]
-        obs = random_colour(random_shift(obs, cfg.shift, aug_rng), cfg.colour, aug_rng)
-        obs = {k: v.to(policy.device) for k, v in obs.items()}
-        loss = ((actor_mean(obs) - target.to(policy.device)) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        loss = clone_step(actor_mean, optimizer, obs, target, cfg, aug_rng, policy.device)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             measure(step, mean_metrics({"loss": loss.item()})["loss"])
             bar.set_postfix(loss=f"{history[-1]['bc/loss']:.4f}")
     return history
+
+
+def clone_step(
+    mean: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    obs: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    cfg: BCConfig,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """One behaviour-cloning step on a batch (``obs`` {[B,H,W,3]}, ``target`` [B,K,A]): ``cfg``'s shift and
+    colour augmentation, then the squared error of the mean action chunk; returns the loss."""
+    obs = random_colour(random_shift(obs, cfg.shift, rng), cfg.colour, rng)
+    obs = {k: v.to(device) for k, v in obs.items()}
+    loss = ((mean(obs) - target.to(device)) ** 2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 def _config(policy: ImagePolicy, cfg: BCConfig) -> dict:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.imagination.env import ImaginationEnv
-from roboscape_r_ros.rl.bc import BCConfig, DemoSet, random_colour, random_shift
+from roboscape_r_ros.rl.bc import BCConfig, DemoSet, clone_step
 from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.rl.vec import obs_to_tensors
 
@@ -111,12 +111,7 @@ def train_distil(
                 pick = torch.from_numpy(rng.integers(len(kept.action), size=bc.batch_size - from_demos))
                 obs = {key: torch.cat([obs[key], getattr(kept, key)[pick]]) for key in ("image", "goal")}
                 target = torch.cat([target, kept.action[pick]])  # [B,K,A]
-                obs = random_colour(random_shift(obs, bc.shift, rng), bc.colour, rng)
-                obs = {key: v.to(policy.device) for key, v in obs.items()}
-                step_loss = ((policy.mean(obs) - target.to(policy.device)) ** 2).mean()
-                optimizer.zero_grad()
-                step_loss.backward()
-                optimizer.step()
+                step_loss = clone_step(policy.mean, optimizer, obs, target, bc, rng, policy.device)
             loss = step_loss.item()
         stats = {
             "round": float(k),
