@@ -7,6 +7,8 @@ Each case runs in its own fresh process (so its peak resident memory is its own)
              (MaskGIT decoding + KV cache + frame decode), B environment steps per model step;
              then the same loop with the endogenous reward r = (1 - D(frame, goal)) + 10 [done >= 0.9]
              computed in it: D = effnet perceptual distance, batched, the goal embedding cached once.
+             Once per --inference setting (world_model.InferenceConfig overrides: MaskGIT iterations,
+             precision), the reward under the same precision, as the imagination env runs it.
 
 Ratios are imagined env-steps/s over the simulator's rendered steps/s. One world-model step stands
 for `frame_skip` control steps (4 in the small preset): `control_step_ratio` counts that in.
@@ -15,6 +17,9 @@ Peak memory: ru_maxrss of the case's process (after the loop without reward, the
     python bench/bench_imagination.py                      # tiny + small, batches 1, 16, 64
     python bench/bench_imagination.py --presets cpu --batches 64 --seconds 5
     python bench/bench_imagination.py --world-model outputs/runs/wm3_cpu --batches 64   # trained weights
+    python bench/bench_imagination.py --world-model outputs/runs/wm3_w4 --batches 64 --reward-resolutions 64 \
+        --seconds 30 --inference "" --inference decode_steps=1 --inference precision=bfloat16 \
+        --inference decode_steps=1,precision=bfloat16                   # each speed lever, side by side
 """
 
 from __future__ import annotations
@@ -72,13 +77,14 @@ def case_sim(seconds: float) -> dict:
     }
 
 
-def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[int]) -> dict:
+def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[int], inference: str) -> dict:
     import numpy as np
     import torch
 
     from roboscape_r_ros.config import load_config
     from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
     from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
+    from roboscape_r_ros.world_model.config import InferenceConfig
 
     base = peak_rss_mb()
     torch.manual_seed(0)
@@ -88,6 +94,7 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
     else:
         cfg = load_config(WorldModelConfig, "world_model", preset, [f"image_size={SIZE}", "action_dim=4"])
         wm = WorldModel(cfg).eval()
+    wm.configure(load_config(InferenceConfig, "", None, [o for o in inference.split(",") if o]))
     rng = np.random.default_rng(0)
     c = cfg.context_length - 1
     frames = rng.integers(0, 256, (batch, c, SIZE, SIZE, 3), dtype=np.uint8)
@@ -102,6 +109,7 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
         count, elapsed = timed(imagine, seconds)
     out = {
         "preset": preset,
+        "inference": {"decode_steps": cfg.dynamics.decode_steps, "precision": wm.precision},
         "batch": batch,
         "frame_skip": cfg.frame_skip,
         "params_m": sum(p.numel() for p in wm.parameters()) / 1e6,
@@ -115,14 +123,16 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
     goal = rng.integers(0, 256, (1, SIZE, SIZE, 3), dtype=np.uint8)
     for resolution in resolutions:
         distance = make_distance(PerceptionConfig(backend="effnet", resolution=resolution))
-        with torch.inference_mode():
+        with torch.inference_mode(), wm.autocast():
             goal_embedding = distance.embed(goal)  # cached: the goal is fixed for the episode
 
-            def rewarded(distance=distance, goal_embedding=goal_embedding):
-                frame, done = imagine()
+        def rewarded(distance=distance, goal_embedding=goal_embedding):
+            frame, done = imagine()
+            with wm.autocast():
                 d = distance.compare(distance.embed(frame), goal_embedding)
-                return (1 - d) + 10.0 * (done >= cfg.done_threshold).float()
+            return (1 - d.float()) + 10.0 * (done >= cfg.done_threshold).float()
 
+        with torch.inference_mode():
             count, elapsed = timed(rewarded, seconds)
         out["with_reward"][f"effnet@{resolution}"] = {
             "steps_per_s": batch * count / elapsed,
@@ -133,11 +143,12 @@ def case_world_model(preset: str, batch: int, seconds: float, resolutions: list[
     return out
 
 
-def run_case(case: list[str], args: argparse.Namespace) -> dict:
-    """One measurement in a fresh process, with the options that shape it (its time, threads, reward sizes)."""
+def run_case(case: list[str], args: argparse.Namespace, inference: str = "") -> dict:
+    """One measurement in a fresh process, with the options that shape it (its time, threads, reward sizes,
+    inference setting)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, "--case", *case, "--threads", str(args.threads), "--seconds", str(args.seconds)]
-    cmd += ["--reward-resolutions", args.reward_resolutions]
+    cmd += ["--reward-resolutions", args.reward_resolutions, "--inference", inference]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{done.stderr[-3000:]}")
@@ -160,9 +171,16 @@ def main(argv: list[str] | None = None) -> None:
         default="128,64",
         help="effnet input sides of the reward (128 = the reward's default; 64 = no upsampling)",
     )
+    parser.add_argument(
+        "--inference",
+        action="append",
+        help="world_model.InferenceConfig overrides of one setting, comma-separated (e.g. decode_steps=1,"
+        "precision=bfloat16); repeat for several, each measured in turn ('' = as trained, the default)",
+    )
     parser.add_argument("--case", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(RESULTS), help="JSON file written besides stdout ('' = none)")
     args = parser.parse_args(argv)
+    args.inference = args.inference or [""]
     resolutions = [int(r) for r in args.reward_resolutions.split(",") if r]
     if args.case is not None:  # a child process: one measurement, JSON on the last stdout line
         import torch
@@ -171,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.case[0] == "sim":
             result = case_sim(args.seconds)
         else:
-            result = case_world_model(args.case[0], int(args.case[1]), args.seconds, resolutions)
+            result = case_world_model(args.case[0], int(args.case[1]), args.seconds, resolutions, args.inference[0])
         print(json.dumps(result))
         return
 
@@ -181,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     models = [str(Path(args.world_model) / "world_model.safetensors")] if args.world_model else args.presets.split(",")
     for preset in models:
         label = Path(preset).parent.name if args.world_model else preset
-        for batch in (int(b) for b in args.batches.split(",")):
-            r = run_case([preset, str(batch)], args)
+        for batch, inference in ((int(b), i) for b in args.batches.split(",") for i in args.inference):
+            r = run_case([preset, str(batch)], args, inference)
             r["ratio_to_sim"] = r["steps_per_s"] / sim["steps_per_s"]
             r["control_step_ratio"] = r["ratio_to_sim"] * r["frame_skip"]
             for reward in r["with_reward"].values():
@@ -190,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
                 reward["control_step_ratio"] = reward["ratio_to_sim"] * r["frame_skip"]
             rows.append(r)
             print(
-                f"{label:>6} batch {batch:>3}: {r['steps_per_s']:8.1f} imagined steps/s "
+                f"{label:>6} batch {batch:>3} {inference or 'as trained':>36}: "
+                f"{r['steps_per_s']:8.1f} imagined steps/s "
                 f"({r['ratio_to_sim']:.2f}x sim), with reward "
                 + ", ".join(
                     f"{k} {v['steps_per_s']:.1f}/s ({v['ratio_to_sim']:.2f}x)" for k, v in r["with_reward"].items()

@@ -21,6 +21,8 @@ same step timed without it.
 
     python bench/profile_world_model.py                                  # JSON + markdown in bench/results/
     python bench/profile_world_model.py --world-model outputs/runs/wm3_w4 --steps 5 --machine-note quiet
+    python bench/profile_world_model.py --world-model outputs/runs/wm3_w4 --workloads imagine \
+        --inference decode_steps=1,precision=bfloat16          # the imagine step with the speed levers
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.profiling import PREFIX, label
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
+from roboscape_r_ros.world_model.config import InferenceConfig
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.train import MODEL_FILE, to_device
 
@@ -133,7 +136,7 @@ def imagine_step(model: WorldModel, batch: int, resolution: int) -> Callable[[],
     def step() -> None:
         with label("imagine.world_model"):
             holder["state"], frame, done = model.step(holder["state"], torch.rand(batch, ACTIONS) * 2 - 1)
-        with label("imagine.reward"):
+        with label("imagine.reward"), model.autocast():  # as the imagination env runs it
             reward(frame, done)
 
     return step
@@ -262,6 +265,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per workload (after one warm-up)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
+        "--workloads", default="train_tokenizer,train_action,imagine", help="which workloads, comma-separated"
+    )
+    parser.add_argument(
+        "--inference",
+        default="",
+        help="world_model.InferenceConfig overrides of the imagine workload, comma-separated "
+        "(e.g. decode_steps=1,precision=bfloat16)",
+    )
+    parser.add_argument(
         "--machine-note",
         default="shared with other jobs: absolute times are noisy, read the shares",
         help="what else ran on the machine (goes into the output)",
@@ -271,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     model = build_model(args)
+    model.configure(load_config(InferenceConfig, "", None, [o for o in args.inference.split(",") if o]))
     workloads = {
         "train_tokenizer": (
             f"one tokenizer-stage step, batch {args.train_batch} frames",
@@ -287,7 +300,10 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     out = {}
-    for name, (what, make_step) in workloads.items():  # one at a time: each sets what trains
+    chosen = args.workloads.split(",")
+    if unknown := sorted(set(chosen) - set(workloads)):
+        parser.error(f"unknown workloads {unknown}; known: {', '.join(workloads)}")
+    for name, (what, make_step) in ((n, workloads[n]) for n in chosen):  # one at a time: each sets what trains
         print(f"profiling {name}: {what}", file=sys.stderr, flush=True)
         out[name] = {"what": what, **profile_workload(make_step(), args.steps)}
     result = {
@@ -305,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": (
             f"{args.world_model or 'random weights, world_model preset ' + args.preset + ' ' + ' '.join(HEADLINE)}; "
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-            f"{model.cfg.dynamics.decode_steps} MaskGIT iterations"
+            f"imagining with {model.cfg.dynamics.decode_steps} MaskGIT iterations in {model.precision}"
         ),
         "workloads": out,
     }

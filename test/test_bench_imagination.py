@@ -1,6 +1,6 @@
 """bench/bench_imagination.py hands its options to the processes that measure: each figure was timed for
-the 4-second default whatever `--seconds` asked. No timing here: the measuring functions are replaced by
-recorders and each child process runs in this one."""
+the 4-second default whatever `--seconds` asked; each --inference setting is its own measurement. No timing
+here: the measuring functions are replaced by recorders and each child process runs in this one."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def load_bench():
     return module
 
 
-def test_seconds_and_reward_resolutions_reach_every_measurement(tmp_path, monkeypatch):
+def test_seconds_reward_resolutions_and_inference_reach_every_measurement(tmp_path, monkeypatch):
     bench = load_bench()
     measured = []
 
@@ -28,8 +28,8 @@ def test_seconds_and_reward_resolutions_reach_every_measurement(tmp_path, monkey
         measured.append(("sim", seconds, None))
         return {"steps_per_s": 100.0, "peak_rss_mb": 1.0}
 
-    def case_world_model(preset, batch, seconds, resolutions):
-        measured.append((f"{preset}@{batch}", seconds, resolutions))
+    def case_world_model(preset, batch, seconds, resolutions, inference):
+        measured.append((f"{preset}@{batch}/{inference}", seconds, resolutions))
         reward = {f"effnet@{r}": {"steps_per_s": 50.0, "peak_rss_mb": 1.0} for r in resolutions}
         return {"steps_per_s": 200.0, "frame_skip": 4, "with_reward": reward}
 
@@ -51,8 +51,9 @@ def test_seconds_and_reward_resolutions_reach_every_measurement(tmp_path, monkey
     with redirect_stdout(io.StringIO()):
         bench.main(
             ["--presets", "cpu", "--batches", "1,64", "--seconds", "31.5", "--reward-resolutions", "64"]
-            + ["--output", str(output)]
+            + ["--inference", "", "--inference", "decode_steps=1,precision=bfloat16", "--output", str(output)]
         )
-    assert measured == [("sim", 31.5, None), ("cpu@1", 31.5, [64]), ("cpu@64", 31.5, [64])]
+    fast = "decode_steps=1,precision=bfloat16"
+    assert measured == [("sim", 31.5, None)] + [(f"cpu@{b}/{i}", 31.5, [64]) for b in (1, 64) for i in ("", fast)]
     rows = json.loads(output.read_text())["world_model"]
-    assert [list(r["with_reward"]) for r in rows] == [["effnet@64"], ["effnet@64"]]
+    assert [list(r["with_reward"]) for r in rows] == [["effnet@64"]] * 4

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from roboscape_r_ros.config import load_config
+from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.perception.metrics import psnr
 from roboscape_r_ros.world_model import (
     CheckpointError,
@@ -26,7 +27,8 @@ from roboscape_r_ros.world_model import (
     train_tokenizer,
 )
 from roboscape_r_ros.world_model.checkpoint import save_tensors
-from roboscape_r_ros.world_model.dynamics import two_stream_mask
+from roboscape_r_ros.world_model.config import InferenceConfig
+from roboscape_r_ros.world_model.dynamics import attend, two_stream_mask
 from roboscape_r_ros.world_model.tokenizer import hold_static_tokens
 
 SIZE, SQUARE, GRID, MAX_LEN = 32, 8, 4, 16
@@ -137,6 +139,56 @@ def test_prediction_uses_the_action(trained):
     print(f"next-frame PSNR: predicted {pred_db:.1f} dB, copy-last {copy_db:.1f} dB, negated action {wrong_db:.1f} dB")
     assert pred_db > copy_db + 4
     assert pred_db > wrong_db + 3
+
+
+def test_faster_inference_settings_keep_the_prediction(trained):
+    """One MaskGIT iteration in bf16 (InferenceConfig) still predicts the moved frame from the action; the state
+    stays float32 and the done probability a float32 in [0, 1]."""
+    wm, _, _ = trained
+    batch = next(windows(make_episodes(100, 5), wm.cfg.context_length, 256, 5))
+    frames, actions = torch.as_tensor(batch["frames"]), torch.as_tensor(batch["actions"])
+    moved = (frames[:, -1] != frames[:, -2]).flatten(1).any(1)
+    context, target = frames[moved, :-1], frames[moved, -1]
+    as_trained = wm.cfg.dynamics.decode_steps
+    db = {}
+    try:
+        for name, setting in {
+            "as trained": InferenceConfig(),
+            "fast": InferenceConfig(decode_steps=1, precision="bfloat16"),
+        }.items():
+            wm.configure(setting)
+            state, predicted, done = wm.step(wm.encode_context(context, actions[moved, :-2]), actions[moved, -2])
+            db[name] = psnr(predicted, target).mean().item()
+            assert (
+                state.kv.dtype == torch.float32 and done.dtype == torch.float32 and 0 <= done.min() <= done.max() <= 1
+            )
+    finally:
+        wm.configure(InferenceConfig(decode_steps=as_trained, precision="float32"))
+    copy_db = psnr(context[:, -1], target).mean().item()
+    print(f"next-frame PSNR: as trained {db['as trained']:.1f} dB, fast {db['fast']:.1f} dB, copy-last {copy_db:.1f}")
+    assert db["fast"] > copy_db + 4 and db["fast"] > db["as trained"] - 1.0
+    with pytest.raises(ConfigError, match="decode_steps"):
+        InferenceConfig(decode_steps=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_paths_match_fused_attention(dtype):
+    """attend's own paths (one frame over a cache; bf16 on a CPU) compute what SDPA computes, masks included."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(6, 2, 3, 8, dtype=dtype) for _ in range(3))
+    mask = torch.rand(6, 1, 3, 3) > 0.3
+    mask |= torch.eye(3, dtype=torch.bool)  # every query sees at least itself
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    assert torch.allclose(attend(q, k, v, mask).float(), expected, atol=tolerance)
+    past = torch.randn(6, 2, 4, 8), torch.randn(6, 2, 4, 8)  # a cache of 4 frames, float32 as State holds it
+    q1, k1, v1 = (x[:, :, :1].float() for x in (q, k, v))
+    cache_mask = torch.rand(6, 1, 1, 5) > 0.3
+    cache_mask[..., -1] = True
+    expected = F.scaled_dot_product_attention(
+        q1, torch.cat([past[0], k1], 2), torch.cat([past[1], v1], 2), attn_mask=cache_mask
+    )
+    assert torch.allclose(attend(q1, k1, v1, cache_mask, past), expected, atol=1e-5)
 
 
 def test_done_head_separates_end_frames_from_early_frames(trained):

@@ -49,6 +49,7 @@ from roboscape_r_ros.imagination.goals import (
     model_goal_bank,
 )
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
+from roboscape_r_ros.world_model.config import InferenceConfig
 from roboscape_r_ros.world_model.model import WorldModel
 
 MODEL_FILE, SPLIT_FILE = "world_model.safetensors", "split.json"
@@ -98,6 +99,7 @@ class ImaginationConfig:
         "episodes (held-out by default) replayed with their recorded actions",
     )
     reward: RewardConfig = option(RewardConfig(), help="endogenous reward")
+    inference: InferenceConfig = option(InferenceConfig(), help="how the world model imagines (speed settings)")
     seed: int = option(0, help="seed of the context and goal draws (reset(seed=...) overrides it)")
 
     def __post_init__(self) -> None:
@@ -219,6 +221,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
         where: str = "the world model",
     ):
         self.cfg, self.wm = cfg, wm.eval()
+        wm.configure(cfg.inference)
         self.device = wm.device
         check_world_model(wm, dataset, where)
         self.num_envs, self.action_dim = cfg.num_envs, wm.cfg.action_dim
@@ -363,7 +366,8 @@ class ImaginationEnv(gym.vector.VectorEnv):
         self.state = state if self.state is None or b == self.num_envs else self.state.replace(rows, state)
         goal = self.goals.frames[self.goals.draw(pool_rows, self.rng)]  # [b,H,W,3]
         self.goal[rows] = goal
-        self.reward_fn.set_goals(rows, goal)
+        with self.wm.autocast():
+            self.reward_fn.set_goals(rows, goal)
         self.image[rows] = frames[:, -1]
         self.steps[rows] = 0
         self.done_streak[rows] = 0
@@ -419,8 +423,9 @@ class ImaginationEnv(gym.vector.VectorEnv):
             done = done.float()
             self.done_streak = torch.where(active, (self.done_streak + 1) * (done >= threshold), self.done_streak)
             confirmed = self.done_streak >= self.cfg.done_steps
-            terms = self.reward_fn(frame, done, fired=confirmed)
-            step_reward = terms.reward
+            with self.wm.autocast():
+                terms = self.reward_fn(frame, done, fired=confirmed)
+            step_reward = terms.reward.float()
             if self.uncertainty_reference is not None:
                 step_reward = step_reward - self.cfg.uncertainty_penalty * (entropy - self.uncertainty_reference).clamp(
                     min=0

@@ -39,6 +39,7 @@ from roboscape_r_ros.imagination.errors import ImaginationError
 from roboscape_r_ros.imagination.goals import model_goal_bank
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.stats import auroc, spearman
+from roboscape_r_ros.world_model.config import InferenceConfig
 from roboscape_r_ros.world_model.model import WorldModel
 
 GOAL_SOURCES = ("goal_model", "demo")
@@ -58,6 +59,9 @@ class RewardSanityConfig:
     device: str = option("cpu", help="torch device")
     threads: int = option(0, help="torch CPU threads (0: torch's default)")
     seed: int = option(0, help="seed of the demo-goal choice")
+    inference: InferenceConfig = option(
+        InferenceConfig(), help="how the world model imagines goals and the reward's perceptual network runs"
+    )
     progress: bool = option(True, help="show a progress bar")
 
     def __post_init__(self) -> None:
@@ -168,9 +172,10 @@ def reward_sanity(
             else:
                 goal, fired_goal, goal_step = imagined[e]
                 note = {"goal_fired": fired_goal, "goal_step": goal_step}
-            terms = reward.score(frames, goal, done)
-            alignment = terms.alignment.cpu().numpy()
-            total = terms.reward.cpu().numpy()
+            with wm.autocast():
+                terms = reward.score(frames, goal, done)
+            alignment = terms.alignment.float().cpu().numpy()
+            total = terms.reward.float().cpu().numpy()
             entry = {
                 **note,
                 "alignment": alignment.round(4).tolist(),
@@ -340,6 +345,7 @@ def run_reward_sanity(cfg: RewardSanityConfig) -> RewardSanityResult:
     start = time.perf_counter()
     run = resolve_world_model(cfg.run)
     wm = WorldModel.from_checkpoint(run.checkpoint, device=cfg.device)
+    wm.configure(cfg.inference)
     dataset_path = cfg.dataset or (run.split or {}).get("dataset", "")
     if not dataset_path:
         raise ImaginationError(f"{run.checkpoint}: no dataset given and no {SPLIT_FILE} names one (set dataset=...)")

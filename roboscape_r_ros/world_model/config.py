@@ -6,8 +6,9 @@ Defaults are the `small` preset (CPU demo); presets/world_model/{tiny,base,paper
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from roboscape_r_ros.config import option
+from roboscape_r_ros.config import ConfigError, option
 
 
 @dataclass
@@ -83,3 +84,21 @@ class WorldModelConfig:
     dynamics: DynamicsConfig = option(DynamicsConfig(), help="spatial-temporal transformer of both world models")
     text: TextConfig = option(TextConfig(), help="instruction encoder of the goal world model")
     train: TrainConfig = option(TrainConfig(), help="optimisation")
+
+
+@dataclass
+class InferenceConfig:
+    """How a loaded world model imagines: a setting of the command that runs it, not of its checkpoint."""
+
+    decode_steps: int = option(
+        0, help="MaskGIT iterations per imagined frame (0: the checkpoint's setting); each costs one transformer pass"
+    )
+    precision: Literal["float32", "bfloat16"] = option(
+        "float32",
+        help="bfloat16: imagination (and the imagined reward's perceptual network) under bf16 autocast, fast on CPUs "
+        "with avx512_bf16 or AMX and on CUDA, slow elsewhere; real frames' token ids stay float32",
+    )
+
+    def __post_init__(self) -> None:
+        if self.decode_steps < 0:
+            raise ConfigError(f"decode_steps must be >= 0, got {self.decode_steps}")

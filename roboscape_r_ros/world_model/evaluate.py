@@ -66,6 +66,7 @@ from roboscape_r_ros.perception.metrics import psnr, ssim
 from roboscape_r_ros.runs import RunError, RunFolder
 from roboscape_r_ros.stats import auroc, roc_curve
 from roboscape_r_ros.world_model.command import resolve_device
+from roboscape_r_ros.world_model.config import InferenceConfig
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
 from roboscape_r_ros.world_model.model import WorldModel
@@ -98,7 +99,7 @@ class EvaluateWMConfig:
     )
     perception: PerceptionConfig = option(PerceptionConfig(), help="perceptual distance of the report")
     batch_size: int = option(64, help="windows imagined at once")
-    decode_steps: int = option(0, help="MaskGIT iterations per imagined frame (0: the checkpoint's setting)")
+    inference: InferenceConfig = option(InferenceConfig(), help="how the world model imagines (speed settings)")
     goal_max_steps: int = option(0, help="goal-model imagination cap in steps (0: longest held-out success + 4)")
     examples: int = option(4, help="successful held-out episodes in the real | dreamed | goal GIF")
     sheet_steps: int = option(8, help="world-model steps imagined under each held action of the controllability sheet")
@@ -159,11 +160,7 @@ class Evaluation:
         self.device = resolve_device(cfg.device)
         self.checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else self.run.file(MODEL_FILE)
         self.model = WorldModel.from_checkpoint(self.checkpoint, self.device)
-        if cfg.decode_steps < 0:
-            raise ConfigError(f"decode_steps must be >= 0, got {cfg.decode_steps}")
-        if cfg.decode_steps:
-            for dynamics in (self.model.dynamics, self.model.goal.dynamics):
-                dynamics.cfg.decode_steps = cfg.decode_steps  # both share the config object
+        self.model.configure(cfg.inference)
         mc = self.model.cfg
         if self.dataset.image_shape != (mc.image_size, mc.image_size, 3):
             raise ConfigError(
@@ -586,7 +583,8 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
         f"Checkpoint `{m['checkpoint']}`; dataset `{m['dataset']}`; scored: {m['episodes_scored']} "
         f"({m['held_out_kinds']}). Model: {m['model']['params_m']:.2f}M parameters, {m['model']['image_size']}px "
         f"frames, {m['model']['context_length'] - 1} context frames, one step = {m['model']['frame_skip']} control "
-        f"steps, {m['model']['decode_steps']} MaskGIT decoding steps per frame. Perceptual distance: "
+        f"steps, {m['model']['decode_steps']} MaskGIT decoding steps per frame in {m['model']['precision']}. "
+        "Perceptual distance: "
         f"**{m['perceptual_backend']}** ({m['perceptual_note']}). "
         f"Evaluation took {m['seconds']:.0f} s on {m['device']}.",
         "",
@@ -821,6 +819,7 @@ def run_evaluate_wm(cfg: EvaluateWMConfig) -> WorldModelEvaluation:
             "context_length": mc.context_length,
             "frame_skip": mc.frame_skip,
             "decode_steps": mc.dynamics.decode_steps,
+            "precision": ev.model.precision,
         },
         "perceptual_backend": backend,
         "perceptual_note": {

@@ -1,6 +1,7 @@
 """WorldModel: the one API that imagination, the reward and the nodes use.
 
     wm = WorldModel.from_checkpoint("run/world_model.safetensors")
+    wm.configure(InferenceConfig(decode_steps=1, precision="bfloat16"))  # optional: faster imagination
     state = wm.encode_context(frames, actions)          # uint8 [B,T,H,W,3], float [B,T-1,A]
     state, frame, done = wm.step(state, action)          # float [B,A] -> uint8 [B,H,W,3], [B]
     goals = wm.imagine_goal(first_frames, instructions)  # GoalImagination
@@ -22,7 +23,7 @@ from torch import nn
 from roboscape_r_ros.config import ConfigError, from_dict
 from roboscape_r_ros.world_model.checkpoint import CheckpointError, check_state_dict, load_tensors, save_tensors
 from roboscape_r_ros.world_model.conditioning import ActionEncoder
-from roboscape_r_ros.world_model.config import WorldModelConfig
+from roboscape_r_ros.world_model.config import InferenceConfig, WorldModelConfig
 from roboscape_r_ros.world_model.dynamics import Dynamics, State
 from roboscape_r_ros.world_model.goal_model import GoalImagination, GoalModel
 from roboscape_r_ros.world_model.tokenizer import Tokenizer, hold_static_tokens, to_uint8
@@ -49,6 +50,17 @@ class WorldModel(nn.Module):
         self.actions = ActionEncoder(cfg.action_dim, cfg.dynamics.dim)
         self.dynamics = Dynamics(cfg.dynamics, vocab, n_tokens, cfg.context_length)
         self.goal = GoalModel(cfg, vocab, n_tokens)
+        self.precision = "float32"
+
+    def configure(self, inference: InferenceConfig) -> None:
+        """Imagine with `inference`'s MaskGIT iteration count (both world models) and precision."""
+        if inference.decode_steps:
+            self.cfg.dynamics.decode_steps = inference.decode_steps  # the config object both dynamics share
+        self.precision = inference.precision
+
+    def autocast(self) -> torch.autocast:
+        """The context imagination runs in: bf16 autocast when configured with precision bfloat16."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     @property
     def device(self) -> torch.device:
@@ -76,7 +88,8 @@ class WorldModel(nn.Module):
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """token ids [...,N] -> uint8 frames [...,H,W,3]."""
-        return to_uint8(self.tokenizer.decode(tokens.reshape(*tokens.shape[:-1], self.grid, self.grid)))
+        with self.autocast():
+            return to_uint8(self.tokenizer.decode(tokens.reshape(*tokens.shape[:-1], self.grid, self.grid)))
 
     # -- imagination -------------------------------------------------------------------------
     @torch.no_grad()
@@ -93,7 +106,8 @@ class WorldModel(nn.Module):
             )
         keep = min(frames.shape[1], self.dynamics.capacity)
         tokens = self.window_tokens(frames[:, -keep:])  # [B,T',N]
-        state, _ = self.dynamics.prefill(tokens, self.actions.context(actions[:, actions.shape[1] - keep + 1 :]))
+        with self.autocast():
+            state, _ = self.dynamics.prefill(tokens, self.actions.context(actions[:, actions.shape[1] - keep + 1 :]))
         return state
 
     @torch.no_grad()
@@ -105,8 +119,9 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def imagine(self, state: State, actions) -> Imagined:
         """`step` with the model's own uncertainty about the frame: its token entropy in [0, 1]."""
-        cond = self.actions.next(self._tensor(actions, torch.float32))
-        state, tokens, done_logit, entropy = self.dynamics.predict_next(state, cond)
+        with self.autocast():
+            cond = self.actions.next(self._tensor(actions, torch.float32))
+            state, tokens, done_logit, entropy = self.dynamics.predict_next(state, cond)
         return Imagined(state, self.decode(tokens), torch.sigmoid(done_logit), entropy)
 
     @torch.no_grad()
