@@ -9,6 +9,9 @@ in_process  the dreamer's own world-model runner (runtime.inference, opened as t
             `auto` opens it: ONNX Runtime where the run was exported, else torch) stepping one environment from a
             real-sized context, back to back, for --seconds.
 
+The launcher's torch threads per node are the nodes' `threads` parameter (1); in process, torch's default.
+
+    make colcon && source install/setup.bash    # ros2 launch needs the built package (README: Tests, launch)
     python bench/bench_launch_imagination.py --world-model outputs/runs/wm3_w4     # JSON: stdout, bench/results/
     python bench/bench_launch_imagination.py --world-model outputs/runs/wm3_w4 --launcher roboscape-r
 """
@@ -16,6 +19,7 @@ in_process  the dreamer's own world-model runner (runtime.inference, opened as t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -49,7 +53,15 @@ def in_process_rate(checkpoint: Path, seconds: float) -> dict:
         state, _, _ = runner.step(state, rng.uniform(-1, 1, (1, A)).astype(np.float32))
         steps += 1
     elapsed = time.perf_counter() - start
-    return {"runtime": runner.runtime, "steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed}
+    import torch
+
+    return {
+        "runtime": runner.runtime,
+        "torch_threads": torch.get_num_threads(),
+        "steps": steps,
+        "seconds": elapsed,
+        "steps_per_s": steps / elapsed,
+    }
 
 
 def launch_command(launcher: str, world_model: Path, extra: list[str]) -> list[str]:
@@ -73,18 +85,21 @@ def launch_command(launcher: str, world_model: Path, extra: list[str]) -> list[s
 
 def launched_rate(cmd: list[str], env: dict, domain: int, warmup: float, seconds: float) -> dict:
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from roboscape_r_ros.msg import Action, Reward
 
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    with tempfile.TemporaryDirectory() as elsewhere:  # a lab starts it from its own folder, not the repository
-        proc = subprocess.Popen(
-            cmd, cwd=elsewhere, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    elsewhere = tempfile.TemporaryDirectory()  # a lab starts it from its own folder, not the repository
+    log = open(Path(elsewhere.name) / "launch.log", "w+")  # noqa: SIM115 (closed with the folder)
+    proc = subprocess.Popen(
+        cmd, cwd=elsewhere.name, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("bench_outside_subscriber", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
     counting = {"on": False}
     steps, rewarded, actions, holds = set(), set(), [0], [0]
 
@@ -101,29 +116,33 @@ def launched_rate(cmd: list[str], env: dict, domain: int, warmup: float, seconds
             actions[0] += 1
             holds[0] += msg.source.startswith("hold")
 
-    node.create_subscription(Reward, f"/{NAMESPACE}/done", on_done, qos_profile_sensor_data)
-    node.create_subscription(Reward, f"/{NAMESPACE}/reward", on_reward, qos_profile_sensor_data)
-    node.create_subscription(Action, f"/{NAMESPACE}/action", on_action, qos_profile_sensor_data)
+    outside = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)  # deep: no drop while this spins
+    node.create_subscription(Reward, f"/{NAMESPACE}/done", on_done, outside)
+    node.create_subscription(Reward, f"/{NAMESPACE}/reward", on_reward, outside)
+    node.create_subscription(Action, f"/{NAMESPACE}/action", on_action, outside)
     try:
         end_warmup = time.monotonic() + warmup
         while time.monotonic() < end_warmup:
-            rclpy.spin_once(node, timeout_sec=0.05)
+            executor.spin_once(timeout_sec=0.05)
         if proc.poll() is not None:
             raise SystemExit(f"the launcher exited during the warm-up:\n{Path(log.name).read_text()[-3000:]}")
         counting["on"], start = True, time.monotonic()
         while time.monotonic() - start < seconds:
-            rclpy.spin_once(node, timeout_sec=0.05)
+            executor.spin_once(timeout_sec=0.05)
         elapsed = time.monotonic() - start
         counting["on"] = False
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
     text = Path(log.name).read_text()
+    log.close()
+    elsewhere.cleanup()
     return {
         "seconds": elapsed,
         "imagined_steps": len(steps),
@@ -145,6 +164,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="counted seconds of each measurement")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds the launched graph runs before counting")
     parser.add_argument("--domain", type=int, default=150 + os.getpid() % 60, help="ROS_DOMAIN_ID of the graph")
+    parser.add_argument("--output", default="", help="also write the JSON here (e.g. docs/results/...)")
     parser.add_argument("extra", nargs="*", help="more launch arguments (ros2: name:=value; roboscape-r: key=value)")
     args = parser.parse_args()
     run = Path(args.world_model).resolve()
@@ -155,7 +175,7 @@ def main() -> None:
     cmd = launch_command(args.launcher, run, args.extra)
     launched = launched_rate(cmd, env, args.domain, args.warmup, args.seconds)
     in_process = in_process_rate(checkpoint, args.seconds)
-    publish(
+    report = publish(
         "bench_launch_imagination",
         {
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
@@ -166,6 +186,8 @@ def main() -> None:
             "launched_over_in_process": launched["steps_per_s"] / in_process["steps_per_s"],
         },
     )
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ defaults (the nodes' own declaration of them is checked under ROS in test_launch
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -80,3 +83,21 @@ def test_build_makes_lists_tuples_and_refuses_a_value_outside_the_choices():
     assert built == Example(mode="b", size=4, names=("x", "y"), inner=Inner(on=True), copied=0)
     with pytest.raises(ParameterError, match="mode 'c' is not one of a, b"):
         build(Example, {**values, "mode": "c"})
+
+
+@pytest.mark.parametrize("torch_first", [True, False])
+def test_a_node_runs_its_networks_on_the_threads_parameter(torch_first):
+    """Every network node calls limit_threads(threads) at start: with torch already imported (dreamer) and before
+    (the expert backend imports it later, if at all). Two nodes with two spinning threads each on 2 cores made
+    the imagination graph 5x slower."""
+    assert {"threads"} <= {s.name for s in parameter_specs(DreamerParams)} & {
+        s.name for s in parameter_specs(RewardPublisherParams)
+    } & {s.name for s in parameter_specs(PolicyControllerParams)}
+    code = (
+        ("import torch; " if torch_first else "")
+        + "from roboscape_r_ros.nodes.node_tools import limit_threads; limit_threads(1); import torch; "
+        + "print(torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -63,6 +63,7 @@ from roboscape_r_ros.nodes.node_tools import (
     StartupError,
     ThrottledWarnings,
     declare_parameters,
+    limit_threads,
     publish_estop_released,
     rgb8_image,
     serve_reload,
@@ -92,10 +93,11 @@ class Dreamer(Node):
     def __init__(self) -> None:
         super().__init__("dreamer")
         self.params = p = declare_parameters(self, DreamerParams)
+        limit_threads(p.threads)
         if not p.world_model:
             raise StartupError("dreamer: no world model given: set world_model (a train-wm run folder or .safetensors)")
         try:
-            self.wm, run = load_world_model(p.world_model, p.device, p.runtime)
+            self.wm, run = load_world_model(p.world_model, p.device, p.runtime, p.threads)
             n = len(p.action_names)
             self.spec = ActionSpec(p.action_names, p.action_units, p.action_scale, (-1.0,) * n, (1.0,) * n)
             if n != self.wm.cfg.action_dim:
@@ -134,7 +136,8 @@ class Dreamer(Node):
 
     def reload(self) -> str:
         """The checkpoint at world_model, checked now and handed to the mode (which swaps it in when it may)."""
-        wm, run = load_replacement(self.wm, self.params.world_model, self.params.device, self.params.runtime)
+        p = self.params
+        wm, run = load_replacement(self.wm, p.world_model, p.device, p.runtime, p.threads)
         return self.mode.replace(wm, run.checkpoint)
 
     def check(self, msg: Action) -> np.ndarray | None:

@@ -4,6 +4,7 @@ dataclasses, throttled logs and drops, rgb8 images, hot reload of a model file, 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -71,6 +72,17 @@ _ARRAY_TYPES = {
     int: Parameter.Type.INTEGER_ARRAY,
     bool: Parameter.Type.BOOL_ARRAY,
 }
+
+
+def limit_threads(threads: int) -> None:
+    """torch's CPU threads in this node process (threads_parameter; 0: leave its default)."""
+    if threads <= 0:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:  # not imported yet (expert and random backends): read when it is
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def declare_parameters(node: Node, cls: type[T]) -> T:

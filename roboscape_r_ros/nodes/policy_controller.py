@@ -78,6 +78,7 @@ from roboscape_r_ros.nodes.node_tools import (
     StartupError,
     ThrottledWarnings,
     declare_parameters,
+    limit_threads,
     serve_reload,
     spin,
     stamp_ns,
@@ -99,10 +100,18 @@ class PolicyController(Node):
     def __init__(self) -> None:
         super().__init__("policy_controller")
         self.params = p = declare_parameters(self, PolicyControllerParams)
+        limit_threads(p.threads)
         try:
             self.spec, self.safety = startup_check(p)
             options = BackendOptions(
-                self.spec, p.task, p.seed, p.checkpoint, p.device, p.sample_actions or p.learning.enabled, p.runtime
+                self.spec,
+                p.task,
+                p.seed,
+                p.checkpoint,
+                p.device,
+                p.sample_actions or p.learning.enabled,
+                p.runtime,
+                p.threads,
             )
             self.backend = make_backend(p.backend, options)
             self.updates = self._background_updates() if p.learning.enabled else None

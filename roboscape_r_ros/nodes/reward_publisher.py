@@ -41,6 +41,7 @@ from roboscape_r_ros.nodes.node_tools import (
     StartupError,
     ThrottledWarnings,
     declare_parameters,
+    limit_threads,
     rgb8_image,
     spin,
     stamp_ns,
@@ -59,6 +60,7 @@ class RewardPublisher(Node):
     def __init__(self) -> None:
         super().__init__("reward_publisher")
         self.params = p = declare_parameters(self, RewardPublisherParams)
+        limit_threads(p.threads)
         if not p.world_model and (p.goal_source == "instruction" or p.done_source == "model"):
             raise StartupError(
                 f"reward_publisher: goal_source={p.goal_source} and done_source={p.done_source} need a "

@@ -26,7 +26,7 @@ import numpy as np
 from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec, metaworld_action_spec
 from roboscape_r_ros.runtime.controller_rules import TrajectoryController
 from roboscape_r_ros.runtime.ood_guard import OodGuardParams
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.runtime.parameters import parameter, threads_parameter
 from roboscape_r_ros.runtime.safety import Watchdog, WorkspaceLimits, is_stale, stamp_age
 
 _SAWYER = metaworld_action_spec()
@@ -58,6 +58,7 @@ class PolicyControllerParams:
         "", "learned backend: a policy .safetensors checkpoint or its .onnx export (unused by expert and random)"
     )
     device: str = parameter("cpu", "inference device of a learned backend")
+    threads: int = threads_parameter()
     runtime: Literal["torch", "onnx", "auto"] = parameter(
         "auto", "learned backend's inference runtime: torch, onnx (ONNX Runtime) or auto (by the checkpoint's suffix)"
     )

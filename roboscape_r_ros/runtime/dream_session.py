@@ -43,7 +43,7 @@ from roboscape_r_ros.imagination.env import WorldModelRun, check_world_model, co
 from roboscape_r_ros.perception.metrics import psnr
 from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
 from roboscape_r_ros.runtime.inference import Runtime, WorldModelRunner, open_world_model_runner, world_model_runtime
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.runtime.parameters import parameter, threads_parameter
 from roboscape_r_ros.world_model.dynamics import State
 from roboscape_r_ros.world_model.model import WorldModel
 
@@ -59,6 +59,7 @@ class DreamerParams:
         "", "world-model run folder (world_model.safetensors + split.json) or a .safetensors checkpoint"
     )
     device: str = parameter("cpu", "inference device of the world model")
+    threads: int = threads_parameter()
     runtime: Literal["torch", "onnx", "auto"] = parameter(
         "auto",
         "torch (the checkpoint), onnx (ONNX Runtime over the pieces `roboscape-r export world_model=` wrote into "
@@ -110,13 +111,13 @@ class DreamError(RoboscapeError, ValueError):
 
 
 def load_world_model(
-    path: str | Path, device: str = "cpu", runtime: Runtime = "torch"
+    path: str | Path, device: str = "cpu", runtime: Runtime = "torch", threads: int = 0
 ) -> tuple[WorldModel | WorldModelRunner, WorldModelRun]:
     """A run folder or checkpoint file -> (model in eval mode, run); RoboscapeError names the file. Runtime
     onnx (or auto, where the run was exported) gives a WorldModelRunner over the exported pieces instead."""
     run = resolve_world_model(path)
     if world_model_runtime(run.checkpoint, runtime) == "onnx":
-        return open_world_model_runner(run.checkpoint, "onnx", device), run
+        return open_world_model_runner(run.checkpoint, "onnx", device, threads), run
     return WorldModel.from_checkpoint(run.checkpoint, device=device), run
 
 
@@ -133,10 +134,10 @@ REFUSED = "reload refused, the old world model keeps running"
 FITS = ("image_size", "action_dim", "frame_skip", "context_length")  # what a replacement must share
 
 
-def load_replacement(running, path: str | Path, device: str = "cpu", runtime: Runtime = "torch"):
+def load_replacement(running, path: str | Path, device: str = "cpu", runtime: Runtime = "torch", threads: int = 0):
     """(world model, run) at ``path`` if it can replace ``running`` in a live graph, else DreamError (one line)."""
     try:
-        wm, run = load_world_model(path, device, runtime)
+        wm, run = load_world_model(path, device, runtime, threads)
     except RoboscapeError as err:
         raise DreamError(f"{REFUSED}: {err}") from None
     differ = [f"{k} {getattr(wm.cfg, k)} (running: {getattr(running.cfg, k)})" for k in FITS

@@ -58,7 +58,9 @@ class LearnedPolicy(PolicyBackend):
                 self.policy = ImagePolicy.load(options.checkpoint, action_dim=options.spec.dim, device=device)
                 torch.manual_seed(options.seed)
             else:
-                self.runner = open_policy_runner(options.checkpoint, options.runtime, options.device, options.spec.dim)
+                self.runner = open_policy_runner(
+                    options.checkpoint, options.runtime, options.device, options.spec.dim, options.threads
+                )
         except RoboscapeError as err:
             raise BackendError(f"learned backend: {err}") from None
         cfg = self.policy.cfg if self.sample else self.runner.cfg
@@ -79,7 +81,9 @@ class LearnedPolicy(PolicyBackend):
         if self.sample:
             raise BackendError("sampling and learning mode keep the policy they train: no reload")
         try:
-            runner = open_policy_runner(path, self.options.runtime, self.options.device, self.options.spec.dim)
+            runner = open_policy_runner(
+                path, self.options.runtime, self.options.device, self.options.spec.dim, self.options.threads
+            )
         except RoboscapeError as err:
             raise BackendError(f"reload refused, the old policy keeps running: {err}") from None
         old, new = self.runner.cfg, runner.cfg

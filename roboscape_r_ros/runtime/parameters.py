@@ -34,6 +34,17 @@ def parameter(default: Any, description: str, *, low: float | None = None, high:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def threads_parameter() -> Any:
+    """The CPU threads of a node that runs a network: one definition for every such node."""
+    return parameter(
+        1,
+        "torch and ONNX Runtime CPU threads of this node (1: the nodes of a graph share the cores; more threads "
+        "per node spin against each other: 5x fewer imagined steps a second on 2 cores); 0: the libraries' default",
+        low=0,
+        high=1024,
+    )
+
+
 def inherited(cls: type, name: str, *, low: float | None = None, high: float | None = None) -> Any:
     """A parameter whose default and description are those of field ``name`` of config dataclass ``cls``."""
     source = {f.name: f for f in dataclasses.fields(cls)}[name]

@@ -50,6 +50,7 @@ class BackendOptions:
     device: str = "cpu"
     sample: bool = False  # stochastic backends: draw actions from the policy's distribution, not its mean
     runtime: str = "auto"  # learned backend: torch, onnx or auto (by the checkpoint's suffix); runtime/inference.py
+    threads: int = 0  # ONNX Runtime's intra-op threads (0: its default)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from roboscape_r_ros.imagination.goals import load_goal_image
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.perception.distance import PerceptionConfig, PerceptualBackend
 from roboscape_r_ros.runtime.dream_session import DreamError, check_frame
-from roboscape_r_ros.runtime.parameters import inherited, parameter
+from roboscape_r_ros.runtime.parameters import inherited, parameter, threads_parameter
 from roboscape_r_ros.world_model.model import WorldModel
 
 
@@ -35,6 +35,7 @@ class RewardPublisherParams:
         "goal_source topic/file and done_source topic)",
     )
     device: str = parameter("cpu", "torch device of the world model and the perceptual distance")
+    threads: int = threads_parameter()
     goal_source: Literal["topic", "instruction", "file"] = parameter("instruction", "where the goal frame comes from")
     goal_image_file: str = parameter("", "goal_source=file: an 8-bit RGB PNG/JPEG of the frames' size")
     goal_max_steps: int = parameter(50, "goal_source=instruction: imagined steps at most", low=1, high=10_000)
