@@ -94,6 +94,7 @@ def train_step(model: WorldModel, stage: str, batch_size: int) -> Callable[[], N
     params = list(trained.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
     model.train()
+    autocast = torch.autocast(model.device.type, torch.bfloat16, enabled=cfg.train.cpu_amp)  # as train-wm on a CPU
 
     def step() -> None:
         with label("host.batch"):
@@ -107,7 +108,7 @@ def train_step(model: WorldModel, stage: str, batch_size: int) -> Callable[[], N
             }
         with label("host.to_device"):
             batch = to_device(batch, model.device)
-        with label("train.forward"):
+        with label("train.forward"), autocast:
             if stage == "tokenizer":
                 loss, _ = model.tokenizer.loss(batch["frames"][:, 0])
             else:
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         "--workloads", default="train_tokenizer,train_action,imagine", help="which workloads, comma-separated"
     )
     parser.add_argument(
+        "--cpu-amp", action="store_true", help="train steps under bf16 autocast (model.train.cpu_amp=true)"
+    )
+    parser.add_argument(
         "--inference",
         default="",
         help="world_model.InferenceConfig overrides of the imagine workload, comma-separated "
@@ -283,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     model = build_model(args)
+    model.cfg.train.cpu_amp = args.cpu_amp
     model.configure(load_config(InferenceConfig, "", None, [o for o in args.inference.split(",") if o]))
     workloads = {
         "train_tokenizer": (
@@ -321,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
         "model": (
             f"{args.world_model or 'random weights, world_model preset ' + args.preset + ' ' + ' '.join(HEADLINE)}; "
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-            f"imagining with {model.cfg.dynamics.decode_steps} MaskGIT iterations in {model.precision}"
+            f"training {'under bf16 autocast' if args.cpu_amp else 'in float32'}, imagining with "
+            f"{model.cfg.dynamics.decode_steps} MaskGIT iterations in {model.precision}"
         ),
         "workloads": out,
     }

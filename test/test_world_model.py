@@ -337,3 +337,15 @@ def test_presets_build(preset):
     with torch.device("meta"):
         wm = WorldModel(cfg)
     assert sum(p.numel() for p in wm.parameters()) > 0
+
+
+def test_training_under_cpu_bf16_autocast_learns_and_keeps_float32_weights():
+    """model.train.cpu_amp: the loops run under bf16 autocast on a CPU; weights and optimizer stay float32."""
+    torch.manual_seed(0)
+    wm = WorldModel(tiny_config("train.cpu_amp=true"))
+    T, B = wm.cfg.context_length, wm.cfg.train.batch_size
+    episodes = make_episodes(100, 3)
+    train_tokenizer(wm, windows(episodes, T, B, 0), steps=60, progress=False)
+    history = train_action_model(wm, windows(episodes, T, B, 1), steps=60, progress=False)
+    assert mean(history, "loss", slice(-10, None)) < 0.6 * mean(history, "loss", slice(0, 10))
+    assert all(p.dtype == torch.float32 for p in wm.parameters())

@@ -58,6 +58,11 @@ class TrainConfig:
     action_steps: int = option(5000, help="optimisation steps of the action world model stage")
     goal_steps: int = option(3000, help="optimisation steps of the goal (text) world model stage")
     amp: bool = option(True, help="bf16 autocast when training on CUDA (ignored on CPU)")
+    cpu_amp: bool = option(
+        False,
+        help="bf16 autocast when training on a CPU: about 2x the steps a second on CPUs with avx512_bf16 or AMX at "
+        "the same held-out quality (docs/results/speed_cpu.md), slower on CPUs without them",
+    )
     compile: bool = option(
         False, help="torch.compile each stage's loss (for CUDA; on a CPU it costs ~30 s per stage and gained nothing)"
     )

@@ -136,7 +136,7 @@ def _fit(
     start = _resume(run_dir, stage, model, opt) if run_dir is not None else 0
     rank = ranks()
     stage_loss = data_parallel(trained, torch.compile(loss_fn) if cfg.compile else loss_fn)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp if device.type == "cuda" else cfg.cpu_amp)
     history: list[dict[str, float]] = []
     model.train()
     for step in tqdm(
