@@ -425,7 +425,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
             confirmed = self.done_streak >= self.cfg.done_steps
             with self.wm.autocast():
                 terms = self.reward_fn(frame, done, fired=confirmed)
-            step_reward = terms.reward.float()
+            step_reward = terms.reward
             if self.uncertainty_reference is not None:
                 step_reward = step_reward - self.cfg.uncertainty_penalty * (entropy - self.uncertainty_reference).clamp(
                     min=0

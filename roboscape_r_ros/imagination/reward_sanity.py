@@ -174,8 +174,8 @@ def reward_sanity(
                 note = {"goal_fired": fired_goal, "goal_step": goal_step}
             with wm.autocast():
                 terms = reward.score(frames, goal, done)
-            alignment = terms.alignment.float().cpu().numpy()
-            total = terms.reward.float().cpu().numpy()
+            alignment = terms.alignment.cpu().numpy()
+            total = terms.reward.cpu().numpy()
             entry = {
                 **note,
                 "alignment": alignment.round(4).tolist(),

@@ -237,7 +237,7 @@ class Dynamics(nn.Module):
             changed = (target != tokens[:, :-1])[masked]  # [M] tokens that differ from the previous frame
             weight = 1 + (self.cfg.changed_token_weight - 1) * changed.float()
             ce = (F.cross_entropy(logits, target[masked], reduction="none") * weight).sum() / weight.sum()
-        done_error = (torch.sigmoid(self._done_logit(features[:, :T]).float()) - done) ** 2  # [B,T]
+        done_error = (torch.sigmoid(self._done_logit(features[:, :T])) - done) ** 2  # [B,T]
         if labelled is None:
             done_mse = done_error.mean()
         else:
@@ -260,8 +260,7 @@ class Dynamics(nn.Module):
         pos = torch.arange(T, device=tokens.device)
         mask = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
         features, kvs = self._run(tokens, cond, pos, mask)
-        kv = torch.stack([torch.stack(kv) for kv in kvs]).unflatten(2, (B, N)).float()  # [L,2,B,N,T,D], any autocast
-        return kv, self._done_logit(features)
+        return self._cache(kvs, B, N), self._done_logit(features)
 
     def prefill(self, tokens: torch.Tensor, cond: Condition) -> tuple[State, torch.Tensor]:
         """Context tokens [B,T,N] (1 <= T <= C) -> State and done logits [B,T]."""
@@ -273,6 +272,11 @@ class Dynamics(nn.Module):
         kv = F.pad(kv, (0, 0, pad, 0))  # right-align in C slots
         valid = torch.arange(self.capacity, device=tokens.device).expand(B, -1) >= pad
         return State(kv, valid), done_logits
+
+    @staticmethod
+    def _cache(kvs: list[tuple[torch.Tensor, torch.Tensor]], B: int, N: int) -> torch.Tensor:
+        """Per-layer (k, v) [B*N,F,D] -> the cache's layout, float32 [L,2,B,N,F,D] under any autocast."""
+        return torch.stack([torch.stack(kv) for kv in kvs]).unflatten(2, (B, N)).float()
 
     def _past(self, state: State) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The cache as every pass of one step reads it: per layer, keys rotated to their slots and values."""
@@ -289,7 +293,7 @@ class Dynamics(nn.Module):
         valid = torch.cat([state.valid, torch.ones_like(state.valid[:, :1])], 1)  # [B,C+1]
         mask = valid[:, None, None, :].expand(B, N, 1, C + 1).reshape(B * N, 1, 1, C + 1)
         features, kvs = self._run(tokens[:, None], cond, pos, mask, past)
-        return features, torch.stack([torch.stack(kv) for kv in kvs]).unflatten(2, (B, N)).float()
+        return features, self._cache(kvs, B, N)
 
     def predict_next(self, state: State, cond: Condition) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor]:
         """MaskGIT-decode the next frame (cond for 1 frame) -> new state, tokens [B,N], done logit [B] and
