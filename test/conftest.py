@@ -24,6 +24,15 @@ def ros():
     harness.close()
 
 
+@pytest.fixture(autouse=True)
+def no_dead_dds_ports(request):
+    """Before each ROS test, the Fast DDS shared memory of dead processes is removed (dds_shm.py)."""
+    if request.node.get_closest_marker("ros"):
+        from dds_shm import remove_dead_dds_files
+
+        remove_dead_dds_files()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """One intra-op thread in tests: with two, torch's workers spin against the ROS and render
