@@ -50,6 +50,11 @@ def test_session_is_the_endogenous_reward_of_one_row(run, frames, tmp_path):
         rewards(frames[3][:16])
     goal, _ = rewards.imagine_goal(frames[0], "Reach the blue marker.", max_steps=3)
     assert goal.shape == (32, 32, 3) and np.array_equal(rewards.goal, goal)
+    rewards.set_goal(frames[10])  # an episode from the same context frame gets the goal imagined for it
+    again, _ = rewards.imagine_goal(frames[0].copy(), "Reach the blue marker.", max_steps=3)
+    assert np.array_equal(again, goal) and len(rewards.imagined) == 1
+    rewards.imagine_goal(frames[1], "Reach the blue marker.", max_steps=3)
+    assert len(rewards.imagined) == 2
     # Without a world model: a goal file of any square size; no done head, no goal model.
     path = tmp_path / "goal.png"
     PILImage.fromarray(np.zeros((48, 48, 3), np.uint8)).save(path)

@@ -75,6 +75,11 @@ class RewardPublisher(Node):
                 self.session.set_goal(p.goal_image_file)
         except RoboscapeError as err:
             raise StartupError(f"reward_publisher: {err}") from None
+        if p.goal_source == "instruction" and wm is not None and wm.cfg.train.goal_steps == 0:
+            self.get_logger().warning(
+                "the world model's goal stage was not trained (model.train.goal_steps=0): the goals it imagines "
+                "are not the task's; give a goal on goal_image (goal_source=topic) or goal_source=file"
+            )
         self.warnings = ThrottledWarnings(self, p.warning_period_s)
         self.drops = Drops(self.warnings, "no reward for it")
         self.instruction = ""  # from the instruction topic
