@@ -144,6 +144,7 @@ def launched_rate(cmd: list[str], env: dict, domain: int, warmup: float, seconds
     log.close()
     elsewhere.cleanup()
     return {
+        "warmup_s": warmup,
         "seconds": elapsed,
         "imagined_steps": len(steps),
         "steps_per_s": len(steps) / elapsed,
