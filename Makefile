@@ -2,7 +2,8 @@
 #
 #   make venv     virtual environment: pinned deps, ROS 2 Kilted wheels, our messages, the package
 #   make demo     the main job on the embedded default (see README)
-#   make test     the test suite
+#   make test     the test suite (ruff, mypy, every test)
+#   make test-fast  the tests without ROS processes, slow ones or a GPU (under 2 minutes)
 #   make test-jazzy  the ROS tests (marker `ros`) against ROS 2 Jazzy's wheels, in a second
 #                 environment (VENV_JAZZY)
 #   make launch   the real launch system from ROS2_LAUNCH_SRC (for its tests; not on PyPI)
@@ -44,7 +45,7 @@ ROS2_LAUNCH_SRC ?=
 LAUNCH_STUBS := $(if $(ROS2_LAUNCH_SRC),$(abspath $(ROS2_LAUNCH_SRC))/stubs)
 LAUNCH_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli ros2pkg
 
-.PHONY: venv launch demo test test-ros test-jazzy colcon bench clean
+.PHONY: venv launch demo test test-fast test-ros test-jazzy colcon bench clean
 
 venv: $(VIRTUAL_ENV)/.installed $(VIRTUAL_ENV)/.onnxruntime-$(ONNXRUNTIME)
 
@@ -96,11 +97,16 @@ demo: venv
 # pytest exits 5 when it collected no test: for us that means a broken suite, so it fails loudly.
 pytest = $(PY) -m pytest $(1); rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests: failing"; exit $$rc
 
-# Lint and format check first (seconds), then the suite.
+# Lint, format and type checks first (mypy.ini; about 35 s cold, 20 s cached), then the suite.
 test: venv $(if $(ROS2_LAUNCH_SRC),launch)
 	$(VIRTUAL_ENV)/bin/ruff check .
 	$(VIRTUAL_ENV)/bin/ruff format --check .
+	$(VIRTUAL_ENV)/bin/mypy
 	$(if $(LAUNCH_STUBS),PYTHONPATH=$(LAUNCH_STUBS)$${PYTHONPATH:+:$$PYTHONPATH}) $(call pytest)
+
+# The fast subset while working: no ROS processes, nothing slow, no GPU (under 2 minutes on 2 cores).
+test-fast: venv
+	$(if $(LAUNCH_STUBS),PYTHONPATH=$(LAUNCH_STUBS)$${PYTHONPATH:+:$$PYTHONPATH}) $(call pytest,-m "not ros and not slow and not gpu")
 
 # The tests that start rclpy nodes (conftest.py marks them `ros`); ROS_TEST_ARGS: more pytest options.
 ROS_TEST_ARGS ?=

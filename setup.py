@@ -19,6 +19,11 @@ def console_scripts() -> list[str]:
     return [re.sub(r"\s*=\s*", " = ", line.strip()) for line in lines if line.strip() and not line.startswith("#")]
 
 
+def package_version() -> str:
+    """package.xml's <version> is the one source of the version (ROS's release tools bump it there)."""
+    return re.search(r"<version>([^<]+)</version>", (HERE / "package.xml").read_text()).group(1).strip()
+
+
 def requirements(name: str) -> list[str]:
     lines = (HERE / "requirements" / name).read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
@@ -26,7 +31,7 @@ def requirements(name: str) -> list[str]:
 
 setup(
     name="roboscape-r-ros-py",
-    version="0.1.0",
+    version=package_version(),
     description="RoboScape-R world models and RL in imagination for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",

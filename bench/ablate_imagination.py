@@ -18,11 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from roboscape_r_ros.config import load_config
-from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, stage_configs
-from roboscape_r_ros.rl.evaluate import load_evaluation, run_evaluate
-from roboscape_r_ros.rl.report import calibration_table, success_tables
-from roboscape_r_ros.rl.train import (
+from roboscape_r_ros.commands.demo import DemoConfig, baseline_steps, stage_configs
+from roboscape_r_ros.commands.train_policy import (
     BC_FILE,
     IMAGINATION_FILE,
     POLICY_FILE,
@@ -31,6 +28,9 @@ from roboscape_r_ros.rl.train import (
     run_imagination_ppo,
     run_sim_baseline,
 )
+from roboscape_r_ros.config import load_config
+from roboscape_r_ros.rl.evaluate import load_evaluation, run_evaluate
+from roboscape_r_ros.rl.report import calibration_table, success_tables
 
 
 def run_variant(run: Path, name: str, overrides: list[str], workers: int) -> list[str]:

@@ -27,8 +27,8 @@ import numpy as np
 from bench_loader import EPISODES, SIZE, camera_like_episode, write_dataset
 from bench_results import publish
 
+from roboscape_r_ros.commands.train_wm import TrainWMConfig
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.world_model.command import TrainWMConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -74,8 +74,8 @@ def make_run(folder: Path) -> Path:
 
 def in_process(run: Path, seconds: float, threads: int, reward: bool) -> dict:
     from roboscape_r_ros.imagination.reward import RewardConfig
-    from roboscape_r_ros.runtime.dream_session import ContextPool, DreamSession, load_world_model
-    from roboscape_r_ros.runtime.reward_session import RewardSession
+    from roboscape_r_ros.runtime.sessions.dream_session import ContextPool, DreamSession, load_world_model
+    from roboscape_r_ros.runtime.sessions.reward_session import RewardSession
 
     torch.set_num_threads(threads)
     wm, info = load_world_model(run)

@@ -30,8 +30,8 @@ from bench_results import publish
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from bag_writer import BagWriter  # noqa: E402  (the tests' bag writer)
 
+from roboscape_r_ros.commands.import_bag import ImportBagConfig, run_import_bag  # noqa: E402
 from roboscape_r_ros.config import load_config  # noqa: E402
-from roboscape_r_ros.data.bag_import import ImportBagConfig, run_import_bag  # noqa: E402
 
 WIDTH, HEIGHT, CAMERA_HZ, JOINT_HZ, EPISODE_S = 640, 480, 30, 200, 10.0
 JOINTS = [f"joint{i}" for i in range(1, 8)]

@@ -5,7 +5,7 @@ policy   rl.policy.ImagePolicy at the demo's size (64x64 frames, convs 32-64-64,
          exported with `roboscape-r export`'s code; one call = the mean action of a batch of frames.
 dreamer  the demo's world model (train-wm's `cpu` preset: 64x64 frames, 8x8 tokens, 4 cached frames,
          dynamics width 96, 4 blocks, 2 MaskGIT passes), exported with `roboscape-r export world_model=`'s
-         code, run through runtime.inference's world-model runners as the dreamer runs them:
+         code, run through runtime.inference.runners's world-model runners as the dreamer runs them:
            imagine_step       one world-model step from a state (dynamics step + decode): mode imagine, per action
            shadow_prediction  encode the 4 latest real frames, the context pass, then one step + decode:
                               mode shadow, per prediction (tokenizer encode + dynamics step + decode)
@@ -37,7 +37,7 @@ from roboscape_r_ros.config import load_config
 from roboscape_r_ros.export.policy import export_policy
 from roboscape_r_ros.export.world_model import ONNX_FOLDER, export_world_model
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
-from roboscape_r_ros.runtime.inference import open_policy_runner, open_world_model_runner
+from roboscape_r_ros.runtime.inference.runners import open_policy_runner, open_world_model_runner
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 from roboscape_r_ros.world_model.config import InferenceConfig
 

@@ -79,7 +79,7 @@ def scenario(
     from sensor_msgs.msg import Image
 
     from roboscape_r_ros.msg import Action
-    from roboscape_r_ros.nodes.node_tools import publish_estop_released
+    from roboscape_r_ros.nodes.messaging import publish_estop_released
 
     camera_topic = "image_raw" if through_ingest else "observation"
     procs = [

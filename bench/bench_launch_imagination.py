@@ -5,7 +5,7 @@ launched    `ros2 launch roboscape_r_ros train.launch.py world_model:=<run>` (or
             ROS_DOMAIN_ID, started from a temporary folder. An outside best-effort subscriber in this process
             counts, after --warmup seconds, for --seconds: imagined steps (distinct episode/step pairs on the
             dreamer's `done`), Actions, and the steps that got a Reward (reward_publisher pairs by stamp).
-in_process  the dreamer's own world-model runner (runtime.inference, opened as the dreamer's default runtime
+in_process  the dreamer's own world-model runner (runtime.inference.runners, opened as the dreamer's default runtime
             `auto` opens it: ONNX Runtime where the run was exported, else torch) stepping one environment from a
             real-sized context, back to back, for --seconds.
 
@@ -38,7 +38,7 @@ NAMESPACE = "bench"
 
 
 def in_process_rate(checkpoint: Path, seconds: float) -> dict:
-    from roboscape_r_ros.runtime.inference import open_world_model_runner
+    from roboscape_r_ros.runtime.inference.runners import open_world_model_runner
 
     runner = open_world_model_runner(checkpoint, "auto")
     C, S, A = runner.cfg.context_length - 1, runner.cfg.image_size, runner.cfg.action_dim

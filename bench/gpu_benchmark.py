@@ -41,15 +41,15 @@ from bench_results import publish
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from wm_synthetic import write_dataset  # noqa: E402  (the tests' synthetic dataset)
 
+from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, run_evaluate_wm  # noqa: E402
+from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm  # noqa: E402
 from roboscape_r_ros.config import load_config  # noqa: E402
 from roboscape_r_ros.errors import RoboscapeError  # noqa: E402
 from roboscape_r_ros.export.policy import export_policy  # noqa: E402
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env  # noqa: E402
 from roboscape_r_ros.perception.distance import PerceptionConfig  # noqa: E402
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig  # noqa: E402
-from roboscape_r_ros.runtime.inference import open_policy_runner  # noqa: E402
-from roboscape_r_ros.world_model.command import TrainWMConfig, run_train_wm  # noqa: E402
-from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, run_evaluate_wm  # noqa: E402
+from roboscape_r_ros.runtime.inference.runners import open_policy_runner  # noqa: E402
 
 FULL = {"preset": "base", "scale": 2, "per_kind": 6, "tokenizer_steps": 1000, "action_steps": 1000,
         "batches": [256, 1024], "seconds": 10.0, "calls": 200, "eval_preset": None}  # fmt: skip

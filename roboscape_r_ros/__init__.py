@@ -3,5 +3,3 @@
 # The generated message module (roboscape_r_ros.msg) is installed by CMake into site-packages or a
 # colcon install space; merging package paths lets it import beside a source checkout too.
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
-
-__version__ = "0.1.0"

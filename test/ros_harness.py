@@ -55,7 +55,7 @@ class RosHarness:
     def release_estop(self, topic: str = "estop"):
         """The latched "not engaged" e-stop a sim graph has (sim_bridge's): without a value on estop
         policy_controller sends nothing. Returns the publisher."""
-        from roboscape_r_ros.nodes.node_tools import publish_estop_released
+        from roboscape_r_ros.nodes.messaging import publish_estop_released
 
         return publish_estop_released(self.node, topic)
 

@@ -1,7 +1,7 @@
 """A small rosbag2 of "your own arm", recorded from the sim's own streams: the stand-in for a lab's bag
 in the "your own arm" example (test/test_own_arm.py, docs/your_own_arm.md).
 
-sim_bridge's core (runtime/sim_session.py, Meta-World) driven by its scripted expert, written as the
+sim_bridge's core (runtime/sessions/sim_session.py, Meta-World) driven by its scripted expert, written as the
 topics an arm's graph records: the camera (sensor_msgs/Image rgb8), the arm's state (JointState: the
 Meta-World observation by name, as sim_bridge publishes it), the hand pose (PoseStamped), the commands
 (the package's Action in Meta-World's spec: dx, dy, dz in m x 0.01, gripper; DELTA, 12.5 ms) stamped
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bag_writer import BagWriter
 
-from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
-from roboscape_r_ros.runtime.policies import BackendOptions, ExpertPolicy, PolicyInput
-from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, PERIOD_NS, SimSession
+from roboscape_r_ros.contract.action_spec import metaworld_action_spec
+from roboscape_r_ros.runtime.inference.policies import BackendOptions, ExpertPolicy, PolicyInput
+from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES, PERIOD_NS, SimSession
 
 TOPICS = {
     "camera": "/camera/image_raw",

@@ -1,5 +1,5 @@
 """The worked examples in config/examples/ pass policy_controller's start-up validation, and a copy
-of each with one mistake a lab makes is refused (no ROS: runtime/adapter_config.startup_check)."""
+of each with one mistake a lab makes is refused (no ROS: runtime/gates/adapter_config.startup_check)."""
 
 import re
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime.adapter_config import startup_check
-from roboscape_r_ros.runtime.controller import PolicyControllerParams
-from roboscape_r_ros.runtime.parameters import build, parameter_specs
+from roboscape_r_ros.parameters import build, parameter_specs
+from roboscape_r_ros.runtime.gates.adapter_config import startup_check
+from roboscape_r_ros.runtime.gates.controller import PolicyControllerParams
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "config" / "examples"
 

@@ -31,6 +31,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_collect_then_reload_gives_back_the_same_frames_and_actions(tiny_dataset):
     dataset = EpisodeDataset.open(tiny_dataset)
     cfg = CollectConfig(env=EnvConfig(tasks=["reach-v3"], resolution=32, max_steps=60), episodes_per_task=4)
@@ -77,6 +78,7 @@ def test_bad_collect_options_give_one_clear_line(override, fragments):
     assert_one_line_error(cli("collect", "--preset", "tiny", override, "--print-config"), *fragments)
 
 
+@pytest.mark.slow
 def test_unwritable_output_folder_gives_one_clear_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -87,6 +89,7 @@ def test_missing_dataset_gives_one_clear_line(tmp_path):
     assert_one_line_error(cli("inspect", f"dataset={tmp_path / 'nothing'}"), str(tmp_path / "nothing"))
 
 
+@pytest.mark.slow
 def test_a_killed_collection_leaves_no_dataset_that_loads(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(

@@ -2,8 +2,8 @@
 
 import pytest
 
+from roboscape_r_ros.commands.train_wm import TrainWMConfig
 from roboscape_r_ros.config import ConfigError, load_config
-from roboscape_r_ros.world_model.command import TrainWMConfig
 from roboscape_r_ros.world_model.config import WorldModelConfig
 
 

@@ -1,18 +1,15 @@
 """Adapters a controller accepts (no ROS): the rules of joint_trajectory_controller and MoveIt Servo
-(runtime/controller_rules.py), the joint-space trajectory mapped by name, the start-up refusals of
-policy_controller (runtime/adapter_config.py), joint feedback by name, and workspace limits."""
+(contract/controller_rules.py), the joint-space trajectory mapped by name, the start-up refusals of
+policy_controller (runtime/gates/adapter_config.py), joint feedback by name, and workspace limits."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
-from roboscape_r_ros.runtime.adapter_config import startup_check
-from roboscape_r_ros.runtime.controller import PolicyControllerParams
-from roboscape_r_ros.runtime.controller_rules import (
+from roboscape_r_ros.contract import adapters
+from roboscape_r_ros.contract.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
+from roboscape_r_ros.contract.controller_rules import (
     Servo,
     TrajectoryController,
     TrajectoryPoint,
@@ -21,8 +18,11 @@ from roboscape_r_ros.runtime.controller_rules import (
     trajectory_problem,
     twist_problem,
 )
-from roboscape_r_ros.runtime.feedback import ByName, Fresh, StateRejected
-from roboscape_r_ros.runtime.safety import SafetyConfigError, SafetyFilter, WorkspaceLimits
+from roboscape_r_ros.contract.safety import SafetyConfigError, SafetyFilter, WorkspaceLimits
+from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.runtime.gates.adapter_config import startup_check
+from roboscape_r_ros.runtime.gates.controller import PolicyControllerParams
+from roboscape_r_ros.runtime.gates.feedback import ByName, Fresh, StateRejected
 
 UR5E = (
     "shoulder_pan_joint",

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 BLOCK_ROS = """
@@ -41,6 +43,7 @@ print("IMPORTED", len(imported))
 )
 
 
+@pytest.mark.slow
 def test_core_imports_and_runs_without_rclpy():
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout

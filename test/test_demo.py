@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 from cli_runner import assert_one_line_error, cli
 
+from roboscape_r_ros.commands.demo import DemoConfig, baseline_steps, build_stages, stage_configs, wall_time_decisions
+from roboscape_r_ros.commands.train_policy import PolicyTrainResult
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.pipeline import DemoConfig, baseline_steps, build_stages, stage_configs, wall_time_decisions
 from roboscape_r_ros.rl.evaluate import load_evaluation
-from roboscape_r_ros.rl.train import PolicyTrainResult
+
+# Each test here runs on a model or a run trained for the module (seconds to a minute on 2 cores).
+pytestmark = pytest.mark.slow
 
 STAGES = [
     "collect",

@@ -38,6 +38,7 @@ def dataset(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
 
+@pytest.mark.slow
 def test_two_ranks_follow_one_process_with_the_same_global_batch(dataset, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert cli.main(train_args(dataset, one)) == 0
@@ -58,6 +59,7 @@ def test_two_ranks_follow_one_process_with_the_same_global_batch(dataset, tmp_pa
     assert "x 2 processes (DDP)" in (two / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_resume_after_kill_of_the_whole_group(dataset, tmp_path):
     run = tmp_path / "run"
     args = train_args(dataset, run, "model.train.action_steps=60")
@@ -82,6 +84,7 @@ def test_resume_after_kill_of_the_whole_group(dataset, tmp_path):
     assert {stage: saved_step(run, stage) for stage in STEPS} == {**STEPS, "action": 60}
 
 
+@pytest.mark.slow
 def test_error_on_one_rank_ends_the_group_with_one_line(dataset, tmp_path):
     run = tmp_path / "busy"
     with RunFolder.open(run, lock=True):  # only rank 0 takes the lock: rank 1 alone would go on
@@ -92,6 +95,7 @@ def test_error_on_one_rank_ends_the_group_with_one_line(dataset, tmp_path):
     assert "exitcode  : 2" in err  # torchrun's report of the failed rank
 
 
+@pytest.mark.slow
 def test_error_on_every_rank_is_printed_once(dataset, tmp_path):
     code, _, err = finish(torchrun(*train_args(dataset, tmp_path / "run", "model.train.batch_size=15")), timeout=120)
     assert code != 0
@@ -105,6 +109,7 @@ def bc_args(dataset: Path, output: Path, steps: int) -> list[str]:
     return ["train-bc", "--preset", "tiny", f"bc.dataset={dataset}", f"output={output}", *settings.split()]
 
 
+@pytest.mark.slow
 def test_bc_on_two_ranks_and_resumed_follows_one_process(dataset, tmp_path):
     """One process, 40 steps; against it: 2 ranks for 20 steps, then rerun to 40 (a resume, also on 2 ranks)."""
     one, two = tmp_path / "one", tmp_path / "two"

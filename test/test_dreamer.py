@@ -1,4 +1,4 @@
-"""The dreamer: its rclpy-free core (runtime/dream_session.py) against the WorldModel API, and the node
+"""The dreamer: its rclpy-free core (runtime/sessions/dream_session.py) against the WorldModel API, and the node
 as a real process (imagine: one world-model step per valid Action, reset service; shadow: prediction
 and error beside a stream of real frames; a battery of bad input and bad parameters).
 
@@ -21,7 +21,7 @@ from wm_synthetic import write_dataset
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime.dream_session import (
+from roboscape_r_ros.runtime.sessions.dream_session import (
     Context,
     ContextPool,
     DreamError,
@@ -372,7 +372,7 @@ def bad_replacements(folder: Path, run: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_a_reload_is_refused_unless_it_fits_and_swaps_in_at_the_next_reset(run, wm, tmp_path):
-    from roboscape_r_ros.runtime.dream_session import load_replacement
+    from roboscape_r_ros.runtime.sessions.dream_session import load_replacement
 
     _, info = load_world_model(run)
     session = DreamSession(wm, ContextPool(wm, info), max_steps=10, done_threshold=1.0)
@@ -451,9 +451,10 @@ def test_the_node_refuses_a_bad_reload_keeps_dreaming_and_swaps_a_good_one_at_re
 
 
 # -- runtime onnx ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_exported_pieces_dream_and_shadow_as_torch_does(tmp_path):
     from roboscape_r_ros.export.world_model import export_world_model
-    from roboscape_r_ros.runtime.dream_session import describe
+    from roboscape_r_ros.runtime.sessions.dream_session import describe
 
     run = tiny_run(tmp_path)
     with pytest.raises(RoboscapeError, match="export it: roboscape-r export world_model="):

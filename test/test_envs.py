@@ -159,7 +159,7 @@ def test_a_scene_applied_now_changes_the_next_frame_mid_episode_and_the_expert_s
 
 
 def test_sim_session_refuses_a_scene_the_camera_cannot_see_and_keeps_the_old_one():
-    from roboscape_r_ros.runtime.sim_session import SimSession, parse_scene
+    from roboscape_r_ros.runtime.sessions.sim_session import SimSession, parse_scene
 
     session = SimSession("reach-v3", resolution=32, scene=parse_scene("{table_rgba: [0.1, 0.4, 0.9, 1]}"))
     try:
@@ -251,6 +251,7 @@ def test_a_headless_machine_renders_without_mujoco_gl_exported():
     assert result.returncode == 0 and result.stdout.split() == ["egl", "True"], result.stderr
 
 
+@pytest.mark.slow
 def test_a_gl_backend_that_cannot_start_ends_in_one_line(tmp_path):
     result = subprocess.run(
         [

@@ -61,6 +61,7 @@ def test_outside_scene_adjoins_the_training_range():
     assert fixture.goal_range is None
 
 
+@pytest.mark.slow
 def test_scripted_expert_succeeds_and_random_actions_fail_on_reach():
     cfg = EvaluateConfig(
         expert_actor=True,
@@ -85,6 +86,7 @@ def test_scripted_expert_succeeds_and_random_actions_fail_on_reach():
     assert evaluation.dropped[f"reach-v3 / {IN_DOMAIN}"] == 0  # the expert solves reach in-domain
 
 
+@pytest.mark.slow
 def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
     path = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
     overrides = [
@@ -118,6 +120,7 @@ def test_run_evaluate_writes_a_report_for_a_policy(tmp_path):
         EvaluateConfig(policies=["no-name"])
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_episodes_as_one_process(tmp_path):
     """Sampled policy actions, random actions and expert-checked seeds (with drops, out of range) alike."""
     path = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
@@ -143,6 +146,7 @@ def test_workers_give_the_same_episodes_as_one_process(tmp_path):
     assert alone.episodes == [r for r in serial.episodes if r.scene != IN_DOMAIN and (r.seed, r.episode) == (1, 0)]
 
 
+@pytest.mark.slow
 def test_a_failing_episode_in_a_worker_ends_the_evaluation_in_one_line(tmp_path):
     report = tmp_path / "report.md"
     cfg = EvaluateConfig(

@@ -16,11 +16,14 @@ from toy_world import write_toy_dataset
 from wm_synthetic import train_wm_args, write_dataset
 
 from roboscape_r_ros import cli
+from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, Evaluation
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, Evaluation
 from roboscape_r_ros.world_model.model import WorldModel
 from roboscape_r_ros.world_model.rollout import controllability_sheet, held_actions
+
+# Each test here runs on a model or a run trained for the module (seconds to a minute on 2 cores).
+pytestmark = pytest.mark.slow
 
 SHEET_STEPS = 4
 

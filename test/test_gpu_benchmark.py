@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from cli_runner import REPO
 
 
+@pytest.mark.slow
 def test_dry_run_exercises_every_part(tmp_path):
     out = tmp_path / "gpu_benchmark.json"
     done = subprocess.run(

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from toy_world import render, write_run, write_toy_dataset
 
+from roboscape_r_ros.commands.reward_sanity import sliding_done
+from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, run_imagination_ppo
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
@@ -29,11 +31,9 @@ from roboscape_r_ros.imagination import (
     endogenous_reward,
     make_imagination_env,
 )
-from roboscape_r_ros.imagination.reward_sanity import sliding_done
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
-from roboscape_r_ros.rl.train import PolicyTrainConfig, run_imagination_ppo
 from roboscape_r_ros.rl.vec import check_env
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 

@@ -49,6 +49,7 @@ def saved_iteration(output: Path) -> int:
     return int(load_tensors(output / RESUME_FILE, ("step",))[1]["step"])
 
 
+@pytest.mark.slow
 def test_two_ranks_train_in_imagination_and_solve_the_real_toy(toy, tmp_path):
     out = tmp_path / "ddp"
     start = time.perf_counter()
@@ -66,6 +67,7 @@ def test_two_ranks_train_in_imagination_and_solve_the_real_toy(toy, tmp_path):
     assert success >= 0.75  # the bar of the one-process test: trained only in imagination, it solves the real toy
 
 
+@pytest.mark.slow
 def test_killed_group_resumes_from_its_last_iteration(toy, tmp_path):
     out = tmp_path / "resumed"
     args = train_args(toy, out, 10, "ppo.checkpoint_every=1")
@@ -97,6 +99,7 @@ def test_killed_group_resumes_from_its_last_iteration(toy, tmp_path):
     assert cli.main([*train_args(toy, out, 12), "imagination.num_envs=8"]) == 2
 
 
+@pytest.mark.slow
 def test_uneven_env_split_is_one_line_from_the_group(toy, tmp_path):
     code, _, err = finish(torchrun(*train_args(toy, tmp_path / "odd", 1, "imagination.num_envs=15")), timeout=120)
     lines = [line for line in err.splitlines() if "roboscape-r train-imagination: error:" in line]

@@ -17,16 +17,16 @@ import pytest
 import torch
 from toy_world import real_success, train_toy_world_model
 
+from roboscape_r_ros.commands.reward_sanity import RewardSanityConfig, run_reward_sanity
+from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, imagined_successes, run_imagination_ppo
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.imagination import ImaginationConfig, RewardConfig, make_imagination_env
-from roboscape_r_ros.imagination.reward_sanity import RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.perception.distance import PerceptionConfig
 from roboscape_r_ros.rl.bc import BCConfig, DemoSet, demo_episodes, train_bc
 from roboscape_r_ros.rl.calibration import imagined_success
 from roboscape_r_ros.rl.distil import DistilConfig, train_distil
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
-from roboscape_r_ros.rl.train import PolicyTrainConfig, imagined_successes, run_imagination_ppo
 
 # r = -D + 10 [done >= 0.9]: with the paper's positive per-step term (offset 0), PPO's truncation
 # bootstrap values never finishing above the bonus (see imagination/reward.py)
@@ -45,6 +45,7 @@ def mean_of(stats, key, part):
     return float(np.mean([s[key] for s in stats[part] if key in s]))
 
 
+@pytest.mark.slow
 def test_ppo_in_imagination_improves_returns_and_solves_the_real_toy(toy_run):
     _, run, _ = toy_run
     cfg = ImaginationConfig(
@@ -153,6 +154,7 @@ def test_reward_sanity_on_held_out_toy_demos(toy_run):
     assert row["false_fire_rate"] < 0.3
 
 
+@pytest.mark.slow
 def test_imagine_filter_distil_clones_the_accepted_imagined_episodes_and_solves_the_real_toy(toy_run):
     """The second learner, with no demos in its batches: only imagined episodes that the done head
     accepted teach the policy, and that alone takes it from failing to solving the real toy."""
@@ -188,6 +190,7 @@ def test_train_imagination_with_the_distil_learner_writes_its_summary(toy_run):
     assert summary["imagined_success"]["trained"]["episodes"] == 8
 
 
+@pytest.mark.slow
 def test_imagined_success_counts_done_endings_even_when_training_does_not_end_on_them(toy_run, tmp_path):
     dataset, run, _ = toy_run
     torch.manual_seed(0)

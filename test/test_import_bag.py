@@ -8,12 +8,12 @@ import pytest
 from bag_writer import BagWriter
 from cli_runner import assert_one_line_error, cli
 
+from roboscape_r_ros.commands.import_bag import ImportBagConfig, run_import_bag
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.data.bag_import import ImportBagConfig, run_import_bag
+from roboscape_r_ros.contract.action_spec import ActionSpec
+from roboscape_r_ros.contract.adapters import Pose, pose_target, quat_from_rpy
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.runtime.action_spec import ActionSpec
-from roboscape_r_ros.runtime.adapters import Pose, pose_target, quat_from_rpy
 
 CAMERA, SIZE = "/camera/image_raw", 16
 
@@ -43,6 +43,7 @@ def frame_indices(frames: np.ndarray) -> list[int]:
     return [int(round(f[0, 0, 0] / 8)) for f in frames]
 
 
+@pytest.mark.slow
 def test_mcap_action_messages_joint_and_pose_states_episode_topic_and_success_topic(tmp_path):
     """Camera at 10 Hz (frames 0..19 at 1.0 + 0.1 i s), Action answering frames 1..19 but 5,
     joint states at 50 Hz offset by 5 ms with a gap, pose with every frame; episode ids and success

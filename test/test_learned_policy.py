@@ -1,4 +1,4 @@
-"""The ``learned`` policy backend (runtime/learned_policy.py) without ROS: checkpoints that cannot be
+"""The ``learned`` policy backend (runtime/inference/learned_policy.py) without ROS: checkpoints that cannot be
 used fail at construction with one clear BackendError, the mean is the default action, sampling keeps
 what PPO needs, frame sizes are checked, chunks are emitted one action per control step."""
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from roboscape_r_ros.contract.action_spec import metaworld_action_spec
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, obs_batch
-from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
-from roboscape_r_ros.runtime.policies import BackendError, BackendOptions, PolicyInput, make_backend
+from roboscape_r_ros.runtime.inference.policies import BackendError, BackendOptions, PolicyInput, make_backend
 
 SPEC = metaworld_action_spec()
 TINY = dict(image_size=16, action_dim=4, channels=[8], hidden=16)
@@ -107,9 +107,9 @@ def test_unusable_checkpoints_fail_at_construction_with_one_clear_error(tmp_path
 
 def test_torch_is_imported_only_when_the_learned_backend_is_selected():
     code = (
-        "import sys, roboscape_r_ros.nodes.policy_controller as n; from roboscape_r_ros.runtime.policies import "
-        "make_backend, "
-        "BackendOptions; from roboscape_r_ros.runtime.action_spec import metaworld_action_spec; "
+        "import sys, roboscape_r_ros.nodes.policy_controller as n; "
+        "from roboscape_r_ros.runtime.inference.policies import make_backend, BackendOptions; "
+        "from roboscape_r_ros.contract.action_spec import metaworld_action_spec; "
         "make_backend('random', BackendOptions(metaworld_action_spec())); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from roboscape_r_ros.contract.action_spec import ActionSpec
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, obs_batch
 from roboscape_r_ros.rl.ppo import PPOConfig
-from roboscape_r_ros.runtime.action_spec import ActionSpec
-from roboscape_r_ros.runtime.learned_policy import Decision
+from roboscape_r_ros.runtime.inference.learned_policy import Decision
+from roboscape_r_ros.runtime.inference.policies import BackendOptions, PolicyInput, make_backend
 from roboscape_r_ros.runtime.learner import Learner, LearnerError
-from roboscape_r_ros.runtime.policies import BackendOptions, PolicyInput, make_backend
 
 TINY = dict(image_size=8, action_dim=2, channels=[8], hidden=16)
 

@@ -85,6 +85,7 @@ def test_channels_first_image_shape_is_understood(tmp_path, episodes):
     np.testing.assert_array_equal(dataset.episode(1).frames, episodes[1]["front"])
 
 
+@pytest.mark.slow
 def test_train_wm_on_a_lerobot_dataset(foreign, tmp_path):
     run = tmp_path / "run"
     args = ["train-wm", "--preset", "tiny", f"dataset={foreign}", f"run={run}", "threads=1", "progress=false"]

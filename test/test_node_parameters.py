@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from roboscape_r_ros.launching import graph
-from roboscape_r_ros.runtime.controller import PolicyControllerParams
-from roboscape_r_ros.runtime.dream_session import DreamerParams
-from roboscape_r_ros.runtime.ingest import CameraIngestParams
-from roboscape_r_ros.runtime.parameters import ParameterError, build, inherited, parameter, parameter_specs
-from roboscape_r_ros.runtime.reward_session import RewardPublisherParams
-from roboscape_r_ros.runtime.sim_session import SimBridgeParams
+from roboscape_r_ros.parameters import ParameterError, build, inherited, parameter, parameter_specs
+from roboscape_r_ros.runtime.gates.controller import PolicyControllerParams
+from roboscape_r_ros.runtime.sessions.dream_session import DreamerParams
+from roboscape_r_ros.runtime.sessions.ingest import CameraIngestParams
+from roboscape_r_ros.runtime.sessions.reward_session import RewardPublisherParams
+from roboscape_r_ros.runtime.sessions.sim_session import SimBridgeParams
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from roboscape_r_ros.runtime.controller import NO_OBSERVATION_WARN_S, DecisionGate, Ready
-from roboscape_r_ros.runtime.stamp_join import Seen, StampJoin
-from roboscape_r_ros.runtime.step_gate import StepGate
+from roboscape_r_ros.runtime.gates.controller import NO_OBSERVATION_WARN_S, DecisionGate, Ready
+from roboscape_r_ros.runtime.gates.stamp_join import Seen, StampJoin
+from roboscape_r_ros.runtime.gates.step_gate import StepGate
 
 
 # -- StepGate --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`roboscape-r export` and the ONNX Runtime path of the inference interface (runtime/inference.py):
+"""`roboscape-r export` and the ONNX Runtime path of the inference interface (runtime/inference/runners.py):
 the exported policy acts as the torch one does, carries its metadata, and bad files or mismatched
 runtimes fail with one line."""
 
@@ -11,13 +11,13 @@ import pytest
 import torch
 from cli_runner import assert_one_line_error, cli
 
+from roboscape_r_ros.contract.action_spec import metaworld_action_spec
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.export.graph import ExportError, sha256
 from roboscape_r_ros.export.policy import export_policy
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyCheckpointError, PolicyConfig, PolicyMismatchError
-from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
-from roboscape_r_ros.runtime.inference import onnx_providers, open_policy_runner
-from roboscape_r_ros.runtime.policies import BackendError, BackendOptions, PolicyInput, make_backend
+from roboscape_r_ros.runtime.inference.policies import BackendError, BackendOptions, PolicyInput, make_backend
+from roboscape_r_ros.runtime.inference.runners import onnx_providers, open_policy_runner
 
 TINY = dict(image_size=16, action_dim=4, chunk=2, channels=[8, 8], hidden=16)
 
@@ -110,6 +110,7 @@ def test_accelerator_providers_are_asked_for_only_on_a_cuda_device_and_only_wher
     assert onnx_providers("cpu", available) == ["CPUExecutionProvider"]
 
 
+@pytest.mark.slow
 def test_the_export_command(exported, tmp_path):
     checkpoint, _ = exported
     done = cli("export", f"policy={checkpoint}", f"output={tmp_path / 'cli.onnx'}")
@@ -119,6 +120,7 @@ def test_the_export_command(exported, tmp_path):
     assert_one_line_error(cli("export"), "export needs policy=")
 
 
+@pytest.mark.slow
 def test_the_export_command_writes_the_output_file_and_nothing_else(exported, tmp_path):
     """A relative checkpoint path crashed (the temporary graph file was named after it); an absolute one left
     <checkpoint>.onnx beside the checkpoint."""
@@ -171,7 +173,7 @@ def test_a_reload_swaps_a_fitting_policy_and_refuses_the_rest_keeping_the_old(ex
 
 
 def test_the_file_watch_fires_once_per_new_file(tmp_path):
-    from roboscape_r_ros.runtime.reload import FileWatch
+    from roboscape_r_ros.runtime.inference.reload import FileWatch
 
     path = tmp_path / "policy.onnx"
     watch = FileWatch(path)

@@ -1,4 +1,4 @@
-"""The out-of-domain guard: its gate (runtime/ood_guard.py) and `roboscape-r calibrate-ood` on a world
+"""The out-of-domain guard: its gate (runtime/gates/ood_guard.py) and `roboscape-r calibrate-ood` on a world
 model trained on the toy grid world, whose shadow-mode error must tell a changed floor colour from
 its own scene."""
 
@@ -11,8 +11,8 @@ import pytest
 from cli_runner import assert_one_line_error, cli
 from toy_world import train_toy_world_model, write_toy_dataset
 
-from roboscape_r_ros.runtime.ood_calibration import CalibrateOodConfig, frames_to_hold, run_calibrate_ood
-from roboscape_r_ros.runtime.ood_guard import OodGate
+from roboscape_r_ros.commands.calibrate_ood import CalibrateOodConfig, frames_to_hold, run_calibrate_ood
+from roboscape_r_ros.runtime.gates.ood_guard import OodGate
 
 
 def test_the_gate_holds_after_a_run_of_high_errors_and_releases_after_a_run_of_low_ones():
@@ -55,6 +55,7 @@ def toy(tmp_path_factory):
     return run, same, floor
 
 
+@pytest.mark.slow
 def test_calibration_separates_a_changed_scene_and_proposes_a_threshold(toy, tmp_path):
     run, same, floor = toy
     cfg = CalibrateOodConfig(
@@ -71,6 +72,7 @@ def test_calibration_separates_a_changed_scene_and_proposes_a_threshold(toy, tmp
     assert "| floor | 24 |" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_bad_calibration_input_is_one_line(toy, tmp_path):
     run, same, _ = toy
     assert_one_line_error(cli("calibrate-ood", f"run={run}"), "needs run=<world model> and in_domain=")

@@ -21,10 +21,13 @@ import yaml
 from cli_runner import assert_one_line_error, cli
 from sim_bag import TOPICS, write_sim_bag
 
+from roboscape_r_ros.contract.action_spec import MODE_NAMES
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.rl.policy import ImagePolicy
-from roboscape_r_ros.runtime.action_spec import MODE_NAMES
 from roboscape_r_ros.world_model.model import WorldModel
+
+# Each test here runs on a model or a run trained for the module (seconds to a minute on 2 cores).
+pytestmark = pytest.mark.slow
 
 
 def run(*args: str, timeout: float = 300) -> str:
@@ -157,8 +160,8 @@ def test_the_deployed_policy_commands_the_sim_arm_with_the_datasets_action_spec(
 def test_deploy_config_fits_another_arms_spec_and_refuses_to_overwrite(tmp_path):
     """A 6-D twist dataset (no limits, no period in its spec): the controller gets its names, units and
     scale, limits -1..1, the dataset's frame period, and max_delta/hold_last of the new size."""
+    from roboscape_r_ros.commands.deploy_config import deploy_parameters, parameters_of, with_values
     from roboscape_r_ros.launching import graph
-    from roboscape_r_ros.launching.deploy_config import deploy_parameters, parameters_of, with_values
 
     info = {
         "fps": 30,

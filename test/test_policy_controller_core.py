@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import (
+from roboscape_r_ros.contract import adapters
+from roboscape_r_ros.contract.action_spec import (
     MODE_ABSOLUTE,
     MODE_DELTA,
     MODE_VELOCITY,
@@ -17,7 +17,8 @@ from roboscape_r_ros.runtime.action_spec import (
     check_command,
     metaworld_action_spec,
 )
-from roboscape_r_ros.runtime.policies import (
+from roboscape_r_ros.contract.safety import SafetyConfigError, SafetyFilter, Watchdog, is_stale
+from roboscape_r_ros.runtime.inference.policies import (
     BackendError,
     BackendOptions,
     PolicyBackend,
@@ -25,7 +26,6 @@ from roboscape_r_ros.runtime.policies import (
     make_backend,
     register_backend,
 )
-from roboscape_r_ros.runtime.safety import SafetyConfigError, SafetyFilter, Watchdog, is_stale
 
 SPEC = metaworld_action_spec()
 GOOD = dict(
@@ -195,7 +195,7 @@ def test_a_new_backend_is_one_registered_class():
 
 
 def test_expert_backend_reaches_success_in_the_sim_session_through_the_safety_filter():
-    from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES, PERIOD_NS, SimSession
+    from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES, PERIOD_NS, SimSession
 
     session = SimSession("reach-v3", resolution=32, seed=0, max_steps=150)
     try:

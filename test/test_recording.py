@@ -1,4 +1,4 @@
-"""camera_ingest's episode recording: the rclpy-free recorder (data/recorder.py) on a scripted stream,
+"""camera_ingest's episode recording: the rclpy-free recorder (runtime/sessions/recording.py) on a scripted stream,
 then sim_bridge + camera_ingest (recording) + policy_controller (Meta-World expert) as real processes:
 the dataset written at Ctrl-C holds each episode's frames with exactly the actions the controller sent,
 the sim's state streams under their names and the physical commands."""
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.data.recorder import EpisodeRecorder, RecordingError
+from roboscape_r_ros.runtime.sessions.recording import EpisodeRecorder, RecordingError
 
 NAMES = ["dx", "dy", "dz", "gripper"]
 
@@ -228,7 +228,7 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
         assert len(episode.frames) == len(episode.actions) == int(ended.group(2)) + 1, (index, ingest_log)
         assert episode.frames.std() > 0 and episode.task == "reach-v3" and episode.kind == "expert"
     # the sim's state streams, under sim_bridge's names, held at each frame (same stamps: age 0)
-    from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES
+    from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES
 
     pose = ["ee_pose.x", "ee_pose.y", "ee_pose.z", "ee_pose.qx", "ee_pose.qy", "ee_pose.qz", "ee_pose.qw"]
     assert dataset.state_names == [f"{n}.pos" for n in METAWORLD_OBS_NAMES] + pose

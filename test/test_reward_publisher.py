@@ -1,4 +1,4 @@
-"""reward_publisher: its core (runtime/reward_session.py) against imagination.reward, and the node as
+"""reward_publisher: its core (runtime/sessions/reward_session.py) against imagination.reward, and the node as
 a real process: a reward per frame stamped like it, every Reward field filled, a text marker, nothing
 without a goal, bad frames and goals dropped with a throttled warning, bad parameters refused."""
 
@@ -13,8 +13,8 @@ from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
 from roboscape_r_ros.perception.distance import PerceptionConfig
-from roboscape_r_ros.runtime.dream_session import DreamError, load_world_model
-from roboscape_r_ros.runtime.reward_session import RewardSession
+from roboscape_r_ros.runtime.sessions.dream_session import DreamError, load_world_model
+from roboscape_r_ros.runtime.sessions.reward_session import RewardSession
 
 SSIM = RewardConfig(perception=PerceptionConfig(backend="ssim"))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, run_sim_baseline
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.data.collect import CollectConfig, run_collect
 from roboscape_r_ros.data.reader import EpisodeDataset
@@ -20,7 +21,6 @@ from roboscape_r_ros.rl.bc import (
     train_bc,
 )
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, PolicyMismatchError
-from roboscape_r_ros.rl.train import PolicyTrainConfig, run_sim_baseline
 
 TINY_POLICY = dict(image_size=32, channels=[16, 32, 32], hidden=128)
 
@@ -105,6 +105,7 @@ def test_bc_refuses_mismatched_sizes_and_datasets_without_demos(tiny_dataset, tm
         train_bc(ImagePolicy(PolicyConfig(**TINY_POLICY)), EpisodeDataset.open(tmp_path / "random"), BCConfig(steps=1))
 
 
+@pytest.mark.slow
 def test_sim_baseline_runs_bc_then_ppo_in_meta_world(tiny_dataset, tmp_path):
     cfg = load_config(PolicyTrainConfig, "policy", "tiny", [f"bc.dataset={tiny_dataset.root}", f"output={tmp_path}"])
     path = run_sim_baseline(cfg, progress=False).checkpoint

@@ -6,11 +6,11 @@ import torch
 from torch.distributions import Normal
 from toy_env import PointMassEnv
 
+from roboscape_r_ros.commands.train_policy import PolicyTrainConfig
 from roboscape_r_ros.config import ConfigError, available_presets, load_config
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyCheckpointError, PolicyConfig, PolicyMismatchError
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
-from roboscape_r_ros.rl.train import PolicyTrainConfig
 
 SMALL = dict(image_size=16, channels=[8, 16], hidden=32)
 SHORT = PPOConfig(total_steps=8, num_steps=4)

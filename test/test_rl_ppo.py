@@ -15,6 +15,7 @@ def mean_return(stats):
     return float(np.mean([s["episode/return"] for s in stats if "episode/return" in s]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk, iterations", [(1, 24), (2, 16)])
 def test_ppo_improves_returns_on_the_point_mass(chunk, iterations):
     """Random actions average about -16 per episode; moving to the goal frame's point scores about -3."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from roboscape_r_ros import cli
+from roboscape_r_ros.commands.rollouts import RolloutsConfig, run_rollouts
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.collect import CollectConfig, record_episode, run_collect
 from roboscape_r_ros.data.done_labels import done_labels
@@ -15,7 +16,6 @@ from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import PixelMetaWorldEnv
 from roboscape_r_ros.rl.evaluate import EpisodeRunner, EvaluateConfig, Recording, episode_specs
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
-from roboscape_r_ros.rl.rollouts import RolloutsConfig, run_rollouts
 from roboscape_r_ros.world_model.data import stratified_split
 
 
@@ -43,6 +43,7 @@ def rolled(base, policy, tmp_path_factory):
     return output, run_rollouts(cfg, progress=False), cfg
 
 
+@pytest.mark.slow
 def test_base_episodes_come_first_unchanged(rolled, base):
     output, summary, _ = rolled
     old, new = EpisodeDataset.open(base), EpisodeDataset.open(output)
@@ -121,6 +122,7 @@ def test_a_recording_keeps_episodes_as_collect_records_them():
     assert outcome.results[0].steps < len(recorded.actions)  # the outcome counts steps to the success
 
 
+@pytest.mark.slow
 def test_rollouts_are_the_same_with_workers(rolled, base, policy, tmp_path):
     output, _, cfg = rolled
     parallel = run_rollouts(dataclasses.replace(cfg, output=str(tmp_path / "p"), workers=2), progress=False)

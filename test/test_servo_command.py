@@ -1,4 +1,4 @@
-"""sim_bridge's MoveIt Servo contract without ROS (runtime/servo_command.py): twist -> Meta-World
+"""sim_bridge's MoveIt Servo contract without ROS (contract/servo_command.py): twist -> Meta-World
 action, the command timeout in simulated time, and every refusal leaving the previous command alone."""
 
 import re
@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from roboscape_r_ros.runtime.action_spec import CommandRejected
-from roboscape_r_ros.runtime.servo_command import ServoFollower, ServoParams
+from roboscape_r_ros.contract.action_spec import CommandRejected
+from roboscape_r_ros.contract.servo_command import ServoFollower, ServoParams
 
 MS = 1_000_000
 ZERO = np.zeros(3)

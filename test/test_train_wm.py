@@ -19,13 +19,16 @@ from PIL import Image
 from wm_synthetic import train_wm_args, write_dataset
 
 from roboscape_r_ros import cli
+from roboscape_r_ros.commands.train_wm import TrainWMConfig
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import WindowLoader
 from roboscape_r_ros.world_model import WorldModel
 from roboscape_r_ros.world_model.checkpoint import load_tensors, save_tensors
-from roboscape_r_ros.world_model.command import TrainWMConfig
 from roboscape_r_ros.world_model.data import SkipWindows, stratified_split
+
+# Each test here runs on a model or a run trained for the module (seconds to a minute on 2 cores).
+pytestmark = pytest.mark.slow
 
 STEPS = {"tokenizer": 40, "action": 80, "goal": 20}
 

@@ -63,6 +63,7 @@ def init_run(base, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_fine_tune_starts_from_the_init_weights_and_keeps_its_split(init_run, base, extended, tmp_path):
     # at learning rate 0 the fine-tuned model is the init model, bit for bit: it started from those weights
     frozen = tmp_path / "lr0"

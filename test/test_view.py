@@ -75,6 +75,7 @@ def test_dataset_recording_holds_every_frame_action_and_label(dataset, tmp_path,
     assert stamps[lengths[0]] - stamps[lengths[0] - 1] == pytest.approx(1e9 + 1e9 / 80, abs=1)
 
 
+@pytest.mark.slow
 def test_world_model_recording_shows_real_dream_goal_and_held_actions(dataset, tmp_path):
     run = tmp_path / "run"
     train = ["train-wm", "--preset", "tiny", f"dataset={dataset}", f"run={run}", "threads=1", "progress=false"]
@@ -113,6 +114,7 @@ def test_world_model_recording_shows_real_dream_goal_and_held_actions(dataset, t
     assert len(got["/wm/held/context"]) == 2
 
 
+@pytest.mark.slow
 def test_evaluation_recording_has_each_actors_episodes_and_clips(tmp_path):
     policy = ImagePolicy(PolicyConfig(image_size=32, channels=[8, 8], hidden=16)).save(tmp_path / "p.safetensors")
     overrides = [f"policies=[tiny={policy}]", "ours=tiny", "env.tasks=[reach-v3]", "env.resolution=32"]
@@ -134,6 +136,7 @@ def test_evaluation_recording_has_each_actors_episodes_and_clips(tmp_path):
         assert pixels(got["/evaluation/dark/clips"][0][1]).shape == (gif.height, gif.width, 3)
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_leaves_nothing(dataset, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

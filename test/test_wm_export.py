@@ -25,6 +25,9 @@ from roboscape_r_ros.perception.effnet import EffNetDistance
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 from roboscape_r_ros.world_model.rollout import gather, rollout, spread_windows
 
+# Each test here runs on a model or a run trained for the module (seconds to a minute on 2 cores).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

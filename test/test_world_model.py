@@ -118,6 +118,7 @@ def trained(tmp_path_factory):
     return wm, histories, run
 
 
+@pytest.mark.slow
 def test_losses_fall(trained):
     _, h, _ = trained
     assert mean(h["tokenizer"], "psnr", slice(-20, None)) > 26  # dB; the background alone gives ~18
@@ -339,6 +340,7 @@ def test_presets_build(preset):
     assert sum(p.numel() for p in wm.parameters()) > 0
 
 
+@pytest.mark.slow
 def test_training_under_cpu_bf16_autocast_learns_and_keeps_float32_weights():
     """model.train.cpu_amp: the loops run under bf16 autocast on a CPU; weights and optimizer stay float32."""
     torch.manual_seed(0)

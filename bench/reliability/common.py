@@ -197,7 +197,7 @@ class Probe:
 
     def lab_estop(self) -> None:
         """The lab's e-stop, not engaged, latched: policy_controller sends nothing before it hears one."""
-        from roboscape_r_ros.nodes.node_tools import publish_estop_released
+        from roboscape_r_ros.nodes.messaging import publish_estop_released
 
         publish_estop_released(self.node, f"/{NAMESPACE}/estop")
 

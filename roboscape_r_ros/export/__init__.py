@@ -1,4 +1,4 @@
-"""Trained models as ONNX files for the lab's inference runtime (``runtime.inference``).
+"""Trained models as ONNX files for the lab's inference runtime (``runtime.inference.runners``).
 
     roboscape-r export policy=outputs/demo/policies/imagination/imagination.safetensors output=policy.onnx
 

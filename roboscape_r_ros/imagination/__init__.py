@@ -3,7 +3,6 @@
 reward.py         r = (1 - D(pred, goal)) - offset + bonus * [done >= threshold], goal embeddings cached per row
 goals.py          goal frames: the goal world model's imagined goal (default), a demo's last frame, a user image
 env.py            ImaginationEnv: the rl/vec.py batched-env contract over WorldModel, tensors on its device
-reward_sanity.py  does the reward rise toward success on real held-out demos; does done fire near success
 """
 
 from roboscape_r_ros.imagination.env import ImaginationConfig, ImaginationEnv, make_imagination_env, resolve_world_model

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from roboscape_r_ros.runtime import DEFAULT_TASK
+
 PACKAGE = "roboscape_r_ros"
 MODES = ("imagination", "sim", "real")
 DEFAULT_NAMESPACE = "roboscape"
@@ -108,7 +110,7 @@ PARAMETER_ARGUMENTS: tuple[ParameterArgument, ...] = (
         "task",
         "task",
         ("sim_bridge", "policy_controller"),
-        "reach-v3",
+        DEFAULT_TASK,
         "Meta-World task of sim_bridge and of the expert backend",
     ),
     ParameterArgument(

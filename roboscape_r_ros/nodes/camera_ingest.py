@@ -1,26 +1,6 @@
 """camera_ingest: any common sensor_msgs/Image encoding in, rgb8 at the model's size out.
 
-Subscribes  image_raw    (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)
-            only when recording (record.output set):
-            action       (roboscape_r_ros/Action, reliable: the answers to the observations)
-            episode      (std_msgs/String, transient local: a new id starts a new episode)
-            success      (std_msgs/Bool, optional: the simulator's success flag after a step)
-            record.joint_states (sensor_msgs/JointState, default state) and record.poses
-                         (geometry_msgs/PoseStamped, default ee_pose): the robot's state streams,
-                         reliable (as sim_bridge and joint_state_broadcaster publish them)
-Publishes   observation  (sensor_msgs/Image: rgb8, output_size x output_size, same header)
-
-A frame that cannot be converted (unknown encoding, zero size, data/step mismatch) is dropped
-with a throttled warning; the node keeps running and never publishes a garbage frame.
-
-Recording (``record.output``): each published observation with the Action that answers it (same
-stamp) goes into an episode dataset (data/recorder.py, the dataset format of data/lerobot.py).
-Episodes are written as they end; the dataset appears at ``record.output`` when the node stops
-(Ctrl-C, SIGTERM), all at once: a folder there is always a complete dataset. Actions with NaN/inf
-values, other names or a stamp that answers no frame are not recorded (throttled warning, counted).
-Every state stream goes into ``observation.state`` as import-bag aligns it (hold-last within
-``record.max_age_s``); a frame without a fresh message on each is dropped (throttled warning,
-counted), and ``command`` holds the physical command (value x scale) beside ``action``.
+Topics, services and behaviour: docs/nodes.md#camera_ingest.
 """
 
 from __future__ import annotations
@@ -38,17 +18,9 @@ from roboscape_r_ros.data.frames import INTERPOLATIONS, FrameError, decode_buffe
 from roboscape_r_ros.data.message_values import ACTION, JOINT_STATE, POSE, reading
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import (
-    LATCHED,
-    RELIABLE_BACKLOG,
-    StartupError,
-    ThrottledWarnings,
-    declare_parameters,
-    rgb8_image,
-    spin,
-    stamp_ns,
-)
-from roboscape_r_ros.runtime.ingest import CameraIngestParams
+from roboscape_r_ros.nodes.messaging import LATCHED, RELIABLE_BACKLOG, rgb8_image, stamp_ns
+from roboscape_r_ros.nodes.node_tools import StartupError, ThrottledWarnings, declare_parameters, spin
+from roboscape_r_ros.runtime.sessions.ingest import CameraIngestParams
 
 REFUSALS = {
     "nonfinite": "an action with NaN or inf values",
@@ -78,7 +50,7 @@ class CameraIngest(Node):
         states = [(self.resolve_topic_name(t), JOINT_STATE) for t in record.joint_states]
         states += [(self.resolve_topic_name(t), POSE) for t in record.poses]
         if record.output:
-            from roboscape_r_ros.data.recorder import EpisodeRecorder  # pyarrow: only when recording
+            from roboscape_r_ros.runtime.sessions.recording import EpisodeRecorder  # pyarrow: only when recording
 
             try:
                 self.recorder = EpisodeRecorder(

@@ -1,5 +1,5 @@
 """The messages policy_controller sends for one command: the Action and, each when enabled, the
-adapter outputs cmd_pose, cmd_twist, cmd_array and cmd_trajectory (the mapping is runtime/adapters.py).
+adapter outputs cmd_pose, cmd_twist, cmd_array and cmd_trajectory (the mapping is contract/adapters.py).
 
 A hold goes only to the outputs of ``adapters.hold_outputs``: zero motion on rate outputs, the current
 pose on cmd_pose, the current joint positions on a DELTA cmd_trajectory, nothing on delta/absolute
@@ -15,10 +15,11 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, Header, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from roboscape_r_ros.contract import adapters
+from roboscape_r_ros.contract.action_spec import MODE_ABSOLUTE, MODE_DELTA, ActionSpec
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import RELIABLE, ThrottledWarnings
-from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_DELTA, ActionSpec
+from roboscape_r_ros.nodes.messaging import RELIABLE
+from roboscape_r_ros.nodes.node_tools import ThrottledWarnings
 
 ADAPTER_TYPES = {
     "pose": PoseStamped,

@@ -1,45 +1,6 @@
 """dreamer: the learned world model as the environment (imagine) or as a live monitor (shadow).
 
-mode imagine (the environment of imagination training; sim_bridge's place in the loop)
-  Subscribes  action       (roboscape_r_ros/Action, reliable): one world-model step per valid action
-  Publishes   observation  (sensor_msgs/Image rgb8 at the model's size, sensor-data QoS)
-              done         (roboscape_r_ros/Reward, reliable): the step's outcome, stamped like its
-                           observation: done_probability, done (imagined success or step cap),
-                           truncated, step, episode_id, instruction (of the context episode); the
-                           reward terms stay 0: reward_publisher fills them (it pairs by stamp)
-              episode      (std_msgs/String, transient local: the episode id; a new value = a reset)
-              estop        (std_msgs/Bool false, once, transient local: the dreamed arm's e-stop, never
-                           engaged, as sim_bridge's)
-  Service     dream/reset  (std_srvs/Trigger): a new episode from a new context; the message is its id
-mode shadow (beside a real or simulated robot)
-  Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding, at the model's size) and
-              action       (the commands sent to the robot, answering observation stamps)
-  Publishes   dream/prediction (sensor_msgs/Image rgb8: the predicted next frame, stamped like the
-                           frame it was predicted from) and dream/error (std_msgs/Float32: per-pixel
-                           MSE in [0, 1] intensities of the prediction against the real frame that
-                           came: a live out-of-domain signal)
-  Service     dream/reset  (std_srvs/Trigger): forget the real context
-Both modes publish dream/image (rgb8: real | dream | goal side by side, for RViz) and read the
-latched goal_image for its third panel.
-Both serve reload_world_model (std_srvs/Trigger; also on a timer with reload_check_s > 0): the
-checkpoint at world_model is loaded and checked at once and swapped in at the next episode reset
-(shadow: at once, with a fresh context); a file that cannot replace the running model (unreadable,
-truncated, another frame size, action dimension, frame_skip or context length) is refused with one
-line and the old model keeps running. The context episodes stay those of the start.
-
-Imagine: an episode starts from a real context window of the world-model run's dataset (by default
-its held-out episodes); its first observation is the window's last real frame. One action = one
-world-model step = frame_skip control steps of the model's config (the action is held for all of
-them). An episode ends when the done probability exceeds done_threshold or after max_steps; with
-auto_reset the next starts at once, else actions are refused until the reset service. Observations
-are stamped with this node's clock when published; while no action comes, the current frame goes
-out again every republish_period_s under a fresh stamp (so a policy's staleness check never drops
-it), and one action steps the frame whatever stamp of it it answers: later answers to a frame
-already stepped from are dropped silently.
-
-Every Action is checked as sim_bridge checks it (names, units, scale, mode delta, finite values in
-[-1, 1], the current episode id or none); bad actions and frames are dropped with a throttled
-warning and change nothing. A missing or corrupt checkpoint ends the node at start (one line, exit 2).
+Topics, services and behaviour: docs/nodes.md#dreamer.
 """
 
 from __future__ import annotations
@@ -54,24 +15,21 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
 
+from roboscape_r_ros.contract.action_spec import CommandRejected, check_command
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action, Reward
+from roboscape_r_ros.nodes.messaging import LATCHED, RELIABLE, publish_estop_released, rgb8_image, stamp_ns
 from roboscape_r_ros.nodes.node_tools import (
-    LATCHED,
-    RELIABLE,
     Drops,
     StartupError,
     ThrottledWarnings,
     declare_parameters,
     limit_threads,
-    publish_estop_released,
-    rgb8_image,
     serve_reload,
     spin,
-    stamp_ns,
 )
-from roboscape_r_ros.runtime.action_spec import ActionSpec, CommandRejected, check_command
-from roboscape_r_ros.runtime.dream_session import (
+from roboscape_r_ros.runtime.gates.step_gate import StepGate
+from roboscape_r_ros.runtime.sessions.dream_session import (
     ContextPool,
     DreamerParams,
     DreamError,
@@ -83,7 +41,6 @@ from roboscape_r_ros.runtime.dream_session import (
     load_world_model,
     side_by_side,
 )
-from roboscape_r_ros.runtime.step_gate import StepGate
 
 
 class Dreamer(Node):
@@ -98,12 +55,7 @@ class Dreamer(Node):
             raise StartupError("dreamer: no world model given: set world_model (a train-wm run folder or .safetensors)")
         try:
             self.wm, run = load_world_model(p.world_model, p.device, p.runtime, p.threads)
-            n = len(p.action_names)
-            self.spec = ActionSpec(p.action_names, p.action_units, p.action_scale, (-1.0,) * n, (1.0,) * n)
-            if n != self.wm.cfg.action_dim:
-                raise DreamError(
-                    f"action_names has {n} names, world model {run.checkpoint} takes {self.wm.cfg.action_dim}-D actions"
-                )
+            self.spec = p.action_spec(self.wm.cfg.action_dim, run.checkpoint)
             self.mode = Imagining(self, run) if p.mode == "imagine" else Shadowing(self)
         except RoboscapeError as err:
             raise StartupError(f"dreamer: {err}") from None

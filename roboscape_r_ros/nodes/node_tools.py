@@ -1,5 +1,5 @@
-"""What every roboscape_r_ros node shares: QoS profiles, stamps, parameters declared from their
-dataclasses, throttled logs and drops, rgb8 images, hot reload of a model file, a clean spin."""
+"""What every roboscape_r_ros node shares: parameters declared from their dataclasses (and refused
+changes), torch threads, throttled logs and drops, hot reload of a model file, a clean spin."""
 
 from __future__ import annotations
 
@@ -12,58 +12,23 @@ from typing import TypeVar
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
 
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.nodes.entry import catch_stop_signals, ignore_stop_signals
-from roboscape_r_ros.runtime.parameters import ParameterError, build, parameter_specs
-from roboscape_r_ros.runtime.reload import FileWatch
+from roboscape_r_ros.parameters import ParameterError, build, parameter_specs
+from roboscape_r_ros.runtime.inference.reload import FileWatch
 
 T = TypeVar("T")
-
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# Latched: a late subscriber still gets the last value (episode id, goal image, instruction).
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# Reliable with a deep queue: inputs none of which may be lost while the node is busy (recorded
-# actions, rewards for learning, the dreamer's outcomes to pair with frames).
-RELIABLE_BACKLOG = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def publish_estop_released(node: Node, topic: str = "estop"):
-    """A latched "not engaged" on the e-stop topic, once: the e-stop of a simulated arm (sim_bridge,
-    the dreamer in imagination) or of a test. policy_controller sends nothing until it has heard a
-    value on estop, so a graph without a real e-stop needs this one. Returns the publisher."""
-    publisher = node.create_publisher(Bool, topic, LATCHED)
-    publisher.publish(Bool(data=False))
-    return publisher
-
-
-def stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def stamp(time_ns: int) -> Time:
-    return Time(sec=time_ns // 1_000_000_000, nanosec=time_ns % 1_000_000_000)
-
-
-def rgb8_image(frame: np.ndarray, header: Header) -> Image:
-    """uint8 [H, W, 3] RGB -> sensor_msgs/Image (rgb8), keeping the source header."""
-    height, width = frame.shape[:2]
-    return Image(
-        header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=frame.tobytes()
-    )
 
 
 _ARRAY_TYPES = {
@@ -86,7 +51,7 @@ def limit_threads(threads: int) -> None:
 
 
 def declare_parameters(node: Node, cls: type[T]) -> T:
-    """Declare every parameter of dataclass ``cls`` (runtime.parameters) with its description and
+    """Declare every parameter of dataclass ``cls`` (parameters) with its description and
     range, and return ``cls`` built from the values the node was started with."""
     values = {}
     for spec in parameter_specs(cls):
@@ -153,7 +118,7 @@ class Drops:
 
 def serve_reload(node: Node, service: str, path: str, check_s: float, reload: Callable[[], str]) -> None:
     """Hot reload of the model file at ``path``: the Trigger service ``service`` and, with ``check_s`` > 0, a
-    check of the file every ``check_s`` seconds (runtime.reload.FileWatch) call ``reload``. Its message is
+    check of the file every ``check_s`` seconds (runtime.inference.reload.FileWatch) call ``reload``. Its message is
     logged and answered; a RoboscapeError (a file that cannot replace the running model) is logged as one
     error line and answered as a failure, and the running model stays."""
 
@@ -210,3 +175,18 @@ def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         gc.collect()
         rclpy.try_shutdown()
     return 0
+
+
+def refuse_parameter_changes(node: Node) -> None:
+    """Parameters are read at start only: ``ros2 param set`` on a running node is refused with the
+    reason (use_sim_time excepted), so that nothing seems changed that is not."""
+
+    def refuse(params: list) -> SetParametersResult:
+        fixed = [p.name for p in params if p.name != "use_sim_time"]
+        if fixed:
+            return SetParametersResult(
+                successful=False, reason=f"{', '.join(fixed)}: set at start only (restart the node)"
+            )
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(refuse)

@@ -1,25 +1,6 @@
 """reward_publisher: the endogenous reward of dreamed, simulated or real frames against a goal frame.
 
-Subscribes  observation  (sensor_msgs/Image, any camera_ingest encoding, at the goal's size; best effort)
-            goal_image   (sensor_msgs/Image, transient local), when goal_source=topic
-            instruction  (std_msgs/String, transient local), when goal_source=instruction: the goal
-                         model imagines the goal from the episode's first frame
-            done         (roboscape_r_ros/Reward from the dreamer, reliable), when done_source=topic:
-                         each frame's done probability, step and episode, paired by stamp
-            episode      (std_msgs/String, transient local), when done_source=model: counts steps
-Publishes   reward       (roboscape_r_ros/Reward, reliable; stamped like its frame)
-            reward/marker (visualization_msgs/Marker TEXT_VIEW_FACING with the reward terms, for RViz)
-            goal_image   (sensor_msgs/Image, transient local), when this node makes the goal
-                         (goal_source=instruction or file), so policy_controller and RViz see it
-
-r = alignment_scale * ((1 - D(frame, goal)) - alignment_offset) + done_bonus * [p >= done_threshold]
-(runtime/reward_session.py). p: the dreamer's predicted done probability (done_source=topic, the
-imagination graph), or the world model's done head on the frame itself (done_source=model, on
-real or simulated frames; Reward.done then says whether p exceeds the threshold, and episodes end
-elsewhere). With goal_source=instruction the instruction comes from the instruction topic, else
-from the dreamer's done messages (the context episode's own), and a new goal is imagined at the
-first frame of every episode, as the paper does. Without a goal no reward is published (throttled
-warning); bad frames are dropped with a throttled warning; the node keeps running.
+Topics, services and behaviour: docs/nodes.md#reward_publisher.
 """
 
 from __future__ import annotations
@@ -33,22 +14,18 @@ from visualization_msgs.msg import Marker
 
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Reward
+from roboscape_r_ros.nodes.messaging import LATCHED, RELIABLE, RELIABLE_BACKLOG, rgb8_image, stamp_ns
 from roboscape_r_ros.nodes.node_tools import (
-    LATCHED,
-    RELIABLE,
-    RELIABLE_BACKLOG,
     Drops,
     StartupError,
     ThrottledWarnings,
     declare_parameters,
     limit_threads,
-    rgb8_image,
     spin,
-    stamp_ns,
 )
-from roboscape_r_ros.runtime.dream_session import load_world_model
-from roboscape_r_ros.runtime.reward_session import RewardPublisherParams, RewardSession, StepReward
-from roboscape_r_ros.runtime.stamp_join import Seen, StampJoin
+from roboscape_r_ros.runtime.gates.stamp_join import Seen, StampJoin
+from roboscape_r_ros.runtime.sessions.dream_session import load_world_model
+from roboscape_r_ros.runtime.sessions.reward_session import RewardPublisherParams, RewardSession, StepReward
 
 PENDING = 32  # frames or done messages waiting for their partner (done_source=topic)
 # Best effort like sensor data (any camera or the dreamer can feed it), but a deeper queue: a goal

@@ -1,50 +1,6 @@
 """sim_bridge: Meta-World as a ROS 2 node, the stand-in for Gazebo (a simulated arm with a camera).
 
-Subscribes  action       (roboscape_r_ros/Action, reliable): one control step per valid action
-                         (command_interface: action, the default)
-            cmd_twist    (geometry_msgs/TwistStamped, reliable; command_interface: servo): MoveIt
-                         Servo's contract, stepped at a fixed rate (runtime/servo_command.py)
-Publishes   image_raw    (sensor_msgs/Image rgb8, camera_resolution square, sensor-data QoS)
-            state        (sensor_msgs/JointState: the 39-d Meta-World observation by name, reliable)
-            joint_states (sensor_msgs/JointState: the Sawyer's joint positions read from MuJoCo,
-                         right_j0..right_j6 in rad and the finger slides r_close, l_close in m)
-            ee_pose      (geometry_msgs/PoseStamped: the hand in the world frame, reliable)
-            success      (std_msgs/Bool: Meta-World's success flag, once per step; transient local, so a
-                         late subscriber still learns how the last step ended)
-            episode      (std_msgs/String: the episode id, transient local; a new value = a reset)
-            /clock       (rosgraph_msgs/Clock: +1 control period per step and per reset)
-            estop        (std_msgs/Bool false, once, transient local: the simulated arm's e-stop is
-                         never engaged; policy_controller sends nothing before it heard a value. Not
-                         remapped by the graph's estop argument: remapping it names a real e-stop)
-Service     reset        (std_srvs/Trigger): start a new episode; the message is its id
-Parameter   scene        settable while running (``ros2 param set /roboscape/sim_bridge scene
-                         "{table_rgba: [0.2, 0.3, 0.8, 1]}"``): the scene changes from the next frame
-                         on, mid-episode, and the log says after which step; a bad value is refused
-                         with one line and the scene stays. Every other parameter is read at start.
-
-Stepping is per action, not at a fixed rate: the sim advances exactly one 12.5 ms control step
-for each valid Action and then publishes what the camera sees, so the topic loop is
-deterministic and a slow policy never makes the arm drift. Simulated time (``/clock``) advances
-with the steps; nodes that compare stamps run with ``use_sim_time:=true``. While no action
-arrives, the current frame is published again every ``republish_period_s`` with its original
-stamp, so a lost frame or a lost action (e.g. sent before discovery matched) cannot stall the
-loop: policy_controller answers a frame it sees again with the same Action, and the sim steps at
-most once per frame (an Action stamped like an earlier frame is dropped silently).
-
-An episode ends at its first success (``end_on_success``) or after ``max_steps``; with
-``auto_reset`` the next one starts at once, else actions are refused until the reset service
-(the policy's answer to the final frame is dropped silently).
-
-Every Action is checked against Meta-World's spec (names dx, dy, dz, gripper; units m, m, m, 1;
-scale 0.01, 0.01, 0.01, 1; mode DELTA; finite values in [-1, 1]; the current episode id or
-none). A bad one is refused with a throttled warning and the arm does not move.
-
-With ``command_interface: servo`` the sim is an arm behind MoveIt Servo instead: it steps on a
-steady timer, one 12.5 ms step per tick (real time when the machine keeps up, slower otherwise;
-simulated time always advances one period per step), applying the latest twist until its stamp is
-``servo.command_timeout_s`` old, then holding. Each episode's clock starts with its first twist.
-The twist carries no gripper: the fingers get no effort (reach-style tasks only). Refused twists
-(another frame, angular motion, too fast, stale...) get a throttled warning and move nothing.
+Topics, services and behaviour: docs/nodes.md#sim_bridge.
 """
 
 from __future__ import annotations
@@ -62,30 +18,20 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
 
+from roboscape_r_ros.contract.action_spec import CommandRejected, check_command
+from roboscape_r_ros.contract.servo_command import ServoFollower
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.msg import Action
-from roboscape_r_ros.nodes.node_tools import (
-    LATCHED,
-    RELIABLE,
-    StartupError,
-    ThrottledWarnings,
-    declare_parameters,
-    publish_estop_released,
-    rgb8_image,
-    spin,
-    stamp,
-    stamp_ns,
-)
-from roboscape_r_ros.runtime.action_spec import CommandRejected, check_command
-from roboscape_r_ros.runtime.servo_command import ServoFollower
-from roboscape_r_ros.runtime.sim_session import (
+from roboscape_r_ros.nodes.messaging import LATCHED, RELIABLE, publish_estop_released, rgb8_image, stamp, stamp_ns
+from roboscape_r_ros.nodes.node_tools import StartupError, ThrottledWarnings, declare_parameters, spin
+from roboscape_r_ros.runtime.gates.step_gate import StepGate
+from roboscape_r_ros.runtime.sessions.sim_session import (
     METAWORLD_OBS_NAMES,
     SimBridgeParams,
     SimFrame,
     SimSession,
     parse_scene,
 )
-from roboscape_r_ros.runtime.step_gate import StepGate
 
 
 class SimBridge(Node):

@@ -8,6 +8,8 @@ goals.py     goal frames for the physics sim: scripted-expert rollouts or demo e
 sim_env.py   N Meta-World envs as one batched env with Meta-World's dense reward (baseline)
 actors.py    per-episode actors for evaluation: a policy, the scripted expert, random actions
 evaluate.py  success rates in the physics sim, in-domain and out-of-domain, and the report
+calibration.py  imagined success beside real success
+distil.py    imagine, filter, distil: a second learner in imagination
+resume.py    resume points of BC and PPO
 report.py    Wilson intervals, relative improvement, markdown tables
-train.py     configs and entry points: BC, then PPO in the physics sim
 """

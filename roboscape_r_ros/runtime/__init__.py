@@ -1,3 +1,7 @@
-"""Runtime core of the ROS graph, importable without rclpy: action specs, safety filter, policy
-backends (scripted, random, learned), command adapters, the topic-loop PPO learner, and the sim,
-dream and reward sessions that the nodes wrap."""
+"""What the nodes run, in plain Python (importable without rclpy): gates/ (which message may pass,
+when the arm holds), inference/ (policy backends, world-model runners, hot reload), sessions/ (the
+dream, reward, sim, camera-ingest and recording cores) and learner.py (PPO over the topic loop)."""
+
+# The Meta-World task of sim_bridge and of policy_controller's expert backend, and the launch files'
+# `task` argument, unless set: one default for all three.
+DEFAULT_TASK = "reach-v3"

@@ -33,14 +33,19 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from roboscape_r_ros.config import load_config
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.rl.ppo import PPOConfig, RewardScaler, RolloutBuffer, make_optimizer, ppo_update
-from roboscape_r_ros.runtime.learned_policy import Decision
+from roboscape_r_ros.runtime.inference.learned_policy import Decision
+
+if TYPE_CHECKING:
+    from roboscape_r_ros.runtime.gates.controller import LearningParams
 
 CHECKPOINT = "policy.safetensors"
 UPDATES_LOG = "updates.jsonl"
@@ -215,6 +220,49 @@ class BackgroundUpdates:
         self.learner = learner
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppo")
         self.job: Future | None = None
+
+    @classmethod
+    def for_controller(cls, backend, learning: LearningParams) -> BackgroundUpdates:
+        """policy_controller's learning mode over its ``learned`` backend (sampling), with its
+        ``learning.*`` parameters; LearnerError for any other backend."""
+        if backend.name != "learned":
+            raise LearnerError(f"learning mode trains the learned backend (backend:=learned), not '{backend.name}'")
+        cfg = load_config(PPOConfig, "ppo", None, [*learning.ppo.split(), f"num_steps={learning.rollout_steps}"])
+        return cls(Learner(backend.policy, cfg, learning.output))
+
+    def describe(self) -> str:
+        return (
+            f"learning mode: sampled actions, a PPO update every {self.learner.cfg.num_steps} transitions, "
+            f"policy saved to {self.learner.checkpoint}"
+        )
+
+    def start(self) -> str | None:
+        """Start an update when a rollout is complete: what to log (the arm holds meanwhile), else None."""
+        updates_done = self.learner.counts["updates"]
+        size = self.start_if_ready()
+        if size is None:
+            return None
+        return (
+            f"learning: PPO update {updates_done + 1} on {size} transitions; holding the arm (no commands) "
+            "until it is done"
+        )
+
+    def finish(self) -> tuple[bool, str] | None:
+        """(succeeded, what to log) once an update finished, else None."""
+        stats = self.finished()
+        if stats is None:
+            return None
+        if isinstance(stats, Exception):
+            return False, (
+                f"learning: the PPO update failed ({type(stats).__name__}: {stats}); acting on with the policy as it is"
+            )
+        counts = self.learner.counts
+        return True, (
+            f"learning: update {stats['update']:.0f} done in {stats['update_s']:.2f} s (mean reward "
+            f"{stats['rollout/reward']:.3g}, policy loss {stats['loss/policy']:.3g}, value loss "
+            f"{stats['loss/value']:.3g}); saved {self.learner.checkpoint}; {counts['unmatched']} rewards matched no "
+            f"transition, {counts['dropped']} transitions without reward; resuming"
+        )
 
     @property
     def busy(self) -> bool:

@@ -24,10 +24,10 @@ from typing import Literal
 
 import numpy as np
 
+from roboscape_r_ros.contract import adapters
+from roboscape_r_ros.contract.action_spec import MODE_ABSOLUTE, MODE_VELOCITY, ActionSpec
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_VELOCITY, ActionSpec
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.parameters import parameter
 
 
 class SafetyConfigError(RoboscapeError, ValueError):

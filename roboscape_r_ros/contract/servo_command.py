@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roboscape_r_ros.runtime.action_spec import CommandRejected
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.contract.action_spec import CommandRejected
+from roboscape_r_ros.parameters import parameter
 
 # Float rounding of value * scale / period * 1.25 lands a hair above a limit of 1.
 _LIMIT_TOLERANCE = 1e-6

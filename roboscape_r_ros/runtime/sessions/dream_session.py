@@ -11,7 +11,7 @@ same with a single action). A policy driving the dreamer thus sees one frame per
 An episode ends when the done probability exceeds ``done_threshold`` (imagined success) or after
 ``max_steps`` world-model steps (truncated); the next action then needs a reset.
 
-``wm`` is a WorldModel (runtime torch) or a runtime.inference.WorldModelRunner over the exported
+``wm`` is a WorldModel (runtime torch) or a runtime.inference.runners.WorldModelRunner over the exported
 ONNX pieces (runtime onnx, or auto where ``roboscape-r export world_model=`` wrote them): both have
 ``cfg``, ``encode_context`` and ``step``; everything here reads only those.
 
@@ -36,14 +36,19 @@ from typing import Literal
 import numpy as np
 import torch
 
+from roboscape_r_ros.contract.action_spec import ActionSpec, metaworld_action_spec
 from roboscape_r_ros.data.frames import to_model_frame
 from roboscape_r_ros.data.reader import open_run_dataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.env import WorldModelRun, check_world_model, context_episodes, resolve_world_model
+from roboscape_r_ros.parameters import parameter, threads_parameter
 from roboscape_r_ros.perception.metrics import psnr
-from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
-from roboscape_r_ros.runtime.inference import Runtime, WorldModelRunner, open_world_model_runner, world_model_runtime
-from roboscape_r_ros.runtime.parameters import parameter, threads_parameter
+from roboscape_r_ros.runtime.inference.runners import (
+    Runtime,
+    WorldModelRunner,
+    open_world_model_runner,
+    world_model_runtime,
+)
 from roboscape_r_ros.world_model.dynamics import State
 from roboscape_r_ros.world_model.model import WorldModel
 
@@ -104,6 +109,14 @@ class DreamerParams:
         low=0.0,
         high=3600.0,
     )
+
+    def action_spec(self, action_dim: int, checkpoint: Path) -> ActionSpec:
+        """The Actions this dreamer takes (values in [-1, 1]); DreamError where the world model takes others."""
+        n = len(self.action_names)
+        spec = ActionSpec(self.action_names, self.action_units, self.action_scale, (-1.0,) * n, (1.0,) * n)
+        if n != action_dim:
+            raise DreamError(f"action_names has {n} names, world model {checkpoint} takes {action_dim}-D actions")
+        return spec
 
 
 class DreamError(RoboscapeError, ValueError):

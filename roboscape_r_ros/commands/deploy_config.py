@@ -18,7 +18,7 @@ values replaced, comments kept:
                        a dimension named gripper holds its last value)
     camera_ingest      output_size (the dataset's frame size), record.action_names
 
-The result is checked as the nodes check it (runtime/action_spec.py) before anything is written.
+The result is checked as the nodes check it (contract/action_spec.py) before anything is written.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from typing import Any
 import yaml
 
 from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.contract.action_spec import MODE_NAMES, ActionSpec
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.launching import graph
-from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """policy_controller in plain Python: its parameters and the gate that says when it decides.
 
 The gate sequences the inputs of one controller (no ROS, no policy, no safety rules: those are
-``runtime.policies`` and ``runtime.safety``):
+``runtime.inference.policies`` and ``contract.safety``):
 
 - an observation is *stale* (older than ``stale_after_s`` on the node's clock; dropped), a *repeat*
   (the frame answered last, seen again while the arm moves: a simulator waiting for its action
@@ -23,11 +23,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from roboscape_r_ros.runtime.action_spec import MODE_NAMES, ActionSpec, metaworld_action_spec
-from roboscape_r_ros.runtime.controller_rules import TrajectoryController
-from roboscape_r_ros.runtime.ood_guard import OodGuardParams
-from roboscape_r_ros.runtime.parameters import parameter, threads_parameter
-from roboscape_r_ros.runtime.safety import Watchdog, WorkspaceLimits, is_stale, stamp_age
+from roboscape_r_ros.contract.action_spec import MODE_NAMES, ActionSpec, metaworld_action_spec
+from roboscape_r_ros.contract.controller_rules import TrajectoryController
+from roboscape_r_ros.contract.safety import Watchdog, WorkspaceLimits, is_stale, stamp_age
+from roboscape_r_ros.parameters import parameter, threads_parameter
+from roboscape_r_ros.runtime import DEFAULT_TASK
+from roboscape_r_ros.runtime.gates.ood_guard import OodGuardParams
 
 _SAWYER = metaworld_action_spec()
 
@@ -51,8 +52,8 @@ class LearningParams:
 
 @dataclass(frozen=True)
 class PolicyControllerParams:
-    backend: str = parameter("random", "policy backend (runtime/policies.py): expert, random or learned")
-    task: str = parameter("reach-v3", "Meta-World task of the expert backend")
+    backend: str = parameter("random", "policy backend (runtime/inference/policies.py): expert, random or learned")
+    task: str = parameter(DEFAULT_TASK, "Meta-World task of the expert backend")
     seed: int = parameter(0, "seed of stochastic backends", low=0, high=2**31 - 1)
     checkpoint: str = parameter(
         "", "learned backend: a policy .safetensors checkpoint or its .onnx export (unused by expert and random)"

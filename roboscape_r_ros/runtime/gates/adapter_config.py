@@ -5,7 +5,7 @@ commands its controller rejects or misreads: Cartesian action names as joint nam
 on a twist or pose, joints the controller does not have or lacks, DELTA joint targets without joint
 feedback, units other than the controller's, an empty frame id. Besides these rules, a sample of
 each message (the action at its upper limits) goes through the controller's own checks
-(runtime/controller_rules.py).
+(contract/controller_rules.py).
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime import adapters
-from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
-from roboscape_r_ros.runtime.controller_rules import (
+from roboscape_r_ros.contract import adapters
+from roboscape_r_ros.contract.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
+from roboscape_r_ros.contract.controller_rules import (
     Servo,
     controller_joints_problem,
     pose_problem,
     trajectory_problem,
     twist_problem,
 )
-from roboscape_r_ros.runtime.safety import SafetyFilter
+from roboscape_r_ros.contract.safety import SafetyFilter
+from roboscape_r_ros.errors import RoboscapeError
 
 if TYPE_CHECKING:
-    from roboscape_r_ros.runtime.controller import PolicyControllerParams
+    from roboscape_r_ros.runtime.gates.controller import PolicyControllerParams
 
 # Our twist is in m/s and rad/s: it is checked as a Servo with command_in_type speed_units reads it.
 SERVO = Servo(command_in_type="speed_units")

@@ -16,7 +16,7 @@ The mapping, by dimension name (``ActionSpec.names``):
                 current joint positions + value * scale; VELOCITY -> velocities = value * scale;
                 time_from_start = one period.
 
-Which combinations a controller can execute is runtime/adapter_config.py.
+Which combinations a controller can execute is runtime/gates/adapter_config.py.
 
 A hold (watchdog, e-stop) goes only to the outputs in ``hold_outputs``.
 """
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roboscape_r_ros.runtime.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
-from roboscape_r_ros.runtime.controller_rules import TrajectoryPoint
+from roboscape_r_ros.contract.action_spec import MODE_ABSOLUTE, MODE_DELTA, MODE_VELOCITY, ActionSpec
+from roboscape_r_ros.contract.controller_rules import TrajectoryPoint
 
 LINEAR = ({"x", "dx", "vx"}, {"y", "dy", "vy"}, {"z", "dz", "vz"})
 ANGULAR = ({"roll", "droll", "rx", "wx"}, {"pitch", "dpitch", "ry", "wy"}, {"yaw", "dyaw", "rz", "wz"})

@@ -8,8 +8,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from roboscape_r_ros.contract.safety import is_stale
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime.safety import is_stale
 
 T = TypeVar("T")
 

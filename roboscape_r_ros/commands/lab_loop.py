@@ -36,16 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from roboscape_r_ros.commands.demo import OURS, DemoConfig, Stage, run_stages, stage_configs
+from roboscape_r_ros.commands.rollouts import RolloutsConfig, run_rollouts
+from roboscape_r_ros.commands.train_policy import BC_FILE, IMAGINATION_FILE, PolicyTrainConfig, run_imagination_ppo
+from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm
 from roboscape_r_ros.config import ConfigError, from_dict, option
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.files import write_atomic
-from roboscape_r_ros.pipeline import OURS, DemoConfig, Stage, run_stages, stage_configs
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
 from roboscape_r_ros.rl.report import calibration_table, success_tables
-from roboscape_r_ros.rl.rollouts import RolloutsConfig, run_rollouts
-from roboscape_r_ros.rl.train import BC_FILE, IMAGINATION_FILE, PolicyTrainConfig, run_imagination_ppo
 from roboscape_r_ros.runs import RunFolder
-from roboscape_r_ros.world_model.command import TrainWMConfig, run_train_wm
 
 REPORT_FILE = "LAB_LOOP.md"
 

@@ -7,7 +7,7 @@ range). Built-in backends:
              (privileged: sim only, the ``state`` topic of sim_bridge)
     random   uniform actions in the spec's limits (seeded): the control of every success test
 
-    learned  a trained goal-conditioned ImagePolicy (safetensors checkpoint; runtime/learned_policy.py,
+    learned  a trained goal-conditioned ImagePolicy (safetensors checkpoint; runtime/inference/learned_policy.py,
              imported only when selected so that torch stays out of nodes that do not use it)
 
 Another policy is one more class: subclass ``PolicyBackend``, set ``needs_goal`` (and
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from roboscape_r_ros.contract.action_spec import ActionSpec
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.runtime.action_spec import ActionSpec
 
 
 class BackendError(RoboscapeError):
@@ -44,12 +44,12 @@ class BackendError(RoboscapeError):
 @dataclass(frozen=True)
 class BackendOptions:
     spec: ActionSpec
-    task: str = "reach-v3"
+    task: str = ""  # the expert backend's Meta-World task (policy_controller passes its `task`)
     seed: int = 0
     checkpoint: str = ""  # weights of a learned backend (ONNX or safetensors); unused by expert/random
     device: str = "cpu"
     sample: bool = False  # stochastic backends: draw actions from the policy's distribution, not its mean
-    runtime: str = "auto"  # learned backend: torch, onnx or auto (by the checkpoint's suffix); runtime/inference.py
+    runtime: str = "auto"  # learned backend: torch, onnx or auto (by the checkpoint's suffix); runners.py
     threads: int = 0  # ONNX Runtime's intra-op threads (0: its default)
 
 
@@ -89,7 +89,7 @@ class PolicyBackend:
 
 
 # Backends living in other modules, imported only when selected: name -> "module:Class".
-BACKENDS: dict[str, str] = {"learned": "roboscape_r_ros.runtime.learned_policy:LearnedPolicy"}
+BACKENDS: dict[str, str] = {"learned": "roboscape_r_ros.runtime.inference.learned_policy:LearnedPolicy"}
 # Backends registered with @register_backend (the built-in ones below).
 _REGISTERED: dict[str, type[PolicyBackend]] = {}
 
@@ -144,7 +144,7 @@ class ExpertPolicy(PolicyBackend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         from roboscape_r_ros.envs.tasks import expert_policy  # metaworld: only when this backend is used
-        from roboscape_r_ros.runtime.sim_session import METAWORLD_OBS_NAMES
+        from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES
 
         if options.spec.names != ("dx", "dy", "dz", "gripper"):
             raise BackendError(

@@ -35,6 +35,8 @@ from typing import Any, Literal
 import numpy as np
 
 from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.contract.action_spec import MODE_NAMES
+from roboscape_r_ros.contract.adapters import quat_multiply, rpy_from_quat
 from roboscape_r_ros.data.alignment import hold_last, state_names
 from roboscape_r_ros.data.bag_messages import BagError, CameraStream, Stream, connection_of, open_bag, read_topics
 from roboscape_r_ros.data.done_labels import done_labels
@@ -50,8 +52,6 @@ from roboscape_r_ros.data.message_values import (
     TRAJECTORY,
     TWIST,
 )
-from roboscape_r_ros.runtime.action_spec import MODE_NAMES
-from roboscape_r_ros.runtime.adapters import quat_multiply, rpy_from_quat
 
 ActionSource = Literal["action", "twist", "trajectory", "array", "joint_deltas", "pose_deltas"]
 SOURCE_TYPES = {

@@ -4,7 +4,7 @@ The camera's model-size frames and the Actions that answer them become episodes 
 ``lerobot.DatasetWriter`` dataset: frame t is the observation, action t the Action stamped like it
 (policy_controller stamps an Action with the observation it answers), as ``collect`` records them.
 
-    recorder = EpisodeRecorder(root, task="reach-v3", states=[("/state", JOINT_STATE)], ...)
+    recorder = EpisodeRecorder(root, task="push-v3", states=[("/state", JOINT_STATE)], ...)
     recorder.observation(stamp_ns, frame)     # every output frame (repeats of a stamp are ignored)
     recorder.state(topic, stamp_ns, names, values)  # every state message; why it was not kept, or None
     recorder.action(stamp_ns, names, values, source, episode_id, facts)  # every Action; why not recorded, or None
@@ -61,11 +61,11 @@ from pathlib import Path
 
 import numpy as np
 
+from roboscape_r_ros.contract.action_spec import MODE_NAMES
 from roboscape_r_ros.data.alignment import hold_last, state_names
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import KINDS, DatasetError, DatasetSummary, DatasetWriter, Episode, check_target
 from roboscape_r_ros.data.message_values import ACTION
-from roboscape_r_ros.runtime.action_spec import MODE_NAMES
 
 LOOP_STATE_NAMES = ["time_s", "answer_delay_s"]  # observation.state without state streams
 MAX_WAITING_FRAMES = 256  # frames kept waiting for their Action; older ones count as unanswered

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from roboscape_r_ros.devices import torch_device
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy, obs_batch
-from roboscape_r_ros.runtime.inference import open_policy_runner, torch_device
-from roboscape_r_ros.runtime.policies import BackendError, BackendOptions, PolicyBackend, PolicyInput
+from roboscape_r_ros.runtime.inference.policies import BackendError, BackendOptions, PolicyBackend, PolicyInput
+from roboscape_r_ros.runtime.inference.runners import open_policy_runner
 
 
 @dataclass(frozen=True)

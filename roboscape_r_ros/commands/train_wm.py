@@ -33,6 +33,7 @@ import torch
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.devices import torch_device
 from roboscape_r_ros.distributed import ranks
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.runs import RunError, RunFolder, run_path
@@ -104,14 +105,6 @@ class TrainWMConfig:
 
     def trains(self, stage: str) -> bool:
         return not self.init or stage in self.finetune
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda, but torch sees no CUDA device (use device=cpu or auto)")
-    return torch.device(name)
 
 
 def check_dataset(dataset: EpisodeDataset, cfg: WorldModelConfig) -> None:
@@ -291,7 +284,7 @@ class TrainWMResult:
 
 
 def run_train_wm(cfg: TrainWMConfig) -> TrainWMResult:
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     if not 0.0 <= cfg.goal_first_window_share <= 1.0:

@@ -43,14 +43,9 @@ from typing import Literal
 
 import torch
 
-from roboscape_r_ros.config import ConfigError, option
-from roboscape_r_ros.data.collect import CollectConfig, run_collect
-from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.files import write_atomic
-from roboscape_r_ros.imagination.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
-from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
-from roboscape_r_ros.rl.report import calibration_table, scene_table, success_tables
-from roboscape_r_ros.rl.train import (
+from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, run_evaluate_wm
+from roboscape_r_ros.commands.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
+from roboscape_r_ros.commands.train_policy import (
     BC_FILE,
     IMAGINATION_FILE,
     POLICY_FILE,
@@ -60,9 +55,14 @@ from roboscape_r_ros.rl.train import (
     run_imagination_ppo,
     run_sim_baseline,
 )
+from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm
+from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.data.collect import CollectConfig, run_collect
+from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.files import write_atomic
+from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
+from roboscape_r_ros.rl.report import calibration_table, scene_table, success_tables
 from roboscape_r_ros.runs import RunFolder
-from roboscape_r_ros.world_model.command import TrainWMConfig, run_train_wm
-from roboscape_r_ros.world_model.evaluate import EvaluateWMConfig, run_evaluate_wm
 from roboscape_r_ros.world_model.rollout import SHEET_PNG
 
 STAGES_FILE, REPORT_FILE, WM_EVAL_DIR = "stages.json", "REPORT.md", "world_model_eval"

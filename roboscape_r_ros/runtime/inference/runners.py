@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from roboscape_r_ros.config import ConfigError, from_dict
+from roboscape_r_ros.devices import torch_device
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.export.graph import sha256
 from roboscape_r_ros.export.policy import ONNX_FORMAT
@@ -57,17 +58,6 @@ class PolicyRunner(Runner):
 
     def mean(self, image: np.ndarray, goal: np.ndarray) -> np.ndarray:
         raise NotImplementedError
-
-
-def torch_device(name: str) -> torch.device:
-    """``name`` as a torch device that this torch build can use, or a one-line error."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise RoboscapeError(f"device '{name}' is not a torch device ({err})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RoboscapeError(f"device '{name}' asked for, but torch sees no CUDA device")
-    return device
 
 
 class TorchPolicyRunner(PolicyRunner):

@@ -60,12 +60,12 @@ from tqdm import tqdm
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.lerobot import KINDS, DatasetError
 from roboscape_r_ros.data.reader import EpisodeArrays, EpisodeDataset, open_run_dataset
+from roboscape_r_ros.devices import torch_device
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.perception.distance import PerceptionConfig, make_distance
 from roboscape_r_ros.perception.metrics import psnr, ssim
 from roboscape_r_ros.runs import RunError, RunFolder
 from roboscape_r_ros.stats import auroc, roc_curve
-from roboscape_r_ros.world_model.command import resolve_device
 from roboscape_r_ros.world_model.config import InferenceConfig
 from roboscape_r_ros.world_model.data import skip_actions
 from roboscape_r_ros.world_model.media import labelled_grid, line_plot, write_gif
@@ -157,7 +157,7 @@ class Evaluation:
         else:
             self.held_out = list(range(self.dataset.num_episodes))
             self.scored = f"all {self.dataset.num_episodes} episodes (not the run's dataset)"
-        self.device = resolve_device(cfg.device)
+        self.device = torch_device(cfg.device)
         self.checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else self.run.file(MODEL_FILE)
         self.model = WorldModel.from_checkpoint(self.checkpoint, self.device)
         self.model.configure(cfg.inference)
@@ -740,7 +740,7 @@ def report(metrics: dict, plots: list[str], gif: Path | None) -> str:
         lines += ["", f"![real | dreamed | goal]({gif.name})"]
     lines += [
         "",
-        "Definitions: module docstring of `roboscape_r_ros/world_model/evaluate.py`. Per-image PSNR is "
+        "Definitions: module docstring of `roboscape_r_ros/commands/evaluate_wm.py`. Per-image PSNR is "
         f"capped at {PSNR_CAP:g} dB.",
         "",
     ]

@@ -23,9 +23,9 @@ import numpy as np
 
 from roboscape_r_ros.imagination.goals import load_goal_image
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
+from roboscape_r_ros.parameters import inherited, parameter, threads_parameter
 from roboscape_r_ros.perception.distance import PerceptionConfig, PerceptualBackend
-from roboscape_r_ros.runtime.dream_session import DreamError, check_frame
-from roboscape_r_ros.runtime.parameters import inherited, parameter, threads_parameter
+from roboscape_r_ros.runtime.sessions.dream_session import DreamError, check_frame
 from roboscape_r_ros.world_model.model import WorldModel
 
 

@@ -3,7 +3,7 @@
 Each rule cites the upstream function it was taken from, on the ``kilted`` branches of
 ros-controls/ros2_controllers and moveit/moveit2. Neither runs here: test/test_controller_rules.py
 checks the rules, and policy_controller runs them at start on a sample of every message it would
-send (runtime/adapter_config.py), so that a combination the controller would reject is refused
+send (runtime/gates/adapter_config.py), so that a combination the controller would reject is refused
 before the arm is commanded at all.
 """
 
@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.parameters import parameter
 
 FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 

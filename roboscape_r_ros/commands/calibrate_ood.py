@@ -28,8 +28,8 @@ from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import check_world_model
-from roboscape_r_ros.runtime.dream_session import ShadowMonitor, load_world_model
-from roboscape_r_ros.runtime.ood_guard import OodGate
+from roboscape_r_ros.runtime.gates.ood_guard import OodGate
+from roboscape_r_ros.runtime.sessions.dream_session import ShadowMonitor, load_world_model
 from roboscape_r_ros.stats import auroc
 
 REPORT = "report"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.parameters import parameter
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,18 @@ class OodGate:
             self.holding, self.run, self.held_since = False, 0, None
             return "release"
         return None
+
+    def describe(self, change: str, error: float) -> str:
+        """The log line of a change that ``update`` returned for ``error``."""
+        if change == "hold":
+            return (
+                f"out-of-domain guard: dream/error above {self.threshold:g} for {self.trip_after} predictions in a "
+                f"row (last {error:.4g}): holding the arm"
+            )
+        return (
+            f"out-of-domain guard: dream/error at or below {self.threshold:g} for {self.release_after} predictions: "
+            "commands resume"
+        )
 
     def tick(self, now: float) -> bool:
         """Called periodically (monotonic ``now``, s); True once, when a hold has lasted ``hold_timeout_s``."""

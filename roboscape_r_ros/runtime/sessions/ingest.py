@@ -1,12 +1,12 @@
 """camera_ingest's parameters: the conversion of camera frames and the optional episode recording
-(the conversion is data/frames.py, the recording data/recorder.py)."""
+(the conversion is data/frames.py, the recording runtime/sessions/recording.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roboscape_r_ros.runtime.action_spec import metaworld_action_spec
-from roboscape_r_ros.runtime.parameters import parameter
+from roboscape_r_ros.contract.action_spec import metaworld_action_spec
+from roboscape_r_ros.parameters import parameter
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ import numpy as np
 import yaml
 
 from roboscape_r_ros.config import from_dict
+from roboscape_r_ros.contract.action_spec import ActionSpec, metaworld_action_spec
+from roboscape_r_ros.contract.servo_command import ServoParams
 from roboscape_r_ros.envs.metaworld_env import CONTROL_HZ, BlackFrameError, EnvConfig, PixelMetaWorldEnv
 from roboscape_r_ros.envs.scene import SceneVariation, SceneVariationError
-from roboscape_r_ros.runtime.action_spec import ActionSpec, metaworld_action_spec
-from roboscape_r_ros.runtime.parameters import parameter
-from roboscape_r_ros.runtime.servo_command import ServoParams
+from roboscape_r_ros.parameters import parameter
+from roboscape_r_ros.runtime import DEFAULT_TASK
 
 _OBJECT = ("x", "y", "z", "qw", "qx", "qy", "qz")
 _FRAME = ("hand_x", "hand_y", "hand_z", "gripper_opening") + tuple(f"obj{i}_{k}" for i in (0, 1) for k in _OBJECT)
@@ -33,7 +34,7 @@ PERIOD_NS = round(1e9 / CONTROL_HZ)  # 12.5 ms
 
 @dataclass(frozen=True)
 class SimBridgeParams:
-    task: str = parameter("reach-v3", "Meta-World v3 task, e.g. reach-v3, push-v3, pick-place-v3")
+    task: str = parameter(DEFAULT_TASK, "Meta-World v3 task, e.g. reach-v3, push-v3, pick-place-v3")
     camera: str = parameter(
         "corner2", "Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV"
     )
@@ -64,7 +65,7 @@ class SimBridgeParams:
     command_interface: Literal["action", "servo"] = parameter(
         "action",
         "action: one step per roboscape_r_ros/Action on `action`; servo: MoveIt Servo's contract, "
-        "geometry_msgs/TwistStamped on `cmd_twist`, stepped at a fixed rate (runtime/servo_command.py)",
+        "geometry_msgs/TwistStamped on `cmd_twist`, stepped at a fixed rate (contract/servo_command.py)",
     )
     servo: ServoParams = ServoParams()
 
