@@ -2,6 +2,7 @@
 library package grows past a dozen modules."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "roboscape_r_ros"
@@ -73,3 +74,12 @@ def test_every_node_file_is_as_thin_as_ros_examples_allow():
     """Nodes convert messages and call runtime classes; a node file past 250 lines holds domain logic."""
     long = {p.name: n for p in (PACKAGE / "nodes").glob("*.py") if (n := len(p.read_text().splitlines())) > 250}
     assert not long, long
+
+
+def test_no_committed_result_names_a_path_of_the_machine_it_was_made_on():
+    """docs/results/*.json are read on other machines: paths there are relative (ROS topic names such
+    as "/wm/observation" are not paths)."""
+    machine_path = re.compile(r'"(?:/(?:work|root|tmp|home|Users|check|opt|mnt|var)/|[A-Za-z]:\\\\)')
+    results = sorted((PACKAGE.parent / "docs" / "results").glob("*.json"))
+    leaking = [p.name for p in results if machine_path.search(p.read_text())]
+    assert not leaking, leaking
