@@ -78,6 +78,28 @@ def test_the_recorder_pairs_frames_with_their_actions_and_splits_episodes(tmp_pa
     assert dataset.episode(2).actions.tolist() == [[pytest.approx(0.7), 0.0, 0.0, -1.0]]
 
 
+def test_an_answer_under_the_previous_id_to_a_frame_that_came_after_the_new_id_waits_for_its_own(tmp_path):
+    """The controller took the new episode's first frame before its id (camera_ingest had the id first):
+    that answer is not the one the sim executes, so the frame waits for the answer under its own id;
+    stopped before it comes, the frame is unanswered, never written into the episode before."""
+    rec = recorder(tmp_path / "data")
+    rec.episode("A")
+    for stamp in (10, 20):
+        rec.observation(stamp, frame(stamp))
+        assert rec.action(stamp, NAMES, [0, 0, 0, 1], "expert", "A") is None
+    rec.episode("B")
+    rec.observation(30, frame(30))
+    assert rec.action(30, NAMES, [0.3, 0, 0, 1], "expert", "A") == "earlier episode"
+    assert rec.action(30, NAMES, [0.5, 0, 0, 1], "expert", "B") is None
+    rec.episode("C")
+    rec.observation(40, frame(40))
+    assert rec.action(40, NAMES, [0, 0, 0, 1], "expert", "B") == "earlier episode"
+    rec.close()  # Ctrl-C before the answer under C
+    assert [(e.episode_id, e.frames) for e in rec.written] == [("A", 2), ("B", 1)]
+    assert rec.counts["unanswered"] == 1 and rec.counts["earlier episode"] == 2
+    assert EpisodeDataset.open(tmp_path / "data").episode(1).actions[:, 0].tolist() == [pytest.approx(0.5)]
+
+
 def test_a_success_flag_that_arrives_after_the_next_episode_id_still_labels_its_own_episode(tmp_path):
     rec = recorder(tmp_path / "data")
     for stamp in (10, 20):

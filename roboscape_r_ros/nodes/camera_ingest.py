@@ -70,10 +70,13 @@ class CameraIngest(Node):
             except RoboscapeError as err:
                 raise StartupError(f"camera_ingest: recording: {err}") from None
         self.publisher = self.create_publisher(Image, "observation", qos_profile_sensor_data)
+        if self.recorder is not None:
+            # Before image_raw: an id and a frame that wait together are taken in this order, so a
+            # frame published after its episode's id is tagged with it (the recorder relies on that).
+            self.create_subscription(String, "episode", self.on_episode, LATCHED)
         self.create_subscription(Image, "image_raw", self.on_image, qos_profile_sensor_data)
         if self.recorder is not None:
             self.create_subscription(Action, "action", self.on_action, RELIABLE_BACKLOG)
-            self.create_subscription(String, "episode", self.on_episode, LATCHED)
             self.create_subscription(Bool, "success", self.on_success, RELIABLE_BACKLOG)
             for (
                 topic,

@@ -16,7 +16,9 @@ Episodes: a frame belongs to the episode its Action names (``Action.episode_id``
 whose id was current when the frame arrived (frames before the first id belong to the episode that
 id names). When a new episode's first frame overtakes its id, policy_controller answers it with the
 old id and then again with the new one (the one a simulator executes): that second answer moves
-the frame, with its new action, into the new episode. An episode is written when the first answer
+the frame, with its new action, into the new episode; an answer under an id older than the one the
+frame arrived with is not recorded (counted as ``earlier episode``): the frame waits for the answer
+under its own id, and stays unanswered if none comes. An episode is written when the first answer
 to a frame of a later episode arrives (a late answer to the old episode's last frame still counts)
 and at ``close``; the dataset folder appears only at ``close`` (the writer's atomic rename), so a
 killed recorder leaves no half dataset, only a hidden partial folder that the next writer removes.
@@ -154,6 +156,7 @@ class EpisodeRecorder:
         self.dropped: Counter[str] = Counter()  # "<topic> missing|stale" -> frames not recorded
         self.delays: list[float] = []  # answer delay of every recorded frame
         self.episode_id = ""  # the id frames arriving now are tagged with
+        self.heard: dict[str, int] = {}  # episode id -> the order it was heard in
         self.waiting: OrderedDict[int, tuple[str, np.ndarray, float]] = (
             OrderedDict()
         )  # stamp -> (episode, frame, arrival)
@@ -230,7 +233,13 @@ class EpisodeRecorder:
             self.rows.remove(row)
             frame, arrival = row.frame, row.arrival
         elif stamp_ns in self.waiting:
-            tag, frame, arrival = self.waiting.pop(stamp_ns)
+            tag, frame, arrival = self.waiting[stamp_ns]
+            if episode_id and tag and self.heard.get(episode_id, -1) < self.heard.get(tag, -1):
+                # the frame came after its episode's id, the answer under the previous id: the one the
+                # sim executes (under the frame's own id) follows, or never comes (Ctrl-C: unanswered)
+                self.counts["earlier episode"] += 1
+                return "earlier episode"
+            del self.waiting[stamp_ns]
             episode_id = episode_id or tag
         else:
             self.counts["unmatched"] += 1
@@ -250,6 +259,7 @@ class EpisodeRecorder:
     def episode(self, episode_id: str) -> None:
         if episode_id == self.episode_id:
             return
+        self.heard.setdefault(episode_id, len(self.heard))
         if not self.episode_id:  # the first id heard names the episode already running
             self.waiting = OrderedDict((s, (episode_id, *rest)) for s, (_, *rest) in self.waiting.items())
             if self.open_id == "":
