@@ -15,6 +15,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray, String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from roboscape_r_ros.nodes.messaging import time_ns  # noqa: E402
 from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES  # noqa: E402
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -191,10 +192,6 @@ def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_ea
         assert sum(expected in w for w in warnings) == 1, (expected, log)
     assert any("same clock? use_sim_time" in w for w in warnings)  # the unstamped frame: a clock hint
     assert "Traceback" not in log
-
-
-def time_ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def test_watchdog_holds_once_and_estop_holds_until_released(ros):

@@ -17,6 +17,8 @@ from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from ros_harness import Output  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
+from roboscape_r_ros.nodes.messaging import time_ns  # noqa: E402
+
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EXAMPLE = "config/examples/sawyer_sim_servo.yaml"
@@ -55,10 +57,6 @@ def servo_loop(ros, *controller_params: str, max_steps: int = 200) -> tuple[Outp
 def episodes(ros, sim: Output, count: int, timeout_s: float) -> list[tuple[str, int, str]]:
     assert ros.spin_until(lambda: len(sim.find_all(ENDED)) >= count, timeout_s), sim.text()
     return [(m.group(1), int(m.group(2)), m.group(3)) for m in sim.find_all(ENDED)[:count]]
-
-
-def ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def test_the_expert_drives_the_servo_arm_to_success_on_reach(ros):
@@ -107,10 +105,10 @@ def test_the_estop_stops_the_servo_arm_until_released(ros):
     estop.publish(Bool(data=True))
     controller.wait(ros, r"E-STOP engaged", 10)
     ros.spin_until(lambda: False, 0.5)  # twists in flight and the hold land, the mocap weld settles
-    sent, held, stamp = len(twists), position(poses[-1]), ns(poses[-1].header.stamp)
+    sent, held, stamp = len(twists), position(poses[-1]), time_ns(poses[-1].header.stamp)
     linear = twists[-1].twist.linear
     assert (linear.x, linear.y, linear.z) == (0.0, 0.0, 0.0)  # the hold: zero motion
-    assert ros.spin_until(lambda: ns(poses[-1].header.stamp) >= stamp + 80 * PERIOD_NS, 30), "the sim stopped"
+    assert ros.spin_until(lambda: time_ns(poses[-1].header.stamp) >= stamp + 80 * PERIOD_NS, 30), "the sim stopped"
     assert np.abs(position(poses[-1]) - held).max() < 1e-3  # a second of simulated time without motion
     assert len(twists) == sent  # nothing sent while engaged
     done = len(sim.find_all(ENDED))

@@ -14,13 +14,11 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from roboscape_r_ros.nodes.messaging import time_ns  # noqa: E402
+
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 PERIOD_NS = 12_500_000
-
-
-def ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class Sim:
@@ -48,13 +46,13 @@ class Sim:
         assert self.ros.spin_until(
             lambda: (
                 len(self.success) > seen
-                and self.latest_stamp() == ns(self.states[-1].header.stamp) == stamp + PERIOD_NS
+                and self.latest_stamp() == time_ns(self.states[-1].header.stamp) == stamp + PERIOD_NS
             ),
             10,
         ), "no step"
 
     def latest_stamp(self) -> int:
-        return ns(self.images[-1].header.stamp) if self.images else -1
+        return time_ns(self.images[-1].header.stamp) if self.images else -1
 
 
 def test_one_step_per_action_with_simulated_time_and_a_reset_service(ros):
@@ -75,7 +73,7 @@ def test_one_step_per_action_with_simulated_time_and_a_reset_service(ros):
     assert pixels.std() > 0, "black frame"
     state = sim.states[-1]
     assert len(state.name) == 39 and state.name[:3] == ["hand_x", "hand_y", "hand_z"] and state.name[-1] == "goal_z"
-    assert ns(state.header.stamp) == ns(first.header.stamp) == PERIOD_NS  # the reset took one control period
+    assert time_ns(state.header.stamp) == time_ns(first.header.stamp) == PERIOD_NS  # the reset took one control period
     hand = np.array(state.position[:3])
     # Idle: the same frame again (same stamp), no step, time stands still.
     ros.spin_until(lambda: False, 0.6)
@@ -87,7 +85,8 @@ def test_one_step_per_action_with_simulated_time_and_a_reset_service(ros):
     moved = np.array(sim.states[-1].position[:3]) - hand
     assert 0.01 < moved[0] < 0.05 and abs(moved[1]) < moved[0] / 3 and abs(moved[2]) < moved[0] / 3, moved
     assert sim.latest_stamp() == 6 * PERIOD_NS
-    assert ros.spin_until(lambda: ns(sim.clock[-1].clock) == 6 * PERIOD_NS, 5)  # /clock is another topic: may trail
+    # /clock is another topic: it may trail
+    assert ros.spin_until(lambda: time_ns(sim.clock[-1].clock) == 6 * PERIOD_NS, 5)
     assert [s.data for s in sim.success] == [False] * 5
     # An Action answering a frame already stepped from (a policy's repeat) is dropped silently.
     stale = action([1.0, 0.0, 0.0, -1.0])
@@ -170,7 +169,7 @@ def test_the_scene_parameter_changes_the_scene_mid_episode_and_refuses_bad_value
     assert result.successful, result.reason
     sim.step([0.0, 0.0, 0.0, 0.0])  # the arm stands still: only the table changes
     assert np.abs(frame(sim.images[-1]) - before).mean() > 4.0
-    assert sim.episodes[-1].data.endswith("ep0000") and ns(sim.states[-1].header.stamp) == 5 * PERIOD_NS
+    assert sim.episodes[-1].data.endswith("ep0000") and time_ns(sim.states[-1].header.stamp) == 5 * PERIOD_NS
     changed = frame(sim.images[-1])
     for bad, expected in (
         ("{table_rgba: [2, 0, 0, 1]}", "table_rgba must be 4 numbers in [0, 1]"),
@@ -253,7 +252,7 @@ def test_servo_mode_steps_at_a_fixed_rate_holds_a_twist_until_its_timeout_and_pu
     assert np.abs(np.array(sim.states[-1].position[:3]) - stopped).max() < 1e-3  # the weld settles: < 1 mm
     # Joint positions come from MuJoCo, stamped like the state: the arm's joints turned, the fingers did not.
     last = joints[-1]
-    assert ns(last.header.stamp) in {ns(s.header.stamp) for s in sim.states}
+    assert time_ns(last.header.stamp) in {time_ns(s.header.stamp) for s in sim.states}
     turned = np.abs(np.array(last.position) - start_joints)
     assert turned[:7].max() > 0.01 and turned[7:].max() < 1e-3, turned
     log = ros.stop(proc)

@@ -35,8 +35,12 @@ def publish_estop_released(node: Node, topic: str = "estop"):
     return publisher
 
 
+def time_ns(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    return time_ns(header.stamp)
 
 
 def stamp(time_ns: int) -> Time:

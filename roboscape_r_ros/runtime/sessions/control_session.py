@@ -94,17 +94,19 @@ class ControlSession:
     # -- inputs ---------------------------------------------------------------------------------
     def read_state(self, names, positions, stamp: int) -> list[Problem]:
         """A JointState's positions by name: the backend's state and the arm's joint feedback."""
-        problems = []
-        for by_name, keep in (
-            (self.backend_state if self.backend.needs_state else None, self.gate.state_received),
-            (self.joint_state, lambda stamp, values: self.joints.set(values, stamp)),
-        ):
-            if by_name is None:
-                continue
+        problems: list[Problem] = []
+
+        def read(by_name: ByName) -> np.ndarray | None:
             try:
-                keep(stamp, by_name(names, positions))
+                return by_name(names, positions)
             except StateRejected as err:
                 problems.append((f"state-{err.reason}", f"dropped a state: {err}"))
+                return None
+
+        if self.backend.needs_state and (values := read(self.backend_state)) is not None:
+            self.gate.state_received(stamp, values)
+        if self.joint_state is not None and (values := read(self.joint_state)) is not None:
+            self.joints.set(values, stamp)
         return problems
 
     def read_ee_pose(self, position, orientation, frame_id: str, stamp: int) -> tuple[Pose | None, Problem | None]:
