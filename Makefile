@@ -9,6 +9,7 @@
 #   make launch   the real launch system from ROS2_LAUNCH_SRC (for its tests; not on PyPI)
 #   make colcon   build the package the way ROS users do (colcon, install space in ./install)
 #   make bench    benchmarks (JSON in bench/results/)
+#   make parameters  config/<node>.yaml and docs/parameters.md, written from the parameter dataclasses
 
 # Outside the checkout: CMake refuses exported include paths (numpy's, in the venv) that lie inside
 # the source folder, which would break `make colcon` against a venv in ./.venv.
@@ -45,7 +46,7 @@ ROS2_LAUNCH_SRC ?=
 LAUNCH_STUBS := $(if $(ROS2_LAUNCH_SRC),$(abspath $(ROS2_LAUNCH_SRC))/stubs)
 LAUNCH_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli ros2pkg
 
-.PHONY: venv launch demo test test-fast test-ros test-jazzy colcon bench clean
+.PHONY: venv launch demo test test-fast test-ros test-jazzy colcon bench parameters clean
 
 venv: $(VIRTUAL_ENV)/.installed $(VIRTUAL_ENV)/.onnxruntime-$(ONNXRUNTIME)
 
@@ -125,6 +126,10 @@ test-jazzy:
 
 colcon: venv
 	colcon build --base-paths . --build-base build --install-base install --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(PY)
+
+# config/<node>.yaml and docs/parameters.md from the parameter dataclasses (a test checks they match).
+parameters: venv
+	$(PY) -m roboscape_r_ros.launching.parameter_files
 
 bench: venv
 	$(PY) bench/bench_loader.py

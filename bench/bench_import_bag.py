@@ -28,8 +28,7 @@ import numpy as np
 from bench_results import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-from bag_writer import BagWriter  # noqa: E402  (the tests' bag writer)
-
+from helpers.bag_writer import BagWriter  # noqa: E402  (the tests' bag writer)
 from roboscape_r_ros.commands.import_bag import ImportBagConfig, run_import_bag  # noqa: E402
 from roboscape_r_ros.config import load_config  # noqa: E402
 

@@ -8,7 +8,7 @@ held-out quality, imagination speed and inference latency, in one run of at most
 Parts, each timed on the device torch picks (cuda when available):
   train_wm     `roboscape-r train-wm --preset base` (64x64 frames, 16-frame context, frame_skip 4, bf16
                autocast on CUDA, pinned-memory batches) on a synthetic dataset written first: the tests'
-               square moved by its actions (test/wm_synthetic.py), upscaled to 64x64, with 100-frame
+               square moved by its actions (test/helpers/wm_synthetic.py), upscaled to 64x64, with 100-frame
                failed and random episodes. Steps/s of the tokenizer and action stages and the peak
                memory (CUDA: torch.cuda.max_memory_allocated; CPU: the process's peak RSS).
   evaluate_wm  `roboscape-r evaluate-wm` on the run's held-out episodes: the 8-step PSNR gain over
@@ -39,8 +39,7 @@ from bench_inference import latencies_ms
 from bench_results import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-from wm_synthetic import write_dataset  # noqa: E402  (the tests' synthetic dataset)
-
+from helpers.wm_synthetic import write_dataset  # noqa: E402  (the tests' synthetic dataset)
 from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, run_evaluate_wm  # noqa: E402
 from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm  # noqa: E402
 from roboscape_r_ros.config import load_config  # noqa: E402

@@ -19,6 +19,12 @@ presets/train_wm/tiny.yaml
 ``_base`` names ``<folder>/<name>`` under presets/ (``<name>`` alone: in the folder of the preset that
 names it, the command's own for a preset file) or a YAML file path (relative to the file that names it).
 A base may have bases of its own; a cycle is an error. Overrides apply after all bases are merged.
+
+Every field is written once, with ``option``: its default, help text and, where it has one, its range
+(``low``/``high`` inclusive, ``above``/``below`` exclusive; for a list, of each item). ``field_specs``
+is the one walker over these fields: ``from_dict`` checks every value it is given against them, the
+nodes declare their ROS parameters from them (parameters.py), and ``--help``, config/<node>.yaml and
+docs/parameters.md are written from them.
 """
 
 from __future__ import annotations
@@ -43,12 +49,102 @@ class ConfigError(RoboscapeError, ValueError):
     """A config key, value or preset that cannot be used; the message names the culprit."""
 
 
-def option(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with a help text; mutable defaults are copied per instance."""
+def option(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    read_only: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field with its help text and range; mutable defaults are copied per instance.
+    ``read_only``: a node parameter that is read at start only (ROS refuses ``ros2 param set``)."""
+    metadata = {"help": help, "low": low, "high": high, "above": above, "below": below, "read_only": read_only}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         factory = (lambda d=default: type(d)(d)) if isinstance(default, (list, dict)) else type(default)
-        return dataclasses.field(default_factory=factory, metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=factory, metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One leaf field of a config or parameter dataclass, as ``option`` wrote it."""
+
+    name: str  # dotted: nested dataclasses flattened (learning.enabled)
+    hint: Any  # the field's type (str, int, float, bool, list[...], tuple[...], Literal[...])
+    default: Any  # dataclasses.MISSING for a field without one
+    help: str
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    below: float | None = None
+    read_only: bool = False
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        """The values a ``Literal`` type allows; () for any other type."""
+        return typing.get_args(self.hint) if typing.get_origin(self.hint) is typing.Literal else ()
+
+    @property
+    def item_type(self) -> Any:
+        """The element type of a list field (tuple[str, ...] -> str), else None."""
+        return typing.get_args(self.hint)[0] if typing.get_origin(self.hint) in (list, tuple) else None
+
+    @property
+    def range_text(self) -> str:
+        """The range as a reader writes it: "[0, 1]", "(0, 1]", "> 0", "<= 5", or "" for none."""
+        lower = f"[{_number(self.low)}" if self.low is not None else ""
+        lower = lower or (f"({_number(self.above)}" if self.above is not None else "")
+        upper = f"{_number(self.high)}]" if self.high is not None else ""
+        upper = upper or (f"{_number(self.below)})" if self.below is not None else "")
+        if lower and upper:
+            return f"{lower}, {upper}"
+        if lower:
+            return (">= " if self.low is not None else "> ") + lower[1:]
+        if upper:
+            return ("<= " if self.high is not None else "< ") + upper[:-1]
+        return ""
+
+    def range_error(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (for a list, with any item) against the range, or None."""
+        items = value if isinstance(value, (list, tuple)) else [value]
+        numbers = [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not any(
+            (self.low is not None and v < self.low)
+            or (self.high is not None and v > self.high)
+            or (self.above is not None and v <= self.above)
+            or (self.below is not None and v >= self.below)
+            for v in numbers
+        ):
+            return None
+        text = self.range_text
+        return f"{self.name} must {'be' if text[0] in '<>' else 'lie in'} {text}, got {value!r}"
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 2147483647, not 2.14748e+09; 0.5, not 0.500000."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
+
+
+def field_specs(cls: type, prefix: str = "") -> list[FieldSpec]:
+    """Every leaf field of dataclass ``cls`` in declaration order, nested dataclasses flattened to dotted names."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            specs.extend(field_specs(hint, f"{prefix}{f.name}."))
+        else:
+            specs.append(_spec(f, hint, prefix))
+    return specs
+
+
+def _spec(f: dataclasses.Field[Any], hint: Any, prefix: str) -> FieldSpec:
+    meta = {key: f.metadata[key] for key in ("low", "high", "above", "below", "read_only") if key in f.metadata}
+    return FieldSpec(prefix + f.name, hint, _field_default(f), f.metadata.get("help", ""), **meta)
 
 
 def available_presets(command: str) -> list[str]:
@@ -144,7 +240,9 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """Instantiate dataclass ``cls`` from a nested dict, checking names and types."""
+    """Instantiate dataclass ``cls`` from a nested dict, checking names, types and ranges."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(fields))
@@ -154,13 +252,15 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     kwargs = {}
     for name, value in values.items():
         kwargs[name] = _coerce(hints[name], value, prefix + name)
+        if problem := _spec(fields[name], hints[name], prefix).range_error(kwargs[name]):
+            raise ConfigError(f"option {problem}")
     return cls(**kwargs)
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"option '{key}' is a group of options; set its members, e.g. {key}.<name>=...")
         return from_dict(hint, value, prefix=key + ".")
@@ -263,23 +363,18 @@ def help_default(value: Any) -> list[str]:
     """A default as --help prints it: one line as Python writes it, or for a list of groups one item a line, in
     the YAML that sets it and with only the members that differ from their defaults (from_dict fills in the rest)."""
     if isinstance(value, (list, tuple)) and value and all(dataclasses.is_dataclass(v) for v in value):
-        flow = dict(default_flow_style=True, sort_keys=False, width=1 << 16)
-        return ["- " + yaml.safe_dump(_changed(v), **flow).strip() for v in value]
+        flow = [yaml.safe_dump(_changed(v), default_flow_style=True, sort_keys=False, width=1 << 16) for v in value]
+        return ["- " + text.strip() for text in flow]
     return [repr(value)]
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     """(dotted name, type, default, help) for every leaf option of ``cls``, for --help."""
     rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            rows.extend(describe(hint, prefix + f.name + "."))
-            continue
-        type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    for spec in field_specs(cls):
+        type_name = getattr(spec.hint, "__name__", None) or str(spec.hint).replace("typing.", "")
         # the field's own default, not cls(): a config whose defaults alone do not validate (export needs a
         # policy or a world model) must still print its help
-        default = _field_default(f)
-        rows.append((prefix + f.name, type_name, default, f.metadata.get("help", "")))
+        help = f"{spec.help} (range {spec.range_text})" if spec.range_text else spec.help
+        rows.append((spec.name, type_name, spec.default, help))
     return rows

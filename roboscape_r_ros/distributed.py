@@ -24,7 +24,9 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -65,7 +67,10 @@ def ranks() -> Ranks:
     return Ranks.from_env() if dist.is_initialized() else Ranks()
 
 
-def draw(sample: Callable[..., torch.Tensor], size: tuple[int, ...], **kwargs) -> torch.Tensor:
+Drawn = TypeVar("Drawn", torch.Tensor, np.ndarray)
+
+
+def draw(sample: Callable[..., Drawn], size: tuple[int, ...], **kwargs: Any) -> Drawn:
     """`sample(size, **kwargs)` (e.g. torch.rand) for a batch of size[0] rows of a training batch.
 
     In a group every rank draws for the whole global batch from the same generator state (all ranks

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def _replace(path: str | Path, write: Callable[[Path], None]) -> Path:
+def _replace(path: str | Path, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -1,10 +1,12 @@
 """Node parameters as typed dataclasses, in plain Python (no rclpy).
 
 Each node's parameters are one frozen dataclass beside the runtime class it configures; every field
-says its default, description and (optionally) range once, with ``parameter``. A ``Literal`` type
-gives the allowed choices; a nested dataclass gives dotted names (``learning.enabled``). The node
-declares exactly these to ROS (``nodes.node_tools.declare_parameters``) and config/<node>.yaml is
-tested against them, so a default or a description lives in one place.
+says its default, description and (optionally) range once, with ``parameter``: the same field spec as
+every config (config.option, config.field_specs). A ``Literal`` type gives the allowed choices; a
+nested dataclass gives dotted names (``learning.enabled``). The node declares exactly these to ROS
+(``nodes.node_tools.declare_parameters``), read-only unless said otherwise: a node reads its
+parameters at start. config/<node>.yaml and docs/parameters.md are generated from them
+(launching/parameter_files.py).
 
     @dataclass(frozen=True)
     class SimBridgeParams:
@@ -15,23 +17,18 @@ tested against them, so a default or a description lives in one place.
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass
+import functools
 from typing import Any, TypeVar
 
-from roboscape_r_ros.errors import RoboscapeError
+from roboscape_r_ros.config import from_dict, option
 
 T = TypeVar("T")
 
 
-class ParameterError(RoboscapeError, ValueError):
-    """A parameter value outside its choices; the message names the parameter."""
-
-
-def parameter(default: Any, description: str, *, low: float | None = None, high: float | None = None) -> Any:
-    """A dataclass field declared as a ROS parameter; lists are written as tuples (frozen dataclasses)."""
-    metadata = {"help": description, "low": low, "high": high}
-    return dataclasses.field(default=default, metadata=metadata)
+# A dataclass field declared as a ROS parameter: config.option, read-only unless said otherwise (a node
+# reads its parameters at start). Lists are written as tuples (frozen dataclasses); ROS declares a
+# range only where both ``low`` and ``high`` are given.
+parameter = functools.partial(option, read_only=True)
 
 
 def threads_parameter() -> Any:
@@ -46,63 +43,21 @@ def threads_parameter() -> Any:
 
 
 def inherited(cls: type, name: str, *, low: float | None = None, high: float | None = None) -> Any:
-    """A parameter whose default and description are those of field ``name`` of config dataclass ``cls``."""
+    """A parameter whose default, description and range are those of field ``name`` of config dataclass
+    ``cls``; ``low`` and ``high`` narrow the range (ROS declares a range with both ends)."""
     source = {f.name: f for f in dataclasses.fields(cls)}[name]
-    return parameter(source.default, source.metadata["help"], low=low, high=high)
+    meta = source.metadata
+    low, high = meta.get("low") if low is None else low, meta.get("high") if high is None else high
+    return parameter(source.default, meta["help"], low=low, high=high, above=meta.get("above"), below=meta.get("below"))
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
-    name: str  # dotted ROS name
-    hint: Any  # the field's type (str, int, float, bool, tuple[...], Literal[...])
-    default: Any
-    description: str
-    low: float | None
-    high: float | None
-
-    @property
-    def choices(self) -> tuple[Any, ...]:
-        return _choices(self.hint)
-
-    @property
-    def item_type(self) -> type | None:
-        """The element type of a list parameter (tuple[str, ...] -> str), else None."""
-        return typing.get_args(self.hint)[0] if typing.get_origin(self.hint) is tuple else None
-
-
-def _choices(hint: Any) -> tuple[Any, ...]:
-    """The values a ``Literal`` type allows; () for any other type."""
-    return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
-
-
-def parameter_specs(cls: type, prefix: str = "") -> list[ParameterSpec]:
-    """Every leaf parameter of ``cls`` in declaration order, nested dataclasses flattened to dotted names."""
-    hints = typing.get_type_hints(cls)
-    specs = []
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            specs.extend(parameter_specs(hint, f"{prefix}{f.name}."))
-        else:
-            meta = f.metadata
-            specs.append(ParameterSpec(prefix + f.name, hint, f.default, meta["help"], meta["low"], meta["high"]))
-    return specs
-
-
-def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """``cls`` from the declared values by dotted name (lists become tuples); choices are checked."""
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        hint, name = hints[f.name], prefix + f.name
-        if dataclasses.is_dataclass(hint):
-            kwargs[f.name] = build(hint, values, f"{name}.")
-            continue
-        value = values[name]
-        if isinstance(value, list):
-            value = tuple(value)
-        choices = _choices(hint)
-        if choices and value not in choices:
-            raise ParameterError(f"{name} '{value}' is not one of {', '.join(map(str, choices))}")
-        kwargs[f.name] = value
-    return cls(**kwargs)
+def build(cls: type[T], values: dict[str, Any]) -> T:
+    """``cls`` from the declared values by dotted name: types, choices and ranges checked (config.from_dict)."""
+    nested: dict[str, Any] = {}
+    for name, value in values.items():
+        *groups, leaf = name.split(".")
+        node = nested
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    return from_dict(cls, nested)

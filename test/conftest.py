@@ -17,18 +17,26 @@ def pytest_collection_modifyitems(items):
 def ros():
     """A private ROS 2 domain with a harness node; skipped where rclpy is not installed."""
     pytest.importorskip("rclpy")
-    from ros_harness import RosHarness
+    from helpers.ros_harness import RosHarness
 
     harness = RosHarness()
     yield harness
     harness.close()
 
 
+@pytest.fixture(scope="module")
+def synthetic_dataset(tmp_path_factory):
+    """wm_synthetic's dataset (3 episodes of each task and kind), written once for the test module."""
+    from helpers.wm_synthetic import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("data") / "synthetic")
+
+
 @pytest.fixture(autouse=True)
 def no_dead_dds_ports(request):
-    """Before each ROS test, the Fast DDS shared memory of dead processes is removed (dds_shm.py)."""
+    """Before each ROS test, the Fast DDS shared memory of dead processes is removed (helpers/dds_shm.py)."""
     if request.node.get_closest_marker("ros"):
-        from dds_shm import remove_dead_dds_files
+        from helpers.dds_shm import remove_dead_dds_files
 
         remove_dead_dds_files()
 

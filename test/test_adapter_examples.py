@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from roboscape_r_ros.config import field_specs
 from roboscape_r_ros.errors import RoboscapeError
-from roboscape_r_ros.parameters import build, parameter_specs
+from roboscape_r_ros.parameters import build
 from roboscape_r_ros.runtime.gates.adapter_config import startup_check
 from roboscape_r_ros.runtime.gates.controller import PolicyControllerParams
 
@@ -21,7 +22,7 @@ def example(name: str) -> dict:
 
 def params(values: dict) -> PolicyControllerParams:
     """The parameters a node started with this file has: its values over the declared defaults."""
-    specs = parameter_specs(PolicyControllerParams)
+    specs = field_specs(PolicyControllerParams)
     assert set(values) <= {s.name for s in specs}, set(values) - {s.name for s in specs}
     return build(PolicyControllerParams, {**{s.name: s.default for s in specs}, **values})
 

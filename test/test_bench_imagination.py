@@ -10,7 +10,7 @@ import json
 import subprocess
 from contextlib import redirect_stdout
 
-from cli_runner import REPO
+from helpers import REPO
 
 
 def load_bench():

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cli_runner import REPO, assert_one_line_error, cli
 
+from helpers import REPO
+from helpers.cli_runner import assert_one_line_error, cli
 from roboscape_r_ros.cli import COMMANDS, main
 from roboscape_r_ros.config import from_dict
 from roboscape_r_ros.data.collect import CollectConfig, record_episode, task_rng

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from roboscape_r_ros.config import ConfigError
+from roboscape_r_ros.config import ConfigError, from_dict
 from roboscape_r_ros.data.collect import CollectConfig, episode_kinds, record_episode, run_collect
 from roboscape_r_ros.data.done_labels import DoneLabelError, done_labels, segment_done_curve
 from roboscape_r_ros.data.reader import EpisodeDataset
@@ -61,16 +61,16 @@ def test_episode_kinds_follow_the_shares(n):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"failed_fraction": 1.5}, r"failed_fraction must be in \[0, 1\], got 1.5"),
+        ({"failed_fraction": 1.5}, r"failed_fraction must lie in \[0, 1\], got 1.5"),
         ({"noisy_fraction": 0.6, "failed_fraction": 0.5}, "add up to 1.2, more than 1"),
-        ({"steps_after_success": 0}, "steps_after_success must be at least 1"),
-        ({"expert_action_noise": -0.1}, "expert_action_noise must be >= 0"),
-        ({"action_hold_steps": 0}, "action_hold_steps must be at least 1"),
+        ({"steps_after_success": 0}, "steps_after_success must be >= 1, got 0"),
+        ({"expert_action_noise": -0.1}, "expert_action_noise must be >= 0, got -0.1"),
+        ({"action_hold_steps": 0}, "action_hold_steps must be >= 1"),
     ],
 )
 def test_bad_collect_config_raises(fields, message):
     with pytest.raises(ConfigError, match=message):
-        CollectConfig(**fields)
+        from_dict(CollectConfig, fields)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 import os
 
 import pytest
-from dds_shm import SHM, remove_dead_dds_files
+
+from helpers.dds_shm import SHM, remove_dead_dds_files
 
 # Port numbers above 65535: no real participant can own them.
 DEAD, LIVE = "fastrtps_port99991", "fastdds_port99993"

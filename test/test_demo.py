@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_runner import assert_one_line_error, cli
 
+from helpers.cli_runner import assert_one_line_error, cli
 from roboscape_r_ros.commands.demo import DemoConfig, baseline_steps, build_stages, stage_configs, wall_time_decisions
 from roboscape_r_ros.commands.train_policy import PolicyTrainResult
 from roboscape_r_ros.config import ConfigError, load_config

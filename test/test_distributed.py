@@ -4,19 +4,17 @@ train-bc exactly where it stopped), and errors as one line."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from torchrun_runner import finish, kill_with_workers, losses, torchrun
-from wm_synthetic import train_wm_args, write_dataset
 
+from helpers.torchrun_runner import finish, kill_with_workers, losses, torchrun
+from helpers.wm_synthetic import kill_once_saved, saved_step, train_wm_args
 from roboscape_r_ros import cli
 from roboscape_r_ros.rl.bc import RESUME_FILE
 from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.runs import RunFolder
-from roboscape_r_ros.world_model.checkpoint import load_tensors
 
 STEPS = {"tokenizer": 20, "action": 20, "goal": 10}
 ERROR = "roboscape-r train-wm: error:"
@@ -29,20 +27,11 @@ def train_args(dataset: Path, run: Path, *extra: str) -> list[str]:
     return train_wm_args(dataset, run, STEPS, *SETTINGS, *extra)
 
 
-def saved_step(run: Path, stage: str) -> int:
-    return int(load_tensors(run / f"optim-{stage}.safetensors", ("step",))[1]["step"])
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("data") / "synthetic")
-
-
 @pytest.mark.slow
-def test_two_ranks_follow_one_process_with_the_same_global_batch(dataset, tmp_path):
+def test_two_ranks_follow_one_process_with_the_same_global_batch(synthetic_dataset, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert cli.main(train_args(dataset, one)) == 0
-    code, out, err = finish(torchrun(*train_args(dataset, two)))
+    assert cli.main(train_args(synthetic_dataset, one)) == 0
+    code, out, err = finish(torchrun(*train_args(synthetic_dataset, two)))
     assert code == 0, err[-3000:]
     assert out.count("world model ") == 1, out  # rank 0 alone prints the result
     expected, got = losses(one), losses(two)
@@ -60,19 +49,11 @@ def test_two_ranks_follow_one_process_with_the_same_global_batch(dataset, tmp_pa
 
 
 @pytest.mark.slow
-def test_resume_after_kill_of_the_whole_group(dataset, tmp_path):
+def test_resume_after_kill_of_the_whole_group(synthetic_dataset, tmp_path):
     run = tmp_path / "run"
-    args = train_args(dataset, run, "model.train.action_steps=60")
+    args = train_args(synthetic_dataset, run, "model.train.action_steps=60")
     proc = torchrun(*args)
-    optim = run / "optim-action.safetensors"
-    deadline = time.monotonic() + 120
-    killed_at = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        if optim.exists() and saved_step(run, "action") >= 10:
-            kill_with_workers(proc.pid)
-            killed_at = saved_step(run, "action")
-            break
-        time.sleep(0.02)
+    killed_at = kill_once_saved(proc, run, "action", 10, kill_with_workers)
     finish(proc, timeout=30)
     assert killed_at is not None, "train-wm ended before it could be killed"
     killed_step = saved_step(run, "action")  # what the group left behind, read once every rank is dead
@@ -85,10 +66,10 @@ def test_resume_after_kill_of_the_whole_group(dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_error_on_one_rank_ends_the_group_with_one_line(dataset, tmp_path):
+def test_error_on_one_rank_ends_the_group_with_one_line(synthetic_dataset, tmp_path):
     run = tmp_path / "busy"
     with RunFolder.open(run, lock=True):  # only rank 0 takes the lock: rank 1 alone would go on
-        code, _, err = finish(torchrun(*train_args(dataset, run)), timeout=120)
+        code, _, err = finish(torchrun(*train_args(synthetic_dataset, run)), timeout=120)
     assert code != 0
     lines = [line for line in err.splitlines() if ERROR in line]
     assert len(lines) == 1 and "in use by another process" in lines[0], err[-3000:]
@@ -96,8 +77,10 @@ def test_error_on_one_rank_ends_the_group_with_one_line(dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_error_on_every_rank_is_printed_once(dataset, tmp_path):
-    code, _, err = finish(torchrun(*train_args(dataset, tmp_path / "run", "model.train.batch_size=15")), timeout=120)
+def test_error_on_every_rank_is_printed_once(synthetic_dataset, tmp_path):
+    code, _, err = finish(
+        torchrun(*train_args(synthetic_dataset, tmp_path / "run", "model.train.batch_size=15")), timeout=120
+    )
     assert code != 0
     lines = [line for line in err.splitlines() if ERROR in line]
     assert len(lines) == 1 and "model.train.batch_size=15 does not split evenly over 2 processes" in lines[0], err
@@ -110,13 +93,13 @@ def bc_args(dataset: Path, output: Path, steps: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_bc_on_two_ranks_and_resumed_follows_one_process(dataset, tmp_path):
+def test_bc_on_two_ranks_and_resumed_follows_one_process(synthetic_dataset, tmp_path):
     """One process, 40 steps; against it: 2 ranks for 20 steps, then rerun to 40 (a resume, also on 2 ranks)."""
     one, two = tmp_path / "one", tmp_path / "two"
-    assert cli.main(bc_args(dataset, one, 40)) == 0
-    code, _, err = finish(torchrun(*bc_args(dataset, two, 20)))
+    assert cli.main(bc_args(synthetic_dataset, one, 40)) == 0
+    code, _, err = finish(torchrun(*bc_args(synthetic_dataset, two, 20)))
     assert code == 0, err[-3000:]
-    code, _, err = finish(torchrun(*bc_args(dataset, two, 40)))
+    code, _, err = finish(torchrun(*bc_args(synthetic_dataset, two, 40)))
     assert code == 0, err[-3000:]
     expected, got = losses(one), losses(two)
     assert {step for _, step in expected} == {0, 10, 20, 30, 40} and set(got) == set(expected)
@@ -127,14 +110,14 @@ def test_bc_on_two_ranks_and_resumed_follows_one_process(dataset, tmp_path):
     assert (two / RESUME_FILE).exists() and len(list((two / "tensorboard").glob("events.*"))) == 2  # rank 0, twice
 
 
-def test_bc_resume_continues_exactly_and_refuses_other_settings(dataset, tmp_path, capsys):
+def test_bc_resume_continues_exactly_and_refuses_other_settings(synthetic_dataset, tmp_path, capsys):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    assert cli.main(bc_args(dataset, whole, 30)) == 0
-    assert cli.main(bc_args(dataset, resumed, 10)) == 0
-    assert cli.main(bc_args(dataset, resumed, 30)) == 0  # continues at step 10 with the saved random states
+    assert cli.main(bc_args(synthetic_dataset, whole, 30)) == 0
+    assert cli.main(bc_args(synthetic_dataset, resumed, 10)) == 0
+    assert cli.main(bc_args(synthetic_dataset, resumed, 30)) == 0  # continues at step 10 with the saved random states
     a, b = ImagePolicy.load(whole / "bc.safetensors"), ImagePolicy.load(resumed / "bc.safetensors")
     assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     capsys.readouterr()
-    assert cli.main([*bc_args(dataset, resumed, 30), "bc.lr=0.01"]) == 2
+    assert cli.main([*bc_args(synthetic_dataset, resumed, 30), "bc.lr=0.01"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bc.lr=0.001" in err and RESUME_FILE in err, err

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from toy_world import write_run
-from wm_synthetic import write_dataset
 
+from helpers.toy_world import write_run
+from helpers.wm_synthetic import write_dataset
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
@@ -158,35 +158,16 @@ def test_side_by_side_and_checkpoint_errors(tmp_path, wm):
 
 
 # -- the node --------------------------------------------------------------------------------------
-def startup_error(ros, node_class, *params: str) -> str:
-    """Build a node in this process with these parameters; the StartupError message it raises."""
-    import rclpy
-
-    from roboscape_r_ros.nodes.node_tools import StartupError
-
-    args = ["--ros-args"] + [arg for p in params for arg in ("-p", p)]
-    rclpy.init(args=args, domain_id=ros.domain_id)
-    try:
-        with pytest.raises(StartupError) as err:
-            node_class()
-        return str(err.value)
-    finally:
-        rclpy.shutdown()
-
-
-def test_bad_startup_parameters_end_with_one_clear_line(ros, run, tmp_path):
+def test_bad_startup_parameters_are_refused_with_their_reason(ros, run, tmp_path):
+    """The dreamer's own checks (world models, action specs, context), in this process; the node's
+    process ending with one such line: test_node_parameters."""
+    from helpers.ros_harness import startup_error
     from roboscape_r_ros.nodes.dreamer import Dreamer
 
     broken = tmp_path / "world_model.safetensors"
     broken.write_bytes(b"not a checkpoint")
-    proc = ros.start(
-        "roboscape_r_ros.nodes.dreamer", "-p", f"world_model:={tmp_path}"
-    )  # a run folder with a corrupt checkpoint
-    out, _ = proc.communicate(timeout=60)
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and "not a readable safetensors file" in lines[0], out
     cases = [
-        (["mode:=dream"], "mode 'dream' is not one of imagine, shadow"),
+        ([f"world_model:={tmp_path}"], "not a readable safetensors file"),  # a run folder with a corrupt checkpoint
         (["world_model:=''"], "no world model given"),
         ([f"world_model:={tmp_path / 'missing'}"], "no world-model checkpoint"),
         (["action_names:=[dx,dy]"], "action_units has 4 entries but action_names has 2"),
@@ -240,8 +221,9 @@ def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
 
 
 def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ros, run, watch):
-    from ros_harness import action
     from std_srvs.srv import Trigger
+
+    from helpers.ros_harness import action
 
     proc = ros.start(
         "roboscape_r_ros.nodes.dreamer",
@@ -309,7 +291,7 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
 
 
 def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, run, watch):
-    from ros_harness import action
+    from helpers.ros_harness import action
 
     proc = ros.start(
         "roboscape_r_ros.nodes.dreamer",
@@ -397,9 +379,9 @@ def test_a_reload_is_refused_unless_it_fits_and_swaps_in_at_the_next_reset(run, 
 
 
 def test_the_node_refuses_a_bad_reload_keeps_dreaming_and_swaps_a_good_one_at_reset(ros, tmp_path, watch):
-    from ros_harness import action
     from std_srvs.srv import Trigger
 
+    from helpers.ros_harness import action
     from roboscape_r_ros.files import write_atomic
 
     live = tiny_run(tmp_path / "live")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from toy_world import write_toy_dataset
-from wm_synthetic import train_wm_args, write_dataset
 
+from helpers.toy_world import write_toy_dataset
+from helpers.wm_synthetic import train_wm_args, write_dataset
 from roboscape_r_ros import cli
 from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, Evaluation
 from roboscape_r_ros.config import load_config

@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from cli_runner import REPO
+
+from helpers import REPO
 
 
 @pytest.mark.slow

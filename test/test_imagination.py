@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from toy_world import render, write_run, write_toy_dataset
 
+from helpers.toy_world import render, write_run, write_toy_dataset
 from roboscape_r_ros.commands.reward_sanity import sliding_done
 from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, run_imagination_ppo
-from roboscape_r_ros.config import ConfigError, load_config
+from roboscape_r_ros.config import ConfigError, from_dict, load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination import (
@@ -221,8 +221,8 @@ def test_endogenous_reward_formula_and_per_row_goal_cache():
     torch.testing.assert_close(reward, torch.tensor([10.8, 10.5, 0.9]))  # bonus at done >= 0.9 (paper)
     reward, _ = endogenous_reward(distance, done, bonus=1.0, threshold=0.95, offset=1.0, scale=2.0)
     torch.testing.assert_close(reward, torch.tensor([0.6, -1.0, -0.2]))
-    with pytest.raises(ConfigError, match="done_threshold"):
-        RewardConfig(done_threshold=0.0)
+    with pytest.raises(ConfigError, match=r"reward.done_threshold must lie in \(0, 1\], got 0.0"):
+        from_dict(RewardConfig, {"done_threshold": 0.0}, prefix="reward.")
 
     frames = torch.from_numpy(render(np.array([[0, 0], [3, 3], [1, 2]])))
     goals = torch.from_numpy(render(np.array([[0, 1], [3, 3], [2, 2]])))
@@ -343,8 +343,8 @@ def test_empty_or_unusable_episode_sets_give_clear_errors(wm, dataset, tmp_path)
     (tmp_path / "empty_dataset").mkdir()
     with pytest.raises(RoboscapeError, match="not a LeRobot dataset"):
         make_imagination_env(ImaginationConfig(world_model=str(run), dataset=str(tmp_path / "empty_dataset")))
-    with pytest.raises(ConfigError, match="num_envs must be at least 1"):
-        ImaginationConfig(num_envs=0)
+    with pytest.raises(ConfigError, match="imagination.num_envs must be >= 1, got 0"):
+        from_dict(ImaginationConfig, {"num_envs": 0}, prefix="imagination.")
 
 
 def test_a_dataset_that_begins_with_the_runs_own_adds_its_new_episodes_as_contexts(wm, dataset, tmp_path):

@@ -1,5 +1,5 @@
 """`roboscape-r train-imagination` under `torchrun --nproc_per_node 2` on CPU (gloo), on the toy grid world
-(test/toy_world.py): two ranks of 8 imagined envs each train the policy to solve the real toy world as one
+(test/helpers/toy_world.py): two ranks of 8 imagined envs each train the policy to solve the real toy world as one
 process of 16 envs does (test_imagination_ppo), rank 0 alone writes, and a run killed with its whole group
 resumes from its last iteration."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchrun_runner import finish, kill_with_workers, torchrun
-from toy_world import real_success, train_toy_world_model
 
+from helpers.torchrun_runner import finish, kill_with_workers, torchrun
+from helpers.toy_world import real_success, train_toy_world_model
 from roboscape_r_ros import cli
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import RESUME_FILE

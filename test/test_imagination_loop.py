@@ -12,12 +12,13 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
-from ros_harness import REPO  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from test_dreamer import tiny_run  # noqa: E402
 from test_ros_loop import Output, assert_all_stopped  # noqa: E402
+
+from helpers import REPO  # noqa: E402
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -1,4 +1,4 @@
-"""RL in imagination end to end on the toy grid world (test/toy_world.py), with measured effects.
+"""RL in imagination end to end on the toy grid world (test/helpers/toy_world.py), with measured effects.
 
 A tiny world model (tokenizer, then action model with done head) is trained on a toy dataset in the
 test (~15 s on 2 busy cores) and saved as a train-wm run folder (world_model.safetensors + split.json).
@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 import torch
-from toy_world import real_success, train_toy_world_model
 
+from helpers.toy_world import real_success, train_toy_world_model
 from roboscape_r_ros.commands.reward_sanity import RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, imagined_successes, run_imagination_ppo
 from roboscape_r_ros.config import load_config

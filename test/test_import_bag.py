@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bag_writer import BagWriter
-from cli_runner import assert_one_line_error, cli
 
+from helpers.bag_writer import BagWriter
+from helpers.cli_runner import assert_one_line_error, cli
 from roboscape_r_ros.commands.import_bag import ImportBagConfig, run_import_bag
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.contract.action_spec import ActionSpec

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "roboscape_r_ros"
 # Lowest first; a module may import its own layer and those below it. The names are top-level
 # modules and packages of roboscape_r_ros.
 LAYERS = [
-    {"errors", "config", "files", "stats", "profiling", "distributed", "runs", "parameters", "devices"},
+    {"errors", "config", "files", "stats", "profiling", "distributed", "runs", "parameters", "devices", "markdown"},
     {"contract", "envs", "perception"},
     {"data"},
     {"world_model"},
@@ -83,3 +83,10 @@ def test_no_committed_result_names_a_path_of_the_machine_it_was_made_on():
     results = sorted((PACKAGE.parent / "docs" / "results").glob("*.json"))
     leaking = [p.name for p in results if machine_path.search(p.read_text())]
     assert not leaking, leaking
+
+
+def test_the_tests_share_code_through_the_helpers_package_alone():
+    """test/ holds test_*.py files and conftest.py; the code they share is in test/helpers, not beside them."""
+    tests = PACKAGE.parent / "test"
+    loose = sorted(p.name for p in tests.glob("*.py") if not p.name.startswith("test_") and p.name != "conftest.py")
+    assert not loose and (tests / "helpers" / "__init__.py").is_file(), loose

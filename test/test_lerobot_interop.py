@@ -1,4 +1,4 @@
-"""LeRobot v3 datasets this package did not write (test/lerobot_layout.py writes them as LeRobot does):
+"""LeRobot v3 datasets this package did not write (test/helpers/lerobot_layout.py writes them as LeRobot does):
 camera choice, PNG and AV1 mp4 frames, other action and state names and sizes, and train-wm on one."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from cli_runner import assert_one_line_error, cli
-from lerobot_layout import FRONT, NAMES, WRIST, make_episodes, write_lerobot_dataset
 
+from helpers.cli_runner import assert_one_line_error, cli
+from helpers.lerobot_layout import FRONT, NAMES, WRIST, make_episodes, write_lerobot_dataset
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import DatasetCorruptError, DatasetSchemaError
 from roboscape_r_ros.data.reader import EpisodeDataset

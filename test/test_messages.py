@@ -28,7 +28,7 @@ def make_reward():
 
 
 def test_action_and_reward_round_trip_between_processes(ros):
-    ros.start("test/ros_echo.py")
+    ros.start("test/helpers/ros_echo.py")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     received = {}
     for msg_type, topic, sample in ((msg.Action, "action", make_action()), (msg.Reward, "reward", make_reward())):

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from cli_runner import assert_one_line_error, cli
 
+from helpers.cli_runner import assert_one_line_error, cli
 from roboscape_r_ros.contract.action_spec import metaworld_action_spec
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.export.graph import ExportError, sha256

@@ -8,9 +8,9 @@ import json
 import math
 
 import pytest
-from cli_runner import assert_one_line_error, cli
-from toy_world import train_toy_world_model, write_toy_dataset
 
+from helpers.cli_runner import assert_one_line_error, cli
+from helpers.toy_world import train_toy_world_model, write_toy_dataset
 from roboscape_r_ros.commands.calibrate_ood import CalibrateOodConfig, frames_to_hold, run_calibrate_ood
 from roboscape_r_ros.runtime.gates.ood_guard import OodGate
 

@@ -1,6 +1,6 @@
 """ "Your own arm" end to end, as a lab runs it (docs/your_own_arm.md), with the sim graph as the arm:
 
-    a rosbag2 of the arm (test/sim_bag.py: camera, state, hand pose, Action commands, episodes, success)
+    a rosbag2 of the arm (test/helpers/sim_bag.py: camera, state, hand pose, Action commands, episodes, success)
     -> roboscape-r import-bag -> train-wm -> train-imagination (BC, then PPO in the world model, the goal
     given as an image) -> deploy-config (the dataset's action spec) -> roboscape-r launch mode=sim
 
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from cli_runner import assert_one_line_error, cli
-from sim_bag import TOPICS, write_sim_bag
 
+from helpers.cli_runner import assert_one_line_error, cli
+from helpers.sim_bag import TOPICS, write_sim_bag
 from roboscape_r_ros.contract.action_spec import MODE_NAMES
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.rl.policy import ImagePolicy
@@ -183,7 +183,7 @@ def test_deploy_config_fits_another_arms_spec_and_refuses_to_overwrite(tmp_path)
     assert written["control_period_s"] == pytest.approx(1 / 30) and written["frame_id"] == "tool0"
     assert written["action_lower"] == [-1.0] * 6 and written["max_delta"] == [2.0] * 6
     assert written["hold_last"] == [False] * 6 and values["camera_ingest"]["output_size"] == 48
-    assert "# absolute, delta or velocity" in text  # comments kept
+    assert '# Action.mode (one of absolute, delta, velocity)\n    action_mode: "velocity"' in text  # comments kept
 
 
 def test_deploy_config_does_not_write_over_a_folder(trained):

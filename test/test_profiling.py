@@ -8,9 +8,9 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from cli_runner import REPO
 from torch.profiler import ProfilerActivity, profile
 
+from helpers import REPO
 from roboscape_r_ros.profiling import label
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, run_sim_baseline
-from roboscape_r_ros.config import ConfigError, load_config
+from roboscape_r_ros.config import ConfigError, from_dict, load_config
 from roboscape_r_ros.data.collect import CollectConfig, run_collect
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.rl.bc import (
@@ -69,8 +69,8 @@ def test_random_colour_scales_frame_and_goal_alike_within_its_range():
     assert values.min() >= 100 * 0.7**2 - 1 and values.max() <= 100 * 1.3**2 + 1
     channel_means = values.mean(dim=(1, 2))  # [64,3]: each sample gets its own cast
     assert (channel_means.std(0) > 5).all() and (channel_means[:, 0] != channel_means[:, 1]).any()
-    with pytest.raises(ConfigError, match="bc.colour must lie in"):
-        BCConfig(colour=1.0)
+    with pytest.raises(ConfigError, match=r"bc.colour must lie in \[0, 1\), got 1.0"):
+        from_dict(BCConfig, {"colour": 1.0}, prefix="bc.")
 
 
 def test_bc_reduces_action_error(tiny_dataset):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal
-from toy_env import PointMassEnv
 
+from helpers.toy_env import PointMassEnv
 from roboscape_r_ros.commands.train_policy import PolicyTrainConfig
-from roboscape_r_ros.config import ConfigError, available_presets, load_config
+from roboscape_r_ros.config import ConfigError, available_presets, from_dict, load_config
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyCheckpointError, PolicyConfig, PolicyMismatchError
 from roboscape_r_ros.rl.ppo import PPOConfig, train_ppo
@@ -90,11 +90,15 @@ def test_bad_checkpoints_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "fields, message",
-    [({"chunk": 0}, "policy.chunk must be at least 1"), ({"image_size": 4, "channels": [8, 8, 8]}, "too small")],
+    [
+        ({"chunk": 0}, "policy.chunk must be >= 1"),
+        ({"channels": [8, 0]}, r"policy.channels must be >= 1, got \[8, 0\]"),
+        ({"image_size": 4, "channels": [8, 8, 8]}, "too small"),
+    ],
 )
 def test_bad_policy_config(fields, message):
     with pytest.raises(ConfigError, match=message):
-        PolicyConfig(**fields)
+        from_dict(PolicyConfig, fields, prefix="policy.")
 
 
 def test_policy_presets_load():

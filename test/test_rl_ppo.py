@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
-from toy_env import PointMassEnv
 
+from helpers.toy_env import PointMassEnv
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.rl.ppo import PPOConfig, RewardScaler, train_ppo
 from roboscape_r_ros.rl.vec import EnvContractError, check_env, final_obs

@@ -17,9 +17,11 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
-from ros_harness import REPO, Output  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+
+from helpers import REPO  # noqa: E402
+from helpers.ros_harness import Output  # noqa: E402
 
 RELIABLE = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
 # sim_bridge's success is latched: a harness matched only after the loop ran still gets the last step's.

@@ -14,9 +14,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 pytest.importorskip("roboscape_r_ros.msg")
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
-from ros_harness import Output  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
+from helpers.ros_harness import Output  # noqa: E402
 from roboscape_r_ros.nodes.messaging import time_ns  # noqa: E402
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wm_synthetic import episode, train_wm_args, write_dataset
 
+from helpers.wm_synthetic import episode, train_wm_args, write_dataset
 from roboscape_r_ros import cli
 from roboscape_r_ros.data.lerobot import DatasetWriter
 from roboscape_r_ros.data.reader import EpisodeDataset

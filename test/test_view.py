@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import assert_one_line_error, cli
 from PIL import Image
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
-from wm_synthetic import write_dataset
 
+from helpers.cli_runner import assert_one_line_error, cli
+from helpers.wm_synthetic import write_dataset
 from roboscape_r_ros import cli as roboscape_cli
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset

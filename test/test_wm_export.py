@@ -13,9 +13,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from cli_runner import assert_one_line_error, cli
-from toy_world import train_toy_world_model
 
+from helpers.cli_runner import assert_one_line_error, cli
+from helpers.toy_world import train_toy_world_model
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.export.graph import ExportError, sha256

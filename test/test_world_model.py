@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from roboscape_r_ros.config import ConfigError, load_config
+from roboscape_r_ros.config import ConfigError, from_dict, load_config
 from roboscape_r_ros.perception.metrics import psnr
 from roboscape_r_ros.world_model import (
     CheckpointError,
@@ -168,8 +168,8 @@ def test_faster_inference_settings_keep_the_prediction(trained):
     copy_db = psnr(context[:, -1], target).mean().item()
     print(f"next-frame PSNR: as trained {db['as trained']:.1f} dB, fast {db['fast']:.1f} dB, copy-last {copy_db:.1f}")
     assert db["fast"] > copy_db + 4 and db["fast"] > db["as trained"] - 1.0
-    with pytest.raises(ConfigError, match="decode_steps"):
-        InferenceConfig(decode_steps=-1)
+    with pytest.raises(ConfigError, match="decode_steps must be >= 0, got -1"):
+        from_dict(InferenceConfig, {"decode_steps": -1})
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

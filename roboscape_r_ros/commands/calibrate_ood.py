@@ -28,6 +28,7 @@ from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.imagination.env import check_world_model
+from roboscape_r_ros.markdown import MISSING, number, percent, table
 from roboscape_r_ros.runtime.gates.ood_guard import OodGate
 from roboscape_r_ros.runtime.sessions.dream_session import ShadowMonitor, load_world_model
 from roboscape_r_ros.stats import auroc
@@ -40,8 +41,8 @@ class CalibrateOodConfig:
     run: str = option("", help="world-model run folder (or checkpoint) the dreamer runs in shadow mode")
     in_domain: list[str] = option([], help="datasets of the scene the robot works in (not the training episodes)")
     changed: list[str] = option([], help="changed scenes, each name=dataset (another colour, light, camera pose)")
-    quantile: float = option(0.99, help="proposed threshold: this quantile of the in-domain errors")
-    trip_after: int = option(3, help="the guard's consecutive errors above the threshold that hold the arm")
+    quantile: float = option(0.99, help="proposed threshold: this quantile of the in-domain errors", low=0.5, below=1.0)
+    trip_after: int = option(3, help="the guard's consecutive errors above the threshold that hold the arm", low=1)
     max_episodes: int = option(0, help="episodes per dataset at most (0: all)")
     output: str = option("", help="report folder (default: <run>/ood_calibration)")
     device: str = option("cpu", help="torch device of the world model")
@@ -55,10 +56,6 @@ class CalibrateOodConfig:
             name, sep, path = entry.partition("=")
             if not sep or not name or not path:
                 raise ConfigError(f"changed entry '{entry}' is not name=dataset")
-        if not 0.5 <= self.quantile < 1.0:
-            raise ConfigError(f"quantile must lie in [0.5, 1), got {self.quantile}")
-        if self.trip_after < 1:
-            raise ConfigError(f"trip_after must be at least 1, got {self.trip_after}")
 
 
 def replayed(dataset: EpisodeDataset, max_episodes: int) -> int:
@@ -150,6 +147,25 @@ def run_calibrate_ood(cfg: CalibrateOodConfig) -> str:
 
 
 def markdown(report: dict) -> str:
+    header = ["set", "episodes", "scored frames", "median error", "p90", "p99", "AUROC vs in-domain"]
+    header += ["episodes held", "median frames to hold"]
+    rows = []
+    for name, s in report["sets"].items():
+        guard = report["guard"][name]
+        to_hold = guard["median_frames_to_hold"]
+        rows.append(
+            [
+                name,
+                s["episodes"],
+                s["scored_frames"],
+                number(s["median"], 5),
+                number(s["p90"], 5),
+                number(s["p99"], 5),
+                number(report["auroc"].get(name), 3),
+                percent(guard["held_episodes"]),
+                MISSING if to_hold is None else f"{to_hold:g}",
+            ]
+        )
     lines = [
         "# Out-of-domain guard calibration (shadow-mode prediction error)",
         "",
@@ -157,19 +173,7 @@ def markdown(report: dict) -> str:
         f"Proposed threshold **{report['threshold']:.5f}** (the {report['quantile']:.0%} quantile of the "
         f"in-domain errors); the guard holds after {report['trip_after']} scored frames above it in a row.",
         "",
-        "| set | episodes | scored frames | median error | p90 | p99 | AUROC vs in-domain | episodes held | "
-        "median frames to hold |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in report["sets"].items():
-        guard, area = report["guard"][name], report["auroc"].get(name)
-        to_hold = guard["median_frames_to_hold"]
-        lines.append(
-            f"| {name} | {s['episodes']} | {s['scored_frames']} | {s['median']:.5f} | {s['p90']:.5f} | "
-            f"{s['p99']:.5f} | {'-' if area is None else f'{area:.3f}'} | {guard['held_episodes']:.0%} | "
-            f"{'-' if to_hold is None else f'{to_hold:g}'} |"
-        )
-    lines += [
+        *table(header, rows),
         "",
         "Episodes held on the in-domain set are false holds. Set policy_controller's `ood_guard.threshold` "
         "to the proposed value (and `ood_guard.trip_after` as here) to hold the arm on such frames.",

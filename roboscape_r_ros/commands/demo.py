@@ -30,19 +30,26 @@ sim-PPO's measured wall time, at the rate train-imagination measured: both compa
 from __future__ import annotations
 
 import copy
-import json
-import os
-import platform
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypedDict, cast
 
 import torch
 
+from roboscape_r_ros.commands.demo_report import (
+    OURS,
+    OURS_WALL,
+    WM_EVAL_DIR,
+    imagined_steps,
+    summary,
+    wm_metrics,
+    world_model_figures,
+    write_report,
+)
 from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, run_evaluate_wm
 from roboscape_r_ros.commands.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.commands.train_policy import (
@@ -59,14 +66,11 @@ from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.collect import CollectConfig, run_collect
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.files import write_atomic
-from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
-from roboscape_r_ros.rl.report import calibration_table, scene_table, success_tables
+from roboscape_r_ros.markdown import duration, number, percent
+from roboscape_r_ros.rl.evaluate import EvaluateConfig, run_evaluate
 from roboscape_r_ros.runs import RunFolder
-from roboscape_r_ros.world_model.rollout import SHEET_PNG
 
-STAGES_FILE, REPORT_FILE, WM_EVAL_DIR = "stages.json", "REPORT.md", "world_model_eval"
-OURS, OURS_WALL = "imagination-ppo", "imagination-ppo-wall"
+STAGES_FILE = "stages.json"
 
 
 @dataclass
@@ -128,7 +132,21 @@ class Stage:
     run: Callable[[], str]  # returns a short result line for the summary
 
 
-def stage_configs(cfg: DemoConfig) -> dict[str, object]:
+class StageConfigs(TypedDict):
+    """Every stage's config, by stage (the policy stages share one config type)."""
+
+    collect: CollectConfig
+    world_model: TrainWMConfig
+    evaluate_wm: EvaluateWMConfig
+    reward_sanity: RewardSanityConfig
+    bc: PolicyTrainConfig
+    imagination: PolicyTrainConfig
+    sim_ppo: PolicyTrainConfig
+    imagination_wall: PolicyTrainConfig
+    evaluate: EvaluateConfig
+
+
+def stage_configs(cfg: DemoConfig) -> StageConfigs:
     """Every stage's config with its paths inside the run folder (copies; ``cfg`` is left alone)."""
     out = Path(cfg.output)
     dataset, wm_run, policies = out / "dataset", out / "world_model", out / "policies"
@@ -174,7 +192,8 @@ def stage_configs(cfg: DemoConfig) -> dict[str, object]:
 
     evaluate_wm = copy.deepcopy(cfg.evaluate_wm)
     evaluate_wm.run, evaluate_wm.output, evaluate_wm.threads = str(wm_run), str(out / WM_EVAL_DIR), cfg.threads
-    evaluate_wm.device = policy.device
+    # the pipeline's one device: any torch device name ("cuda:1" too), which torch_device checks
+    evaluate_wm.device = cast(Literal["auto", "cpu", "cuda"], policy.device)
 
     evaluate = copy.deepcopy(cfg.evaluate)
     evaluate.env = copy.deepcopy(cfg.collect.env)
@@ -212,11 +231,11 @@ def baseline_steps(cfg: DemoConfig, imagined: dict[str, int]) -> int:
 
 def wall_time_decisions(imagined: PolicyTrainResult, wall_s: float) -> int:
     """PPO decisions imagination makes in ``wall_s`` at the rate it measured (its PPO part's wall time)."""
-    rate = imagined.imagined_steps["decisions"] / imagined.wall_s
+    rate = imagined_steps(imagined)["decisions"] / imagined.wall_s
     return max(1, round(rate * wall_s))
 
 
-def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
+def build_stages(cfg: DemoConfig, configs: StageConfigs) -> list[Stage]:
     def collect() -> str:
         summary = run_collect(configs["collect"])
         return f"{summary.episodes} episodes, {summary.frames} frames, {summary.size_bytes / 2**20:.1f} MiB"
@@ -226,7 +245,7 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
 
     def evaluate_wm() -> str:
         run_evaluate_wm(configs["evaluate_wm"])
-        figures = world_model_figures(_wm_metrics(configs))
+        figures = world_model_figures(wm_metrics(configs))
         return (
             f"{figures['horizon']}-step gain {figures['gain']}, dPSNR {figures['dpsnr']}; done fires on successes: "
             f"{figures['done_fired']}; sheet divergence {figures['divergence']}"
@@ -236,8 +255,8 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         rows = []
         for task in run_reward_sanity(configs["reward_sanity"]).tasks:
             rho, fired = task.spearman_reward_time, task.done_fired_on_success
-            rows.append(f"{task.task} rho {rho:+.2f}" if rho is not None else f"{task.task} rho n/a")
-            rows[-1] += f", done fired {fired:.0%}" if fired is not None else ""
+            rows.append(f"{task.task} rho {number(rho, sign=True)}")
+            rows[-1] += f", done fired {percent(fired)}" if fired is not None else ""
         return "; ".join(rows)
 
     def bc() -> str:
@@ -247,12 +266,12 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         )
 
     def imagination() -> str:
-        steps = run_imagination_ppo(configs["imagination"]).imagined_steps
+        steps = imagined_steps(run_imagination_ppo(configs["imagination"]))
         return f"{steps['world_model_steps']} world-model steps = {steps['control_steps']} control steps"
 
     def sim_ppo() -> str:
         sim_cfg = configs["sim_ppo"]
-        imagined = PolicyTrainResult.load(configs["imagination"].output, "imagination").imagined_steps
+        imagined = imagined_steps(PolicyTrainResult.load(configs["imagination"].output, "imagination"))
         sim_cfg.ppo.total_steps = baseline_steps(cfg, imagined)
         run_sim_baseline(sim_cfg)
         return f"{sim_cfg.ppo.total_steps} decisions x {sim_cfg.policy.chunk} control steps in the sim"
@@ -262,10 +281,10 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
         imagined = PolicyTrainResult.load(configs["imagination"].output, "imagination")
         sim_wall_s = PolicyTrainResult.load(configs["sim_ppo"].output, "ppo").wall_s
         wall_cfg.ppo.total_steps = wall_time_decisions(imagined, sim_wall_s)
-        steps = run_imagination_ppo(wall_cfg).imagined_steps
+        steps = imagined_steps(run_imagination_ppo(wall_cfg))
         return (
             f"{steps['decisions']} decisions ({steps['control_steps']} control steps) for sim-PPO's "
-            f"{_minutes(sim_wall_s)}"
+            f"{duration(sim_wall_s)}"
         )
 
     def evaluate() -> str:
@@ -290,12 +309,8 @@ def build_stages(cfg: DemoConfig, configs: dict[str, object]) -> list[Stage]:
     return [s for s in stages if s.name not in skipped]
 
 
-def _read_stages(run: RunFolder) -> dict[str, dict]:
+def _read_stages(run: RunFolder) -> dict[str, dict[str, Any]]:
     return run.read_json(STAGES_FILE) if run.file(STAGES_FILE).exists() else {}
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def run_demo(cfg: DemoConfig) -> str:
@@ -313,7 +328,7 @@ def run_demo(cfg: DemoConfig) -> str:
     return summary(done, report, configs)
 
 
-def run_stages(run: RunFolder, stages: list[Stage], command: str) -> dict[str, dict]:
+def run_stages(run: RunFolder, stages: list[Stage], command: str) -> dict[str, dict[str, Any]]:
     """Run the stages not yet in the folder's stages.json, in order, recording each one's wall time and result."""
     done = _read_stages(run)
     start = time.perf_counter()
@@ -323,199 +338,10 @@ def run_stages(run: RunFolder, stages: list[Stage], command: str) -> dict[str, d
         if stage.name in done:
             print(f"{head}: done in an earlier run ({done[stage.name]['result']})", file=sys.stderr)
             continue
-        print(f"\n{head}: {stage.what} (elapsed {_minutes(time.perf_counter() - start)})", file=sys.stderr, flush=True)
+        print(f"\n{head}: {stage.what} (elapsed {duration(time.perf_counter() - start)})", file=sys.stderr, flush=True)
         began = time.perf_counter()
         result = stage.run()
         done[stage.name] = {"wall_s": time.perf_counter() - began, "result": result}
         run.write_json(STAGES_FILE, done)
-        print(f"{head}: {result} ({_minutes(done[stage.name]['wall_s'])})", file=sys.stderr, flush=True)
+        print(f"{head}: {result} ({duration(done[stage.name]['wall_s'])})", file=sys.stderr, flush=True)
     return done
-
-
-def _evaluation_lines(configs: dict[str, object]) -> list[str]:
-    evaluate = configs["evaluate"]
-    evaluation = load_evaluation(Path(evaluate.report).with_suffix(".json"))
-    return success_tables(evaluation.episodes, evaluation.scenes, evaluate.ours, evaluate.min_baseline)
-
-
-def calibration_lines(cfg: DemoConfig, configs: dict[str, object]) -> list[str]:
-    """Imagined vs real success of the BC start and of every imagination policy (the model's optimism)."""
-    evaluation = load_evaluation(Path(configs["evaluate"].report).with_suffix(".json"))
-    stages = [(OURS, "imagination")] + ([(OURS_WALL, "imagination_wall")] if cfg.equal_wall_time else [])
-    imagined, steps = {}, 0
-    for name, stage in stages:
-        rates = RunFolder.open(configs[stage].output, create=False).read_json("imagination.json")["imagined_success"]
-        if rates:
-            imagined.setdefault("bc", rates["init"])
-            imagined[name], steps = rates["trained"], rates["world_model_steps"]
-    if not imagined:
-        return []
-    return [
-        "## Imagined vs real success (calibration)",
-        "",
-        f"Imagined: the done head fired within {steps} world-model steps (a sim episode's length), from the "
-        "first frames of the world model's held-out episodes, with each policy's mean action. Real: Meta-World's "
-        "success flag in the training scene (above). A large positive gap means the world model pays the policy "
-        "for what the task does not.",
-        "",
-        *calibration_table(imagined, evaluation.episodes),
-        "",
-    ]
-
-
-def budget_table(cfg: DemoConfig, configs: dict[str, object]) -> list[str]:
-    """Environment steps and wall time of each policy's training."""
-    sim = PolicyTrainResult.load(configs["sim_ppo"].output, "ppo")
-    bc = PolicyTrainResult.load(configs["bc"].output, "bc")
-    chunk = configs["sim_ppo"].policy.chunk
-    sim_decisions = int(sim.final.get("decisions", configs["sim_ppo"].ppo.total_steps))
-    rows = [
-        "| policy | trained in | environment steps | decisions | wall time |",
-        "|---|---|---|---|---|",
-        f"| bc | {configs['bc'].bc.steps} gradient steps on the successful episodes of {configs['bc'].bc.dataset} "
-        "| 0 | 0 | "
-        f"{_minutes(bc.wall_s)} |",
-    ]
-    imagined = [(OURS, "imagination", "")]
-    if cfg.equal_wall_time:
-        imagined.append((OURS_WALL, "imagination_wall", ", for sim-PPO's wall time"))
-    for name, stage, budget in imagined:
-        imag = PolicyTrainResult.load(configs[stage].output, "imagination")
-        steps = imag.imagined_steps
-        rows.append(
-            f"| {name} | the world model, endogenous reward (BC init{budget}) | {steps['world_model_steps']} "
-            f"world-model steps = {steps['control_steps']} control steps | {steps['decisions']} | "
-            f"{_minutes(imag.wall_s)} |"
-        )
-    rows.append(
-        f"| sim-ppo | Meta-World physics, hand-written dense reward (BC init) | {sim_decisions * chunk} control "
-        f"steps | {sim_decisions} | {_minutes(sim.wall_s)} |"
-    )
-    return rows
-
-
-def write_report(cfg: DemoConfig, configs: dict[str, object], done: dict[str, dict]) -> Path:
-    out = Path(cfg.output)
-    total = sum(s["wall_s"] for s in done.values())
-    lines = [
-        "# roboscape-r demo report",
-        "",
-        f"Run folder `{out}`; {platform.node()}: {os.cpu_count()} CPU cores, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, device {configs['bc'].device}. Tasks: "
-        f"{', '.join(cfg.collect.env.tasks)} at {cfg.collect.env.resolution}x{cfg.collect.env.resolution} "
-        f"(camera {cfg.collect.env.camera}). Total stage time **{_minutes(total)}**.",
-        "",
-        "## Stages",
-        "",
-        "| stage | wall time | result |",
-        "|---|---|---|",
-        *[f"| {name} | {_minutes(s['wall_s'])} | {s['result']} |" for name, s in done.items()],
-        "",
-        "## Training budgets",
-        "",
-        *budget_table(cfg, configs),
-        "",
-        "One world-model step stands for frame_skip control steps (the action held, as the sim would repeat it); "
-        "the sim baseline gets the same environment steps "
-        f"({cfg.baseline_budget.replace('_', ' ')})"
-        + (
-            f"; {OURS_WALL} gets sim-PPO's wall time at imagination's measured decision rate."
-            if cfg.equal_wall_time
-            else "."
-        ),
-        "",
-        "## Success in the physics sim",
-        "",
-        "Absolute rates with 95% Wilson intervals come first: a relative gain over a baseline near 0% says "
-        "nothing. Imagined returns are training signals only; every policy is judged here, by Meta-World's "
-        "success flag.",
-        "",
-        *_evaluation_lines(configs),
-        "",
-        "![success per scene](evaluation/report_success.png)",
-        "",
-        "Full evaluation, with a GIF of each scene: [evaluation/report.md](evaluation/report.md).",
-        "",
-        *calibration_lines(cfg, configs),
-    ]
-    lines += world_model_lines(configs)
-    sanity = Path(configs["reward_sanity"].output) / "report.md"
-    if cfg.reward_sanity and sanity.exists():
-        body = sanity.read_text().split("\n", 1)[1]  # without its title
-        lines += ["## Reward sanity on held-out episodes", body]
-    path = out / REPORT_FILE
-    write_atomic(path, "\n".join(lines) + "\n")
-    return path
-
-
-def _wm_metrics(configs: dict[str, object]) -> dict:
-    return json.loads((Path(configs["evaluate_wm"].output) / "metrics.json").read_text())
-
-
-def world_model_figures(metrics: dict) -> dict[str, str]:
-    """The demo's world-model figures from evaluate-wm's metrics.json, as text (n/a where not measured)."""
-    horizons = metrics["open_loop"]["horizons"]  # keyed by str(h); NaN is null
-    h = "8" if "8" in horizons else max(horizons, key=int, default="n/a")
-    row = horizons.get(h, {})
-    dB = lambda x: "n/a" if x is None else f"{x:+.2f} dB"  # noqa: E731
-    by_task = metrics["done_head"].get("successful_episodes_fired_near_end_by_task", {})
-    divergence = metrics["controllability"].get("mean_pairwise_divergence")
-    return {
-        "horizon": h,
-        "gain": dB(row.get("psnr_gain")),
-        "copy": f"{row['psnr']:.2f} vs {row['psnr_copy_last']:.2f} dB" if row.get("psnr_gain") is not None else "n/a",
-        "dpsnr": dB(row.get("dpsnr")),
-        "done_fired": ", ".join(
-            f"{task} {round(t['fired'] * t['episodes'])}/{t['episodes']} ({t['fired']:.0%})"
-            for task, t in by_task.items()
-        )
-        or "no successful held-out episode",
-        "divergence": f"{divergence:.2f}/255" if divergence is not None else "n/a",
-    }
-
-
-def world_model_lines(configs: dict[str, object]) -> list[str]:
-    """REPORT.md's section on the world model: the headline of the evaluate-wm stage and its sheet."""
-    metrics = _wm_metrics(configs)
-    f = world_model_figures(metrics)
-    lines = [
-        "## World model on held-out episodes",
-        "",
-        f"evaluate-wm on {metrics['episodes_scored']}; full report: "
-        f"[{WM_EVAL_DIR}/report.md]({WM_EVAL_DIR}/report.md).",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        f"| {f['horizon']}-step open-loop PSNR gain over copy-last-frame | {f['gain']} ({f['copy']}) |",
-        f"| {f['horizon']}-step action controllability dPSNR (true - shuffled actions) | {f['dpsnr']} |",
-        f"| successes on which the done head fires near the end (p >= threshold on a done-labelled frame) | "
-        f"{f['done_fired']} |",
-        f"| controllability sheet: mean divergence between held actions' final frames | {f['divergence']} |",
-        "",
-    ]
-    sheet = metrics["controllability"]
-    if sheet["contexts"]:
-        lines += [
-            f"![controllability]({WM_EVAL_DIR}/{SHEET_PNG})",
-            "",
-            f"Held-out contexts dreamed {sheet['steps']} steps ({sheet['control_steps']} control steps) under each "
-            "held action (rows); the divergence is the mean absolute per-pixel difference of their final frames "
-            "(0: the world model ignores its actions).",
-            "",
-        ]
-    return lines
-
-
-def summary(done: dict[str, dict], report: Path, configs: dict[str, object]) -> str:
-    evaluation = load_evaluation(Path(configs["evaluate"].report).with_suffix(".json"))
-    total = sum(s["wall_s"] for s in done.values())
-    lines = ["", "roboscape-r demo finished", ""]
-    lines += [f"  {name:<22} {_minutes(s['wall_s']):>9}  {s['result']}" for name, s in done.items()]
-    lines += [
-        f"  {'total':<22} {_minutes(total):>9}",
-        "",
-        *scene_table(evaluation.episodes, evaluation.scenes),
-        "",
-        f"report: {report}",
-    ]
-    return "\n".join(lines)

@@ -142,10 +142,10 @@ def with_values(text: str, node: str, values: dict[str, Any]) -> str:
     lines = text.splitlines()
     for name, value in values.items():
         pattern = re.compile(rf"^(\s+){re.escape(name)}:\s*(?:\[[^\]]*\]|[^#\s][^#]*?|)(\s*#.*)?$")
-        found = [i for i, line in enumerate(lines) if pattern.match(line)]
-        if found:
-            i = found[0]
-            indent, comment = pattern.match(lines[i]).group(1, 2)
+        found = next(((i, match) for i, line in enumerate(lines) if (match := pattern.match(line))), None)
+        if found is not None:
+            i, match = found
+            indent, comment = match.group(1, 2)
             lines[i] = f"{indent}{name}: {json.dumps(value)}{comment or ''}"
         else:
             lines.append(f"    {name}: {json.dumps(value)}")

@@ -24,19 +24,19 @@ class ExportConfig:
         1e-4,
         help="largest absolute difference between ONNX Runtime and torch accepted in a float output (actions, "
         "kv cache, done probabilities, features); token ids must be equal, decoded frames within 1 level",
+        above=0.0,
     )
     perceptual: bool = option(True, help="world_model: also export the reward's effnet perceptual network")
     perceptual_resolution: int = option(
-        128, help="world_model: effnet input side the frames are resized to (the reward's perception.resolution)"
+        128,
+        help="world_model: effnet input side the frames are resized to (the reward's perception.resolution)",
+        low=0,
+        high=1024,
     )
 
     def __post_init__(self) -> None:
         if bool(self.policy) == bool(self.world_model):
             raise ConfigError("export needs policy=<checkpoint .safetensors> or world_model=<run folder>, one of them")
-        if self.tolerance <= 0:
-            raise ConfigError(f"tolerance must be > 0, got {self.tolerance}")
-        if not 0 <= self.perceptual_resolution <= 1024:
-            raise ConfigError(f"perceptual_resolution must lie in 0..1024, got {self.perceptual_resolution}")
 
 
 def run_export(cfg: ExportConfig) -> str:
@@ -54,8 +54,8 @@ def run_export(cfg: ExportConfig) -> str:
     from roboscape_r_ros.export.policy import export_policy
 
     output = Path(cfg.output) if cfg.output else Path(cfg.policy).with_suffix(".onnx")
-    result = export_policy(cfg.policy, output, cfg.tolerance)
+    exported = export_policy(cfg.policy, output, cfg.tolerance)
     return (
-        f"{result.path}: {result.metadata['inputs']} -> {result.metadata['output']}; "
-        f"max |onnxruntime - torch| = {result.max_abs_diff:.3g} at batch 1 and 16"
+        f"{exported.path}: {exported.metadata['inputs']} -> {exported.metadata['output']}; "
+        f"max |onnxruntime - torch| = {exported.max_abs_diff:.3g} at batch 1 and 16"
     )

@@ -75,7 +75,9 @@ class CameraOptions:
         "CompressedImage (jpeg, png) topic; its frames set the dataset's clock",
     )
     name: str = option("camera", help="camera name in the dataset (observation.images.<name>)")
-    size: int = option(64, help="side of the square frames: centre-cropped and resized as camera_ingest does")
+    size: int = option(
+        64, help="side of the square frames: centre-cropped and resized as camera_ingest does", low=8, high=1024
+    )
     interpolation: Literal["area", "linear", "nearest"] = option("area", help="OpenCV resize filter")
 
 
@@ -105,7 +107,7 @@ class EpisodeOptions:
         help="bag: one episode per bag; gap: a new one after gap_s without a camera frame; topic: a new "
         "one at every new text on topic",
     )
-    gap_s: float = option(1.0, help="split=gap: seconds between camera frames that start a new episode")
+    gap_s: float = option(1.0, help="split=gap: seconds between camera frames that start a new episode", above=0.0)
     topic: str = option("/episode", help="split=topic: std_msgs/String topic of episode ids")
 
 
@@ -132,26 +134,20 @@ class ImportBagConfig:
         help="JointState (positions) and PoseStamped topics read into observation.state, in order "
         "(empty: time_s, the frame's time in its episode)",
     )
-    max_age_s: float = option(0.1, help="a frame is kept when every stream's last message is at most this old")
+    max_age_s: float = option(
+        0.1, help="a frame is kept when every stream's last message is at most this old", above=0.0
+    )
     episodes: EpisodeOptions = option(EpisodeOptions(), help="how the bags are cut into episodes")
     labels: LabelOptions = option(LabelOptions(), help="where success and done labels come from")
     task: str = option("imported", help="task name of the episodes")
     instruction: str = option("", help="instruction of the episodes (empty: the task name)")
     kind: str = option("expert", help="how the episodes were made: expert, noisy, failed or random")
-    fps: int = option(0, help="frame rate written into the dataset (0: the camera's median rate)")
+    fps: int = option(0, help="frame rate written into the dataset (0: the camera's median rate)", low=0)
     video: bool = option(False, help="store frames as video (lossy) instead of lossless PNG")
 
     def __post_init__(self) -> None:
-        if not 8 <= self.camera.size <= 1024:
-            raise ConfigError(f"camera.size must lie in 8..1024, got {self.camera.size}")
-        if not (self.max_age_s > 0 and self.episodes.gap_s > 0):
-            raise ConfigError(
-                f"max_age_s and episodes.gap_s must be positive, got {self.max_age_s}, {self.episodes.gap_s}"
-            )
         if self.kind not in KINDS:
             raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.fps < 0:
-            raise ConfigError(f"fps must be >= 0 (0: measured), got {self.fps}")
         if self.action.source == "action" and self.action.scale:
             raise ConfigError("action.scale: Action messages carry their own scale (leave action.scale empty)")
         if self.action.source == "array" and not self.action.names:
@@ -281,7 +277,7 @@ def run_import_bag(cfg: ImportBagConfig) -> BagImportSummary:
 
 
 def _read_bag(path: Path, cfg: ImportBagConfig) -> _BagRead:
-    wanted = {cfg.action.topic: (SOURCE_TYPES[cfg.action.source],)}
+    wanted: dict[str, tuple[str, ...]] = {cfg.action.topic: (SOURCE_TYPES[cfg.action.source],)}
     for topic in cfg.states:
         wanted.setdefault(topic, STATE_TYPES)
     if cfg.episodes.split == "topic":
@@ -300,15 +296,17 @@ def _read_bag(path: Path, cfg: ImportBagConfig) -> _BagRead:
     action, states = streams[cfg.action.topic], [streams[topic] for topic in cfg.states]
     held = {s.topic: s for s in [action, *states]}  # a topic used twice is held once
     keep = np.ones(len(images.stamps), bool)
-    rows, dropped, max_age = {}, Counter(), {}
+    rows: dict[str, np.ndarray] = {}
+    dropped: Counter[str] = Counter()
+    ages: dict[str, np.ndarray] = {}
     for topic, stream in held.items():
         hold = hold_last(stream.stamps, images.stamps, round(cfg.max_age_s * 1e9))
         dropped.update({f"{topic} missing": int(hold.missing.sum()), f"{topic} stale": int(hold.stale.sum())})
         keep &= hold.usable
         rows[topic] = hold.row
-        max_age[topic] = hold.age_ns
+        ages[topic] = hold.age_ns
     dropped = Counter({key: n for key, n in dropped.items() if n})
-    max_age = {topic: int(age[keep].max(initial=0)) for topic, age in max_age.items()}
+    max_age = {topic: int(age[keep].max(initial=0)) for topic, age in ages.items()}
 
     episode = _episode_numbers(cfg, images, streams)
     labels = streams.get(cfg.labels.topic) if cfg.labels.source == "topic" else None
@@ -369,7 +367,10 @@ def _success_frames(cfg: ImportBagConfig, segments: list[_Segment]) -> list[int 
             raise ConfigError(f"labels.success has {len(cfg.labels.success)} flags for {len(segments)} episodes")
         return [len(s.stamps) - 1 if flag else None for s, flag in zip(segments, cfg.labels.success)]
     if cfg.labels.source == "topic":
-        shown = [np.flatnonzero(s.stamps >= s.success_stamp) if s.success_stamp is not None else [] for s in segments]
+        shown = [
+            np.flatnonzero(s.stamps >= s.success_stamp) if s.success_stamp is not None else np.empty(0, np.int64)
+            for s in segments
+        ]
         return [int(frames[0]) if len(frames) else None for frames in shown]
     return [None] * len(segments)
 
@@ -429,7 +430,7 @@ def _action_spec(cfg: ImportBagConfig, reads: list[_BagRead], paths: list[Path],
     width = len(POSE_DELTA_NAMES) if options.source == "pose_deltas" else first.values.shape[1]
     facts = first.facts
     natural = {
-        "action": (first.names, facts.get("units"), MODE_NAMES.get(facts.get("mode"))),
+        "action": (first.names, facts.get("units"), MODE_NAMES.get(facts["mode"]) if "mode" in facts else None),
         "twist": (first.names, ("m/s",) * 3 + ("rad/s",) * 3, "velocity"),
         "trajectory": (
             first.names,
@@ -444,7 +445,7 @@ def _action_spec(cfg: ImportBagConfig, reads: list[_BagRead], paths: list[Path],
     if mode is None:
         raise BagError(f"{paths[0]}: {options.topic} has an unknown Action mode {facts.get('mode')}")
     names = tuple(options.names) or names
-    units = tuple(options.units) or tuple(units) or ("1",) * width
+    units = tuple(options.units) or tuple(units or ()) or ("1",) * width
     scale = tuple(options.scale) or facts.get("scale") or (1.0,) * width
     for key, value in (("names", names), ("units", units), ("scale", scale)):
         if len(value) != width:

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from roboscape_r_ros.commands.demo import OURS, DemoConfig, Stage, run_stages, stage_configs
 from roboscape_r_ros.commands.rollouts import RolloutsConfig, run_rollouts
@@ -43,6 +44,7 @@ from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm
 from roboscape_r_ros.config import ConfigError, from_dict, option
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.files import write_atomic
+from roboscape_r_ros.markdown import table
 from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
 from roboscape_r_ros.rl.report import calibration_table, success_tables
 from roboscape_r_ros.runs import RunFolder
@@ -54,26 +56,21 @@ REPORT_FILE = "LAB_LOOP.md"
 class LabLoopConfig:
     run: str = option("", help="a finished `roboscape-r demo` run folder: its world model, BC, PPO and evaluation")
     output: str = option("", help="the loop's folder (default: <run>/lab_loop); rerunning resumes it")
-    rounds: int = option(2, help="rounds of rollouts -> world-model fine-tune -> PPO in imagination -> evaluation")
+    rounds: int = option(
+        2, help="rounds of rollouts -> world-model fine-tune -> PPO in imagination -> evaluation", low=1
+    )
     start: Literal["imagination", "bc"] = option(
         "imagination", help="the policy of round 1's rollouts and PPO start: the demo's imagination-ppo or its bc"
     )
-    episodes_per_task: int = option(20, help="policy episodes recorded in the sim per task and round")
-    finetune_steps: int = option(500, help="world-model training steps (dynamics and done head) per round")
-    ppo_steps: int = option(0, help="PPO decisions per round (0: the demo's ppo.total_steps)")
+    episodes_per_task: int = option(20, help="policy episodes recorded in the sim per task and round", low=1)
+    finetune_steps: int = option(500, help="world-model training steps (dynamics and done head) per round", low=1)
+    ppo_steps: int = option(0, help="PPO decisions per round (0: the demo's ppo.total_steps)", low=0)
     contexts: Literal["held_out", "held_out_and_added", "all"] = option(
         "held_out_and_added",
         help="where imagined episodes start: the world model's held-out episodes, those and every rollout, or all",
     )
-    workers: int = option(0, help="processes of the rollouts and the evaluation (0: one per CPU core)")
+    workers: int = option(0, help="processes of the rollouts and the evaluation (0: one per CPU core)", low=0)
     threads: int = option(0, help="torch CPU threads (0: torch's default)")
-
-    def __post_init__(self) -> None:
-        for name in ("rounds", "episodes_per_task", "finetune_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.ppo_steps < 0 or self.workers < 0:
-            raise ConfigError("ppo_steps and workers must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -107,8 +104,19 @@ class Round:
         return self.folder / "evaluation" / "report.md"
 
 
-def plan_rounds(cfg: LabLoopConfig, demo: dict[str, object], out: Path) -> list[Round]:
-    policies = Path(demo["bc"].output).parent
+T = TypeVar("T")
+
+
+def stage_config(demo: Mapping[str, object], stage: str, cls: type[T]) -> T:
+    """The demo's config of ``stage`` (commands.demo.stage_configs), checked to be a ``cls``."""
+    cfg = demo[stage]
+    if not isinstance(cfg, cls):
+        raise TypeError(f"the demo's {stage} config is a {type(cfg).__name__}, not a {cls.__name__}")
+    return cfg
+
+
+def plan_rounds(cfg: LabLoopConfig, demo: Mapping[str, object], out: Path) -> list[Round]:
+    policies = Path(stage_config(demo, "bc", PolicyTrainConfig).output).parent
     first = policies / ("imagination/" + IMAGINATION_FILE if cfg.start == "imagination" else "bc/" + BC_FILE)
     rounds: list[Round] = []
     for k in range(1, cfg.rounds + 1):
@@ -116,12 +124,13 @@ def plan_rounds(cfg: LabLoopConfig, demo: dict[str, object], out: Path) -> list[
             last = rounds[-1]
             inputs = (last.policy / IMAGINATION_FILE, last.dataset, last.world_model)
         else:
-            inputs = (first, Path(demo["world_model"].dataset), Path(demo["world_model"].run))
+            world_model = stage_config(demo, "world_model", TrainWMConfig)
+            inputs = (first, Path(world_model.dataset), Path(world_model.run))
         rounds.append(Round(k, out / f"round_{k}", *inputs))
     return rounds
 
 
-def demo_configs(run: str) -> tuple[DemoConfig, dict[str, object]]:
+def demo_configs(run: str) -> tuple[DemoConfig, Mapping[str, object]]:
     if not run:
         raise ConfigError("no demo run given (run=<a finished roboscape-r demo folder>)")
     folder = RunFolder.open(run, create=False)
@@ -132,8 +141,8 @@ def demo_configs(run: str) -> tuple[DemoConfig, dict[str, object]]:
     return demo, stage_configs(demo)
 
 
-def round_stages(cfg: LabLoopConfig, demo: dict[str, object], r: Round) -> list[Stage]:
-    evaluate_cfg: EvaluateConfig = demo["evaluate"]
+def round_stages(cfg: LabLoopConfig, demo: Mapping[str, object], r: Round) -> list[Stage]:
+    evaluate_cfg = stage_config(demo, "evaluate", EvaluateConfig)
 
     def rollouts() -> str:
         summary = run_rollouts(
@@ -160,13 +169,14 @@ def round_stages(cfg: LabLoopConfig, demo: dict[str, object], r: Round) -> list[
         return run_train_wm(wm).timing
 
     def imagination() -> str:
-        policy: PolicyTrainConfig = copy.deepcopy(demo["imagination"])
+        policy = copy.deepcopy(stage_config(demo, "imagination", PolicyTrainConfig))
         policy.output, policy.init, policy.threads = str(r.policy), str(r.policy_in), cfg.threads
         policy.imagination.world_model, policy.imagination.dataset = str(r.world_model), str(r.dataset)
         policy.imagination.episodes = cfg.contexts
         if cfg.ppo_steps:
             policy.ppo.total_steps = cfg.ppo_steps
         steps = run_imagination_ppo(policy).imagined_steps
+        assert steps is not None, "train-imagination counts its imagined steps"
         return f"{steps['world_model_steps']} world-model steps = {steps['control_steps']} control steps"
 
     def evaluate() -> str:
@@ -199,11 +209,12 @@ def run_lab_loop(cfg: LabLoopConfig) -> Path:
 
 
 def report_lines(
-    cfg: LabLoopConfig, demo_cfg: DemoConfig, demo: dict[str, object], rounds: list[Round], done: dict[str, dict]
+    cfg: LabLoopConfig, demo_cfg: DemoConfig, demo: Mapping[str, object], rounds: list[Round], done: dict[str, dict]
 ) -> list[str]:
-    base = load_evaluation(Path(demo["evaluate"].report).with_suffix(".json"))
+    base = load_evaluation(Path(stage_config(demo, "evaluate", EvaluateConfig).report).with_suffix(".json"))
     episodes = list(base.episodes)
-    start = RunFolder.open(demo["imagination"].output, create=False).read_json("imagination.json")
+    imagination = stage_config(demo, "imagination", PolicyTrainConfig)
+    start = RunFolder.open(imagination.output, create=False).read_json("imagination.json")
     imagined = {}
     if start.get("imagined_success"):  # in the demo's own world model
         imagined = {"bc": start["imagined_success"]["init"], OURS: start["imagined_success"]["trained"]}
@@ -216,9 +227,12 @@ def report_lines(
         data = EpisodeDataset.open(r.dataset)
         rollouts = [e for e in data.episodes if e.kind == "policy"]
         rows.append(
-            f"| {r.name} | {data.num_episodes - len(rollouts)} + {len(rollouts)} "
-            f"({sum(e.success for e in rollouts)} successes) | {summary['imagined_steps']['control_steps']} | "
-            f"{done[f'round-{r.k}/train-wm']['result']} |"
+            [
+                r.name,
+                f"{data.num_episodes - len(rollouts)} + {len(rollouts)} ({sum(e.success for e in rollouts)} successes)",
+                summary["imagined_steps"]["control_steps"],
+                done[f"round-{r.k}/train-wm"]["result"],
+            ]
         )
     return [
         "# roboscape-r lab-loop report",
@@ -229,10 +243,15 @@ def report_lines(
         "",
         "## Rounds",
         "",
-        "| policy | real episodes: world-model data + the policy's rollouts | imagined control steps | world-model "
-        "fine-tune |",
-        "|---|---|---|---|",
-        *rows,
+        *table(
+            [
+                "policy",
+                "real episodes: world-model data + the policy's rollouts",
+                "imagined control steps",
+                "world-model fine-tune",
+            ],
+            rows,
+        ),
         "",
         "## Success in the physics sim",
         "",

@@ -38,6 +38,7 @@ from roboscape_r_ros.imagination.env import SPLIT_FILE, check_world_model, conte
 from roboscape_r_ros.imagination.errors import ImaginationError
 from roboscape_r_ros.imagination.goals import model_goal_bank
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
+from roboscape_r_ros.markdown import number, table
 from roboscape_r_ros.stats import auroc, spearman
 from roboscape_r_ros.world_model.config import InferenceConfig
 from roboscape_r_ros.world_model.model import WorldModel
@@ -93,12 +94,6 @@ def success_frame(done_labels: np.ndarray) -> int:
     return int(hits[0]) if hits.size else len(done_labels) - 1
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
 def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
@@ -135,6 +130,7 @@ def reward_sanity(
         max_steps = cfg.goal_max_steps or int(max(arrays.lengths[usable]) - 1) // k + 4
         first = torch.as_tensor(arrays.frames[arrays.starts[usable]], device=wm.device)
         bank = model_goal_bank(wm, first, [dataset.episodes[e].instruction for e in usable], max_steps)
+        assert bank.fired is not None and bank.steps is not None, "a goal-model bank has both"
         for i, e in enumerate(usable):
             imagined[e] = (bank.frames[i : i + 1], bool(bank.fired[i]), int(bank.steps[i]))
     records: list[dict[str, Any]] = []
@@ -260,30 +256,49 @@ def markdown(report: dict[str, Any], title: str) -> str:
         "first frame where done >= threshold (negative = early).",
         "",
     ]
-    header = "| task | goal | successes | rho(1-D, t) | rho(r, t) | AUROC (1-D) | 1-D p5..p95 | goal fired |"
-    lines += ["## Goal alignment vs progress (" + backend + ")", "", header, "|---|---|---|---|---|---|---|---|"]
-    for task, row in report["tasks"].items():
-        for source, g in row["goals"].items():
-            fired = _fmt(g["goal_model_fired"]) if source == "goal_model" else f"own goal: {g['own_goal_used']}"
-            lines.append(
-                f"| {task} | {source} | {g['episodes']} | {_fmt(g['spearman_alignment_time'])} | "
-                f"{_fmt(g['spearman_reward_time'])} | {_fmt(g['final_alignment_auroc'])} | "
-                f"{g['alignment_p5_p95'][0]:.3f}..{g['alignment_p5_p95'][1]:.3f} | {fired} |"
-            )
+    header = ["task", "goal", "successes", "rho(1-D, t)", "rho(r, t)", "AUROC (1-D)", "1-D p5..p95", "goal fired"]
+    rows = [
+        [
+            task,
+            source,
+            g["episodes"],
+            number(g["spearman_alignment_time"]),
+            number(g["spearman_reward_time"]),
+            number(g["final_alignment_auroc"]),
+            f"{g['alignment_p5_p95'][0]:.3f}..{g['alignment_p5_p95'][1]:.3f}",
+            number(g["goal_model_fired"]) if source == "goal_model" else f"own goal: {g['own_goal_used']}",
+        ]
+        for task, row in report["tasks"].items()
+        for source, g in row["goals"].items()
+    ]
+    lines += ["## Goal alignment vs progress (" + backend + ")", "", *table(header, rows)]
+    header = [
+        "task",
+        "successes",
+        "fired on success",
+        "median offset (control steps)",
+        "mean abs offset",
+        "unsuccessful",
+        "false fire rate",
+    ]
+    rows = [
+        [
+            task,
+            row["successful"],
+            number(row["done_fired_on_success"]),
+            number(row["fire_offset_median"], 1),
+            number(row["fire_offset_mean_abs"], 1),
+            row["unsuccessful"],
+            number(row["false_fire_rate"]),
+        ]
+        for task, row in report["tasks"].items()
+    ]
     lines += [
         "",
         "## Done signal vs the real success frame",
         "",
-        "| task | successes | fired on success | median offset (control steps) | mean abs offset | "
-        "unsuccessful | false fire rate |",
-        "|---|---|---|---|---|---|---|",
+        *table(header, rows),
     ]
-    for task, row in report["tasks"].items():
-        lines.append(
-            f"| {task} | {row['successful']} | {_fmt(row['done_fired_on_success'])} | "
-            f"{_fmt(row['fire_offset_median'], 1)} | {_fmt(row['fire_offset_mean_abs'], 1)} | "
-            f"{row['unsuccessful']} | {_fmt(row['false_fire_rate'])} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -339,6 +354,11 @@ class RewardSanityResult:
         return self.text + f"\nwritten to {self.output} ({self.wall_s:.0f} s)"
 
 
+def _first_goal(task_row: dict[str, Any]) -> dict[str, Any]:
+    """A task's report row for its first kind of goal ({} when it has none)."""
+    return next(iter(task_row["goals"].values()), {})
+
+
 def run_reward_sanity(cfg: RewardSanityConfig) -> RewardSanityResult:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -372,7 +392,7 @@ def run_reward_sanity(cfg: RewardSanityConfig) -> RewardSanityResult:
     tasks = tuple(
         TaskSanity(
             task,
-            next(iter(row["goals"].values()), {}).get("spearman_reward_time"),
+            _first_goal(row).get("spearman_reward_time"),
             row["done_fired_on_success"],
         )
         for task, row in report["tasks"].items()

@@ -36,6 +36,7 @@ from roboscape_r_ros.rl.evaluate import (
     EvaluateConfig,
     Recording,
     build_actors,
+    complete,
     episode_specs,
     gather,
     open_runner,
@@ -62,7 +63,7 @@ class RolloutsConfig:
     env: EnvConfig = option(
         EnvConfig(), help="tasks, resolution, camera and step cap; its scene is the in-domain one the policy runs in"
     )
-    episodes_per_task: int = option(8, help="policy episodes recorded per task")
+    episodes_per_task: int = option(8, help="policy episodes recorded per task", low=1)
     seed: int = option(
         10_000,
         help="evaluation seed the reset seeds are drawn from; evaluate uses 0, 1, 2..., so 10000 keeps the rollouts "
@@ -75,21 +76,17 @@ class RolloutsConfig:
         "expert", help="goal frames, as evaluate gives them: the expert's end frame or a demo's last"
     )
     goal_dataset: str = option("", help="dataset of demo goal frames (goal=demo; empty: base)")
-    expert_draws: int = option(8, help="reset seeds tried per episode until the scripted expert solves one")
-    steps_after_success: int = option(5, help="control steps recorded after the first success, as collect records")
+    expert_draws: int = option(8, help="reset seeds tried per episode until the scripted expert solves one", low=1)
+    steps_after_success: int = option(
+        5, help="control steps recorded after the first success, as collect records", low=1
+    )
     device: str = option("cpu", help="torch device of the policy")
     workers: int = option(
         0,
         help="processes running episodes side by side (0: one per CPU core; 1: in this process); the episodes "
         "do not depend on it",
+        low=0,
     )
-
-    def __post_init__(self) -> None:
-        for name in ("episodes_per_task", "expert_draws", "steps_after_success"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be 0 (one per CPU core) or a number of processes, got {self.workers}")
 
     def evaluation(self) -> EvaluateConfig:
         """The evaluate config that runs these episodes: the policy alone, in-domain, one seed."""
@@ -215,4 +212,4 @@ def run_episodes(
             gather(runner.map(specs), outcomes, bar)
     finally:
         runner.close()
-    return outcomes
+    return complete(outcomes)

@@ -93,7 +93,11 @@ class TensorBoardLog:
         self.writer.close()
 
 
-def _logged(run_dir: Path, prefix: str, train: Callable[[Callable], list[dict[str, float]]]) -> list[dict[str, float]]:
+def _logged(
+    run_dir: Path,
+    prefix: str,
+    train: Callable[[Callable[[int, dict[str, float]], None] | None], list[dict[str, float]]],
+) -> list[dict[str, float]]:
     if not ranks().main:
         return train(None)  # under torchrun rank 0 alone writes TensorBoard
     log = TensorBoardLog(run_dir, prefix)

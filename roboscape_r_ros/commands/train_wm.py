@@ -143,7 +143,7 @@ def load_split(
         train, held_out = stratified_split(dataset.episodes, fraction, seed)
     else:
         train, held_out = extended_split(parent, dataset, fraction, seed, cfg.held_out_new)
-    kinds = defaultdict(int)
+    kinds: defaultdict[str, int] = defaultdict(int)
     for i in held_out:
         kinds[f"{dataset.episodes[i].task}/{dataset.episodes[i].kind}"] += 1
     run.write_json(
@@ -176,7 +176,7 @@ def load_split(
                         "held_out_new": cfg.held_out_new,
                     }
                 }
-                if parent is not None
+                if parent is not None and init is not None  # (the parent split is the init run's)
                 else {}
             ),
         },

@@ -132,7 +132,9 @@ def run_view(cfg: ViewConfig) -> ViewSummary:
         elif kind == "world-model run":
             notes = record_world_model(rec, source, cfg)
         else:
-            notes = record_evaluation(rec, report_json(source))
+            report = report_json(source)
+            assert report is not None, "kind_of found the report"
+            notes = record_evaluation(rec, report)
     seconds = (rec.end_ns - START_NS) / 1e9
     return ViewSummary(kind, source, rec.path, rec.mcap, dict(rec.counts), rec.types, seconds, notes)
 
@@ -162,7 +164,7 @@ def record_world_model(rec: Recording, folder: Path, cfg: ViewConfig) -> list[st
         torch.set_num_threads(cfg.threads)
     run = resolve_world_model(folder)  # checks split.json's held-out list
     split = run.split
-    if not split.get("dataset"):
+    if split is None or not split.get("dataset"):  # (kind_of saw split.json)
         raise ViewError(f"{folder / SPLIT_FILE}: names no dataset")
     model = WorldModel.from_checkpoint(run.checkpoint, "cpu").eval()
     dataset = open_run_dataset(split["dataset"], split)

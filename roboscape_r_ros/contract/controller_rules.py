@@ -100,6 +100,7 @@ def trajectory_problem(
         if i > 0 and point.time_from_start_s <= points[i - 1].time_from_start_s:
             return f"time_from_start of points {i - 1} and {i} is not strictly increasing"
         fields = {"positions": point.positions, "velocities": point.velocities, "accelerations": point.accelerations}
+        required: tuple[str, ...]
         if controller.allow_integration_in_goal_trajectories:
             if not any(fields.values()):
                 return f"point {i} has no positions, velocities or accelerations"
@@ -141,7 +142,13 @@ def _servo_command_problem(servo: Servo, frame_id: str, values: np.ndarray, stam
 
 
 def twist_problem(
-    servo: Servo, frame_id: str, linear: Sequence[float], angular: Sequence[float], *, stamp_s: float, now_s: float
+    servo: Servo,
+    frame_id: str,
+    linear: Sequence[float] | np.ndarray,
+    angular: Sequence[float] | np.ndarray,
+    *,
+    stamp_s: float,
+    now_s: float,
 ) -> str | None:
     """Why MoveIt Servo would not execute this geometry_msgs/TwistStamped, or None. A frame other than
     the planning frame is transformed into it by TF (moveit_servo/src/servo.cpp, Servo::toPlanningFrame):
@@ -161,8 +168,8 @@ def twist_problem(
 def pose_problem(
     servo: Servo,
     frame_id: str,
-    position: Sequence[float],
-    orientation: Sequence[float],
+    position: Sequence[float] | np.ndarray,
+    orientation: Sequence[float] | np.ndarray,
     *,
     stamp_s: float,
     now_s: float,

@@ -122,21 +122,21 @@ class SafetyFilter:
     def __init__(
         self, spec: ActionSpec, max_delta: Sequence[float], workspace: WorkspaceLimits = WorkspaceLimits()
     ) -> None:
-        max_delta = np.asarray(list(max_delta), np.float64)
-        if max_delta.shape != (spec.dim,):
+        delta = np.asarray(list(max_delta), np.float64)
+        if delta.shape != (spec.dim,):
             raise SafetyConfigError(
-                f"max_delta has {max_delta.size} entries, expected {spec.dim} ({', '.join(spec.names)})"
+                f"max_delta has {delta.size} entries, expected {spec.dim} ({', '.join(spec.names)})"
             )
-        if not (np.isfinite(max_delta).all() and (max_delta > 0).all()):
-            raise SafetyConfigError(f"max_delta must be positive finite numbers, got {max_delta.tolist()}")
+        if not (np.isfinite(delta).all() and (delta > 0).all()):
+            raise SafetyConfigError(f"max_delta must be positive finite numbers, got {delta.tolist()}")
         self.spec = spec
         self.lower = np.asarray(spec.lower, np.float64)
         self.upper = np.asarray(spec.upper, np.float64)
-        self.max_delta = max_delta
+        self.max_delta = delta
         self.hold_mask = spec.hold_mask
         self.workspace = Workspace(spec, workspace) if workspace.enabled else None
         self.estop: bool | None = None  # None: no value heard yet, which stops like an engaged e-stop
-        self.previous = np.zeros(spec.dim)  # the last command published (the hold after a reset)
+        self.previous: np.ndarray = np.zeros(spec.dim)  # the last command published (the hold after a reset)
         self.reset()
 
     def describe(self) -> str:
@@ -196,7 +196,7 @@ class SafetyFilter:
         limited = bool((np.abs(action - self.previous) > self.max_delta + 1e-12).any())
         command = self.previous + change
         boxed = Verdict(command) if self.workspace is None else self.workspace.apply(command, ee_position)
-        if not boxed.ok:
+        if boxed.command is None:  # refused (not boxed.ok)
             return boxed
         self.previous = boxed.command
         return Verdict(boxed.command.copy(), message=boxed.message, rate_limited=limited, clipped=boxed.clipped)

@@ -49,7 +49,7 @@ class Mp4Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.num_frames = 0
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*MP4_FOURCC), fps, (width, height))
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*MP4_FOURCC), fps, (width, height))
         if not self._writer.isOpened():
             raise CodecError(f"{path}: OpenCV cannot open an {MP4_CODEC} video writer")
 

@@ -39,38 +39,40 @@ class CollectConfig:
     scene_draws: SceneDraws = option(
         SceneDraws(), help="a random scene per episode on top of env.scene (colours, light); off by default"
     )
-    episodes_per_task: int = option(20, help="episodes recorded per task, all kinds together")
-    noisy_fraction: float = option(0.3, help="share of 'noisy' episodes: expert plus Gaussian action noise")
-    expert_action_noise: float = option(0.1, help="std of the Gaussian noise on each action of a 'noisy' episode")
-    failed_fraction: float = option(0.2, help="share of 'failed' episodes: the expert aims beside the object and goal")
-    failed_target_offset: float = option(0.15, help="metres (horizontal) a 'failed' expert aims beside its targets")
-    random_fraction: float = option(0.1, help="share of 'random' episodes: uniform random actions")
+    episodes_per_task: int = option(20, help="episodes recorded per task, all kinds together", low=1)
+    noisy_fraction: float = option(
+        0.3, help="share of 'noisy' episodes: expert plus Gaussian action noise", low=0.0, high=1.0
+    )
+    expert_action_noise: float = option(
+        0.1, help="std of the Gaussian noise on each action of a 'noisy' episode", low=0.0
+    )
+    failed_fraction: float = option(
+        0.2, help="share of 'failed' episodes: the expert aims beside the object and goal", low=0.0, high=1.0
+    )
+    failed_target_offset: float = option(
+        0.15, help="metres (horizontal) a 'failed' expert aims beside its targets", low=0.0
+    )
+    random_fraction: float = option(0.1, help="share of 'random' episodes: uniform random actions", low=0.0, high=1.0)
     action_hold_steps: int = option(
         1,
         help="control steps each random action ('random' episodes) and each noise draw ('noisy' episodes) is "
         "held; set it to the world model's frame_skip so the actions a world-model step averages do not cancel out",
+        low=1,
     )
-    steps_after_success: int = option(5, help="control steps recorded after the first success, then the episode ends")
+    steps_after_success: int = option(
+        5, help="control steps recorded after the first success, then the episode ends", low=1
+    )
     seed: int = option(0, help="seed of every episode's initial scene and action noise")
     output: str = option("outputs/datasets/metaworld", help="dataset folder")
     overwrite: bool = option(False, help="replace an existing dataset at output")
     video: bool = option(False, help="store frames as video (lossy) instead of lossless PNG")
-    fps: int = option(CONTROL_HZ, help="frame rate recorded in the dataset (Meta-World controls at 80 Hz)")
+    fps: int = option(CONTROL_HZ, help="frame rate recorded in the dataset (Meta-World controls at 80 Hz)", low=1)
 
     def __post_init__(self) -> None:
         fractions = {name: getattr(self, name) for name in ("noisy_fraction", "failed_fraction", "random_fraction")}
-        for name, value in fractions.items():
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if sum(fractions.values()) > 1.0 + 1e-9:
             total = sum(fractions.values())
             raise ConfigError(f"noisy, failed and random fractions add up to {total:.3g}, more than 1")
-        for name in ("expert_action_noise", "failed_target_offset"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("episodes_per_task", "steps_after_success", "fps", "action_hold_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def episode_kinds(cfg: CollectConfig, rng: np.random.Generator) -> list[str]:
@@ -93,7 +95,7 @@ def held(draw: Callable[[], np.ndarray], steps: int) -> Callable[[], np.ndarray]
 
     def next_value() -> np.ndarray:
         nonlocal count, value
-        if count % steps == 0:
+        if value is None or count % steps == 0:  # (None: the first call, count 0)
             value = draw()
         count += 1
         return value
@@ -150,8 +152,8 @@ class Rollout:
         """As a dataset episode: frame t is the observation before action t (the last observation is dropped)."""
         length = len(self.actions)
         # A success on the very last allowed step shows in no recorded frame: nothing to label it by.
-        success = self.success and self.success_step < length
-        done, subtask_index = done_labels(length, [self.success_step] if success else [])
+        shown = self.success_step if self.success_step is not None and self.success_step < length else None
+        done, subtask_index = done_labels(length, [] if shown is None else [shown])
         return Episode(
             frames=np.stack(self.images[:length]),
             actions=np.stack(self.actions),
@@ -160,7 +162,7 @@ class Rollout:
             subtask_index=subtask_index,
             task=self.task,
             instruction=self.instruction,
-            success=success,
+            success=shown is not None,
             kind=kind,
         )
 
@@ -180,7 +182,7 @@ def roll_out(env: PixelMetaWorldEnv, act: Act, seed: int, steps_after_success: i
             steps = len(rollout.actions)
             if info["success"] and rollout.success_step is None:
                 rollout.success_step = steps
-            if rollout.success and steps - rollout.success_step >= steps_after_success:
+            if rollout.success_step is not None and steps - rollout.success_step >= steps_after_success:
                 return rollout
             if terminated or truncated:
                 return rollout

@@ -28,7 +28,9 @@ def segment_done_curve(length: int) -> np.ndarray:
     return np.exp(4.0 * (k / (length - 1) - 1.0)).astype(np.float32)
 
 
-def done_labels(num_frames: int, done_frames: Sequence[int], num_subtasks: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def done_labels(
+    num_frames: int, done_frames: Sequence[int] | np.ndarray, num_subtasks: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Done labels and sub-task indices for one episode.
 
     num_frames: T, the episode length in frames.

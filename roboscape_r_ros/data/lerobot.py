@@ -304,8 +304,8 @@ class DatasetSummary:
         )
 
     def _actions(self) -> str:
-        names, spec = ", ".join(self.action_names), self.action_spec
-        if not {"scale", "units", "mode"} <= (spec or {}).keys():  # a writer's own action_spec may say less
+        names, spec = ", ".join(self.action_names), self.action_spec or {}
+        if not {"scale", "units", "mode"} <= spec.keys():  # a writer's own action_spec may say less
             return names
         units = ", ".join(f"{s:g} {u}" if u != "1" else f"{s:g}" for s, u in zip(spec["scale"], spec["units"]))
         text = f"{names}: one unit is {units}, {spec['mode']}"
@@ -330,7 +330,8 @@ class _Shards(Generic[W]):
     would push the current one past the size limit (episodes are never split across files)."""
 
     def __init__(self, root: Path, template: str, limit_mb: float, chunks_size: int, open_file: Callable[[Path], W]):
-        self.root, self.template, self.open_file = root, template, open_file
+        self.root, self.template = root, template
+        self.open_file: Callable[[Path], W] = open_file
         self.limit_bytes, self.chunks_size = limit_mb * 2**20, chunks_size
         self.chunk = self.file = 0
         self.size = 0  # bytes written to the current file
@@ -416,7 +417,8 @@ class DatasetWriter:
         # Removes the partial folder if this writer is dropped without finalize().
         self._discard = weakref.finalize(self, shutil.rmtree, self._tmp, ignore_errors=True)
 
-        self.fps, self.image_shape, self.video = fps, tuple(image_shape), video
+        height, width, channels = image_shape  # (three: _check_settings)
+        self.fps, self.image_shape, self.video = fps, (height, width, channels), video
         self._action_dim, self._state_dim = len(action_names), len(state_names)
         self._command_dim = len(command_names or ())
         self.features = build_features(
@@ -540,7 +542,8 @@ class DatasetWriter:
         values = {
             "observation.state": episode.states,
             "action": episode.actions,
-            **({"command": episode.commands} if self._command_dim else {}),
+            # (commands come exactly when the writer has command_names: _validate_episode)
+            **({"command": episode.commands} if episode.commands is not None else {}),
             "done_label": episode.done,
             "subtask_index": episode.subtask_index,
             "timestamp": (frame_index / self.fps).astype(np.float32),

@@ -318,6 +318,7 @@ def _data_path(root: Path, info: dict[str, Any], meta: EpisodeMeta) -> Path:
 
 
 def _video_path(root: Path, info: dict[str, Any], meta: EpisodeMeta, key: str) -> Path:
+    assert meta.video_file is not None, "read only from a video dataset, whose episodes all name their file"
     chunk, file = meta.video_file
     return root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
 

@@ -19,7 +19,9 @@ class WindowError(DatasetError):
     """No window can be drawn as asked (bad split, no episode long enough)."""
 
 
-def split_episodes(episodes: int | Sequence[int], held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_episodes(
+    episodes: int | Sequence[int] | np.ndarray, held_out_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split episode indices (or ``range(episodes)``) into sorted (train, held_out) by a seed.
 
     With 0 < fraction < 1 and two or more episodes both parts get at least one episode.
@@ -59,8 +61,8 @@ class WindowLoader:
         *,
         window: int,
         batch_size: int,
-        episodes: Sequence[int] | None = None,
-        seed: int = 0,
+        episodes: Sequence[int] | np.ndarray | None = None,
+        seed: int | tuple[int, ...] = 0,
         first_window_share: float = 0.0,
         shard: slice = slice(None),
     ):

@@ -33,21 +33,17 @@ MAX_RESET_DRAWS = 100
 @dataclass
 class EnvConfig:
     tasks: list[str] = option(list(MT10_TASKS), help="Meta-World v3 tasks (default: MT10)")
-    resolution: int = option(64, help="side of the square frames in pixels (64, 96, 128, 256)")
+    resolution: int = option(64, help="side of the square frames in pixels (64, 96, 128, 256)", low=8)
     camera: str = option(
         "corner2", help="Meta-World camera: corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV"
     )
     upright: bool = option(True, help="turn frames 180 degrees when the camera is upside-down (the corner cameras)")
-    max_steps: int = option(300, help="control steps before an episode is truncated")
+    max_steps: int = option(300, help="control steps before an episode is truncated", low=1)
     scene: SceneVariation = option(SceneVariation(), help="scene variation applied at every reset")
 
     def __post_init__(self) -> None:
         for task in self.tasks:
             check_task(task)
-        if self.resolution < 8:
-            raise ConfigError(f"env.resolution must be at least 8 pixels, got {self.resolution}")
-        if self.max_steps < 1:
-            raise ConfigError(f"env.max_steps must be at least 1, got {self.max_steps}")
 
 
 class BlackFrameError(RoboscapeError, RuntimeError):
@@ -78,8 +74,9 @@ class _ResetVectorFeed:
         self.vector: np.ndarray | None = None
         self._taken = False
         self._sim_reset_model = sim.reset_model
-        sim.reset_model = self._reset_model
-        sim._get_state_rand_vec = self._take
+        # Patched on this instance (the point of the feed), which the type checker forbids for methods.
+        sim.reset_model = self._reset_model  # type: ignore[method-assign]
+        sim._get_state_rand_vec = self._take  # type: ignore[method-assign]
 
     def _reset_model(self) -> np.ndarray:
         self._taken = False
@@ -89,6 +86,7 @@ class _ResetVectorFeed:
         if self._taken:
             raise _ResetVectorRejected
         self._taken = True
+        assert self.vector is not None, "_reset_sim sets the vector before each reset"
         return self.vector
 
 
@@ -179,16 +177,21 @@ class PixelMetaWorldEnv(gym.Env):
                 "state": gym.spaces.Box(-np.inf, np.inf, (len(STATE_NAMES),), np.float32),
             }
         )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), np.float32)
+        self.action_space: gym.spaces.Box = gym.spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), np.float32)
+
+    @property
+    def reset_space(self) -> gym.spaces.Box:
+        """The task's own object and goal reset ranges (Meta-World's ``_random_reset_space``)."""
+        space = self.sim._random_reset_space
+        assert space is not None, "every Meta-World v3 task sets its reset space"
+        return space
 
     def set_scene(self, scene: SceneVariation, now: bool = False) -> None:
         """Use ``scene`` from the next reset on; with ``now``, also show its colours, lights and camera
         pose from the next rendered frame (mid-episode: the arm and objects stay where they are; object
         and goal ranges still wait for the next reset)."""
         scene.validate()
-        self._reset_low, self._reset_high = reset_bounds(
-            scene, self.sim._random_reset_space.low, self.sim._random_reset_space.high, self.task
-        )
+        self._reset_low, self._reset_high = reset_bounds(scene, self.reset_space.low, self.reset_space.high, self.task)
         self.scene = scene
         if now:
             self._apply_scene(self.np_random)

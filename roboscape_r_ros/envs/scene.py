@@ -79,21 +79,19 @@ class SceneDraws:
     ``light_scale``.
     """
 
-    colour_share: float = option(0.0, help="share of episodes with random flat table, floor and object colours")
+    colour_share: float = option(
+        0.0, help="share of episodes with random flat table, floor and object colours", low=0.0, high=1.0
+    )
     light_scale: tuple[float, float] = option((1.0, 1.0), help="[low, high] of the light factor drawn per episode")
     avoid_rgb: list[RGB] = option([], help="colours no draw may come near (the evaluation scenes'), RGB in [0,1]")
-    avoid_distance: float = option(0.25, help="smallest Euclidean RGB distance of a drawn colour to avoid_rgb")
+    avoid_distance: float = option(0.25, help="smallest Euclidean RGB distance of a drawn colour to avoid_rgb", low=0.0)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.colour_share <= 1.0:
-            raise SceneVariationError(f"colour_share must lie in [0, 1], got {self.colour_share!r}")
         low, high = self.light_scale
         if not 0.0 <= low <= high:
             raise SceneVariationError(f"light_scale must be [low, high], 0 <= low <= high, got {self.light_scale!r}")
         for colour in self.avoid_rgb:
             _check_colour("avoid_rgb", colour, 3)
-        if self.avoid_distance < 0:
-            raise SceneVariationError(f"avoid_distance must be >= 0, got {self.avoid_distance!r}")
 
     @property
     def active(self) -> bool:
@@ -293,7 +291,9 @@ class SceneEditor:
         if variation.headlight_diffuse is not None:
             m.vis.headlight.diffuse[:] = variation.headlight_diffuse
         self._jitter_camera(variation, rng)
-        return [] if np.array_equal(sky_before, self.sky_pixels()) else [self.sky_texture]
+        if self.sky_texture is None or np.array_equal(sky_before, self.sky_pixels()):
+            return []  # (no skybox: nothing to upload)
+        return [self.sky_texture]
 
     def _flat_material(self, material: int, rgba: Sequence[float]) -> None:
         self.model.mat_texid[material] = -1  # no texture: the material's colour is drawn as is

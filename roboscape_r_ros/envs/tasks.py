@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 from metaworld.policies import ENV_POLICY_MAP
 from metaworld.policies.policy import Policy
@@ -96,7 +98,8 @@ def instruction(task: str) -> str:
 def expert_policy(task: str) -> Policy:
     """A fresh instance of Meta-World's scripted expert; it reads the 39-d Meta-World observation."""
     check_task(task)
-    return ENV_POLICY_MAP[task]()
+    expert: Callable[[], Policy] = ENV_POLICY_MAP[task]  # concrete classes, typed by the map as the abstract base
+    return expert()
 
 
 def sim_class(task: str) -> type[SawyerXYZEnv]:

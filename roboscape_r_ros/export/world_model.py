@@ -51,28 +51,32 @@ PREPROCESSING = {
 }
 
 
-class Encode(nn.Module):
+class _Piece(nn.Module):
+    """One exported piece: a forward over the world model's modules."""
+
     def __init__(self, wm: WorldModel):
         super().__init__()
         self.wm = wm
 
+
+class Encode(_Piece):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.wm.tokenizer.encode(frames).flatten(-2)  # [B,N]
 
 
-class Context(Encode):
+class Context(_Piece):
     def forward(self, tokens: torch.Tensor, actions: torch.Tensor):
         state, done_logits = self.wm.dynamics.prefill(tokens, self.wm.actions.context(actions))
         return state.kv, state.valid, torch.sigmoid(done_logits)
 
 
-class Step(Encode):
+class Step(_Piece):
     def forward(self, kv: torch.Tensor, valid: torch.Tensor, action: torch.Tensor):
         state, tokens, done_logit, _ = self.wm.dynamics.predict_next(State(kv, valid), self.wm.actions.next(action))
         return state.kv, state.valid, tokens, torch.sigmoid(done_logit)
 
 
-class Decode(Encode):
+class Decode(_Piece):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.wm.decode(tokens)  # uint8 [B,H,W,3]
 

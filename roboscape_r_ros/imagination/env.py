@@ -30,7 +30,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -49,7 +49,8 @@ from roboscape_r_ros.imagination.goals import (
     model_goal_bank,
 )
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
-from roboscape_r_ros.world_model.config import InferenceConfig
+from roboscape_r_ros.world_model.config import InferenceConfig, WorldModelConfig
+from roboscape_r_ros.world_model.dynamics import State
 from roboscape_r_ros.world_model.model import WorldModel
 
 MODEL_FILE, SPLIT_FILE = "world_model.safetensors", "split.json"
@@ -72,57 +73,54 @@ class ImaginationConfig:
     )
     goal_image: str = option("", help="goal=image: an 8-bit RGB PNG/JPEG of the world model's frame size")
     goal_max_steps: int = option(
-        0, help="goal=goal_model: imagined steps at most (0: the longest context episode in world-model steps + 4)"
+        0,
+        help="goal=goal_model: imagined steps at most (0: the longest context episode in world-model steps + 4)",
+        low=0,
     )
-    num_envs: int = option(16, help="parallel imagined environments (the world model's batch)")
-    max_steps: int = option(40, help="step cap per episode in world-model steps (each frame_skip control steps)")
-    context_frames: int = option(0, help="real context frames per reset (0: the model's context_length - 1)")
+    num_envs: int = option(16, help="parallel imagined environments (the world model's batch)", low=1)
+    max_steps: int = option(40, help="step cap per episode in world-model steps (each frame_skip control steps)", low=1)
+    context_frames: int = option(0, help="real context frames per reset (0: the model's context_length - 1)", low=0)
     start_fraction: float = option(
         0.0,
         help="context windows start uniformly in the first fraction of the room "
         "an episode leaves (0: always at the episode's first frame)",
+        low=0.0,
+        high=1.0,
     )
     terminate_on_done: bool = option(True, help="end an episode when the done signal holds (done_steps)")
     done_steps: int = option(
         1,
         help="consecutive world-model steps the done probability must reach the threshold before the bonus is "
         "paid and the episode ends (1: the first such step); more asks the model to be sure, not lucky once",
+        low=1,
     )
     uncertainty_penalty: float = option(
         0.0,
         help="reward minus this weight x (token entropy - uncertainty_reference)+ per world-model step: imagined "
         "frames the model is less sure of than of held-out real ones cost (0: off)",
+        low=0.0,
     )
     uncertainty_quantile: float = option(
         0.9,
         help="uncertainty_reference = this quantile of the token entropy measured at start on the context "
         "episodes (held-out by default) replayed with their recorded actions",
+        low=0.0,
+        high=1.0,
     )
     reward: RewardConfig = option(RewardConfig(), help="endogenous reward")
     inference: InferenceConfig = option(InferenceConfig(), help="how the world model imagines (speed settings)")
     seed: int = option(0, help="seed of the context and goal draws (reset(seed=...) overrides it)")
-
-    def __post_init__(self) -> None:
-        for name in ("num_envs", "max_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"imagination.{name} must be at least 1, got {getattr(self, name)}")
-        if self.context_frames < 0 or self.goal_max_steps < 0:
-            raise ConfigError("imagination.context_frames and goal_max_steps must be >= 0")
-        if not 0.0 <= self.start_fraction <= 1.0:
-            raise ConfigError(f"imagination.start_fraction must lie in [0, 1], got {self.start_fraction}")
-        if self.done_steps < 1:
-            raise ConfigError(f"imagination.done_steps must be at least 1, got {self.done_steps}")
-        if self.uncertainty_penalty < 0:
-            raise ConfigError(f"imagination.uncertainty_penalty must be >= 0, got {self.uncertainty_penalty}")
-        if not 0.0 <= self.uncertainty_quantile <= 1.0:
-            raise ConfigError(f"imagination.uncertainty_quantile must lie in [0, 1], got {self.uncertainty_quantile}")
 
 
 @dataclass
 class WorldModelRun:
     checkpoint: Path
     split: dict[str, Any] | None = None  # split.json beside the checkpoint, when there is one
-    folder: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The run folder: the checkpoint's (split.json lies beside it)."""
+        return self.checkpoint.parent
 
 
 def resolve_world_model(path: str | Path) -> WorldModelRun:
@@ -144,7 +142,7 @@ def resolve_world_model(path: str | Path) -> WorldModelRun:
             raise ImaginationError(f"{split_path}: unreadable JSON ({err})") from None
         if not isinstance(split, dict) or not isinstance(split.get("held_out"), list):
             raise ImaginationError(f"{split_path}: no 'held_out' episode list")
-    return WorldModelRun(checkpoint, split, checkpoint.parent)
+    return WorldModelRun(checkpoint, split)
 
 
 def context_episodes(run: WorldModelRun, dataset: EpisodeDataset, which: str) -> list[int]:
@@ -178,7 +176,14 @@ def context_episodes(run: WorldModelRun, dataset: EpisodeDataset, which: str) ->
     return held_out
 
 
-def check_world_model(wm: WorldModel, dataset: EpisodeDataset, where: str = "the world model") -> None:
+class ConfiguredModel(Protocol):
+    """What check_world_model reads: a WorldModel, or a runner over its exported pieces (runtime.inference)."""
+
+    @property
+    def cfg(self) -> WorldModelConfig: ...
+
+
+def check_world_model(wm: ConfiguredModel, dataset: EpisodeDataset, where: str = "the world model") -> None:
     """WorldModelMismatchError unless the model takes the dataset's actions and frame size."""
     dims = len(dataset.action_names)
     if wm.cfg.action_dim != dims:
@@ -257,7 +262,7 @@ class ImaginationEnv(gym.vector.VectorEnv):
         self.backend = self.reward_fn.backend
 
         n, dev = self.num_envs, self.device
-        self.state = None
+        self.state: State | None = None
         self.image = torch.zeros((n, *self.image_shape), dtype=torch.uint8, device=dev)
         self.goal = torch.zeros_like(self.image)
         self.steps = torch.zeros(n, dtype=torch.long, device=dev)
@@ -404,6 +409,8 @@ class ImaginationEnv(gym.vector.VectorEnv):
 
     @torch.no_grad()
     def step(self, actions: np.ndarray | torch.Tensor):
+        if self.state is None:
+            raise ImaginationError("step before reset: no imagined episodes to continue")
         world_actions = self._world_actions(actions)  # [N,G,A]
         n, dev = self.num_envs, self.device
         reward = torch.zeros(n, device=dev)

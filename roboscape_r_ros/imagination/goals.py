@@ -57,7 +57,12 @@ def load_goal_image(source: str | Path | np.ndarray | torch.Tensor, size: int | 
         array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else source
         if array.ndim == 4 and array.shape[0] == 1:
             array = array[0]
-        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or not _fits(*array.shape[:2], size):
+        if (
+            array.dtype != np.uint8
+            or array.ndim != 3
+            or array.shape[2] != 3
+            or not _fits(array.shape[0], array.shape[1], size)
+        ):
             raise GoalImageError(f"goal image array is {array.dtype} {list(array.shape)}; expected {_expected(size)}")
         return np.ascontiguousarray(array)
     from PIL import Image, UnidentifiedImageError

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.config import option
 from roboscape_r_ros.perception.distance import PerceptionConfig, PerceptualDistance, make_distance
 from roboscape_r_ros.profiling import label
 
@@ -41,17 +41,15 @@ Embedding = Any  # a tensor [B,...] or a list/tuple of tensors [B,...] (per-laye
 class RewardConfig:
     perception: PerceptionConfig = option(PerceptionConfig(), help="perceptual distance D of the reward")
     done_bonus: float = option(10.0, help="bonus added when the done probability reaches done_threshold (paper: 10)")
-    done_threshold: float = option(0.9, help="done probability that earns the bonus (>=) and ends an episode (>)")
+    done_threshold: float = option(
+        0.9, help="done probability that earns the bonus (>=) and ends an episode (>)", above=0.0, high=1.0
+    )
     alignment_offset: float = option(
         0.0,
         help="subtracted from 1 - D every step; 0 = the paper's reward, 1 = r = -D + bonus (finishing pays; "
         "with 0, PPO's truncation bootstrap makes never finishing worth more than the bonus)",
     )
     alignment_scale: float = option(1.0, help="multiplies the dense term (1 - D - offset); paper: 1")
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.done_threshold <= 1.0:
-            raise ConfigError(f"reward.done_threshold must lie in (0, 1], got {self.done_threshold}")
 
 
 class RewardTerms(NamedTuple):

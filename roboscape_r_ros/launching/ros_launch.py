@@ -10,6 +10,8 @@ neither (the core stays importable without ROS).
 
 from __future__ import annotations
 
+from typing import Any
+
 from roboscape_r_ros.launching import graph
 
 TARGET = "target"
@@ -51,6 +53,7 @@ def _node(spec: graph.NodeSpec, mode: str, condition=None):
     parameters: dict[str, object] = dict(graph.inline_parameters(spec, mode))
     for arg in spec.parameter_arguments():
         parameters[arg.parameter] = LaunchConfiguration(arg.name)
+    on_exit: dict[str, Any]  # Node's keyword arguments for the node's end
     if spec.on_exit == "respawn":
         on_exit = {"respawn": True, "respawn_delay": graph.RESPAWN_DELAY_S}
     else:
@@ -73,7 +76,9 @@ def launch_description(modes: tuple[str, ...]):
     import os
 
     from ament_index_python.packages import get_package_share_directory
-    from launch import LaunchDescription
+
+    # mypy, run from the repository root, takes `launch` for its launch/ folder (a namespace package)
+    from launch import LaunchDescription  # type: ignore[attr-defined]
     from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
     from launch.conditions import IfCondition
     from launch.substitutions import LaunchConfiguration, PythonExpression

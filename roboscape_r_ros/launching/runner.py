@@ -45,8 +45,10 @@ class LaunchConfig:
     )
     config_dir: str = option("", help="folder of <node>.yaml parameter files (empty: the package's config/)")
     large_data: bool = option(True, help="set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment sets it")
-    duration_s: float = option(0.0, help="stop the graph after this many seconds (0: run until Ctrl-C)")
-    stop_timeout_s: float = option(10.0, help="how long nodes get to exit after SIGINT before SIGTERM/SIGKILL")
+    duration_s: float = option(0.0, help="stop the graph after this many seconds (0: run until Ctrl-C)", low=0.0)
+    stop_timeout_s: float = option(
+        10.0, help="how long nodes get to exit after SIGINT before SIGTERM/SIGKILL", above=0.0
+    )
 
     def __post_init__(self) -> None:
         known = graph.argument_defaults()
@@ -62,8 +64,6 @@ class LaunchConfig:
                 raise ConfigError(f"param.{name} must be set per parameter, e.g. param.{name}.seed=3")
         if not self.namespace.strip("/") or " " in self.namespace:
             raise ConfigError(f"namespace '{self.namespace}' is not a usable ROS namespace")
-        if self.duration_s < 0 or self.stop_timeout_s <= 0:
-            raise ConfigError("duration_s must be >= 0 and stop_timeout_s > 0")
 
 
 class LaunchError(RoboscapeError):
@@ -90,7 +90,7 @@ def _ros_value(value: Any) -> str:
 def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested overrides (param.camera_ingest.record.output=x arrives as {record: {output: x}}) -> ROS's
     dotted parameter names."""
-    flat = {}
+    flat: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict):
             flat |= _dotted(value, f"{prefix}{key}.")

@@ -102,15 +102,10 @@ class CameraIngest(Node):
     def on_set_parameters(self, params: list) -> SetParametersResult:
         # Ranges are enforced by rclpy from the descriptors; string choices are checked here.
         values = {p.name: p.value for p in params}
-        fixed = [
-            name
-            for name in values
-            if name.startswith("record.") or (name == "output_size" and self.recorder is not None)
-        ]
-        if fixed:
+        if "output_size" in values and self.recorder is not None:  # record.* are read-only (their descriptors)
             return SetParametersResult(
                 successful=False,
-                reason=f"{', '.join(fixed)}: set at start only (a recording is one dataset of one frame size)",
+                reason="output_size: fixed while recording (a recording is one dataset of one frame size)",
             )
         interpolation = values.get("interpolation", self.interpolation)
         if interpolation not in INTERPOLATIONS:

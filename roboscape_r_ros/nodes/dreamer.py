@@ -155,7 +155,7 @@ class Imagining:
         return frame
 
     def on_action(self, msg: Action) -> None:
-        admission = self.gate.admit(stamp_ns(msg.header), msg.episode_id, self.session.frame.ended)
+        admission = self.gate.admit(stamp_ns(msg.header), msg.episode_id, self.session.current.ended)
         if admission.verdict == "refuse":
             self.node.refuse(admission.reason, admission.message)
         if admission.verdict != "step" or (values := self.node.check(msg)) is None:
@@ -189,7 +189,7 @@ class Imagining:
 
     def on_timer(self) -> None:
         if time.monotonic() - self.last_publish >= self.params.republish_period_s:
-            self.publish_frame(self.session.frame)
+            self.publish_frame(self.session.current)
 
 
 class Shadowing:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -22,10 +22,11 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
+from roboscape_r_ros.config import ConfigError, FieldSpec, field_specs
 from roboscape_r_ros.data.frames import FrameError, decode_buffer
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.nodes.entry import catch_stop_signals, ignore_stop_signals
-from roboscape_r_ros.parameters import ParameterError, build, parameter_specs
+from roboscape_r_ros.parameters import build
 from roboscape_r_ros.runtime.inference.reload import FileWatch
 
 T = TypeVar("T")
@@ -51,15 +52,17 @@ def limit_threads(threads: int) -> None:
 
 
 def declare_parameters(node: Node, cls: type[T]) -> T:
-    """Declare every parameter of dataclass ``cls`` (parameters) with its description and
-    range, and return ``cls`` built from the values the node was started with."""
+    """Declare every parameter of dataclass ``cls`` (parameters) with its description, range and
+    read-only flag, and return ``cls`` built from the values the node was started with."""
     values = {}
-    for spec in parameter_specs(cls):
-        description = spec.description
+    for spec in field_specs(cls):
+        description = spec.help
         if spec.choices:
             description += f" ({', '.join(map(str, spec.choices))})"
-        descriptor = ParameterDescriptor(description=description)
-        if spec.low is not None:
+        elif spec.range_text and (spec.low is None or spec.high is None):  # a ROS range needs both ends
+            description += f" (range {spec.range_text})"
+        descriptor = ParameterDescriptor(description=description, read_only=spec.read_only)
+        if spec.low is not None and spec.high is not None:  # a range has both ends
             if isinstance(spec.default, int):
                 descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
             else:
@@ -68,13 +71,20 @@ def declare_parameters(node: Node, cls: type[T]) -> T:
                 ]
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         # An empty list says nothing of its element type: declare the type instead (unset -> None).
-        declared = _ARRAY_TYPES[spec.item_type] if default == [] else default
+        declared = _array_type(spec) if default == [] else default
         value = node.declare_parameter(spec.name, declared, descriptor).value
         values[spec.name] = () if value is None else value
     try:
         return build(cls, values)
-    except ParameterError as err:
+    except ConfigError as err:
         raise StartupError(f"{node.get_name()}: {err}") from None
+
+
+def _array_type(spec: FieldSpec) -> Parameter.Type:
+    """The ROS array type of list parameter ``spec`` (tuple[str, ...] -> STRING_ARRAY)."""
+    if spec.item_type is None:
+        raise TypeError(f"parameter {spec.name}: an empty list default needs a tuple[<type>, ...] field type")
+    return _ARRAY_TYPES[spec.item_type]
 
 
 class ThrottledWarnings:
@@ -138,7 +148,12 @@ def serve_reload(node: Node, service: str, path: str, check_s: float, reload: Ca
     node.create_service(Trigger, service, on_service)
     if path and check_s > 0:
         watch = FileWatch(path)
-        node.create_timer(check_s, lambda: watch.changed() and run(), clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+        def check() -> None:
+            if watch.changed():
+                run()
+
+        node.create_timer(check_s, check, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 class StartupError(Exception):
@@ -175,18 +190,3 @@ def spin(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         gc.collect()
         rclpy.try_shutdown()
     return 0
-
-
-def refuse_parameter_changes(node: Node) -> None:
-    """Parameters are read at start only: ``ros2 param set`` on a running node is refused with the
-    reason (use_sim_time excepted), so that nothing seems changed that is not."""
-
-    def refuse(params: list) -> SetParametersResult:
-        fixed = [p.name for p in params if p.name != "use_sim_time"]
-        if fixed:
-            return SetParametersResult(
-                successful=False, reason=f"{', '.join(fixed)}: set at start only (restart the node)"
-            )
-        return SetParametersResult(successful=True)
-
-    node.add_on_set_parameters_callback(refuse)

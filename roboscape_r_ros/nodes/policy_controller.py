@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from geometry_msgs.msg import PoseStamped
+from rclpy.client import Client
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -25,7 +26,6 @@ from roboscape_r_ros.nodes.node_tools import (
     ThrottledWarnings,
     declare_parameters,
     limit_threads,
-    refuse_parameter_changes,
     serve_reload,
     spin,
 )
@@ -62,12 +62,11 @@ class PolicyController(Node):
             self.create_subscription(Reward, "reward", self.on_reward, RELIABLE_BACKLOG)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(p.stale_after_s / 4, 0.05), self.on_watchdog, clock=steady)
-        self.episode_reset = None
+        self.episode_reset: Client[Trigger.Request, Trigger.Response] | None = None
         if p.ood_guard.threshold > 0:
             self.create_subscription(Float32, "dream/error", self.on_dream_error, RELIABLE)
             self.episode_reset = self.create_client(Trigger, "reset")
         serve_reload(self, "reload_policy", p.checkpoint, p.reload_check_s, self.reload)
-        refuse_parameter_changes(self)  # the policy, action spec and safety limits are fixed at start
         self.get_logger().info(
             f"backend {self.backend.describe()} ({', '.join(p.action_names)} in {p.action_mode} mode, "
             f"{p.control_period_s * 1e3:g} ms per step); adapters: {self.outputs.describe()}; "
@@ -149,17 +148,20 @@ class PolicyController(Node):
             self.get_logger().info(self.session.ood_gate.describe(change, msg.data))
 
     def on_reward(self, msg: Reward) -> None:
+        assert self.updates is not None, "reward is subscribed only with background updates"
         self.updates.learner.reward(stamp_ns(msg.header), msg.episode_id, msg.reward, msg.done, msg.truncated)
         self.start_update()
 
     # -- learning -------------------------------------------------------------------------------
     def start_update(self) -> None:
+        assert self.updates is not None, "called only with background updates"
         started = self.updates.start()
         if started is not None:
             self.hold("learning")
             self.get_logger().info(started)
 
     def finish_update(self) -> None:
+        assert self.updates is not None, "called only with background updates"
         finished = self.updates.finish()
         if finished is None:
             return
@@ -186,6 +188,7 @@ class PolicyController(Node):
         if decision.kind == "hold":
             self.hold(decision.reason)
         elif decision.kind == "publish":
+            assert decision.command is not None, "a publish decision carries its command"
             header = decision.payload[0]
             self.outputs.publish(
                 decision.command,

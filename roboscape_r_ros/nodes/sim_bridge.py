@@ -97,6 +97,13 @@ class SimBridge(Node):
         self.publish_frame(frame)
         return frame
 
+    @property
+    def frame(self) -> SimFrame:
+        """The session's current frame (never None: __init__ starts the first episode)."""
+        frame = self.session.frame
+        assert frame is not None, "start_episode ran in __init__"
+        return frame
+
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         frame = self.start_episode()
         self.get_logger().info(f"reset: episode {frame.episode_id}")
@@ -104,11 +111,7 @@ class SimBridge(Node):
         return response
 
     def on_set_parameters(self, params: list) -> SetParametersResult:
-        fixed = [p.name for p in params if p.name not in ("scene", "use_sim_time")]
-        if fixed:
-            return SetParametersResult(
-                successful=False, reason=f"{', '.join(fixed)}: set at start only (restart the node)"
-            )
+        # every other parameter is read-only (its descriptor): rclpy refuses it before this runs
         for p in params:
             if p.name != "scene":
                 continue
@@ -117,7 +120,7 @@ class SimBridge(Node):
             except RoboscapeError as err:
                 self.get_logger().warning(f"scene {p.value!r} refused: {err}")
                 return SetParametersResult(successful=False, reason=str(err))
-            frame = self.session.frame
+            frame = self.frame
             self.get_logger().info(
                 f"scene changed after step {frame.step} of episode {frame.episode_id} (sim time {frame.time_ns} ns): "
                 f"{p.value or 'the training scene'}"
@@ -132,7 +135,7 @@ class SimBridge(Node):
         )
 
     def on_action(self, msg: Action) -> None:
-        admission = self.gate.admit(stamp_ns(msg.header), msg.episode_id, self.session.frame.ended)
+        admission = self.gate.admit(stamp_ns(msg.header), msg.episode_id, self.frame.ended)
         if admission.verdict != "step":
             if admission.verdict == "refuse":
                 self.refuse(admission.reason, admission.message)
@@ -148,19 +151,21 @@ class SimBridge(Node):
 
     def on_twist(self, msg: TwistStamped) -> None:
         linear, angular = msg.twist.linear, msg.twist.angular
+        assert self.servo is not None, "cmd_twist is subscribed in servo mode only"
         try:
             self.servo.command(
                 frame_id=msg.header.frame_id,
                 stamp_ns=stamp_ns(msg.header),
                 linear=np.array([linear.x, linear.y, linear.z]),
                 angular=np.array([angular.x, angular.y, angular.z]),
-                now_ns=self.session.frame.time_ns,
+                now_ns=self.frame.time_ns,
             )
         except CommandRejected as err:
             self.refuse(f"twist-{err.reason}", str(err), "a twist")
 
     def on_servo_tick(self) -> None:
-        frame = self.session.frame
+        assert self.servo is not None, "the servo timer runs in servo mode only"
+        frame = self.frame
         if frame.ended or not self.servo.started:
             return
         linear = self.servo.linear_action(frame.time_ns)
@@ -208,7 +213,7 @@ class SimBridge(Node):
 
     def on_timer(self) -> None:
         if time.monotonic() - self.last_publish >= self.params.republish_period_s:
-            self.publish_frame(self.session.frame)  # same stamps: nobody acts on it twice
+            self.publish_frame(self.frame)  # same stamps: nobody acts on it twice
 
     def destroy_node(self) -> None:
         if getattr(self, "session", None) is not None:

@@ -72,7 +72,7 @@ class PerceptualDistance(nn.Module):
 def normalized_feature_distance(a: list[torch.Tensor], b: list[torch.Tensor], weights: list[nn.Module] | None = None):
     """LPIPS form: unit-normalise channels per location, squared difference, (weighted) channel sum,
     spatial mean, sum over layers. Feature maps [B,C,h,w]; returns [B]."""
-    total = 0
+    total: torch.Tensor | int = 0
     for i, (x, y) in enumerate(zip(a, b)):
         diff = (F.normalize(x, dim=1, eps=1e-10) - F.normalize(y, dim=1, eps=1e-10)) ** 2  # [B,C,h,w]
         per_location = weights[i](diff) if weights is not None else diff.sum(1, keepdim=True)  # [B,1,h,w]

@@ -45,6 +45,8 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
 
 class LPIPSDistance(PerceptualDistance):
     name = "lpips"
+    shift: torch.Tensor  # buffers (register_buffer)
+    scale: torch.Tensor
 
     def __init__(self, weights_dir: str | Path):
         super().__init__()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from roboscape_r_ros.config import ConfigError, option, to_dict
+from roboscape_r_ros.config import option, to_dict
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.data.windows import split_episodes
 from roboscape_r_ros.distributed import data_parallel, draw, mean_metrics, ranks
@@ -53,30 +52,23 @@ class BCDataError(RoboscapeError, ValueError):
 @dataclass
 class BCConfig:
     dataset: str = option("outputs/datasets/metaworld", help="dataset folder whose successful episodes are the demos")
-    steps: int = option(2000, help="optimisation steps")
-    batch_size: int = option(64, help="samples per step")
+    steps: int = option(2000, help="optimisation steps", low=1)
+    batch_size: int = option(64, help="samples per step", low=1)
     lr: float = option(1e-3, help="Adam learning rate")
     goal: Literal["episode_end", "same_task"] = option(
         "episode_end", help="goal frame: the episode's last frame, or a random success of the same task"
     )
-    shift: int = option(0, help="random-shift augmentation in pixels (same shift for frame and goal); 0 = off")
+    shift: int = option(0, help="random-shift augmentation in pixels (same shift for frame and goal); 0 = off", low=0)
     colour: float = option(
         0.0,
         help="colour augmentation: brightness, contrast and each channel scaled by factors from [1 - colour, "
         "1 + colour] per sample (same for frame and goal); 0 = off",
+        low=0.0,
+        below=1.0,
     )
     held_out_fraction: float = option(0.1, help="share of demo episodes kept out of training to measure action error")
-    eval_every: int = option(200, help="steps between held-out action-error measurements")
+    eval_every: int = option(200, help="steps between held-out action-error measurements", low=1)
     seed: int = option(0, help="seed of the split, the sampling and the augmentation")
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"bc.{name} must be at least 1, got {getattr(self, name)}")
-        if self.shift < 0:
-            raise ConfigError(f"bc.shift must be >= 0, got {self.shift}")
-        if not 0.0 <= self.colour < 1.0:
-            raise ConfigError(f"bc.colour must lie in [0, 1), got {self.colour}")
 
 
 class DemoSet:
@@ -133,7 +125,11 @@ def random_shift(obs: dict[str, torch.Tensor], pad: int, rng: np.random.Generato
     if pad == 0:
         return obs
     batch, height, width = obs["image"].shape[:3]
-    offsets = draw(partial(rng.integers, 0, 2 * pad + 1), (batch, 2))  # torchrun: this rank's rows of the draw
+
+    def shifts(size: tuple[int, ...]) -> np.ndarray:
+        return rng.integers(0, 2 * pad + 1, size)
+
+    offsets = draw(shifts, (batch, 2))  # torchrun: this rank's rows of the draw
     out = {}
     for key, frames in obs.items():
         padded = torch.nn.functional.pad(frames.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
@@ -147,8 +143,12 @@ def random_colour(obs: dict[str, torch.Tensor], strength: float, rng: np.random.
     if strength == 0:
         return obs
     batch = obs["image"].shape[0]
-    factors = draw(partial(rng.uniform, 1 - strength, 1 + strength), (batch, 5))  # contrast, brightness, r, g, b
-    factors = torch.as_tensor(factors, dtype=torch.float32, device=obs["image"].device)
+
+    def scales(size: tuple[int, ...]) -> np.ndarray:
+        return rng.uniform(1 - strength, 1 + strength, size)
+
+    drawn = draw(scales, (batch, 5))  # contrast, brightness, r, g, b
+    factors = torch.as_tensor(drawn, dtype=torch.float32, device=obs["image"].device)
     contrast, gain = factors[:, 0, None, None, None], factors[:, 1, None, None, None] * factors[:, None, None, 2:]
     out = {}
     for key, frames in obs.items():

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.config import option
 from roboscape_r_ros.imagination.env import ImaginationEnv
 from roboscape_r_ros.rl.bc import BCConfig, DemoSet, clone_step
 from roboscape_r_ros.rl.policy import ImagePolicy
@@ -31,17 +31,14 @@ Log = Callable[[int, dict[str, float]], None]
 
 @dataclass
 class DistilConfig:
-    rounds: int = option(4, help="imagine-filter-distil rounds")
-    episodes: int = option(128, help="imagined episodes per round (each ends by the done signal or the step cap)")
-    steps: int = option(300, help="behaviour-cloning steps per round on the kept decisions and the demos")
-    demo_share: float = option(0.5, help="share of each batch drawn from the demos (the rest: kept imagined decisions)")
-
-    def __post_init__(self) -> None:
-        for name in ("rounds", "episodes", "steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"distil.{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.demo_share < 1.0:
-            raise ConfigError(f"distil.demo_share must lie in [0, 1), got {self.demo_share}")
+    rounds: int = option(4, help="imagine-filter-distil rounds", low=1)
+    episodes: int = option(
+        128, help="imagined episodes per round (each ends by the done signal or the step cap)", low=1
+    )
+    steps: int = option(300, help="behaviour-cloning steps per round on the kept decisions and the demos", low=1)
+    demo_share: float = option(
+        0.5, help="share of each batch drawn from the demos (the rest: kept imagined decisions)", low=0.0, below=1.0
+    )
 
 
 @dataclass

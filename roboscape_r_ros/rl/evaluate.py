@@ -96,8 +96,8 @@ class EvaluateConfig:
     expert_actor: bool = option(False, help="also evaluate the scripted expert (the ceiling)")
     env: EnvConfig = option(EnvConfig(), help="tasks, resolution, camera and step cap; its scene is the in-domain one")
     seeds: list[int] = option([0, 1, 2], help="evaluation seeds (each draws its own episodes)")
-    episodes_per_seed: int = option(4, help="episodes per task, scene and seed")
-    expert_draws: int = option(8, help="reset seeds tried per episode until the scripted expert solves one")
+    episodes_per_seed: int = option(4, help="episodes per task, scene and seed", low=1)
+    expert_draws: int = option(8, help="reset seeds tried per episode until the scripted expert solves one", low=1)
     in_domain: bool = option(True, help="evaluate the in-domain scene")
     ood_scenes: list[SceneSpec] = option(default_ood_scenes(), help="out-of-domain scenes")
     goal: Literal["expert", "demo"] = option("expert", help="goal frames: the expert's end frame or a demo's last")
@@ -110,6 +110,7 @@ class EvaluateConfig:
         0,
         help="processes running episodes side by side, each loading the policies on device "
         "(0: one per CPU core; 1: one after another in this process); outcomes do not depend on it",
+        low=0,
     )
 
     def __post_init__(self) -> None:
@@ -117,12 +118,10 @@ class EvaluateConfig:
             name, sep, path = entry.partition("=")
             if not sep or not name or not path:
                 raise ConfigError(f"policies entry '{entry}' is not name=path")
-        if self.episodes_per_seed < 1 or self.expert_draws < 1 or not self.seeds:
-            raise ConfigError("evaluate needs at least one seed, one episode per seed and one expert draw")
+        if not self.seeds:
+            raise ConfigError("evaluate needs at least one seed")
         if self.goal == "demo" and not self.goal_dataset:
             raise ConfigError("goal=demo needs goal_dataset=<dataset folder>")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be 0 (one per CPU core) or a number of processes, got {self.workers}")
 
 
 @dataclass
@@ -276,6 +275,8 @@ class EpisodeRunner:
         reset_seed, goal, failed = expert_checked_seed(env, spec.draws(), self.cfg.expert_draws)
         if reset_seed is None:
             return EpisodeOutcome(spec, [], failed)
+        assert goal is not None, "the expert's goal frame comes with its seed"
+        assert self.actors is not None, "run() built them"
         if self.goal_source is not None:
             goal = self.goal_source(env, reset_seed).image
         clip = {"goal": goal[None]} if spec.clip else None
@@ -283,7 +284,7 @@ class EpisodeRunner:
         after = self.recording.steps_after_success if self.recording else 0
         for name, actor in self.actors.items():
             rollout = run_episode(env, actor, goal, reset_seed, after)
-            steps = rollout.success_step if rollout.success else len(rollout.actions)
+            steps = rollout.success_step if rollout.success_step is not None else len(rollout.actions)
             results.append(
                 EpisodeResult(
                     name, spec.task, spec.scene.name, spec.seed, spec.episode, reset_seed, rollout.success, steps
@@ -296,11 +297,11 @@ class EpisodeRunner:
         return EpisodeOutcome(spec, results, failed, clip, recorded)
 
     def _scene_env(self, task: str, scene: SceneSpec) -> PixelMetaWorldEnv:
-        if self._env_for != (task, scene):
+        if self._env is None or self._env_for != (task, scene):
             self.close()
             env = PixelMetaWorldEnv(task, self.cfg.env)
             try:
-                reset_space = env.sim._random_reset_space
+                reset_space = env.reset_space
                 env.set_scene(outside_scene(scene, reset_space.low, reset_space.high))
             except BaseException:
                 env.close()
@@ -326,6 +327,7 @@ def _start_worker(cfg: EvaluateConfig, recording: Recording | None) -> None:
 
 
 def _run_in_worker(spec: EpisodeSpec) -> EpisodeOutcome:
+    assert _worker_runner is not None, "_start_worker made it in this process"
     return _worker_runner.run(spec)
 
 
@@ -381,6 +383,14 @@ def gather(outcomes: Iterator[EpisodeOutcome], into: list[EpisodeOutcome | None]
         bar.update()
 
 
+def complete(outcomes: list[EpisodeOutcome | None]) -> list[EpisodeOutcome]:
+    """The outcomes ``gather`` filled in, every slot once the runner answered every spec."""
+    filled = [outcome for outcome in outcomes if outcome is not None]
+    if len(filled) != len(outcomes):
+        raise EvaluationError(f"{len(outcomes) - len(filled)} of {len(outcomes)} episodes have no outcome")
+    return filled
+
+
 def clip_reruns(outcomes: list[EpisodeOutcome]) -> list[EpisodeSpec]:
     """Where a task's first episode in a scene was dropped: its first kept one, to run again with frames."""
     first: dict[tuple[str, str], EpisodeOutcome] = {}
@@ -400,12 +410,12 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Evaluation:
     try:
         with progress_bar("evaluate", runner, len(specs), progress) as bar:
             gather(runner.map(specs), outcomes, bar)
-            reruns = clip_reruns(outcomes)
+            reruns = clip_reruns(complete(outcomes))
             bar.total += len(reruns)
             gather(runner.map(reruns), outcomes, bar)  # the same outcomes again, now with frames
     finally:
         runner.close()
-    return collate(outcomes, evaluation_scenes(cfg), time.perf_counter() - start)
+    return collate(complete(outcomes), evaluation_scenes(cfg), time.perf_counter() - start)
 
 
 def collate(outcomes: list[EpisodeOutcome], scenes: list[SceneSpec], wall_s: float) -> Evaluation:

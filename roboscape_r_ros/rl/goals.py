@@ -91,7 +91,7 @@ class DemoGoal:
         frames = self.last_frames.get(env.task)
         if not frames:
             raise GoalError(f"{self.root}: no successful episode of {env.task} to take a goal frame from")
-        shape = env.observation_space["image"].shape
+        shape = (env.cfg.resolution, env.cfg.resolution, 3)  # its observation_space["image"]
         if tuple(shape) != tuple(self.image_shape):
             raise GoalError(f"{self.root}: frames are {list(self.image_shape)}, the env renders {list(shape)}")
         return Goal(frames[np.random.default_rng((self.seed, seed)).integers(len(frames))])

@@ -46,19 +46,16 @@ class PolicyCheckpointError(RoboscapeError, OSError):
 
 @dataclass
 class PolicyConfig:
-    image_size: int = option(64, help="side of the square frames the policy reads (current and goal)")
-    action_dim: int = option(4, help="action dimensions (Meta-World: dx, dy, dz, gripper), each in [-1, 1]")
-    chunk: int = option(1, help="actions per decision (action chunk K); the env runs them in order")
-    channels: list[int] = option([32, 64, 64], help="widths of the stride-2 3x3 conv stages of each encoder")
-    hidden: int = option(256, help="width of the linear layer after the convolutions")
+    image_size: int = option(64, help="side of the square frames the policy reads (current and goal)", low=1)
+    action_dim: int = option(4, help="action dimensions (Meta-World: dx, dy, dz, gripper), each in [-1, 1]", low=1)
+    chunk: int = option(1, help="actions per decision (action chunk K); the env runs them in order", low=1)
+    channels: list[int] = option([32, 64, 64], help="widths of the stride-2 3x3 conv stages of each encoder", low=1)
+    hidden: int = option(256, help="width of the linear layer after the convolutions", low=1)
     init_log_std: float = option(-1.0, help="initial log std of the Gaussian (exp(-1) = 0.37 in action units)")
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "action_dim", "chunk", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"policy.{name} must be at least 1, got {getattr(self, name)}")
-        if not self.channels or min(self.channels) < 1:
-            raise ConfigError(f"policy.channels must be positive widths, got {self.channels}")
+        if not self.channels:
+            raise ConfigError("policy.channels must list at least one width")
         if self.image_size < 2 ** len(self.channels):
             raise ConfigError(
                 f"policy.image_size {self.image_size} is too small for {len(self.channels)} stride-2 stages"
@@ -171,7 +168,12 @@ class ImagePolicy(nn.Module):
 
     @classmethod
     def load(
-        cls, path: str | Path, *, action_dim: int | None = None, image_size: int | None = None, device: str = "cpu"
+        cls,
+        path: str | Path,
+        *,
+        action_dim: int | None = None,
+        image_size: int | None = None,
+        device: str | torch.device = "cpu",
     ) -> ImagePolicy:
         """Read a checkpoint; with ``action_dim``/``image_size`` given, refuse a policy of other sizes."""
         path = Path(path)

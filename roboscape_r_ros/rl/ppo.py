@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from roboscape_r_ros.config import ConfigError, option, to_dict
+from roboscape_r_ros.config import option, to_dict
 from roboscape_r_ros.distributed import data_parallel, mean_metrics, ranks, sum_metrics
 from roboscape_r_ros.rl.policy import ImagePolicy
 from roboscape_r_ros.rl.resume import load_resume, save_resume
@@ -44,16 +44,16 @@ Log = Callable[[int, dict[str, float]], None]
 
 @dataclass
 class PPOConfig:
-    total_steps: int = option(100_000, help="transitions (policy decisions summed over all envs) to train for")
-    num_steps: int = option(128, help="decisions per env per rollout (rollout length T)")
-    update_epochs: int = option(4, help="passes over each rollout")
-    num_minibatches: int = option(4, help="minibatches per pass (each N*T/num_minibatches transitions)")
+    total_steps: int = option(100_000, help="transitions (policy decisions summed over all envs) to train for", low=1)
+    num_steps: int = option(128, help="decisions per env per rollout (rollout length T)", low=1)
+    update_epochs: int = option(4, help="passes over each rollout", low=1)
+    num_minibatches: int = option(4, help="minibatches per pass (each N*T/num_minibatches transitions)", low=1)
     lr: float = option(3e-4, help="actor Adam learning rate")
     critic_lr: float = option(1e-3, help="critic Adam learning rate")
     anneal_lr: bool = option(True, help="decay both learning rates linearly to 0 over training")
-    gamma: float = option(0.99, help="discount per decision")
-    gae_lambda: float = option(0.95, help="GAE lambda")
-    clip_coef: float = option(0.2, help="PPO ratio clip")
+    gamma: float = option(0.99, help="discount per decision", low=0.0, high=1.0)
+    gae_lambda: float = option(0.95, help="GAE lambda", low=0.0, high=1.0)
+    clip_coef: float = option(0.2, help="PPO ratio clip", above=0.0)
     clip_value: bool = option(False, help="clip the value update to +-clip_coef around the rollout's values")
     ent_coef: float = option(0.0, help="entropy bonus coefficient")
     vf_coef: float = option(0.5, help="value loss coefficient")
@@ -63,19 +63,7 @@ class PPOConfig:
     normalize_advantages: bool = option(True, help="standardise advantages per minibatch")
     value_warmup_iterations: int = option(0, help="first iterations train only the critic (after BC)")
     seed: int = option(0, help="seed of the env reset and the action sampling")
-    checkpoint_every: int = option(10, help="iterations between resume points in the run folder (0: none)")
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "num_steps", "update_epochs", "num_minibatches"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"ppo.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"ppo.{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.clip_coef <= 0:
-            raise ConfigError(f"ppo.clip_coef must be > 0, got {self.clip_coef}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"ppo.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+    checkpoint_every: int = option(10, help="iterations between resume points in the run folder (0: none)", low=0)
 
 
 class RewardScaler:
@@ -114,7 +102,7 @@ class EpisodeTracker:
         if success is not None:
             self.success |= success
         for i in torch.nonzero(ended).flatten().tolist():
-            self.finished.append((self.ret[i].item(), self.length[i].item(), self.success[i].item()))
+            self.finished.append((float(self.ret[i].item()), int(self.length[i].item()), bool(self.success[i].item())))
         self.ret[ended], self.length[ended], self.success[ended] = 0.0, 0, False
 
     def pop(self) -> dict[str, float]:

@@ -12,13 +12,13 @@ exact McNemar test, i.e. a two-sided binomial test of the episodes only one of t
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from roboscape_r_ros.markdown import MISSING, percent, table
 from roboscape_r_ros.stats import mcnemar_p, wilson_interval
 
 IN_DOMAIN = "in-domain"
@@ -53,8 +53,8 @@ class Rate:
 
     def __str__(self) -> str:
         if not self.n:
-            return "n/a"
-        return f"{100 * self.value:.0f}% [{100 * self.low:.0f}, {100 * self.high:.0f}] n={self.n}"
+            return MISSING
+        return f"{percent(self.value)} [{100 * self.low:.0f}, {100 * self.high:.0f}] n={self.n}"
 
 
 def rate(results: Iterable[EpisodeResult]) -> Rate:
@@ -96,26 +96,23 @@ def mcnemar(ours: Sequence[EpisodeResult], baseline: Sequence[EpisodeResult]) ->
     return PairedTest(b, c, mcnemar_p(b, c))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _percent(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
+def _relative(x: float | None) -> str:
+    """A relative gain: "+37.5%"."""
+    return percent(x, 1, sign=True)
 
 
 def _points(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f} pts"
+    """A difference of success rates in percentage points: "+12.5 pts"."""
+    return percent(x, 1, sign=True, unit=" pts")
 
 
 def _paired(test: PairedTest) -> str:
     return f"{test.ours_only} / {test.baseline_only}, p = {test.p_value:.3g}"
 
 
-def _group(results: Sequence[EpisodeResult]) -> dict[tuple, list[EpisodeResult]]:
+def _group(results: Sequence[EpisodeResult]) -> dict[tuple[str | int, ...], list[EpisodeResult]]:
     """Results by (actor, scene), (actor, "ood"), and (actor, domain, seed) / (actor, domain, task)."""
-    by = defaultdict(list)
+    by: dict[tuple[str | int, ...], list[EpisodeResult]] = defaultdict(list)
     for r in results:
         domain = IN_DOMAIN if r.in_domain else "ood"
         by[r.actor, r.scene].append(r)
@@ -134,12 +131,12 @@ def calibration_table(imagined: dict[str, dict], results: Sequence[EpisodeResult
     for actor, rates in imagined.items():
         real = rate(by[actor, IN_DOMAIN])
         tasks = ", ".join(
-            f"{task} {100 * value:.0f}% / {100 * rate(by[actor, IN_DOMAIN, task]).value:.0f}%"
+            f"{task} {percent(value)} / {percent(rate(by[actor, IN_DOMAIN, task]).value)}"
             for task, value in rates["per_task"].items()
         )
-        gap = f"{100 * (rates['success'] - real.value):+.0f} pts" if real.n else "n/a"
-        rows.append([actor, f"{100 * rates['success']:.0f}% (n={rates['episodes']})", str(real), gap, tasks])
-    return _table(["policy", "imagined", "real, in domain", "gap", "per task: imagined / real"], rows)
+        gap = percent(rates["success"] - real.value, sign=True, unit=" pts")
+        rows.append([actor, f"{percent(rates['success'])} (n={rates['episodes']})", str(real), gap, tasks])
+    return table(["policy", "imagined", "real, in domain", "gap", "per task: imagined / real"], rows)
 
 
 def scene_table(results: Sequence[EpisodeResult], scenes: Sequence[str] | None = None) -> list[str]:
@@ -153,7 +150,7 @@ def scene_table(results: Sequence[EpisodeResult], scenes: Sequence[str] | None =
     for actor in actors:
         cells = [str(rate(by[actor, s])) for s in scenes]
         rows.append([actor, *cells] + ([str(rate(by[actor, "ood"]))] if has_ood else []))
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def success_tables(
@@ -178,9 +175,9 @@ def success_tables(
             cells = []
             for key in keys:
                 parts = [rate(by[actor, domain, key]) for domain in (IN_DOMAIN, "ood")]
-                cells.append(" / ".join("n/a" if not p.n else f"{100 * p.value:.0f}%" for p in parts))
+                cells.append(" / ".join(percent(p.value) for p in parts))
             rows.append([actor, *cells])
-        lines += _table([title, *map(str, keys)], rows)
+        lines += table([title, *map(str, keys)], rows)
 
     baselines = [a for a in actors if a not in ours]
     for name in ours:
@@ -211,13 +208,13 @@ def relative_improvement_lines(
             [
                 b,
                 _points(out[ours] - out[b]),
-                _percent(gains[b]),
+                _relative(gains[b]),
                 _paired(test["ood"]),
-                _percent(relative_improvement(within[ours], within[b], min_baseline)),
+                _relative(relative_improvement(within[ours], within[b], min_baseline)),
                 _paired(test[IN_DOMAIN]),
             ]
         )
-    lines += _table(
+    lines += table(
         [
             "baseline",
             "out-of-domain: absolute",
@@ -230,7 +227,7 @@ def relative_improvement_lines(
     )
     lines += [
         "",
-        f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_percent(mean_gain)}**"
+        f"Mean relative out-of-domain improvement over baselines (the paper's measure): **{_relative(mean_gain)}**"
         f" (relative gains over baselines under {100 * min_baseline:.0f}% success are n/a and left out). "
         "McNemar: exact two-sided test on the matched episodes that only one of the two policies solved.",
     ]

@@ -33,18 +33,18 @@ from roboscape_r_ros.rl.vec import Array, EnvContractError
 @dataclass
 class SimEnvConfig:
     env: EnvConfig = option(EnvConfig(), help="Meta-World tasks, resolution, camera, step cap and scene")
-    num_envs: int = option(4, help="parallel envs (env i runs task i modulo the number of tasks)")
+    num_envs: int = option(4, help="parallel envs (env i runs task i modulo the number of tasks)", low=1)
     goal: Literal["expert", "demo"] = option(
         "expert", help="goal frame: the scripted expert's end frame from the same reset seed, or a demo's last frame"
     )
     goal_dataset: str = option("", help="dataset whose successful episodes' last frames are goals (goal=demo)")
-    goal_draws: int = option(5, help="reset seeds tried per episode until the scripted expert solves it (goal=expert)")
+    goal_draws: int = option(
+        5, help="reset seeds tried per episode until the scripted expert solves it (goal=expert)", low=1
+    )
     terminate_on_success: bool = option(False, help="end an episode at Meta-World's success flag")
     seed: int = option(0, help="seed of the reset-seed streams (reset(seed=...) overrides it)")
 
     def __post_init__(self) -> None:
-        if self.num_envs < 1 or self.goal_draws < 1:
-            raise ConfigError(f"num_envs and goal_draws must be at least 1, got {self.num_envs}, {self.goal_draws}")
         if self.goal == "demo" and not self.goal_dataset:
             raise ConfigError("goal=demo needs goal_dataset=<dataset folder>")
 
@@ -114,10 +114,10 @@ class SimVectorEnv(gym.vector.VectorEnv):
         success = np.zeros(self.num_envs, bool)
         for i, env in enumerate(self.envs):
             for action in actions[i]:  # the chunk, in order, until the episode ends
-                obs, r, term, trunc, info = env.step(action)
+                obs, r, term, trunc, step_info = env.step(action)
                 reward[i] += r
-                success[i] |= info["success"]
-                term = term or (self.cfg.terminate_on_success and info["success"])
+                success[i] |= step_info["success"]
+                term = term or (self.cfg.terminate_on_success and step_info["success"])
                 if term or trunc:
                     break
             self._images[i], terminated[i], truncated[i] = obs["image"], term, trunc
@@ -125,8 +125,8 @@ class SimVectorEnv(gym.vector.VectorEnv):
         info: dict[str, Any] = {"success": success}
         if ended.any():
             info["final_obs"], info["_final_obs"] = self._obs(), ended
-            for i in np.flatnonzero(ended):
-                self._start_episode(int(i))
+            for row in np.flatnonzero(ended):
+                self._start_episode(int(row))
         return self._obs(), reward, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -51,7 +52,7 @@ class Recording:
             raise RecordingError(f"{self.path}: cannot write the recording ({err})") from None
         self._store = get_typestore(Stores.ROS2_KILTED)
         self._t = self._store.types
-        self._connections: dict[str, object] = {}
+        self._connections: dict[str, Connection] = {}
         self.counts: Counter[str] = Counter()
         self.types: dict[str, str] = {}
         self.end_ns = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,8 +22,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     save_safetensors(path, tensors, {k: json.dumps(v) for k, v in metadata.items()})
 
 
-def load_tensors(path: str | Path, required: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
-    """Read tensors and the metadata keys `required` (JSON-decoded) from a safetensors file."""
+def load_tensors(path: str | Path, required: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read tensors and the metadata keys `required` (JSON-decoded: values of any JSON type) from a safetensors
+    file."""
     path = Path(path)
     tensors, raw = load_safetensors(path, CheckpointError, "checkpoint file")
     missing = [k for k in required if k not in raw]

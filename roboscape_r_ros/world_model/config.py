@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from roboscape_r_ros.config import ConfigError, option
+from roboscape_r_ros.config import option
 
 
 @dataclass
@@ -96,14 +96,12 @@ class InferenceConfig:
     """How a loaded world model imagines: a setting of the command that runs it, not of its checkpoint."""
 
     decode_steps: int = option(
-        0, help="MaskGIT iterations per imagined frame (0: the checkpoint's setting); each costs one transformer pass"
+        0,
+        help="MaskGIT iterations per imagined frame (0: the checkpoint's setting); each costs one transformer pass",
+        low=0,
     )
     precision: Literal["float32", "bfloat16"] = option(
         "float32",
         help="bfloat16: imagination (and the imagined reward's perceptual network) under bf16 autocast, fast on CPUs "
         "with avx512_bf16 or AMX and on CUDA, slow elsewhere; real frames' token ids stay float32",
     )
-
-    def __post_init__(self) -> None:
-        if self.decode_steps < 0:
-            raise ConfigError(f"decode_steps must be >= 0, got {self.decode_steps}")

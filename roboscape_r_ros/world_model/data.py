@@ -63,7 +63,7 @@ class SkipWindows:
         frame_skip: int,
         batch_size: int,
         episodes: list[int] | np.ndarray | None = None,
-        seed: int | tuple = 0,
+        seed: int | tuple[int, ...] = 0,
         first_window_share: float = 0.0,
         tokens: np.ndarray | None = None,
         shard: slice = slice(None),
@@ -77,7 +77,7 @@ class SkipWindows:
             seed=seed,
             first_window_share=first_window_share,
             shard=shard,
-        )  # type: ignore[arg-type]
+        )
         self.data: EpisodeArrays = self.loader.data
         self.tokens = tokens
 

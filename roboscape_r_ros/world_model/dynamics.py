@@ -280,10 +280,11 @@ class Dynamics(nn.Module):
 
     def _past(self, state: State) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The cache as every pass of one step reads it: per layer, keys rotated to their slots and values."""
-        return [
-            block.temporal.past(state.kv[i, 0].flatten(0, 1), state.kv[i, 1].flatten(0, 1))
-            for i, block in enumerate(self.blocks)
-        ]
+        past = []
+        for i, block in enumerate(self.blocks):
+            assert isinstance(block, Block)  # (nn.ModuleList yields nn.Module)
+            past.append(block.temporal.past(state.kv[i, 0].flatten(0, 1), state.kv[i, 1].flatten(0, 1)))
+        return past
 
     def _step_pass(self, tokens, cond: Condition, state: State, past: list):
         """One frame tokens [B,N] against the cache (`past` = _past(state)) -> features [B,1,N,D], kv [L,2,B,N,1,D]."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ def hold_last(clip: np.ndarray, length: int) -> np.ndarray:
 
 
 def labelled_grid(
-    rows: Sequence[Sequence[np.ndarray]],
+    rows: Sequence[Sequence[np.ndarray]] | np.ndarray,  # or one array [rows, columns, T, H, W, 3]
     labels: Sequence[str],
     scale: int = 2,
     gap: int = 2,
@@ -96,13 +96,13 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 def line_plot(
     path: str | Path,
-    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     title: str,
     xlabel: str,
     ylabel: str,
     size: tuple[int, int] = (560, 360),
     diagonal: bool = False,
-    errors: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    errors: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     categories: Sequence[str] | None = None,
 ) -> Path:
     """Lines with markers and a legend as a PNG (no matplotlib). NaN points are skipped.

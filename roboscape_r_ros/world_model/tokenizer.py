@@ -18,6 +18,9 @@ from roboscape_r_ros.world_model.config import TokenizerConfig
 
 
 class FSQ(nn.Module):
+    levels: torch.Tensor  # buffers (register_buffer)
+    basis: torch.Tensor
+
     def __init__(self, levels: list[int]):
         super().__init__()
         levels_t = torch.tensor(levels, dtype=torch.int64)

@@ -113,6 +113,7 @@ class LearnedPolicy(PolicyBackend):
                     f"the {name} is {width}x{height}, the checkpoint reads {self.size}x{self.size} frames "
                     f"(set camera_ingest's output_size to {self.size})"
                 )
+        assert goal is not None, "the loop above refused a missing goal image"
         if not self.sample:  # the mean only: the critic is not needed to act
             action = self.runner.mean(image[None], goal[None])[0]  # [K,A]
             return Decision(image, goal, action, float("nan"), float("nan"))

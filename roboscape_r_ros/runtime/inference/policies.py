@@ -30,6 +30,7 @@ import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class BackendOptions:
     checkpoint: str = ""  # weights of a learned backend (ONNX or safetensors); unused by expert/random
     device: str = "cpu"
     sample: bool = False  # stochastic backends: draw actions from the policy's distribution, not its mean
-    runtime: str = "auto"  # learned backend: torch, onnx or auto (by the checkpoint's suffix); runners.py
+    runtime: Literal["torch", "onnx", "auto"] = "auto"  # learned backend; auto: by the checkpoint's suffix (runners.py)
     threads: int = 0  # ONNX Runtime's intra-op threads (0: its default)
 
 

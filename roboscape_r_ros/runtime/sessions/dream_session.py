@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -49,7 +49,6 @@ from roboscape_r_ros.runtime.inference.runners import (
     open_world_model_runner,
     world_model_runtime,
 )
-from roboscape_r_ros.world_model.dynamics import State
 from roboscape_r_ros.world_model.model import WorldModel
 
 _SAWYER = metaworld_action_spec()
@@ -123,6 +122,14 @@ class DreamError(RoboscapeError, ValueError):
     """A dream that cannot run as asked (no context, wrong action or frame shape); one-line message."""
 
 
+@overload
+def load_world_model(
+    path: str | Path, device: str = ..., runtime: Literal["torch"] = ..., threads: int = ...
+) -> tuple[WorldModel, WorldModelRun]: ...
+@overload
+def load_world_model(
+    path: str | Path, device: str = ..., runtime: Runtime = ..., threads: int = ...
+) -> tuple[WorldModel | WorldModelRunner, WorldModelRun]: ...
 def load_world_model(
     path: str | Path, device: str = "cpu", runtime: Runtime = "torch", threads: int = 0
 ) -> tuple[WorldModel | WorldModelRunner, WorldModelRun]:
@@ -160,7 +167,7 @@ def load_replacement(running, path: str | Path, device: str = "cpu", runtime: Ru
     return wm, run
 
 
-def check_action(wm: WorldModel, action: np.ndarray) -> np.ndarray:
+def check_action(wm: WorldModel | WorldModelRunner, action: np.ndarray) -> np.ndarray:
     """float32 [A] of finite values in [-1, 1] (the range the world model was trained on), or DreamError."""
     action = np.asarray(action, np.float32)
     if action.shape != (wm.cfg.action_dim,):
@@ -172,7 +179,7 @@ def check_action(wm: WorldModel, action: np.ndarray) -> np.ndarray:
     return action
 
 
-def check_frame(wm: WorldModel, frame: np.ndarray, what: str = "frame") -> np.ndarray:
+def check_frame(wm: WorldModel | WorldModelRunner, frame: np.ndarray, what: str = "frame") -> np.ndarray:
     """uint8 [S,S,3] at the world model's size S (writable, as torch wants it), or DreamError."""
     size = wm.cfg.image_size
     if frame.dtype != np.uint8 or frame.shape != (size, size, 3):
@@ -194,7 +201,7 @@ class ContextPool:
 
     def __init__(
         self,
-        wm: WorldModel,
+        wm: WorldModel | WorldModelRunner,
         run: WorldModelRun,
         *,
         dataset: str = "",
@@ -255,7 +262,7 @@ class DreamSession:
 
     def __init__(
         self,
-        wm: WorldModel,
+        wm: WorldModel | WorldModelRunner,
         contexts: ContextPool | None = None,
         *,
         max_steps: int = 40,
@@ -267,13 +274,22 @@ class DreamSession:
         self.wm, self.contexts = wm, contexts
         self.max_steps, self.done_threshold, self.name = max_steps, done_threshold, name
         self.episode_index = -1
-        self.state: State | None = None
+        # What wm.encode_context returned: a State under torch, a WorldModelRunner's opaque state under onnx.
+        self.state: Any = None
         self.frame: DreamFrame | None = None
-        self.pending: WorldModel | None = None  # a hot-reloaded model (load_replacement), taken at the next reset
+        # a hot-reloaded model (load_replacement), taken at the next reset
+        self.pending: WorldModel | WorldModelRunner | None = None
 
     @property
     def frame_skip(self) -> int:
         return self.wm.cfg.frame_skip
+
+    @property
+    def current(self) -> DreamFrame:
+        """The frame of the running episode; DreamError before the first reset."""
+        if self.frame is None:
+            raise DreamError("no episode yet: reset first")
+        return self.frame
 
     def reset(self, context: Context | None = None) -> DreamFrame:
         """Start an episode from ``context`` (else one drawn from the pool); returns its last real frame."""
@@ -335,10 +351,10 @@ class ShadowMonitor:
     frame that follows one nobody answered breaks the chain: the context restarts from it.
     """
 
-    def __init__(self, wm: WorldModel):
+    def __init__(self, wm: WorldModel | WorldModelRunner):
         self.replace(wm)
 
-    def replace(self, wm: WorldModel) -> None:
+    def replace(self, wm: WorldModel | WorldModelRunner) -> None:
         """Predict with ``wm`` from now on (a hot reload: load_replacement checked it), from a fresh context."""
         self.wm = wm
         self.reset()
@@ -387,7 +403,7 @@ class ShadowMonitor:
             return None
         actions = np.zeros((0, self.wm.cfg.action_dim), np.float32) if not self.actions else np.stack(self.actions)
         state = self.wm.encode_context(np.stack(self.frames)[None], actions[None])  # [1,C,H,W,3], [1,C-1,A]
-        _, image, _ = self.wm.step(state, np.mean(self.pending, 0, dtype=np.float32)[None])
+        _, image, _ = self.wm.step(state, np.stack(self.pending).mean(0, dtype=np.float32)[None])
         self.prediction = as_numpy(image[0])
         return self.prediction
 

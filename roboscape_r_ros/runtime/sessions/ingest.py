@@ -44,9 +44,13 @@ class RecordParams:
 @dataclass(frozen=True)
 class CameraIngestParams:
     output_size: int = parameter(
-        64, "side of the square rgb8 frame published on observation (pixels)", low=8, high=1024
+        64,
+        "side of the square rgb8 frame published on observation (pixels); fixed while recording",
+        low=8,
+        high=1024,
+        read_only=False,
     )
-    interpolation: str = parameter("area", "OpenCV resize filter: area, linear or nearest")
+    interpolation: str = parameter("area", "OpenCV resize filter: area, linear or nearest", read_only=False)
     warning_period_s: float = parameter(
         5.0, "at most one warning per kind of bad frame in this period (seconds)", low=0.0, high=3600.0
     )

@@ -55,11 +55,13 @@ dataset's ``action_spec`` (names, units, scale, limits, mode, period, frame; inf
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +76,15 @@ MAX_WAITING_FRAMES = 256  # frames kept waiting for their Action; older ones cou
 MAX_REMEMBERED = 1024  # stamps of recorded frames remembered, to skip their repeats
 MAX_STATE_MESSAGES = 100_000  # per stream, kept until the episode they may belong to is written
 # The facts of an Action message whose optional fields are empty (data/message_values.reading).
-EMPTY_ACTION_FACTS = {"units": (), "scale": (), "lower": (), "upper": (), "mode": 0, "period_s": 0.0, "frame_id": ""}
+EMPTY_ACTION_FACTS: dict[str, Any] = {
+    "units": (),
+    "scale": (),
+    "lower": (),
+    "upper": (),
+    "mode": 0,
+    "period_s": 0.0,
+    "frame_id": "",
+}
 
 
 class RecordingError(DatasetError):
@@ -143,14 +153,20 @@ class EpisodeRecorder:
             raise RecordingError(f"a state topic is listed twice: {[topic for topic, _ in states]}")
         check_target(Path(root), overwrite)  # now, not when the first episode ends
         # The writer starts with the first episode: only then are the state streams' names known.
-        self.writer_options = dict(
-            root=Path(root), fps=fps, camera=camera, image_shape=image_shape, robot_type="ros", overwrite=overwrite
+        self.new_writer = functools.partial(
+            DatasetWriter,
+            Path(root),
+            fps=fps,
+            camera=camera,
+            image_shape=image_shape,
+            robot_type="ros",
+            overwrite=overwrite,
         )
         self.writer: DatasetWriter | None = None
         self.task, self.instruction, self.kind = task, instruction, kind
         self.action_names = list(action_names)
         self.action_topic = action_topic
-        self.action_facts: dict | None = None  # of the first recorded Action: the dataset's action spec
+        self.action_facts: dict[str, Any] | None = None  # of the first recorded Action: the dataset's action spec
         self.states = {topic: _StateStream(topic, msgtype) for topic, msgtype in states}
         self.max_age_ns = round(max_age_s * 1e9)
         self.dropped: Counter[str] = Counter()  # "<topic> missing|stale" -> frames not recorded
@@ -207,7 +223,7 @@ class EpisodeRecorder:
         values: Sequence[float],
         source: str = "",
         episode_id: str = "",
-        facts: dict | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> str | None:
         """Record the Action answering the frame stamped ``stamp_ns``; else return why not (a key).
         ``facts``: the Action's units, scale, limits, mode, period and frame (message_values.reading)."""
@@ -261,7 +277,9 @@ class EpisodeRecorder:
             return
         self.heard.setdefault(episode_id, len(self.heard))
         if not self.episode_id:  # the first id heard names the episode already running
-            self.waiting = OrderedDict((s, (episode_id, *rest)) for s, (_, *rest) in self.waiting.items())
+            self.waiting = OrderedDict(
+                (s, (episode_id, frame, arrival)) for s, (_, frame, arrival) in self.waiting.items()
+            )
             if self.open_id == "":
                 self.open_id = episode_id
         self.episode_id = episode_id
@@ -280,7 +298,7 @@ class EpisodeRecorder:
         stamps = np.array([r.stamp_ns for r in rows])
         reports = [s for s in self.success_stamps if stamps[0] <= s <= stamps[-1]]
         self.success_stamps = [s for s in self.success_stamps if s > stamps[-1]]
-        shown = stamps[stamps > reports[0]] if reports else []
+        shown = stamps[stamps > reports[0]] if reports else stamps[:0]
         shown_stamp = shown[0] if len(shown) else (stamps[-1] if reports and reports[0] == stamps[-1] else None)
         states, keep = self._held_states(stamps)
         rows, stamps, states = [r for r, k in zip(rows, keep) if k], stamps[keep], states[keep]
@@ -327,8 +345,7 @@ class EpisodeRecorder:
 
     def _writer(self) -> DatasetWriter:
         if self.writer is None:
-            self.writer = DatasetWriter(
-                **self.writer_options,
+            self.writer = self.new_writer(
                 action_names=self.action_names,
                 state_names=state_names(self.states.values()) or LOOP_STATE_NAMES,
                 command_names=self.action_names,

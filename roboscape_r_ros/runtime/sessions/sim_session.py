@@ -59,8 +59,9 @@ class SimBridgeParams:
     scene: str = parameter(
         "",
         "scene variation, a YAML mapping of env.scene fields, e.g. {table_rgba: [0.2, 0.3, 0.8, 1], light_scale: "
-        "0.5}; empty: the training scene. Settable while running: colours, lights and the camera pose change "
-        "from the next frame on, mid-episode; object and goal ranges from the next reset",
+        "0.5}; empty: the training scene. A change applies to colours, lights and the camera pose from the next "
+        "frame on, mid-episode; to object and goal ranges from the next reset",
+        read_only=False,
     )
     command_interface: Literal["action", "servo"] = parameter(
         "action",

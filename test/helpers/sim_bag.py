@@ -7,7 +7,7 @@ Meta-World observation by name, as sim_bridge publishes it), the hand pose (Pose
 (the package's Action in Meta-World's spec: dx, dy, dz in m x 0.01, gripper; DELTA, 12.5 ms) stamped
 with the frame they answer, episode ids (String) and the success flag (Bool).
 
-    python test/sim_bag.py outputs/bags/own_arm --episodes 6 --max-steps 60 --resolution 64
+    PYTHONPATH=test python -m helpers.sim_bag outputs/bags/own_arm --episodes 6 --max-steps 60 --resolution 64
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bag_writer import BagWriter
-
+from helpers.bag_writer import BagWriter
 from roboscape_r_ros.contract.action_spec import metaworld_action_spec
 from roboscape_r_ros.runtime.inference.policies import BackendOptions, ExpertPolicy, PolicyInput
 from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES, PERIOD_NS, SimSession

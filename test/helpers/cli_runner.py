@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def cli(*args: str, timeout: float = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli_runner import REPO
+from helpers import REPO
 
 
 def torchrun(*args: str, **popen) -> subprocess.Popen:

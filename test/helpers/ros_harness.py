@@ -15,12 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 _domain_ids = itertools.count((os.getpid() * 7) % 80 + 1)
 
 
@@ -146,3 +146,24 @@ def action(values, stamp=None, **fields):
     for key, value in fields.items():
         setattr(a, key, value)
     return a
+
+
+def startup_error(ros: RosHarness, node_class: type, *params: str) -> str:
+    """Build ``node_class`` in this process on ``ros``'s domain with these parameters (``name:=value``); the message
+    it refuses them with, one line: what a node process prints alone before it exits with 2 (node_tools.spin,
+    whose errors these are). The process itself is tested once per node in test_node_parameters."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    from roboscape_r_ros.nodes.node_tools import StartupError
+
+    rclpy.init(args=["--ros-args", *(arg for p in params for arg in ("-p", p))], domain_id=ros.domain_id)
+    try:
+        node_class()
+    except (StartupError, InvalidParameterTypeException, InvalidParameterValueException) as err:
+        message = str(err).strip()
+    else:
+        raise AssertionError(f"{node_class.__name__} started with {params}")
+    finally:
+        rclpy.shutdown()
+    assert message and "\n" not in message, message
+    return message

@@ -18,7 +18,9 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-ACTION_MSG = Path(__file__).resolve().parents[1] / "msg" / "Action.msg"
+from helpers import REPO
+
+ACTION_MSG = REPO / "msg" / "Action.msg"
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 

@@ -5,16 +5,23 @@ component exceeds 1/3) towards a blue marker whose place depends on the task. Ep
 `collect` records them: expert (small action noise, succeeds), noisy (strong noise), failed (the
 expert aims at the wrong place: never succeeds, runs to the step cap) and random (uniform actions).
 Success = the square covers the marker; 2 frames are kept after it. Done labels are the paper's.
+
+train-wm runs on it: the tests' arguments (``train_wm_args``), the step a stage saved (``saved_step``)
+and a run killed as soon as a stage saved a given step (``kill_once_saved``).
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
+from roboscape_r_ros.world_model.checkpoint import load_tensors
 
 SIZE, SQUARE, STEP, MAX_LEN = 32, 8, 2, 28
 TASKS = {
@@ -108,3 +115,23 @@ def train_wm_args(dataset: Path, run: Path, steps: dict[str, int], *extra: str) 
         *(f"model.train.{stage}_steps={n}" for stage, n in steps.items()),
         *extra,
     ]
+
+
+def saved_step(run: Path, stage: str) -> int:
+    """The step of ``stage`` (tokenizer, action, goal) that ``run`` last saved (optim-<stage>.safetensors)."""
+    return int(load_tensors(run / f"optim-{stage}.safetensors", ("step",))[1]["step"])
+
+
+def kill_once_saved(
+    proc: subprocess.Popen, run: Path, stage: str, step: int, kill: Callable[[int], None], timeout_s: float = 120
+) -> int | None:
+    """``kill(proc.pid)`` as soon as train-wm ``proc`` has saved ``stage`` at ``step`` or later in ``run``: the
+    step saved when it was killed, or None when the process ended (or ``timeout_s`` passed) first."""
+    optim = run / f"optim-{stage}.safetensors"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if optim.exists() and saved_step(run, stage) >= step:
+            kill(proc.pid)
+            return saved_step(run, stage)
+        time.sleep(0.02)
+    return None
