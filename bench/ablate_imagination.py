@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from roboscape_r_ros.commands.demo import DemoConfig, baseline_steps, stage_configs
+from roboscape_r_ros.commands.evaluate import run_evaluate
 from roboscape_r_ros.commands.train_policy import (
     BC_FILE,
     IMAGINATION_FILE,
@@ -29,7 +30,7 @@ from roboscape_r_ros.commands.train_policy import (
     run_sim_baseline,
 )
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.rl.evaluate import load_evaluation, run_evaluate
+from roboscape_r_ros.rl.evaluate import load_evaluation
 from roboscape_r_ros.rl.report import calibration_table, success_tables
 
 

@@ -47,7 +47,7 @@ COMMANDS = [
         name="collect",
         summary="record scripted-expert, noisy, failed and random Meta-World episodes to a dataset",
         config="roboscape_r_ros.data.collect:CollectConfig",
-        run="roboscape_r_ros.data.collect:run_collect",
+        run="roboscape_r_ros.commands.collect:run_collect",
     ),
     Command(
         name="inspect",
@@ -110,7 +110,7 @@ COMMANDS = [
         name="evaluate",
         summary="success rates of policies in the physics sim, in-domain and out-of-domain, as a report",
         config="roboscape_r_ros.rl.evaluate:EvaluateConfig",
-        run="roboscape_r_ros.rl.evaluate:run_evaluate",
+        run="roboscape_r_ros.commands.evaluate:run_evaluate",
     ),
     Command(
         name="rollouts",
@@ -161,8 +161,8 @@ COMMANDS = [
     Command(
         name="launch",
         summary="run the ROS 2 node graph (imagination, sim or real) as processes, like ros2 launch",
-        config="roboscape_r_ros.launching.runner:LaunchConfig",
-        run="roboscape_r_ros.launching.runner:run_launch",
+        config="roboscape_r_ros.commands.launch:LaunchConfig",
+        run="roboscape_r_ros.commands.launch:run_launch",
     ),
 ]
 

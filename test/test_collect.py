@@ -5,8 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from roboscape_r_ros.commands.collect import run_collect
 from roboscape_r_ros.config import ConfigError, from_dict
-from roboscape_r_ros.data.collect import CollectConfig, episode_kinds, record_episode, run_collect
+from roboscape_r_ros.data.collect import CollectConfig, episode_kinds, record_episode
 from roboscape_r_ros.data.done_labels import DoneLabelError, done_labels, segment_done_curve
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import EnvConfig, make_env

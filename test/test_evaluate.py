@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from roboscape_r_ros.commands.evaluate import run_evaluate
 from roboscape_r_ros.config import ConfigError, load_config
 from roboscape_r_ros.envs.metaworld_env import EnvConfig
 from roboscape_r_ros.envs.scene import SceneVariation
@@ -14,7 +15,6 @@ from roboscape_r_ros.rl.evaluate import (
     SceneSpec,
     evaluate,
     outside_scene,
-    run_evaluate,
 )
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig, PolicyMismatchError
 from roboscape_r_ros.rl.report import (

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from roboscape_r_ros.commands.launch import LaunchConfig, plan
 from roboscape_r_ros.launching import graph
-from roboscape_r_ros.launching.runner import LaunchConfig, plan
 
 REPO = Path(__file__).resolve().parents[1]
 SHARE = "/opt/test-share/roboscape_r_ros"

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from roboscape_r_ros.commands.collect import run_collect
 from roboscape_r_ros.commands.train_policy import PolicyTrainConfig, run_sim_baseline
 from roboscape_r_ros.config import ConfigError, from_dict, load_config
-from roboscape_r_ros.data.collect import CollectConfig, run_collect
+from roboscape_r_ros.data.collect import CollectConfig
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.rl.bc import (
     BCConfig,

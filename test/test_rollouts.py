@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from roboscape_r_ros import cli
+from roboscape_r_ros.commands.collect import run_collect
 from roboscape_r_ros.commands.rollouts import RolloutsConfig, run_rollouts
 from roboscape_r_ros.config import load_config
-from roboscape_r_ros.data.collect import CollectConfig, record_episode, run_collect
+from roboscape_r_ros.data.collect import CollectConfig, record_episode
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.envs.metaworld_env import PixelMetaWorldEnv

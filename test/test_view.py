@@ -15,9 +15,10 @@ from rosbags.typesys import Stores, get_typestore
 from helpers.cli_runner import assert_one_line_error, cli
 from helpers.wm_synthetic import write_dataset
 from roboscape_r_ros import cli as roboscape_cli
+from roboscape_r_ros.commands.evaluate import run_evaluate
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
-from roboscape_r_ros.rl.evaluate import EvaluateConfig, run_evaluate
+from roboscape_r_ros.rl.evaluate import EvaluateConfig
 from roboscape_r_ros.rl.policy import ImagePolicy, PolicyConfig
 from roboscape_r_ros.world_model import WorldModel
 from roboscape_r_ros.world_model.rollout import world_frames

@@ -65,7 +65,7 @@ class Supervisor:
     can be restarted with its own command line, as a lab's respawning supervisor would."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        from roboscape_r_ros.launching.runner import LaunchConfig, plan
+        from roboscape_r_ros.commands.launch import LaunchConfig, plan
 
         self.env = env
         cfg = LaunchConfig(mode="real", namespace=NAMESPACE, arg={"camera": LAB_CAMERA})

@@ -40,6 +40,7 @@ from typing import Any, Literal, TypedDict, cast
 
 import torch
 
+from roboscape_r_ros.commands.collect import run_collect
 from roboscape_r_ros.commands.demo_report import (
     OURS,
     OURS_WALL,
@@ -50,6 +51,7 @@ from roboscape_r_ros.commands.demo_report import (
     world_model_figures,
     write_report,
 )
+from roboscape_r_ros.commands.evaluate import run_evaluate
 from roboscape_r_ros.commands.evaluate_wm import EvaluateWMConfig, run_evaluate_wm
 from roboscape_r_ros.commands.reward_sanity import GOAL_SOURCES, RewardSanityConfig, run_reward_sanity
 from roboscape_r_ros.commands.train_policy import (
@@ -64,10 +66,10 @@ from roboscape_r_ros.commands.train_policy import (
 )
 from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm
 from roboscape_r_ros.config import ConfigError, option
-from roboscape_r_ros.data.collect import CollectConfig, run_collect
+from roboscape_r_ros.data.collect import CollectConfig
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.markdown import duration, number, percent
-from roboscape_r_ros.rl.evaluate import EvaluateConfig, run_evaluate
+from roboscape_r_ros.rl.evaluate import EvaluateConfig
 from roboscape_r_ros.runs import RunFolder
 
 STAGES_FILE = "stages.json"

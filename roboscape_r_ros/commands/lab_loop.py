@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from roboscape_r_ros.commands.demo import OURS, DemoConfig, Stage, run_stages, stage_configs
+from roboscape_r_ros.commands.evaluate import run_evaluate
 from roboscape_r_ros.commands.rollouts import RolloutsConfig, run_rollouts
 from roboscape_r_ros.commands.train_policy import BC_FILE, IMAGINATION_FILE, PolicyTrainConfig, run_imagination_ppo
 from roboscape_r_ros.commands.train_wm import TrainWMConfig, run_train_wm
@@ -45,7 +46,7 @@ from roboscape_r_ros.config import ConfigError, from_dict, option
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.files import write_atomic
 from roboscape_r_ros.markdown import table
-from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation, run_evaluate
+from roboscape_r_ros.rl.evaluate import EvaluateConfig, load_evaluation
 from roboscape_r_ros.rl.report import calibration_table, success_tables
 from roboscape_r_ros.runs import RunFolder
 

@@ -15,16 +15,14 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from roboscape_r_ros.config import ConfigError, option
 from roboscape_r_ros.data.done_labels import done_labels
-from roboscape_r_ros.data.lerobot import KINDS, DatasetSummary, DatasetWriter, Episode
-from roboscape_r_ros.envs.metaworld_env import ACTION_NAMES, CONTROL_HZ, STATE_NAMES, EnvConfig, PixelMetaWorldEnv
+from roboscape_r_ros.data.lerobot import KINDS, Episode
+from roboscape_r_ros.envs.metaworld_env import ACTION_NAMES, CONTROL_HZ, EnvConfig, PixelMetaWorldEnv
 from roboscape_r_ros.envs.scene import SceneDraws
 from roboscape_r_ros.envs.tasks import expert_policy
 
@@ -204,39 +202,3 @@ def record_episode(env: PixelMetaWorldEnv, kind: str, cfg: CollectConfig, seed: 
 def task_rng(cfg: CollectConfig, task: str) -> np.random.Generator:
     """Draws a task's episode seeds and kinds; depends on the task's name, not its place in the list."""
     return np.random.default_rng((cfg.seed, zlib.crc32(task.encode())))
-
-
-def run_collect(cfg: CollectConfig, progress: bool = True) -> DatasetSummary:
-    """Record every task's episodes into a new dataset at ``cfg.output``."""
-    size = cfg.env.resolution
-    writer = DatasetWriter(
-        Path(cfg.output),
-        fps=cfg.fps,
-        camera=cfg.env.camera,
-        image_shape=(size, size, 3),
-        action_names=ACTION_NAMES,
-        state_names=STATE_NAMES,
-        video=cfg.video,
-        robot_type="sawyer",
-        overwrite=cfg.overwrite,
-    )
-    bar = tqdm(total=len(cfg.env.tasks) * cfg.episodes_per_task, unit="episode", disable=not progress)
-    with writer, bar:
-        for task in cfg.env.tasks:
-            rng = task_rng(cfg, task)
-            episode_seeds = rng.integers(2**31, size=cfg.episodes_per_task).tolist()
-            kinds = episode_kinds(cfg, rng)
-            env = PixelMetaWorldEnv(task, cfg.env)
-            try:
-                successes = 0
-                for kind, seed in zip(kinds, episode_seeds):
-                    if cfg.scene_draws.active:
-                        env.set_scene(cfg.scene_draws.draw(cfg.env.scene, np.random.default_rng((seed, SCENE_STREAM))))
-                    episode = record_episode(env, kind, cfg, seed)
-                    writer.add_episode(episode)
-                    successes += episode.success
-                    bar.set_postfix(task=task, successes=successes)
-                    bar.update()
-            finally:
-                env.close()
-        return writer.finalize()
