@@ -142,8 +142,7 @@ def test_ros2_launch_deploy_in_sim_moves_the_arm(install_space, ros):
 
 
 def test_ros2_launch_train_dreams_rewards_and_acts(install_space, ros, tmp_path):
-    from test_dreamer import tiny_run
-
+    from helpers.wm_synthetic import tiny_run
     from roboscape_r_ros.msg import Action, Reward
 
     actions, rewards = count(ros, Action, "/roboscape/action"), count(ros, Reward, "/roboscape/reward")

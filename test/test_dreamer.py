@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.toy_world import write_run
-from helpers.wm_synthetic import write_dataset
+from helpers.wm_synthetic import HELD_OUT, tiny_run
 from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
@@ -32,18 +31,7 @@ from roboscape_r_ros.runtime.sessions.dream_session import (
 )
 from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 
-HELD_OUT = [6, 7]
 NEUTRAL = [0.0, 0.0, 0.0, 0.0]
-
-
-def tiny_run(folder: Path, *overrides: str) -> Path:
-    """A train-wm run folder: a random tiny world model + split.json over a small synthetic dataset."""
-    data = EpisodeDataset.open(write_dataset(folder / "data", per_kind=1))
-    torch.manual_seed(0)
-    cfg = load_config(
-        WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", *overrides]
-    )
-    return write_run(folder / "run", WorldModel(cfg), data, HELD_OUT)
 
 
 @pytest.fixture(scope="module")
@@ -206,20 +194,6 @@ def watch(ros):
     return seen
 
 
-def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
-    from sensor_msgs.msg import Image
-
-    msg = Image(
-        height=frame.shape[0],
-        width=frame.shape[1],
-        encoding=encoding,
-        step=frame.shape[1] * frame.shape[2],
-        data=frame.tobytes(),
-    )
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return msg
-
-
 def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ros, run, watch):
     from std_srvs.srv import Trigger
 
@@ -291,7 +265,7 @@ def test_imagine_mode_steps_once_per_valid_action_refuses_bad_ones_and_resets(ro
 
 
 def test_shadow_mode_publishes_prediction_and_error_and_drops_bad_frames(ros, run, watch):
-    from helpers.ros_harness import action
+    from helpers.ros_harness import action, image
 
     proc = ros.start(
         "roboscape_r_ros.nodes.dreamer",

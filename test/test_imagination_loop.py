@@ -9,19 +9,18 @@ reward_publisher's goal model from each episode's first frame and the context ep
 from __future__ import annotations
 
 import pytest
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_dreamer import tiny_run  # noqa: E402
-from test_ros_loop import Output, assert_all_stopped  # noqa: E402
 
 from helpers import REPO  # noqa: E402
+from helpers.ros_harness import LATCHED, Output, assert_all_stopped  # noqa: E402
+from helpers.wm_synthetic import tiny_run  # noqa: E402
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MAX_STEPS = 5
 
 

@@ -342,7 +342,8 @@ def test_parameter_files_match_the_declared_parameters_and_every_parameter_is_de
     import importlib
 
     import rclpy
-    from test_dreamer import tiny_run
+
+    from helpers.wm_synthetic import tiny_run
 
     world_model = ["-p", f"world_model:={tiny_run(tmp_path)}"]  # the YAML leaves it empty (launch argument)
     services: dict[str, set[str]] = {}
@@ -459,7 +460,7 @@ def test_every_node_exits_0_on_stop_signals_while_importing_or_running(ros, tmp_
     """Each node process of the graph as its executable runs it, signalled during its imports or once it is
     up, and again every 0.2 s until it exits (ros2 launch signals each node after the terminal did): a
     signal in the imports ended it with a traceback, one in its exit (torch's teardown) with -signal."""
-    from test_dreamer import tiny_run
+    from helpers.wm_synthetic import tiny_run
 
     processes = plan(LaunchConfig(mode=mode, arg={"world_model": str(tiny_run(tmp_path))}))
     children = {

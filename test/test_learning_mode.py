@@ -104,7 +104,9 @@ def test_policy_controller_in_learning_mode_updates_and_saves_the_policy(ros, tm
     holds meanwhile, writes a new checkpoint and acts on with the updated policy."""
     msg = pytest.importorskip("roboscape_r_ros.msg")
     from std_msgs.msg import String
-    from test_policy_controller import RELIABLE, Rig, image
+
+    from helpers.policy_rig import Rig, camera_image
+    from helpers.ros_harness import RELIABLE_50
 
     start = ImagePolicy(PolicyConfig(image_size=16, action_dim=4, channels=[8], hidden=16)).save(
         tmp_path / "start.safetensors"
@@ -135,13 +137,13 @@ def test_policy_controller_in_learning_mode_updates_and_saves_the_policy(ros, tm
     assert ros.spin_until(
         lambda: rig.obs_pub.get_subscription_count() > 0, 30
     )  # node up: frames stamped from now on are fresh
-    reward_pub = ros.node.create_publisher(msg.Reward, "reward", RELIABLE)
+    reward_pub = ros.node.create_publisher(msg.Reward, "reward", RELIABLE_50)
     rig.episode_pub.publish(String(data="ep-learn"))
-    rig.goal_pub.publish(image(rig.now(), size=16))
+    rig.goal_pub.publish(camera_image(rig.now(), size=16))
     checkpoint = out / "policy.safetensors"
     previous = None
     for step in range(40):  # 8 transitions + their successors suffice; more frames wait out the update
-        obs = image(rig.now(), size=16)
+        obs = camera_image(rig.now(), size=16)
         if previous is not None:  # the reward on this frame pays the action that answered the previous one
             reward_pub.publish(
                 msg.Reward(
@@ -153,7 +155,7 @@ def test_policy_controller_in_learning_mode_updates_and_saves_the_policy(ros, tm
         if checkpoint.exists():
             break
     assert checkpoint.exists(), "no checkpoint after 40 steps"
-    rig.answer(image(rig.now(), size=16), timeout_s=30)  # acting again after the update
+    rig.answer(camera_image(rig.now(), size=16), timeout_s=30)  # acting again after the update
     log = ros.stop(proc)
     assert "learning mode: sampled actions, a PPO update every 8 transitions" in log, log
     assert "learning: PPO update 1 on 8 transitions; holding the arm (no commands) until it is done" in log, log

@@ -128,12 +128,13 @@ def test_a_dataset_that_does_not_say_what_its_actions_mean_is_refused(trained, t
 
 def test_the_deployed_policy_commands_the_sim_arm_with_the_datasets_action_spec(trained, ros):
     msg = pytest.importorskip("roboscape_r_ros.msg")
-    from test_ros_loop import RELIABLE, Output, launch
+    from helpers.ros_harness import RELIABLE_500, Output
+    from helpers.sim_loop import launch
 
     root, _, _ = trained
     spec = EpisodeDataset.open(root / "dataset").info["action_spec"]
     actions = []
-    ros.node.create_subscription(msg.Action, "/loop/action", actions.append, RELIABLE)
+    ros.node.create_subscription(msg.Action, "/loop/action", actions.append, RELIABLE_500)
     out = Output(
         launch(
             ros,

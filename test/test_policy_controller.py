@@ -7,75 +7,18 @@ import time
 
 import numpy as np
 import pytest
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 msg = pytest.importorskip("roboscape_r_ros.msg")
-from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Bool, Float64MultiArray, String  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+from std_msgs.msg import Bool, String  # noqa: E402
 
+from helpers.policy_rig import Rig, camera_image  # noqa: E402
+from helpers.ros_harness import LATCHED, RELIABLE_50  # noqa: E402
 from roboscape_r_ros.nodes.messaging import time_ns  # noqa: E402
 from roboscape_r_ros.runtime.sessions.sim_session import METAWORLD_OBS_NAMES  # noqa: E402
 
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 CONTROLLER = "roboscape_r_ros.nodes.policy_controller"
-
-
-def image(stamp, size=64, encoding="rgb8") -> Image:
-    rgb = np.random.default_rng(0).integers(0, 255, (size, size, 3), np.uint8)
-    m = Image(height=size, width=size, encoding=encoding, step=size * 3, data=rgb.tobytes())
-    m.header.stamp, m.header.frame_id = stamp, "camera"
-    return m
-
-
-class Rig:
-    """The harness as camera, arm and operator of one policy_controller; ``estop_released``: the
-    latched "not engaged" e-stop of a sim graph, else the e-stop's state is left to the test."""
-
-    def __init__(self, ros, estop_released: bool = True) -> None:
-        self.ros = ros
-        node = ros.node
-        if estop_released:
-            ros.release_estop()
-        self.obs_pub = node.create_publisher(Image, "observation", qos_profile_sensor_data)
-        self.goal_pub = node.create_publisher(Image, "goal_image", LATCHED)
-        self.state_pub = node.create_publisher(JointState, "state", RELIABLE)
-        self.pose_pub = node.create_publisher(PoseStamped, "ee_pose", RELIABLE)
-        self.estop_pub = node.create_publisher(Bool, "estop", RELIABLE)
-        self.episode_pub = node.create_publisher(String, "episode", LATCHED)
-        self.actions, self.out = [], {}
-        node.create_subscription(msg.Action, "action", self.actions.append, RELIABLE)
-        for kind, topic in (
-            (PoseStamped, "cmd_pose"),
-            (TwistStamped, "cmd_twist"),
-            (Float64MultiArray, "cmd_array"),
-            (JointTrajectory, "cmd_trajectory"),
-        ):
-            self.out[topic] = []
-            node.create_subscription(kind, topic, self.out[topic].append, RELIABLE)
-
-    def now(self):
-        return self.ros.node.get_clock().now().to_msg()
-
-    def answer(self, obs: Image, timeout_s=15.0):
-        """Publish obs (again each tick: best effort may drop; one stamp is answered once) until answered."""
-        answers = lambda: [a for a in self.actions if a.header.stamp == obs.header.stamp]  # noqa: E731
-        assert self.ros.spin_until(lambda: answers(), timeout_s, tick=lambda: self.obs_pub.publish(obs)), "no action"
-        return answers()[0]
-
-    def warm_up(self, timeout_s=30.0):
-        """Freshly stamped frames until the first action: discovery done, node up."""
-        assert self.ros.spin_until(
-            lambda: len(self.actions) > 0, timeout_s, tick=lambda: self.obs_pub.publish(image(self.now()))
-        ), "no action"
-
-    def quiet(self, seconds: float, tick=None) -> int:
-        """Spin for a while; how many actions arrived meanwhile."""
-        seen = len(self.actions)
-        self.ros.spin_until(lambda: False, seconds, tick=tick)
-        return len(self.actions) - seen
 
 
 def test_one_complete_action_per_observation_and_the_adapter_messages(ros):
@@ -100,7 +43,7 @@ def test_one_complete_action_per_observation_and_the_adapter_messages(ros):
     pose.pose.position.x, pose.pose.position.y, pose.pose.position.z, pose.pose.orientation.w = 0.1, 0.6, 0.2, 1.0
     rig.warm_up()  # the first answers may come before ee_pose and episode arrived
     ros.spin_until(lambda: False, 0.3, tick=lambda: rig.pose_pub.publish(pose))
-    obs = image(rig.now())
+    obs = camera_image(rig.now())
     a = rig.answer(obs)
     assert a.names == ["dx", "dy", "dz", "gripper"] and a.units == ["m", "m", "m", "1"]
     assert list(a.scale) == [0.01, 0.01, 0.01, 1.0] and list(a.lower) == [-1.0] * 4 and list(a.upper) == [1.0] * 4
@@ -114,7 +57,7 @@ def test_one_complete_action_per_observation_and_the_adapter_messages(ros):
     seen = len(rig.actions)
     rig.quiet(0.5, tick=lambda: rig.obs_pub.publish(obs))
     assert len(rig.actions) > seen and all(again == a for again in rig.actions[seen:])
-    assert rig.answer(image(rig.now())).step == a.step + 1
+    assert rig.answer(camera_image(rig.now())).step == a.step + 1
     # Adapters (contract/adapters.py): each message of the action answering `obs`.
     assert ros.spin_until(lambda: all(rig.out[t] for t in rig.out if t != "cmd_trajectory"), 5)
     twist = next(m for m in rig.out["cmd_twist"] if m.header.stamp == obs.header.stamp)
@@ -150,7 +93,7 @@ def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_ea
     def good_pair():
         stamp = rig.now()
         rig.state_pub.publish(state_msg(stamp))
-        return image(stamp)
+        return camera_image(stamp)
 
     assert ros.spin_until(
         lambda: rig.actions, 30.0, tick=lambda: rig.obs_pub.publish(good_pair())
@@ -158,9 +101,9 @@ def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_ea
     rig.quiet(0.8)  # answers to the other warm-up frames, then the watchdog's hold
     wrong_encoding = good_pair()
     wrong_encoding.encoding = "yuv422"
-    stale = image(rig.now())
+    stale = camera_image(rig.now())
     stale.header.stamp.sec -= 10
-    unstamped = image(rig.now())
+    unstamped = camera_image(rig.now())
     unstamped.header.stamp.sec, unstamped.header.stamp.nanosec = 0, 0
     nan_state_stamp = rig.now()
     nan_state_stamp.sec += 1  # well apart from every other stamp (and ahead of the clock: not stale)
@@ -168,7 +111,7 @@ def test_bad_frames_stale_stamps_and_bad_state_give_no_action_and_one_warning_ea
     nan_state[5] = math.nan
     rig.state_pub.publish(state_msg(nan_state_stamp, nan_state))
     rig.state_pub.publish(state_msg(rig.now(), state[:30], METAWORLD_OBS_NAMES[:30]))  # names missing
-    no_state = image(nan_state_stamp)  # its state was refused: nothing to act on
+    no_state = camera_image(nan_state_stamp)  # its state was refused: nothing to act on
     seen = len(rig.actions)
     for _ in range(10):
         for bad in (wrong_encoding, stale, unstamped, no_state):
@@ -216,7 +159,7 @@ def test_watchdog_holds_once_and_estop_holds_until_released(ros):
     here.pose.position.x, here.pose.position.y, here.pose.position.z, here.pose.orientation.w = 0.1, 0.6, 0.2, 1.0
 
     def stream():  # a camera at ~20 Hz, and the arm's pose
-        rig.obs_pub.publish(image(rig.now()))
+        rig.obs_pub.publish(camera_image(rig.now()))
         rig.pose_pub.publish(here)
 
     def is_hold(twist) -> bool:
@@ -268,7 +211,7 @@ def test_an_estop_latched_before_the_controller_started_holds_it_until_released(
     ros.spin_until(lambda: False, 1.0)  # the latched value is delivered on matching
 
     def stream():
-        rig.obs_pub.publish(image(rig.now()))
+        rig.obs_pub.publish(camera_image(rig.now()))
 
     assert rig.quiet(3.0, tick=stream) == 0
     latched_estop.publish(Bool(data=False))
@@ -285,7 +228,7 @@ def test_nothing_moves_until_the_estop_state_is_heard(ros):
     rig = Rig(ros, estop_released=False)
 
     def stream():
-        rig.obs_pub.publish(image(rig.now()))
+        rig.obs_pub.publish(camera_image(rig.now()))
 
     assert ros.spin_until(lambda: rig.obs_pub.get_subscription_count() > 0, 30)
     assert rig.quiet(3.0, tick=stream) == 0
@@ -303,9 +246,9 @@ def test_a_simulator_that_waited_through_a_hold_gets_its_frame_answered(ros):
 
     proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "stale_after_s:=0.5", "-p", "use_sim_time:=true")
     rig = Rig(ros)
-    clock_pub = ros.node.create_publisher(Clock, "/clock", RELIABLE)
+    clock_pub = ros.node.create_publisher(Clock, "/clock", RELIABLE_50)
     frozen = Clock(clock=rig.now())  # the sim's time: it advances only when the sim steps
-    frame = image(frozen.clock)
+    frame = camera_image(frozen.clock)
 
     def sim_waiting():
         clock_pub.publish(frozen)
@@ -324,10 +267,10 @@ def test_a_simulator_that_waited_through_a_hold_gets_its_frame_answered(ros):
 def test_no_action_without_a_goal_when_one_is_required(ros):
     proc = ros.start(CONTROLLER, "-p", "backend:=random", "-p", "require_goal:=true", "-p", "warning_period_s:=60.0")
     rig = Rig(ros)
-    stream = lambda: rig.obs_pub.publish(image(rig.now()))  # noqa: E731
+    stream = lambda: rig.obs_pub.publish(camera_image(rig.now()))  # noqa: E731
     ros.spin_until(lambda: rig.obs_pub.get_subscription_count() > 0, 20)
     assert rig.quiet(1.5, tick=stream) == 0
-    rig.goal_pub.publish(image(rig.now()))  # latched: arrives even though published once
+    rig.goal_pub.publish(camera_image(rig.now()))  # latched: arrives even though published once
     assert ros.spin_until(lambda: len(rig.actions) > 0, 10, tick=stream)
     log = ros.stop(proc)
     assert log.count("no goal image yet") == 1 and "goal image received (64x64)" in log, log
@@ -394,10 +337,10 @@ def test_the_learned_backend_drives_from_an_exported_onnx_policy(ros, tmp_path):
     onnx_file = export_policy(policy.save(tmp_path / "policy.safetensors"), tmp_path / "policy.onnx").path
     proc = ros.start(CONTROLLER, "-p", "backend:=learned", "-p", f"checkpoint:={onnx_file}", "-p", "stale_after_s:=5.0")
     rig = Rig(ros)
-    goal = inverted(image(rig.now()))
+    goal = inverted(camera_image(rig.now()))
     rig.goal_pub.publish(goal)
     rig.warm_up()
-    obs = image(rig.now())
+    obs = camera_image(rig.now())
     a = rig.answer(obs)
     np.testing.assert_allclose(a.values, expected_action(onnx_file, obs, goal), atol=1e-5)
     assert a.source == "learned"
@@ -420,19 +363,19 @@ def test_a_bad_hot_reload_is_refused_and_the_old_policy_keeps_driving(ros, tmp_p
         *("-p", "reload_check_s:=0.1"),
     )
     rig = Rig(ros)
-    goal = inverted(image(rig.now()))
+    goal = inverted(camera_image(rig.now()))
     rig.goal_pub.publish(goal)
     rig.warm_up()
     client = ros.node.create_client(Trigger, "reload_policy")
     assert client.wait_for_service(timeout_sec=10)
 
     def answered_by(policy_file) -> bool:
-        obs = image(rig.now())
+        obs = camera_image(rig.now())
         return np.allclose(rig.answer(obs).values, expected_action(policy_file, obs, goal), atol=1e-5)
 
     assert answered_by(kept)
     write_atomic(live, live.read_bytes()[:5000])  # a truncated copy: the watch sees it, refuses it once
-    rig.quiet(0.6, tick=lambda: rig.obs_pub.publish(image(rig.now())))
+    rig.quiet(0.6, tick=lambda: rig.obs_pub.publish(camera_image(rig.now())))
     future = client.call_async(Trigger.Request())  # the service refuses it too, with the same line
     assert ros.spin_until(future.done, 10) and not future.result().success
     assert "reload refused, the old policy keeps running" in future.result().message
@@ -457,7 +400,7 @@ def test_the_out_of_domain_guard_holds_while_dream_error_stays_high(ros):
         *("-p", "ood_guard.threshold:=0.01", "-p", "ood_guard.trip_after:=2", "-p", "ood_guard.release_after:=3"),
     )
     rig = Rig(ros)
-    error_pub = ros.node.create_publisher(Float32, "dream/error", RELIABLE)
+    error_pub = ros.node.create_publisher(Float32, "dream/error", RELIABLE_50)
     rig.warm_up()
     ros.spin_until(lambda: error_pub.get_subscription_count() > 0, 10)
     for value in (0.05, 0.002, 0.05, 0.05):  # the low one restarts the count: the fourth trips it
@@ -465,11 +408,11 @@ def test_the_out_of_domain_guard_holds_while_dream_error_stays_high(ros):
     assert ros.spin_until(lambda: any(a.source == "hold:ood" for a in rig.actions), 10)
     hold = next(a for a in rig.actions if a.source == "hold:ood")
     assert list(hold.values[:3]) == [0.0] * 3  # velocity mode: zero motion (the gripper, hold_last, kept)
-    assert rig.quiet(1.0, tick=lambda: rig.obs_pub.publish(image(rig.now()))) == 0  # fresh frames, no commands
+    assert rig.quiet(1.0, tick=lambda: rig.obs_pub.publish(camera_image(rig.now()))) == 0  # fresh frames, no commands
     for _ in range(3):
         error_pub.publish(Float32(data=0.004))
     seen = len(rig.actions)
-    stream = lambda: rig.obs_pub.publish(image(rig.now()))  # noqa: E731
+    stream = lambda: rig.obs_pub.publish(camera_image(rig.now()))  # noqa: E731
     assert ros.spin_until(lambda: len(rig.actions) > seen, 10, tick=stream)  # commands resume
     log = ros.stop(proc)
     assert log.count("out-of-domain guard: dream/error above 0.01 for 2 predictions") == 1, log
@@ -487,8 +430,8 @@ def test_a_guard_hold_that_lasts_hold_timeout_s_ends_the_episode_until_a_new_one
         *("-p", "ood_guard.trip_after:=1", "-p", "ood_guard.release_after:=1", "-p", "ood_guard.hold_timeout_s:=1.0"),
     )
     rig = Rig(ros)
-    error_pub = ros.node.create_publisher(Float32, "dream/error", RELIABLE)
-    stream = lambda: rig.obs_pub.publish(image(rig.now()))  # noqa: E731
+    error_pub = ros.node.create_publisher(Float32, "dream/error", RELIABLE_50)
+    stream = lambda: rig.obs_pub.publish(camera_image(rig.now()))  # noqa: E731
     rig.episode_pub.publish(String(data="ep-1"))
     rig.warm_up()
     ros.spin_until(lambda: error_pub.get_subscription_count() > 0, 10)

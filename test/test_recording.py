@@ -179,7 +179,8 @@ def test_nothing_recorded_leaves_no_folder_and_bad_settings_are_refused(tmp_path
 def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, tmp_path):
     msg = pytest.importorskip("roboscape_r_ros.msg")
     from std_srvs.srv import Trigger
-    from test_ros_loop import RELIABLE, Output
+
+    from helpers.ros_harness import RELIABLE_500, Output
 
     out = tmp_path / "recorded"
     sent = {}  # stamp -> values of the last Action the controller published for it (the one the sim executed)
@@ -187,7 +188,7 @@ def test_sim_camera_ingest_and_controller_record_what_the_controller_sent(ros, t
         msg.Action,
         "/rec/action",
         lambda a: sent.update({(a.header.stamp.sec, a.header.stamp.nanosec): list(a.values)}),
-        RELIABLE,
+        RELIABLE_500,
     )
     ns = ("-r", "__ns:=/rec")
     sim = Output(
@@ -289,7 +290,9 @@ def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Header
-    from test_policy_controller import RELIABLE, image
+
+    from helpers.policy_rig import camera_image
+    from helpers.ros_harness import RELIABLE_50
 
     out = tmp_path / "recorded"
     proc = ros.start(
@@ -307,9 +310,9 @@ def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
     )
     frames, raw = [], ros.node.create_publisher(Image, "image_raw", qos_profile_sensor_data)
     ros.node.create_subscription(Image, "observation", frames.append, qos_profile_sensor_data)
-    actions = ros.node.create_publisher(msg.Action, "action", RELIABLE)
-    joints = ros.node.create_publisher(JointState, "state", RELIABLE)
-    obs = image(ros.node.get_clock().now().to_msg(), size=32)
+    actions = ros.node.create_publisher(msg.Action, "action", RELIABLE_50)
+    joints = ros.node.create_publisher(JointState, "state", RELIABLE_50)
+    obs = camera_image(ros.node.get_clock().now().to_msg(), size=32)
     state = JointState(header=Header(stamp=obs.header.stamp), name=["j1", "j2"], position=[0.25, -0.5])
     # published again with each frame: best effort (a repeated stamp is recorded once)
     assert ros.spin_until(lambda: frames, 20, tick=lambda: (joints.publish(state), raw.publish(obs)))
@@ -323,7 +326,7 @@ def test_bad_actions_are_not_recorded_and_warned_once_each(ros, tmp_path):
         actions.publish(action([float("nan"), 0.0, 0.0, 0.0]))
         actions.publish(action([0.1, 0.0, 0.0, 0.0], stamp=later))  # answers no frame seen
     actions.publish(action([0.5, -0.5, 0.25, 1.0]))
-    stale = image(Time(sec=obs.header.stamp.sec + 2, nanosec=obs.header.stamp.nanosec), size=32)
+    stale = camera_image(Time(sec=obs.header.stamp.sec + 2, nanosec=obs.header.stamp.nanosec), size=32)
     assert ros.spin_until(
         lambda: len(frames) > 1 and frames[-1].header.stamp == stale.header.stamp, 20, tick=lambda: raw.publish(stale)
     )

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from test_dreamer import image, tiny_run
 
+from helpers.wm_synthetic import tiny_run
 from roboscape_r_ros.data.reader import EpisodeDataset
 from roboscape_r_ros.errors import RoboscapeError
 from roboscape_r_ros.imagination.reward import EndogenousReward, RewardConfig
@@ -100,6 +100,7 @@ def test_a_reward_per_frame_nothing_without_a_goal_and_bad_input_dropped(ros, ru
     from sensor_msgs.msg import Image
     from visualization_msgs.msg import Marker
 
+    from helpers.ros_harness import image
     from roboscape_r_ros.msg import Reward
 
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

@@ -10,8 +10,6 @@ stops every node cleanly.
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -20,47 +18,17 @@ msg = pytest.importorskip("roboscape_r_ros.msg")
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from helpers import REPO  # noqa: E402
-from helpers.ros_harness import Output  # noqa: E402
+from helpers.ros_harness import RELIABLE_500, Output, assert_all_stopped  # noqa: E402
+from helpers.sim_loop import MAX_STEPS, launch  # noqa: E402
 
-RELIABLE = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
 # sim_bridge's success is latched: a harness matched only after the loop ran still gets the last step's.
 SUCCESS = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-MAX_STEPS = 100
-
-
-def launch(ros, *overrides: str) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "roboscape_r_ros.cli",
-        "launch",
-        "mode=sim",
-        "namespace=loop",
-        "param.sim_bridge.camera_resolution=64",
-        "param.sim_bridge.auto_reset=false",
-        f"param.sim_bridge.max_steps={MAX_STEPS}",
-        *overrides,
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ros.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ros.processes.append(proc)
-    return proc
-
-
-def assert_all_stopped(log: str, proc: subprocess.Popen) -> None:
-    assert proc.returncode == 0, log
-    pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", log)]
-    assert len(pids) == 3, log
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-    assert "all nodes stopped" in log and "Traceback" not in log, log
 
 
 def watch(ros):
     success, actions = [], []
     ros.node.create_subscription(Bool, "/loop/success", success.append, SUCCESS)
-    ros.node.create_subscription(msg.Action, "/loop/action", actions.append, RELIABLE)
+    ros.node.create_subscription(msg.Action, "/loop/action", actions.append, RELIABLE_500)
     return success, actions
 
 
@@ -201,7 +169,7 @@ def test_an_out_of_domain_hold_that_times_out_asks_sim_bridge_for_the_next_episo
     _, actions = watch(ros)
     guard = ("threshold=0.01", "trip_after=1", "hold_timeout_s=1.0")
     out = Output(launch(ros, "arg.backend=random", *(f"param.policy_controller.ood_guard.{g}" for g in guard)))
-    error_pub = ros.node.create_publisher(Float32, "/loop/dream/error", RELIABLE)
+    error_pub = ros.node.create_publisher(Float32, "/loop/dream/error", RELIABLE_500)
     assert ros.spin_until(lambda: error_pub.get_subscription_count() > 0 and actions, 60), out.text()
     error_pub.publish(Float32(data=0.5))
     out.wait(ros, r"held for 1 s: episode reach-v3-seed0-ep0000 ended", 30)

@@ -1,4 +1,5 @@
-"""Real rclpy across processes for tests: a private ROS_DOMAIN_ID, node subprocesses, a spin helper.
+"""Real rclpy across processes for tests: a private ROS_DOMAIN_ID, node subprocesses, a spin helper, the
+harness's QoS profiles and message builders.
 
 Each RosHarness gets its own domain id, so test runs on one machine (and tests inside a run) never
 see each other's traffic; discovery stays on loopback.
@@ -16,10 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from helpers import REPO
+
+RELIABLE_50 = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE_500 = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)  # a launched loop's whole episodes
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 _domain_ids = itertools.count((os.getpid() * 7) % 80 + 1)
 
@@ -127,6 +135,34 @@ class Output:
 
     def text(self) -> str:
         return "".join(self.lines)
+
+
+def assert_all_stopped(log: str, proc: subprocess.Popen) -> None:
+    """The launcher ``proc`` (its output: ``log``) exited 0 after stopping each of the 3 nodes it started."""
+    assert proc.returncode == 0, log
+    pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", log)]
+    assert len(pids) == 3, log
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "all nodes stopped" in log and "Traceback" not in log, log
+
+
+def image(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8", frame_id: str = ""):
+    """A sensor_msgs/Image of ``frame`` (uint8 [H, W, C]) stamped ``stamp_ns``, labelled ``encoding`` whatever
+    the frame holds (a wrong one is a test's bad input)."""
+    from sensor_msgs.msg import Image
+
+    msg = Image(
+        height=frame.shape[0],
+        width=frame.shape[1],
+        encoding=encoding,
+        step=frame.shape[1] * frame.shape[2],
+        data=frame.tobytes(),
+    )
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
 
 
 def action(values, stamp=None, **fields):

@@ -7,7 +7,8 @@ expert aims at the wrong place: never succeeds, runs to the step cap) and random
 Success = the square covers the marker; 2 frames are kept after it. Done labels are the paper's.
 
 train-wm runs on it: the tests' arguments (``train_wm_args``), the step a stage saved (``saved_step``)
-and a run killed as soon as a stage saved a given step (``kill_once_saved``).
+and a run killed as soon as a stage saved a given step (``kill_once_saved``); without training, ``tiny_run``:
+a run folder of a random-weight tiny world model beside a small dataset of it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from helpers.toy_world import write_run
+from roboscape_r_ros.config import load_config
 from roboscape_r_ros.data.done_labels import done_labels
 from roboscape_r_ros.data.lerobot import DatasetWriter, Episode
+from roboscape_r_ros.data.reader import EpisodeDataset
+from roboscape_r_ros.world_model import WorldModel, WorldModelConfig
 from roboscape_r_ros.world_model.checkpoint import load_tensors
 
 SIZE, SQUARE, STEP, MAX_LEN = 32, 8, 2, 28
@@ -29,6 +35,7 @@ TASKS = {
     "push-v3": ("Push the square onto the blue marker.", np.array([6, 20])),
 }
 NOISE = {"expert": 0.1, "noisy": 0.5, "failed": 0.1, "random": None}
+HELD_OUT = [6, 7]  # tiny_run's held-out episodes
 
 
 def render(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -98,6 +105,16 @@ def write_dataset(root: Path, per_kind: int = 3, seed: int = 0, scale: int = 1, 
                         ep.frames = ep.frames.repeat(scale, axis=1).repeat(scale, axis=2)
                     writer.add_episode(ep)
     return root
+
+
+def tiny_run(folder: Path, *overrides: str) -> Path:
+    """A train-wm run folder: a random tiny world model + split.json over a small synthetic dataset."""
+    data = EpisodeDataset.open(write_dataset(folder / "data", per_kind=1))
+    torch.manual_seed(0)
+    cfg = load_config(
+        WorldModelConfig, "world_model", "tiny", ["image_size=32", "action_dim=4", "context_length=3", *overrides]
+    )
+    return write_run(folder / "run", WorldModel(cfg), data, HELD_OUT)
 
 
 def train_wm_args(dataset: Path, run: Path, steps: dict[str, int], *extra: str) -> list[str]:
