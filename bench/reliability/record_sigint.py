@@ -79,6 +79,7 @@ def measure(graph: Graph, episodes: int, out: Path, env: dict) -> dict:
     )
     line = next((x for x in inspect.stdout.splitlines() if x.startswith("episodes")), inspect.stderr.strip())
     kept = frames[: len(finished)]
+    log = next((x for _, x in graph.lines if "recording finished" in x or "recording lost" in x), None)
     return {
         "graph": "roboscape-r launch mode=sim (reach-v3, expert, 20-step episodes, 64x64) + camera_ingest record.*",
         "episode_length_s": round(length_s, 2),
@@ -96,5 +97,5 @@ def measure(graph: Graph, episodes: int, out: Path, env: dict) -> dict:
         "cut_episode_written": len(frames) > len(finished),
         "inspect_exit_status": inspect.returncode,
         "inspect_episodes_line": line,
-        "recording_log": next((x for _, x in graph.lines if "recording finished" in x or "recording lost" in x), None),
+        "recording_log": log and log.replace(str(out.parent), "<tmp>"),  # no machine path in a committed result
     }
