@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict
 
 import torch
 
@@ -195,7 +195,7 @@ def stage_configs(cfg: DemoConfig) -> StageConfigs:
     evaluate_wm = copy.deepcopy(cfg.evaluate_wm)
     evaluate_wm.run, evaluate_wm.output, evaluate_wm.threads = str(wm_run), str(out / WM_EVAL_DIR), cfg.threads
     # the pipeline's one device: any torch device name ("cuda:1" too), which torch_device checks
-    evaluate_wm.device = cast(Literal["auto", "cpu", "cuda"], policy.device)
+    evaluate_wm.device = policy.device
 
     evaluate = copy.deepcopy(cfg.evaluate)
     evaluate.env = copy.deepcopy(cfg.collect.env)

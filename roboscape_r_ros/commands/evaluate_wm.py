@@ -50,7 +50,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class EvaluateWMConfig:
     sheet_steps: int = option(8, help="world-model steps imagined under each held action of the controllability sheet")
     sheet_contexts: int = option(2, help="real context windows of the controllability sheet (different tasks first)")
     seed: int = option(0, help="seed of the action shuffle")
-    device: Literal["auto", "cpu", "cuda"] = option("auto", help="torch device (auto: cuda when available)")
+    device: str = option("auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
     threads: int = option(0, help="torch CPU threads (0: torch's default)")
     progress: bool = option(True, help="show progress bars")
 
