@@ -79,7 +79,7 @@ def test_every_node_file_is_as_thin_as_ros_examples_allow():
 def test_no_committed_result_names_a_path_of_the_machine_it_was_made_on():
     """docs/results/*.json are read on other machines: paths there are relative (ROS topic names such
     as "/wm/observation" are not paths)."""
-    machine_path = re.compile(r'(?<![\w.\-])(?:/(?:work|root|tmp|home|Users|check|opt|mnt|var)/|[A-Za-z]:\\\\)')
+    machine_path = re.compile(r"(?<![\w.\-])(?:/(?:work|root|tmp|home|Users|check|opt|mnt|var)/|[A-Za-z]:\\\\)")
     results = sorted((PACKAGE.parent / "docs" / "results").glob("*.json"))
     leaking = [p.name for p in results if machine_path.search(p.read_text())]
     assert not leaking, leaking
