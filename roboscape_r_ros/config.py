@@ -96,16 +96,13 @@ class FieldSpec:
     @property
     def range_text(self) -> str:
         """The range as a reader writes it: "[0, 1]", "(0, 1]", "> 0", "<= 5", or "" for none."""
-        lower = f"[{_number(self.low)}" if self.low is not None else ""
-        lower = lower or (f"({_number(self.above)}" if self.above is not None else "")
-        upper = f"{_number(self.high)}]" if self.high is not None else ""
-        upper = upper or (f"{_number(self.below)})" if self.below is not None else "")
-        if lower and upper:
-            return f"{lower}, {upper}"
-        if lower:
-            return (">= " if self.low is not None else "> ") + lower[1:]
-        if upper:
-            return ("<= " if self.high is not None else "< ") + upper[:-1]
+        lower = ("[", ">=", self.low) if self.low is not None else ("(", ">", self.above)
+        upper = ("]", "<=", self.high) if self.high is not None else (")", "<", self.below)
+        if lower[2] is not None and upper[2] is not None:
+            return f"{lower[0]}{_number(lower[2])}, {_number(upper[2])}{upper[0]}"
+        for _, operator, bound in (lower, upper):
+            if bound is not None:
+                return f"{operator} {_number(bound)}"
         return ""
 
     def range_error(self, value: Any) -> str | None:
@@ -160,7 +157,7 @@ def load_config(cls: type[T], command: str, preset: str | None, overrides: list[
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. env.resolution=96)")
-        _set_dotted(values, key.strip(), _parse_value(raw))
+        set_dotted(values, key.strip(), _parse_value(raw))
     return from_dict(cls, values)
 
 
@@ -228,7 +225,8 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """``tree`` with ``value`` at dotted ``key`` ("a.b": tree["a"]["b"]), groups made as needed."""
     parts = key.split(".")
     node = tree
     for part in parts[:-1]:

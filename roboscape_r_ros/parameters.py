@@ -20,7 +20,7 @@ import dataclasses
 import functools
 from typing import Any, TypeVar
 
-from roboscape_r_ros.config import from_dict, option
+from roboscape_r_ros.config import from_dict, option, set_dotted
 
 T = TypeVar("T")
 
@@ -55,9 +55,5 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     """``cls`` from the declared values by dotted name: types, choices and ranges checked (config.from_dict)."""
     nested: dict[str, Any] = {}
     for name, value in values.items():
-        *groups, leaf = name.split(".")
-        node = nested
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = value
+        set_dotted(nested, name, value)
     return from_dict(cls, nested)

@@ -61,8 +61,9 @@ def annotation(spec: FieldSpec) -> str:
 def group_docs(cls: type, prefix: str = "") -> dict[str, str]:
     """{"learning.": first paragraph of its dataclass's docstring} for every nested group of ``cls`` that has one."""
     docs = {}
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        hint = typing.get_type_hints(cls)[f.name]
+        hint = hints[f.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             doc = (hint.__doc__ or "").strip()
             if doc and not doc.startswith(f"{hint.__name__}("):  # dataclass's own signature text
