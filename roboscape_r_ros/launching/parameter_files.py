@@ -23,6 +23,7 @@ import yaml
 
 from roboscape_r_ros.config import FieldSpec, field_specs
 from roboscape_r_ros.launching import graph
+from roboscape_r_ros.markdown import table
 from roboscape_r_ros.runtime.gates.controller import PolicyControllerParams
 from roboscape_r_ros.runtime.sessions.dream_session import DreamerParams
 from roboscape_r_ros.runtime.sessions.ingest import CameraIngestParams
@@ -135,12 +136,12 @@ def parameters_doc() -> str:
             "",
             f"{spec.role}. Dataclass: `{cls.__name__}` in `{module_path(cls)}`; file: `config/{spec.params_file}`.",
             "",
-            "| parameter | type | default | description |",
-            "| --- | --- | --- | --- |",
         ]
-        for p in field_specs(cls):
-            row = (f"`{p.name}`", type_name(p), f"`{yaml_value(p.default)}`", p.help + annotation(p))
-            out.append("| " + " | ".join(map(_cell, row)) + " |")
+        rows = [
+            [_cell(f"`{p.name}`"), type_name(p), _cell(f"`{yaml_value(p.default)}`"), _cell(p.help + annotation(p))]
+            for p in field_specs(cls)
+        ]
+        out += table(["parameter", "type", "default", "description"], rows)
     return "\n".join(out) + "\n"
 
 
